@@ -1,0 +1,1 @@
+"""Typed, immutable domain values: reports, agreements, decisions. No I/O here."""
