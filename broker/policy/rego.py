@@ -1,0 +1,104 @@
+"""The in-process decision point: Rego evaluated by regopy (rego-cpp).
+
+regopy 1.5.2 has traps this module exists to contain (DESIGN.md):
+
+* a plain query prints ``undefined`` for both a false and an undefined
+  result, the output object is always truthy and ``ok()`` is true for
+  undefined, so we only ever run a *binding* query
+  (``decision := data.ixb.sharing.decision``) and treat a missing binding as
+  undefined;
+* calling ``expressions()`` on an undefined result aborts the process, so we
+  never call it;
+* the interpreter and an output object must outlive the reading of their
+  results, so both are held in locals until the result is converted.
+
+Anything that is not a well-formed decision raises PolicyUndecided.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import regopy
+from pydantic import ValidationError
+
+from broker.domain.decisions import Decision, DecisionInput
+from broker.errors import ConfigurationError, PolicyUndecided
+from broker.policy.bundle import PolicyBundle
+
+DECISION_QUERY = "decision := data.ixb.sharing.decision"
+
+
+class RegoDecisionPoint:
+    """Evaluates one bundle; build a new one to change policy."""
+
+    __slots__ = ("_bundle", "_interpreter", "_lock")
+
+    def __init__(self, bundle: PolicyBundle) -> None:
+        self._bundle = bundle
+        self._lock = threading.Lock()  # one interpreter, one evaluation at a time
+        interpreter = regopy.Interpreter()
+        for name, source in bundle.modules.items():
+            try:
+                interpreter.add_module(name, source)
+            except Exception as exc:  # regopy raises its own RegoError
+                raise ConfigurationError(f"{name}: Rego module does not compile") from exc
+        try:
+            interpreter.add_data(bundle.data())
+        except Exception as exc:
+            raise ConfigurationError("agreement data cannot be loaded into Rego") from exc
+        self._interpreter = interpreter
+        self._self_check()
+
+    @property
+    def bundle_hash(self) -> str:
+        return self._bundle.content_hash
+
+    def decide(self, decision_input: DecisionInput) -> Decision:
+        raw = self._evaluate(decision_input.model_dump(mode="json"))
+        try:
+            decision = Decision.model_validate(raw)
+        except ValidationError as exc:
+            raise PolicyUndecided(f"the policy returned a malformed decision: {exc}") from exc
+        return decision.model_copy(
+            update={
+                "bundle_hash": self.bundle_hash,
+                "field_rules": tuple(
+                    sorted(decision.field_rules, key=lambda r: (r.field, r.action))
+                ),
+                "reasons": tuple(sorted(decision.reasons)),
+            }
+        )
+
+    def _evaluate(self, document: dict[str, object]) -> object:
+        with self._lock:
+            interpreter = self._interpreter
+            try:
+                interpreter.set_input(regopy.Input(document))
+                output = interpreter.query(DECISION_QUERY)
+            except Exception as exc:
+                raise PolicyUndecided(f"rego evaluation failed ({type(exc).__name__})") from exc
+            if not output.ok():
+                raise PolicyUndecided("rego evaluation reported an error")
+            results = output.results
+            bindings = results[0].bindings if len(results) == 1 else {}
+            if "decision" not in bindings:
+                raise PolicyUndecided("the policy left the decision undefined")
+            return bindings["decision"]
+
+    def _self_check(self) -> None:
+        """Fail at load, not on the first message, if the modules do not compile."""
+        probe = DecisionInput(
+            origin="ZZ",
+            recipient="ZY",
+            report_type="other",
+            marking="TLP:CLEAR",
+            handling_code="H0",
+            now_s=0,
+        )
+        try:
+            self.decide(probe)
+        except PolicyUndecided as exc:
+            raise ConfigurationError(
+                f"policy bundle {self.bundle_hash[:19]} does not produce a decision: {exc}"
+            ) from exc
