@@ -1,0 +1,1 @@
+"""The enforcer: intake (verify, decode, validate), fan-out (decide, transform, sign), runner."""

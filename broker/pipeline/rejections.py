@@ -1,0 +1,58 @@
+"""Refused submissions, kept whole on ``ixb.rejected.<ORIGIN>`` with the reason.
+
+Nothing is dropped: the record carries the original key and value bytes and
+where they came from, so an operator can inspect the refusal or re-drive the
+message once the cause is fixed (``retriable`` says when that may help).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from broker.codec import SchemaCatalog
+from broker.errors import IxbError, RejectedInput
+from broker.topics import TopicNames
+from broker.transport import InboundRecord, OutboundRecord
+
+REJECTION_SCHEMA = "ixb.v1.Rejection"
+UNKNOWN_ORIGIN = "XX"  # used only if a record reached us on a non-submission topic
+
+
+def rejection(
+    catalog: SchemaCatalog,
+    topics: TopicNames,
+    inbound: InboundRecord,
+    error: IxbError,
+    now: dt.datetime,
+) -> OutboundRecord:
+    if isinstance(error, RejectedInput):
+        reason, detail, stage = error.reason, error.detail, error.stage
+    else:
+        reason, detail, stage = _code(error), str(error), "policy"
+    value = catalog.encode(
+        REJECTION_SCHEMA,
+        {
+            "reason": reason,
+            "detail": detail,
+            "stage": stage,
+            "retriable": error.retriable,
+            "source_topic": inbound.topic,
+            "source_partition": inbound.partition,
+            "source_offset": inbound.offset,
+            "rejected_at": now,
+            "original_key": inbound.key,
+            "original_value": inbound.value or b"",
+        },
+    )
+    origin = topics.nation_of_submit_topic(inbound.topic) or UNKNOWN_ORIGIN
+    return OutboundRecord(
+        topic=topics.rejected(origin),
+        key=inbound.key,
+        value=value,
+        headers=(("ixb-reason", reason.encode()), ("ixb-stage", stage.encode())),
+    )
+
+
+def _code(error: IxbError) -> str:
+    name = type(error).__name__
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

@@ -1,0 +1,211 @@
+"""The enforcer's loop: fetch a batch, process it, send every output, commit.
+
+The commit path, in order (DESIGN.md decision 2, STYLE.md 6):
+
+1. fetch a batch of submissions from every ``ixb.submit.*`` partition we own;
+2. build the batch context once (registry, policy, partners, clock);
+3. process each submission into outputs: deliveries, or one rejection;
+   an exception inside one submission becomes that submission's rejection,
+   never the end of the loop;
+4. send all outputs of the batch and wait until every one is acknowledged;
+5. only then commit, per partition, the offset after the batch's last record.
+
+If step 4 fails (Kafka unavailable), nothing is committed and the same
+outputs are sent again after a back-off until acknowledged. If the process
+stops or dies first, the uncommitted batch is processed again after the
+restart (or by the partitions' next owner). Outputs may therefore repeat (at
+least once); each delivery carries a stable delivery id for the receiver to
+de-duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from broker.codec import SchemaCatalog
+from broker.errors import IxbError, PolicyUndecided, RejectedInput, TransportError
+from broker.pipeline.context import BatchContext
+from broker.pipeline.fanout import FanOut
+from broker.pipeline.intake import Intake
+from broker.pipeline.rejections import rejection
+from broker.policy import PolicyDecisionPoint
+from broker.topics import TopicNames
+from broker.transport import InboundRecord, OutboundRecord, OutputProducer, SubmissionConsumer
+from broker.trust.keys import RegistryFile
+
+log = structlog.get_logger("ixb.enforcer")
+
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class EnforcerStats:
+    """Counters for operators, the demo and tests (Prometheus comes later)."""
+
+    submissions: int = 0  # processed (outputs computed)
+    completed: int = 0  # processed, outputs acknowledged
+    deliveries: int = 0
+    batches: int = 0
+    retries: int = 0
+    withheld: Counter[str] = field(default_factory=Counter)  # by reason
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
+
+
+class Enforcer:
+    def __init__(
+        self,
+        *,
+        consumer: SubmissionConsumer,
+        producer: OutputProducer,
+        intake: Intake,
+        fanout: FanOut,
+        catalog: SchemaCatalog,
+        topics: TopicNames,
+        registry: RegistryFile,
+        policy: PolicyDecisionPoint,
+        parties: frozenset[str],
+        batch_max_records: int = 500,
+        clock: Clock = utc_now,
+        retry_backoff_s: float = 0.5,
+        stats: EnforcerStats | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._intake = intake
+        self._fanout = fanout
+        self._catalog = catalog
+        self._topics = topics
+        self._registry = registry
+        self._policy = policy
+        self._parties = parties
+        self._batch_max_records = batch_max_records
+        self._clock = clock
+        self._retry_backoff_s = retry_backoff_s
+        self.stats = stats if stats is not None else EnforcerStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Process batches until ``stop`` is set; the batch in flight is finished first."""
+        log.info("enforcer_started", bundle_hash=self._policy.bundle_hash)
+        while not stop.is_set():
+            batch = await self._consumer.fetch(  # 1
+                timeout_ms=200, max_records=self._batch_max_records
+            )
+            if batch:
+                await self._complete(batch, stop)
+        log.info("enforcer_stopped", **_summary(self.stats))
+
+    async def _complete(self, batch: list[InboundRecord], stop: asyncio.Event) -> None:
+        """Process ``batch``, send its outputs until acknowledged, then commit."""
+        outputs = self.process(batch)  # 2, 3
+        while True:
+            try:
+                await self._producer.send_all(outputs)  # 4
+                break
+            except TransportError as exc:
+                self.stats.retries += 1
+                log.warning("batch_not_acknowledged", error=str(exc), records=len(batch))
+                if stop.is_set():
+                    return  # uncommitted: redone after restart or by the next owner
+                await asyncio.sleep(self._retry_backoff_s)
+        self.stats.completed += len(batch)
+        try:
+            await self._consumer.commit(_next_offsets(batch))  # 5
+        except TransportError as exc:
+            # Outputs are acknowledged. A later commit covers these offsets; if the
+            # partitions moved away, their new owner redoes the batch (same delivery ids).
+            log.warning("commit_failed", error=str(exc), records=len(batch))
+        self.stats.batches += 1
+
+    def process(self, batch: list[InboundRecord]) -> list[OutboundRecord]:
+        """Every output for ``batch``; pure apart from logging and counters."""
+        context = BatchContext(  # 2
+            registry=self._registry.current(),
+            policy=self._policy,
+            partners=self._parties | self._registry.current().nations(),
+            now=self._clock(),
+        )
+        outputs: list[OutboundRecord] = []
+        for inbound in batch:
+            outputs.extend(self._one(inbound, context))
+        return outputs
+
+    def _one(self, inbound: InboundRecord, context: BatchContext) -> list[OutboundRecord]:
+        bound = log.bind(topic=inbound.topic, partition=inbound.partition, offset=inbound.offset)
+        self.stats.submissions += 1
+        try:
+            accepted = self._intake.check(inbound, context)
+            routed = self._fanout.route(accepted, context)
+        except (RejectedInput, PolicyUndecided) as exc:
+            return [self._refuse(inbound, exc, context, bound)]
+        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the enforcer
+            # The exception text may carry payload values: record only its kind.
+            error = RejectedInput(
+                "internal_error", f"unexpected {type(exc).__name__}", stage="internal"
+            )
+            bound.error("submission_failed", error_kind=type(exc).__name__)
+            return [self._refuse(inbound, error, context, bound)]
+        report = accepted.report
+        for recipient, decision in routed.decisions:
+            if decision.allow:
+                assert decision.agreement is not None
+                bound.debug(
+                    "delivered",
+                    report_id=str(report.report_id),
+                    origin=report.origin,
+                    recipient=recipient,
+                    agreement=decision.agreement.id,
+                    agreement_version=decision.agreement.version,
+                )
+            else:
+                self.stats.withheld.update(decision.reasons)
+                bound.info(
+                    "withheld",
+                    report_id=str(report.report_id),
+                    origin=report.origin,
+                    recipient=recipient,
+                    reasons=list(decision.reasons),
+                )
+        self.stats.deliveries += len(routed.deliveries)
+        return list(routed.deliveries)
+
+    def _refuse(
+        self,
+        inbound: InboundRecord,
+        error: IxbError,
+        context: BatchContext,
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> OutboundRecord:
+        output = rejection(self._catalog, self._topics, inbound, error, context.now)
+        reason = dict(output.headers)["ixb-reason"].decode()
+        self.stats.rejected[reason] += 1
+        bound.warning("rejected", reason=reason, retriable=error.retriable)
+        return output
+
+
+def _next_offsets(batch: list[InboundRecord]) -> dict[tuple[str, int], int]:
+    offsets: dict[tuple[str, int], int] = {}
+    for r in batch:
+        key = (r.topic, r.partition)
+        offsets[key] = max(offsets.get(key, 0), r.offset + 1)
+    return offsets
+
+
+def _summary(stats: EnforcerStats) -> dict[str, object]:
+    return {
+        "submissions": stats.submissions,
+        "deliveries": stats.deliveries,
+        "batches": stats.batches,
+        "retries": stats.retries,
+        "withheld": dict(stats.withheld),
+        "rejected": dict(stats.rejected),
+    }

@@ -1,0 +1,67 @@
+"""Publishing: validate, encode, sign and send one agency's reports.
+
+Used by connectors (``connectors/``) and ``ixb publish``. The publisher signs
+with one agency key, so it refuses to send a report claiming another origin:
+the enforcer would refuse it anyway, and failing here tells the adapter why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.codec import SchemaCatalog
+from broker.domain.report import ThreatReport
+from broker.errors import ConfigurationError
+from broker.report_codec import encode_report
+from broker.topics import TopicNames
+from broker.transport import OutboundRecord, OutputProducer
+from broker.trust.envelopes import Signer
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    topic: str
+    report_id: str
+
+
+class Publisher:
+    __slots__ = ("_catalog", "_nation", "_producer", "_signer", "_topics")
+
+    def __init__(
+        self,
+        *,
+        nation: str,
+        catalog: SchemaCatalog,
+        signer: Signer,
+        producer: OutputProducer,
+        topics: TopicNames,
+    ) -> None:
+        self._nation = nation
+        self._catalog = catalog
+        self._signer = signer
+        self._producer = producer
+        self._topics = topics
+
+    def seal(self, report: ThreatReport) -> OutboundRecord:
+        """The signed submission record for ``report``, ready to send."""
+        if report.origin != self._nation:
+            raise ConfigurationError(
+                f"report {report.report_id} claims origin {report.origin}; "
+                f"this publisher signs for {self._nation}"
+            )
+        envelope = self._signer.seal(encode_report(self._catalog, report))
+        return OutboundRecord(
+            topic=self._topics.submit(self._nation),
+            key=str(report.report_id).encode(),
+            value=envelope,
+        )
+
+    async def publish(self, reports: list[ThreatReport]) -> list[Published]:
+        """Sign and send every report; returns once all are acknowledged."""
+        records = [self.seal(r) for r in reports]
+        await self.send_sealed(records)
+        return [Published(r.topic, (r.key or b"").decode()) for r in records]
+
+    async def send_sealed(self, records: list[OutboundRecord]) -> None:
+        """Send records sealed elsewhere (e.g. by an adapter holding its key in an HSM)."""
+        await self._producer.send_all(records)

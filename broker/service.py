@@ -1,0 +1,126 @@
+"""Assembly: build the enforcer and the publisher from settings.
+
+This is where configuration turns into objects; the CLI, the demo and the
+tests all go through it, so they run the same enforcer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from broker.codec import SchemaCatalog
+from broker.errors import ConfigurationError
+from broker.pipeline.fanout import FanOut
+from broker.pipeline.intake import Intake
+from broker.pipeline.runner import Enforcer, EnforcerStats
+from broker.policy.bundle import load_bundle
+from broker.policy.rego import RegoDecisionPoint
+from broker.publisher import Publisher
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin
+from broker.trust.envelopes import Signer
+from broker.trust.keys import KeyRole, Keystore, RegistryFile
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """IXB_KAFKA_BOOTSTRAP, else the address `ixb kafka up` wrote, else a clear error."""
+    if settings.kafka_bootstrap:
+        return settings.kafka_bootstrap
+    path = settings.embedded_bootstrap_file
+    if path.exists():
+        return path.read_text().strip()
+    raise ConfigurationError(
+        "no Kafka to talk to: set IXB_KAFKA_BOOTSTRAP=host:port, "
+        "or start the embedded broker with `ixb kafka up` in another terminal"
+    )
+
+
+def load_catalog(settings: Settings) -> SchemaCatalog:
+    return SchemaCatalog.load(max_message_bytes=settings.max_message_bytes)
+
+
+def signer_for(
+    settings: Settings, catalog: SchemaCatalog, *, role: KeyRole, nation: str | None
+) -> Signer:
+    keystore = Keystore(settings.keystore_dir)
+    registry = RegistryFile(settings.registry_path).current()
+    record = keystore.newest_usable(registry, role=role, nation=nation)
+    return Signer(record.key_id, keystore.private_key(record.key_id), catalog)
+
+
+async def run_enforcer(
+    settings: Settings,
+    bootstrap: str,
+    stop: asyncio.Event,
+    *,
+    started: asyncio.Event | None = None,
+    stats: EnforcerStats | None = None,
+) -> EnforcerStats:
+    """Run one enforcer process until ``stop`` is set; return its counters."""
+    catalog = load_catalog(settings)
+    topics = TopicNames(settings.topic_namespace)
+    bundle = load_bundle(settings.policies_dir, catalog)
+    policy = RegoDecisionPoint(bundle)
+    signer = signer_for(settings, catalog, role=KeyRole.BROKER, nation=None)
+    admin = TopicAdmin(bootstrap)
+    producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
+    consumer = SubmissionConsumer(
+        bootstrap,
+        group_id=settings.group_id,
+        pattern=topics.submit_pattern,
+        max_poll_records=settings.batch_max_records,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+    )
+    enforcer = Enforcer(
+        consumer=consumer,
+        producer=producer,
+        intake=Intake(
+            catalog, topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
+        ),
+        fanout=FanOut(catalog, signer, topics),
+        catalog=catalog,
+        topics=topics,
+        registry=RegistryFile(settings.registry_path),
+        policy=policy,
+        parties=frozenset(p for a in bundle.agreements for p in a.parties),
+        batch_max_records=settings.batch_max_records,
+        stats=stats,
+    )
+    await admin.start()
+    await producer.start()
+    await consumer.start()
+    try:
+        if started is not None:
+            started.set()
+        await enforcer.run(stop)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.close()
+    return enforcer.stats
+
+
+@asynccontextmanager
+async def open_publisher(
+    settings: Settings, bootstrap: str, nation: str
+) -> AsyncIterator[Publisher]:
+    catalog = load_catalog(settings)
+    admin = TopicAdmin(bootstrap)
+    producer = OutputProducer(bootstrap, admin, client_id=f"ixb-publisher-{nation}")
+    await admin.start()
+    await producer.start()
+    try:
+        yield Publisher(
+            nation=nation,
+            catalog=catalog,
+            signer=signer_for(settings, catalog, role=KeyRole.AGENCY, nation=nation),
+            producer=producer,
+            topics=TopicNames(settings.topic_namespace),
+        )
+    finally:
+        await producer.stop()
+        await admin.close()

@@ -1,0 +1,51 @@
+"""Configuration, read once at the edge (the CLI) and passed down as typed values.
+
+Every setting can come from the environment with the ``IXB_`` prefix, e.g.
+``IXB_KAFKA_BOOTSTRAP=kafka-1:9092``. Library code never reads the
+environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from broker.codec import DEFAULT_MAX_MESSAGE_BYTES
+from broker.policy.bundle import POLICIES_DIR
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IXB_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="host:port[,host:port]; unset means the embedded broker started by "
+        "`ixb kafka up` (its address is read from <home>/kafka-bootstrap)",
+    )
+    home: Path = Field(default=Path(".ixb"), description="keystore, registry, local state")
+    policies_dir: Path = POLICIES_DIR
+    topic_namespace: str = ""
+    group_id: str = "ixb-enforcer"
+    max_message_bytes: Annotated[int, Field(gt=1024)] = DEFAULT_MAX_MESSAGE_BYTES
+    consumer_session_timeout_ms: Annotated[int, Field(ge=1000)] = Field(
+        default=10_000,
+        description="group session timeout; the embedded broker makes a joining member "
+        "wait about half of it, so the demo and tests use less",
+    )
+    batch_max_records: Annotated[int, Field(ge=1, le=100_000)] = 500
+    max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
+
+    @property
+    def registry_path(self) -> Path:
+        return self.home / "registry.json"
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def embedded_bootstrap_file(self) -> Path:
+        return self.home / "kafka-bootstrap"

@@ -1,0 +1,51 @@
+"""Topic names: one place, so every component agrees.
+
+| topic                   | key         | written by        | read by             |
+|-------------------------|-------------|-------------------|---------------------|
+| ixb.submit.<ORIGIN>     | report id   | agency adapters   | enforcer            |
+| ixb.deliver.<RECIPIENT> | delivery id | enforcer          | recipient analysts  |
+| ixb.rejected.<ORIGIN>   | source key  | enforcer          | operators, origin   |
+
+A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
+several independent ixb instances (or tests) can share one Kafka cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    namespace: str = ""
+    _submit: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.namespace and not re.fullmatch(
+            r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", self.namespace
+        ):
+            raise ValueError(f"invalid topic namespace {self.namespace!r}")
+        object.__setattr__(self, "_submit", re.compile(self.submit_pattern))
+
+    @property
+    def _base(self) -> str:
+        return f"{self.namespace}.ixb" if self.namespace else "ixb"
+
+    @property
+    def submit_pattern(self) -> str:
+        """Regex matching every nation's submission topic (and nothing else)."""
+        return "^" + re.escape(self._base) + r"\.submit\.[A-Z]{2}$"
+
+    def submit(self, nation: str) -> str:
+        return f"{self._base}.submit.{nation}"
+
+    def deliver(self, nation: str) -> str:
+        return f"{self._base}.deliver.{nation}"
+
+    def rejected(self, nation: str) -> str:
+        return f"{self._base}.rejected.{nation}"
+
+    def nation_of_submit_topic(self, topic: str) -> str | None:
+        """The nation a submission topic belongs to, or None for any other topic."""
+        return topic.rsplit(".", 1)[1] if self._submit.match(topic) else None
