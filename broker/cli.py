@@ -1,0 +1,241 @@
+"""``ixb``: the command line for operators, agency adapters, analysts and auditors.
+
+Settings come from the environment (``IXB_*``, see broker/settings.py) and
+are read once here; every command then works with typed objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from broker import logs
+from broker.client import FeedProblem, read_feed
+from broker.errors import IxbError
+from broker.kafka_embedded import EmbeddedKafka
+from broker.policy.bundle import load_bundle
+from broker.render import delivery_json, print_delivery, print_rejection, rejection_json
+from broker.service import load_catalog, open_publisher, resolve_bootstrap, run_enforcer
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import read_topic
+from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from connectors.json_file import load_reports
+
+app = typer.Typer(
+    help="ixb: intelligence exchange for border-security cooperation.", no_args_is_help=True
+)
+kafka_app = typer.Typer(help="The embedded Kafka-protocol broker (Tansu) for development.")
+keys_app = typer.Typer(help="Agency and broker signing keys, and the partner registry.")
+agreements_app = typer.Typer(help="Bilateral and multilateral sharing agreements.")
+app.add_typer(kafka_app, name="kafka")
+app.add_typer(keys_app, name="keys")
+app.add_typer(agreements_app, name="agreements")
+
+out = Console()
+err = Console(stderr=True)
+
+Nation = Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 code, e.g. NL")]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(exc: IxbError) -> typer.Exit:
+    err.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=2)
+
+
+@kafka_app.command("up")
+def kafka_up(port: Annotated[int, typer.Option(help="0 picks a free port")] = 0) -> None:
+    """Start the embedded broker on loopback and keep it running until Ctrl-C."""
+    settings = _settings()
+    with EmbeddedKafka(port=port or None) as kafka:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.embedded_bootstrap_file.write_text(kafka.bootstrap + "\n")
+        out.print(f"embedded Kafka (Tansu, in memory) listening on [bold]{kafka.bootstrap}[/bold]")
+        out.print(f"other ixb commands find it through {settings.embedded_bootstrap_file}")
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                while kafka.running:
+                    time.sleep(0.5)
+        finally:
+            settings.embedded_bootstrap_file.unlink(missing_ok=True)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    nation: Annotated[str | None, typer.Option(help="agency key for this nation")] = None,
+    broker_key: Annotated[bool, typer.Option("--broker", help="the broker's signing key")] = False,
+) -> None:
+    """Create a key pair, keep the private key, register the public key."""
+    if (nation is None) == (not broker_key):
+        raise typer.BadParameter("give exactly one of --nation XX or --broker")
+    settings = _settings()
+    registry_file = RegistryFile(settings.registry_path)
+    try:
+        record, _ = Keystore(settings.keystore_dir).generate(
+            role=KeyRole.BROKER if broker_key else KeyRole.AGENCY, nation=nation
+        )
+        registry_file.save(registry_file.current().with_key(record))
+    except IxbError as exc:
+        raise _fail(exc) from exc
+    out.print(
+        f"generated {record.role.value} key [bold]{record.key_id}[/bold]; "
+        f"registered in {registry_file.path}"
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The keys in the partner registry."""
+    settings = _settings()
+    for key in RegistryFile(settings.registry_path).current().records():
+        status = "revoked" if key.revoked_at else "active"
+        out.print(f"{key.key_id}\t{key.role.value}\t{key.nation or '-'}\t{key.algorithm}\t{status}")
+
+
+@agreements_app.command("check")
+def agreements_check(
+    policies_dir: Annotated[
+        Path | None, typer.Argument(help="default: the configured policies/")
+    ] = None,
+) -> None:
+    """Load and check every agreement and Rego module; exit non-zero on any error."""
+    settings = _settings()
+    try:
+        bundle = load_bundle(policies_dir or settings.policies_dir, load_catalog(settings))
+    except IxbError as exc:
+        raise _fail(exc) from exc
+    for agreement in bundle.agreements:
+        out.print(
+            f"[green]ok[/green] {agreement.id} v{agreement.version}: {agreement.title} "
+            f"({', '.join(agreement.parties)})"
+        )
+    out.print(f"bundle {bundle.content_hash}")
+
+
+@app.command()
+def publish(
+    files: Annotated[list[Path], typer.Argument(help="JSON report files")],
+    as_nation: Annotated[
+        str, typer.Option("--as", help="publishing nation (its agency key signs)")
+    ],
+) -> None:
+    """Validate, sign and publish reports to ixb.submit.<NATION>."""
+    settings = _settings()
+
+    async def go() -> None:
+        reports = [r for path in files for r in load_reports(path)]
+        async with open_publisher(settings, resolve_bootstrap(settings), as_nation) as publisher:
+            for sent in await publisher.publish(reports):
+                out.print(f"published {sent.report_id} to {sent.topic}")
+
+    try:
+        asyncio.run(go())
+    except IxbError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def run() -> None:
+    """Run the policy enforcer until SIGINT or SIGTERM (the batch in flight finishes)."""
+    settings = _settings()
+    logs.configure()
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await run_enforcer(settings, resolve_bootstrap(settings), stop)
+
+    try:
+        asyncio.run(go())
+    except IxbError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def subscribe(
+    nation: Nation,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout")] = False,
+    follow: Annotated[bool, typer.Option(help="keep waiting for new deliveries")] = False,
+    idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
+) -> None:
+    """Verify and show what NATION received on ixb.deliver.<NATION>."""
+    settings = _settings()
+
+    async def go() -> None:
+        registry = RegistryFile(settings.registry_path)
+        async for item in read_feed(
+            bootstrap=resolve_bootstrap(settings),
+            topics=TopicNames(settings.topic_namespace),
+            nation=nation,
+            catalog=load_catalog(settings),
+            registry=registry.current,
+            idle_timeout_s=idle_timeout,
+            follow=follow,
+        ):
+            if isinstance(item, FeedProblem):
+                err.print(
+                    f"[red]unverified record at offset {item.offset}:[/red] "
+                    f"{item.reason}: {item.detail}"
+                )
+            elif as_json:
+                print(json.dumps(delivery_json(item)))
+            else:
+                print_delivery(out, item)
+
+    try:
+        asyncio.run(go())
+    except IxbError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def rejected(
+    nation: Nation,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout")] = False,
+    idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
+) -> None:
+    """Show the submissions from NATION that the broker refused, and why."""
+    settings = _settings()
+
+    async def go() -> None:
+        catalog = load_catalog(settings)
+        topic = TopicNames(settings.topic_namespace).rejected(nation)
+        async for record in read_topic(
+            resolve_bootstrap(settings), topic, idle_timeout_s=idle_timeout
+        ):
+            document = rejection_json(catalog, record.value or b"")
+            if as_json:
+                print(json.dumps(document))
+            else:
+                print_rejection(out, document)
+
+    try:
+        asyncio.run(go())
+    except IxbError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def demo() -> None:
+    """Run the multi-nation scenario on an embedded (or IXB_KAFKA_BOOTSTRAP) broker."""
+    from broker.demo import run_demo  # noqa: PLC0415 - only the demo needs its scenario data
+
+    raise typer.Exit(code=run_demo(Settings(), out))
+
+
+def main() -> None:
+    app()

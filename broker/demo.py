@@ -1,0 +1,218 @@
+"""``make demo``: seven nations, four agreements, a few dozen reports, end to end.
+
+Starts the embedded broker (unless IXB_KAFKA_BOOTSTRAP points at a real
+one), generates keys into a throw-away home, runs one enforcer, publishes
+the scenario from every nation plus three reports that must not get through
+(one no agreement allows, one tampered in transit, one signed by a
+neighbour's key), then reads and verifies every nation's feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from broker import logs
+from broker.client import FeedProblem, VerifiedDelivery, read_feed
+from broker.errors import IxbError
+from broker.kafka_embedded import EmbeddedKafka
+from broker.pipeline.runner import EnforcerStats
+from broker.render import print_delivery, print_rejection, rejection_json
+from broker.report_codec import encode_report
+from broker.scenario import NATIONS, build
+from broker.service import load_catalog, open_publisher, run_enforcer, signer_for
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import OutboundRecord, read_topic
+from broker.trust.keys import KeyRole, Keystore, RegistryFile
+
+PROCESS_TIMEOUT_S = 60.0
+
+
+def run_demo(settings: Settings, console: Console) -> int:
+    logs.configure(level="ERROR")
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="ixb-demo-") as home,
+        _kafka(settings, console) as bootstrap,
+    ):
+        demo_settings = settings.model_copy(
+            update={
+                "home": Path(home),
+                "topic_namespace": f"demo-{secrets.token_hex(3)}",
+                # The embedded broker makes a joining member wait half of this.
+                "consumer_session_timeout_ms": 6000 if settings.kafka_bootstrap else 2000,
+            }
+        )
+        try:
+            ok = asyncio.run(_scenario(demo_settings, bootstrap, console))
+        except IxbError as exc:
+            console.print(f"[red]demo failed:[/red] {exc}")
+            return 1
+    console.print(f"\n[dim]demo finished in {time.monotonic() - started:.1f}s[/dim]")
+    return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _kafka(settings: Settings, console: Console) -> Iterator[str]:
+    if settings.kafka_bootstrap:
+        console.print(
+            f"using Kafka at [bold]{settings.kafka_bootstrap}[/bold] (IXB_KAFKA_BOOTSTRAP)"
+        )
+        yield settings.kafka_bootstrap
+        return
+    with EmbeddedKafka() as kafka:
+        console.print(f"embedded Kafka (Tansu, in memory) on [bold]{kafka.bootstrap}[/bold]")
+        yield kafka.bootstrap
+
+
+async def _scenario(settings: Settings, bootstrap: str, console: Console) -> bool:
+    registry_file = RegistryFile(settings.registry_path)
+    keystore = Keystore(settings.keystore_dir)
+    registry = registry_file.current()
+    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in NATIONS)]:
+        record, _ = keystore.generate(role=role, nation=nation)
+        registry = registry.with_key(record)
+    registry_file.save(registry)
+    console.print(f"registered {len(registry)} keys: the broker and {', '.join(NATIONS)}")
+
+    stats = EnforcerStats()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    enforcer = asyncio.create_task(
+        run_enforcer(settings, bootstrap, stop, started=ready, stats=stats)
+    )
+    await asyncio.wait_for(ready.wait(), timeout=30)
+
+    scenario = build()
+    published: dict[str, str] = {}  # report id -> title
+    for nation, reports in scenario.reports.items():
+        async with open_publisher(settings, bootstrap, nation) as publisher:
+            await publisher.publish(reports)
+            published.update({str(r.report_id): r.title for r in reports})
+    async with open_publisher(settings, bootstrap, "NL") as publisher:
+        await publisher.publish([scenario.unshareable])
+        published[str(scenario.unshareable.report_id)] = scenario.unshareable.title
+        tampered = publisher.seal(
+            scenario.reports["NL"][0].model_copy(update={"report_id": _fresh_id()})
+        )
+        await publisher.send_sealed([_flip_one_byte(tampered)])
+    await _publish_impostor(settings, bootstrap, scenario.reports["NL"][1])
+    total = sum(len(r) for r in scenario.reports.values()) + 3
+    console.print(
+        f"published {total} reports: {total - 3} scenario reports, one no agreement allows, "
+        "one tampered in transit, one signed with BE's key but claiming to be from NL"
+    )
+
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while stats.completed < total and time.monotonic() < deadline and not enforcer.done():  # noqa: ASYNC110 - polls counters, not an event
+        await asyncio.sleep(0.1)
+    stop.set()
+    await enforcer
+    if stats.completed < total:
+        console.print(
+            f"[red]enforcer processed only {stats.completed} of {total} submissions[/red]"
+        )
+        return False
+
+    delivered_ids = await _show_feeds(settings, bootstrap, console)
+    await _show_rejections(settings, bootstrap, console)
+    nowhere = [title for rid, title in published.items() if rid not in delivered_ids]
+    console.rule("[bold]Delivered to no one")
+    for title in nowhere:
+        console.print(f"  {title}")
+    console.print(
+        f"\n[bold]{stats.submissions}[/bold] submissions, "
+        f"[bold]{stats.deliveries}[/bold] deliveries, "
+        f"withheld by policy: {dict(stats.withheld.most_common(4))}, "
+        f"rejected: {dict(stats.rejected)}"
+    )
+    return bool(stats.rejected) and bool(nowhere)
+
+
+async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> set[str]:
+    catalog = load_catalog(settings)
+    registry = RegistryFile(settings.registry_path)
+    delivered: set[str] = set()
+    summary = Table(title="What each nation received (verified)")
+    for column in ("nation", "reports", "from", "agreements", "withheld fields"):
+        summary.add_column(column)
+    for nation in NATIONS:
+        console.rule(f"[bold]{nation}[/bold] inbound feed")
+        received: list[VerifiedDelivery] = []
+        async for item in read_feed(
+            bootstrap=bootstrap,
+            topics=TopicNames(settings.topic_namespace),
+            nation=nation,
+            catalog=catalog,
+            registry=registry.current,
+            idle_timeout_s=1.0,
+        ):
+            if isinstance(item, FeedProblem):
+                console.print(f"[red]unverified delivery:[/red] {item.reason}")
+                continue
+            received.append(item)
+            delivered.add(str(item.report.report_id))
+        for delivery in received[:3]:
+            print_delivery(console, delivery)
+        if len(received) > 3:
+            console.print(f"  [dim]... and {len(received) - 3} more[/dim]")
+        origins = Counter(d.origin for d in received)
+        withheld = sorted({f for d in received for f in d.withheld_fields})
+        summary.add_row(
+            nation,
+            str(len(received)),
+            ", ".join(f"{o}×{c}" for o, c in sorted(origins.items())),
+            ", ".join(sorted({d.agreement_id for d in received})),
+            "\n".join(withheld) or "-",
+        )
+    console.print(summary)
+    return delivered
+
+
+async def _show_rejections(settings: Settings, bootstrap: str, console: Console) -> None:
+    catalog = load_catalog(settings)
+    topics = TopicNames(settings.topic_namespace)
+    console.rule("[bold]Refused at intake[/bold] (ixb.rejected.<ORIGIN>)")
+    for nation in NATIONS:
+        async for record in read_topic(bootstrap, topics.rejected(nation), idle_timeout_s=0.5):
+            console.print(f"  [bold]{nation}[/bold]:", end=" ")
+            print_rejection(console, rejection_json(catalog, record.value or b""))
+
+
+async def _publish_impostor(settings: Settings, bootstrap: str, report_from_nl: object) -> None:
+    """BE's key signs a report claiming to come from NL and sends it on BE's topic."""
+    from broker.domain.report import ThreatReport  # noqa: PLC0415 - local to the demo's one trick
+
+    assert isinstance(report_from_nl, ThreatReport)
+    catalog = load_catalog(settings)
+    be_signer = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="BE")
+    forged = report_from_nl.model_copy(update={"report_id": _fresh_id()})
+    record = OutboundRecord(
+        topic=TopicNames(settings.topic_namespace).submit("BE"),
+        key=str(forged.report_id).encode(),
+        value=be_signer.seal(encode_report(catalog, forged)),
+    )
+    async with open_publisher(settings, bootstrap, "BE") as publisher:
+        await publisher.send_sealed([record])
+
+
+def _flip_one_byte(record: OutboundRecord) -> OutboundRecord:
+    """Alter one byte of the signed payload, as a man in the middle would."""
+    value = bytearray(record.value)
+    value[len(value) // 2] ^= 0x01
+    return OutboundRecord(record.topic, record.key, bytes(value), record.headers)
+
+
+def _fresh_id() -> object:
+    import uuid  # noqa: PLC0415
+
+    return uuid.uuid4()

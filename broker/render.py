@@ -1,0 +1,101 @@
+"""How deliveries and rejections look to people (rich) and to tools (JSON)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from broker.client import VerifiedDelivery
+from broker.codec import SchemaCatalog
+from broker.domain.fields import FieldPath
+from broker.errors import DecodeError
+from broker.pipeline.rejections import REJECTION_SCHEMA
+
+WITHHELD = "‹withheld›"
+
+
+def delivery_json(delivery: VerifiedDelivery) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery.delivery_id,
+        "recipient": delivery.recipient,
+        "origin": delivery.origin,
+        "agreement": {"id": delivery.agreement_id, "version": delivery.agreement_version},
+        "policy_bundle_hash": delivery.policy_bundle_hash,
+        "withheld_fields": list(delivery.withheld_fields),
+        "verified_by": delivery.broker_key_id,
+        "originator_key_id": delivery.originator_key_id,
+        "original_sha256": delivery.original_sha256.hex(),
+        "decided_at": delivery.decided_at.isoformat(),
+        "report": delivery.report.model_dump(mode="json"),
+    }
+
+
+def print_delivery(console: Console, delivery: VerifiedDelivery) -> None:
+    report = delivery.report
+    shown = report.model_dump(mode="json")
+    for field in delivery.withheld_fields:
+        _mark(shown, FieldPath.parse(field).steps)
+    console.print(
+        f"[bold]{report.report_type.value}[/bold] {report.marking.value} "
+        f"{report.handling_code.value} "
+        f"from [bold]{report.origin}[/bold] ({escape(report.agency)}) "
+        f"under {delivery.agreement_id} v{delivery.agreement_version} "
+        f"[dim]id {report.report_id} · verified {delivery.broker_key_id}[/dim]"
+    )
+    console.print(f"  {escape(report.title)}")
+    for name in ("location", "subjects", "vehicles", "indicators"):
+        value = shown.get(name)
+        if value:
+            console.print(f"  [cyan]{name}[/cyan]: {escape(_compact(value))}")
+    if delivery.withheld_fields:
+        console.print(f"  [yellow]withheld[/yellow]: {', '.join(delivery.withheld_fields)}")
+
+
+def rejection_json(catalog: SchemaCatalog, data: bytes) -> dict[str, Any]:
+    try:
+        record = catalog.decode(data, REJECTION_SCHEMA)
+    except DecodeError as exc:
+        return {"reason": "unreadable_rejection_record", "detail": exc.detail}
+    return {
+        "reason": record["reason"],
+        "detail": record["detail"],
+        "stage": record["stage"],
+        "retriable": record["retriable"],
+        "source": (
+            f"{record['source_topic']}[{record['source_partition']}]@{record['source_offset']}"
+        ),
+        "rejected_at": record["rejected_at"].isoformat(),
+        "original_bytes": len(record["original_value"]),
+    }
+
+
+def print_rejection(console: Console, document: dict[str, Any]) -> None:
+    console.print(
+        f"[red]{document['reason']}[/red] at {document.get('stage', '?')}: "
+        f"{escape(str(document['detail']))} [dim]{document.get('source', '')}[/dim]"
+    )
+
+
+def _mark(node: Any, steps: tuple[Any, ...]) -> None:
+    """Show a withheld field as such (display only; the report itself is untouched)."""
+    if not isinstance(node, dict):
+        return
+    step, rest = steps[0], steps[1:]
+    if not rest:
+        node[step.name] = WITHHELD
+    elif step.each:
+        for item in node.get(step.name) or []:
+            _mark(item, rest)
+    else:
+        _mark(node.get(step.name), rest)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, list):
+        return "; ".join(_compact(v) for v in value)
+    if isinstance(value, dict):
+        parts = [f"{k}={_compact(v)}" for k, v in value.items() if v not in (None, [], "")]
+        return "{" + ", ".join(parts) + "}"
+    return str(value)

@@ -1,0 +1,39 @@
+"""The JSON-file connector: threat reports written as JSON, one per file.
+
+The file's shape is the report's (``schemas/threat_report.avsc``), with
+times as ISO 8601 strings and the marking as ``TLP:AMBER`` etc. A file may
+also hold a list of reports. Errors name the file and the field, never a
+value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from broker.domain.report import ThreatReport
+from broker.errors import ConfigurationError
+from broker.report_codec import describe_validation_error
+
+
+def load_reports(path: Path) -> list[ThreatReport]:
+    """Every report in ``path``, validated."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot read JSON: {type(exc).__name__}") from exc
+    try:
+        if isinstance(raw, list):
+            return [ThreatReport.model_validate(item) for item in raw]
+        return [ThreatReport.model_validate(raw)]
+    except ValidationError as exc:
+        raise ConfigurationError(
+            f"{path}: invalid report: {describe_validation_error(exc)}"
+        ) from exc
+
+
+def dump_report(report: ThreatReport) -> str:
+    """The JSON form of ``report`` (what ``load_reports`` reads back)."""
+    return report.model_dump_json(indent=2, exclude_defaults=True)
