@@ -1,0 +1,154 @@
+"""Fixtures for tests that run the real enforcer against the session's broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from broker.client import FeedProblem, VerifiedDelivery, read_feed
+from broker.codec import SchemaCatalog
+from broker.domain.report import ThreatReport
+from broker.pipeline.rejections import REJECTION_SCHEMA
+from broker.pipeline.runner import EnforcerStats
+from broker.report_codec import encode_report
+from broker.service import open_publisher, run_enforcer, signer_for
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import OutboundRecord, TopicAdmin, read_topic
+from broker.trust.keys import KeyRole, Keystore, RegistryFile
+
+pytestmark = pytest.mark.integration
+
+NL_BE_AGREEMENT = """
+id: test-nl-be
+version: 4
+title: NL-BE test agreement
+purpose: integration tests
+parties: [NL, BE]
+valid_from: 2020-01-01T00:00:00Z
+report_types: [smuggling, document_fraud]
+max_marking: TLP:AMBER
+field_rules:
+  "*":
+    - {field: "subjects[].travel_documents[].number", action: redact}
+  smuggling:
+    - {field: summary, action: redact}
+"""
+
+
+@dataclass
+class Exchange:
+    """A running enforcer on fresh topics, with keys for NL, BE and DE."""
+
+    settings: Settings
+    bootstrap: str
+    stats: EnforcerStats
+    catalog: SchemaCatalog
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.settings.topic_namespace)
+
+    def seal(
+        self,
+        report: ThreatReport,
+        *,
+        key_nation: str | None = None,
+        topic_nation: str | None = None,
+    ) -> OutboundRecord:
+        """``report`` signed by ``key_nation``'s agency key (default: the report's origin)."""
+        signer = signer_for(
+            self.settings, self.catalog, role=KeyRole.AGENCY, nation=key_nation or report.origin
+        )
+        return OutboundRecord(
+            topic=self.topics.submit(topic_nation or key_nation or report.origin),
+            key=str(report.report_id).encode(),
+            value=signer.seal(encode_report(self.catalog, report)),
+        )
+
+    async def publish(self, nation: str, records: list[OutboundRecord]) -> None:
+        async with open_publisher(self.settings, self.bootstrap, nation) as publisher:
+            await publisher.send_sealed(records)
+
+    async def wait_completed(self, count: int, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.stats.completed < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"enforcer completed {self.stats.completed} of {count}")
+            await asyncio.sleep(0.05)
+
+    async def feed(self, nation: str) -> list[VerifiedDelivery | FeedProblem]:
+        registry = RegistryFile(self.settings.registry_path)
+        return [
+            item
+            async for item in read_feed(
+                bootstrap=self.bootstrap,
+                topics=self.topics,
+                nation=nation,
+                catalog=self.catalog,
+                registry=registry.current,
+                idle_timeout_s=0.6,
+            )
+        ]
+
+    async def rejections(self, nation: str) -> list[dict[str, object]]:
+        return [
+            self.catalog.decode(record.value or b"", REJECTION_SCHEMA)
+            async for record in read_topic(
+                self.bootstrap, self.topics.rejected(nation), idle_timeout_s=0.6
+            )
+        ]
+
+
+def make_settings(tmp_path: Path, bootstrap: str, policies: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        home=tmp_path / "home",
+        policies_dir=policies,
+        topic_namespace=f"t{uuid.uuid4().hex[:12]}",
+        group_id=f"g{uuid.uuid4().hex[:8]}",
+        # Tansu makes a joining member wait half the session timeout; a real
+        # Kafka refuses less than its group.min.session.timeout.ms (6 s).
+        consumer_session_timeout_ms=6000 if os.environ.get("IXB_KAFKA_BOOTSTRAP") else 2000,
+    )
+
+
+def register_keys(settings: Settings, nations: list[str]) -> None:
+    registry_file = RegistryFile(settings.registry_path)
+    keystore = Keystore(settings.keystore_dir)
+    registry = registry_file.current()
+    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]:
+        record, _ = keystore.generate(role=role, nation=nation)
+        registry = registry.with_key(record)
+    registry_file.save(registry)
+
+
+@pytest.fixture
+async def exchange(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
+) -> AsyncIterator[Exchange]:
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    register_keys(settings, ["NL", "BE", "DE"])
+    # Create the submission topics first, so the enforcer's pattern subscription
+    # sees them at once instead of at its next metadata refresh.
+    admin = TopicAdmin(kafka_bootstrap)
+    await admin.start()
+    await admin.ensure(TopicNames(settings.topic_namespace).submit(n) for n in ["NL", "BE", "DE"])
+    await admin.close()
+    stats = EnforcerStats()
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        run_enforcer(settings, kafka_bootstrap, stop, started=started, stats=stats)
+    )
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield Exchange(settings, kafka_bootstrap, stats, SchemaCatalog.load())
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)

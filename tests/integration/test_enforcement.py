@@ -1,0 +1,176 @@
+"""The walking skeleton end to end: publish, enforce, deliver, refuse."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import pytest
+
+from broker.client import FeedProblem, VerifiedDelivery, verify_delivery
+from broker.codec import MAGIC
+from broker.errors import RejectedInput
+from broker.transport import OutboundRecord, read_topic
+from broker.trust.keys import RegistryFile
+from tests.factories import make_report
+from tests.integration.conftest import Exchange
+
+pytestmark = pytest.mark.integration
+
+
+def _verified(items: list[VerifiedDelivery | FeedProblem]) -> list[VerifiedDelivery]:
+    assert not [i for i in items if isinstance(i, FeedProblem)], items
+    return [i for i in items if isinstance(i, VerifiedDelivery)]
+
+
+async def test_an_allowed_report_reaches_the_partner_with_redacted_fields_withheld(
+    exchange: Exchange,
+) -> None:
+    report = make_report("NL")
+    await exchange.publish("NL", [exchange.seal(report)])
+    await exchange.wait_completed(1)
+
+    [delivery] = _verified(await exchange.feed("BE"))
+    received = delivery.report
+    assert received.report_id == report.report_id
+    assert delivery.agreement_id == "test-nl-be"
+    assert delivery.agreement_version == 4
+    assert delivery.policy_bundle_hash.startswith("sha256:")
+    assert delivery.withheld_fields == ("subjects[].travel_documents[].number", "summary")
+    assert received.summary is None
+    assert [d.number for s in received.subjects for d in s.travel_documents] == [None, None]
+    # Everything the agreement does not withhold arrives exactly as sent.
+    assert received.model_dump(exclude={"summary", "subjects"}) == report.model_dump(
+        exclude={"summary", "subjects"}
+    )
+    assert [s.full_name for s in received.subjects] == ["Adrian Varga", "Mira Okafor"]
+    assert [d.issuing_country for d in received.subjects[0].travel_documents] == ["HU", "HU"]
+
+
+async def test_a_report_reaches_no_nation_without_an_agreement_and_never_returns_to_its_origin(
+    exchange: Exchange,
+) -> None:
+    await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+    await exchange.publish("DE", [exchange.seal(make_report("DE"))])
+    await exchange.wait_completed(2)
+
+    assert _verified(await exchange.feed("DE")) == []
+    assert _verified(await exchange.feed("NL")) == []
+    assert len(_verified(await exchange.feed("BE"))) == 1
+    assert exchange.stats.withheld["no_agreement"] == 3  # NL->DE, DE->NL, DE->BE
+
+
+async def test_a_type_or_marking_the_agreement_does_not_cover_is_not_delivered(
+    exchange: Exchange,
+) -> None:
+    await exchange.publish(
+        "NL",
+        [
+            exchange.seal(make_report("NL", report_type="terrorism")),
+            exchange.seal(make_report("NL", marking="TLP:AMBER+STRICT")),
+        ],
+    )
+    await exchange.wait_completed(2)
+
+    assert _verified(await exchange.feed("BE")) == []
+    assert exchange.stats.withheld["test-nl-be:report_type_not_covered"] == 1
+    assert exchange.stats.withheld["test-nl-be:marking_above_limit"] == 1
+
+
+async def test_a_tampered_submission_is_refused_with_its_bytes_and_the_enforcer_goes_on(
+    exchange: Exchange,
+) -> None:
+    good = exchange.seal(make_report("NL"))
+    value = bytearray(exchange.seal(make_report("NL")).value)
+    value[-80] ^= 0x04  # inside the signed payload
+    tampered = dataclasses.replace(good, value=bytes(value), key=b"tampered")
+    await exchange.publish("NL", [tampered, good])
+    await exchange.wait_completed(2)
+
+    [rejection] = await exchange.rejections("NL")
+    assert rejection["reason"] == "bad_signature"
+    assert rejection["stage"] == "signature"
+    assert rejection["original_value"] == bytes(value)
+    assert rejection["original_key"] == b"tampered"
+    assert rejection["source_topic"] == exchange.topics.submit("NL")
+    assert len(_verified(await exchange.feed("BE"))) == 1
+
+
+async def test_a_report_claiming_another_origin_than_its_key_is_refused(
+    exchange: Exchange,
+) -> None:
+    forged = exchange.seal(make_report("NL"), key_nation="BE")  # BE key, BE topic, origin NL
+    await exchange.publish("BE", [forged])
+    await exchange.wait_completed(1)
+
+    [rejection] = await exchange.rejections("BE")
+    assert rejection["reason"] == "origin_mismatch"
+    assert _verified(await exchange.feed("NL")) == []
+
+
+async def test_a_submission_on_another_nations_topic_is_refused(exchange: Exchange) -> None:
+    misplaced = exchange.seal(make_report("NL"), topic_nation="BE")  # NL key on BE's topic
+    await exchange.publish("BE", [misplaced])
+    await exchange.wait_completed(1)
+
+    [rejection] = await exchange.rejections("BE")
+    assert rejection["reason"] == "wrong_topic"
+    assert rejection["stage"] == "identity"
+
+
+async def test_an_unknown_schema_fingerprint_is_refused_even_when_correctly_signed(
+    exchange: Exchange,
+) -> None:
+    from broker.service import signer_for
+    from broker.trust.keys import KeyRole
+
+    signer = signer_for(exchange.settings, exchange.catalog, role=KeyRole.AGENCY, nation="NL")
+    unknown = MAGIC + bytes.fromhex("0123456789abcdef") + b"\x00" * 20
+    record = OutboundRecord(exchange.topics.submit("NL"), b"k", signer.seal(unknown))
+    garbage = OutboundRecord(exchange.topics.submit("NL"), b"g", b"not avro at all")
+    await exchange.publish("NL", [record, garbage])
+    await exchange.wait_completed(2)
+
+    reasons = sorted(str(r["reason"]) for r in await exchange.rejections("NL"))
+    assert reasons == ["not_single_object", "unknown_schema"]
+
+
+async def test_a_delivery_altered_after_the_broker_signed_it_does_not_verify(
+    exchange: Exchange,
+) -> None:
+    await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+    await exchange.wait_completed(1)
+    [raw] = [
+        r
+        async for r in read_topic(
+            exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=0.6
+        )
+    ]
+    assert raw.value is not None
+    registry = RegistryFile(exchange.settings.registry_path).current()
+
+    verify_delivery(exchange.catalog, registry, raw.value, recipient="BE")
+    with pytest.raises(RejectedInput):
+        verify_delivery(exchange.catalog, registry, raw.value, recipient="DE")
+    altered = bytearray(raw.value)
+    altered[len(altered) // 2] ^= 0x01
+    with pytest.raises(RejectedInput):
+        verify_delivery(exchange.catalog, registry, bytes(altered), recipient="BE")
+
+
+async def test_delivery_ids_are_stable_so_a_resubmission_is_deduplicated_by_the_receiver(
+    exchange: Exchange,
+) -> None:
+    record = exchange.seal(make_report("NL", report_id=uuid.uuid4()))
+    await exchange.publish("NL", [record, record])
+    await exchange.wait_completed(2)
+
+    feed = [
+        r
+        async for r in read_topic(
+            exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=0.6
+        )
+    ]
+    assert len(feed) == 2  # at least once: the broker delivered both
+    assert len({r.key for r in feed}) == 1  # with one delivery id
+    assert len(_verified(await exchange.feed("BE"))) == 1  # and the client de-duplicates
