@@ -61,10 +61,12 @@ def kafka_up(port: Annotated[int, typer.Option(help="0 picks a free port")] = 0)
     settings = _settings()
     with EmbeddedKafka(port=port or None) as kafka:
         settings.home.mkdir(parents=True, exist_ok=True)
-        settings.embedded_bootstrap_file.write_text(kafka.bootstrap + "\n")
-        out.print(f"embedded Kafka (Tansu, in memory) listening on [bold]{kafka.bootstrap}[/bold]")
-        out.print(f"other ixb commands find it through {settings.embedded_bootstrap_file}")
         try:
+            settings.embedded_bootstrap_file.write_text(kafka.bootstrap + "\n")
+            out.print(
+                f"embedded Kafka (Tansu, in memory) listening on [bold]{kafka.bootstrap}[/bold]"
+            )
+            out.print(f"other ixb commands find it through {settings.embedded_bootstrap_file}")
             with contextlib.suppress(KeyboardInterrupt):
                 while kafka.running:
                     time.sleep(0.5)

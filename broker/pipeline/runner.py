@@ -42,6 +42,7 @@ from broker.trust.keys import RegistryFile
 log = structlog.get_logger("ixb.enforcer")
 
 Clock = Callable[[], dt.datetime]
+_YIELD_EVERY = 32  # submissions processed between two yields to the event loop
 
 
 def utc_now() -> dt.datetime:
@@ -106,7 +107,7 @@ class Enforcer:
 
     async def _complete(self, batch: list[InboundRecord], stop: asyncio.Event) -> None:
         """Process ``batch``, send its outputs until acknowledged, then commit."""
-        outputs = self.process(batch)  # 2, 3
+        outputs = await self.process(batch)  # 2, 3
         while True:
             try:
                 await self._producer.send_all(outputs)  # 4
@@ -126,17 +127,25 @@ class Enforcer:
             log.warning("commit_failed", error=str(exc), records=len(batch))
         self.stats.batches += 1
 
-    def process(self, batch: list[InboundRecord]) -> list[OutboundRecord]:
-        """Every output for ``batch``; pure apart from logging and counters."""
+    async def process(self, batch: list[InboundRecord]) -> list[OutboundRecord]:
+        """Every output for ``batch``; no I/O apart from logging and counters.
+
+        Verification and policy evaluation are synchronous CPU work; yielding
+        to the event loop every few submissions keeps the consumer's
+        heartbeats flowing during a large batch.
+        """
+        registry = self._registry.current()
         context = BatchContext(  # 2
-            registry=self._registry.current(),
+            registry=registry,
             policy=self._policy,
-            partners=self._parties | self._registry.current().nations(),
+            partners=self._parties | registry.nations(),
             now=self._clock(),
         )
         outputs: list[OutboundRecord] = []
-        for inbound in batch:
+        for index, inbound in enumerate(batch, start=1):
             outputs.extend(self._one(inbound, context))
+            if index % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
         return outputs
 
     def _one(self, inbound: InboundRecord, context: BatchContext) -> list[OutboundRecord]:

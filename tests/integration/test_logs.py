@@ -1,0 +1,136 @@
+"""The enforcer's logs carry reasons and identifiers, never a value from a report."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from broker.client import VerifiedDelivery
+from broker.domain.report import ThreatReport
+from broker.report_codec import REPORT_SCHEMA, report_to_record
+from broker.service import signer_for
+from broker.transport import OutboundRecord
+from broker.trust.keys import KeyRole
+from tests.factories import make_report
+from tests.integration.conftest import Exchange
+
+pytestmark = pytest.mark.integration
+
+
+class Canaries:
+    """Unique strings to plant in reports and look for where they must not be."""
+
+    def __init__(self) -> None:
+        self.planted: list[str] = []
+
+    def __call__(self, prefix: str) -> str:
+        value = f"{prefix}{uuid.uuid4().hex[:20]}"
+        self.planted.append(value)
+        return value
+
+    def found_in(self, text: str) -> list[str]:
+        return [c for c in self.planted if c in text]
+
+    def report(self, origin: str, **overrides: Any) -> ThreatReport:
+        """A valid report with a canary in every free-text field."""
+        c = self
+        fields: dict[str, Any] = {
+            "agency": c("agency-"),
+            "title": c("title-"),
+            "summary": c("summary-"),
+            "location": {
+                "latitude": 51.4925,
+                "longitude": 4.7461,
+                "country": origin,
+                "border_sector": c("sector-"),
+                "crossing_point": c("crossing-"),
+            },
+            "subjects": [
+                {
+                    "role": "suspect",
+                    "full_name": c("name-"),
+                    "nationality": "HU",
+                    "travel_documents": [
+                        {"document_type": "passport", "number": c("doc-"), "issuing_country": "HU"}
+                    ],
+                },
+                {"role": "facilitator", "full_name": c("name-")},
+            ],
+            "vehicles": [{"kind": "truck", "registration": c("R"), "description": c("vehicle-")}],
+            "indicators": [
+                {"kind": "phone_number", "value": c("phone-")},
+                {"kind": "modus_operandi", "value": c("modus-")},
+            ],
+        }
+        fields.update(overrides)
+        return make_report(origin, **fields)
+
+
+def _events(captured: list[structlog.typing.EventDict], name: str) -> list[dict[str, Any]]:
+    return [dict(e) for e in captured if e.get("event") == name]
+
+
+async def test_the_enforcer_logs_decisions_and_refusals_without_any_payload_value(
+    exchange: Exchange,
+) -> None:
+    canaries = Canaries()
+    shared = canaries.report("NL")  # BE gets it (redacted), DE has no agreement
+    kept = canaries.report("NL", report_type="terrorism")  # not covered for BE either
+    tampered = bytearray(exchange.seal(canaries.report("NL")).value)
+    tampered[-80] ^= 0x04  # inside the signed payload
+    invalid = report_to_record(canaries.report("NL"))
+    invalid["information_credibility"] = 9  # the schema's int, the domain's 1..4
+    invalid["origin"] = canaries("origin-")  # fails the nation pattern with its value a canary
+    invalid["location"]["country"] = canaries("country-")
+    signer = signer_for(exchange.settings, exchange.catalog, role=KeyRole.AGENCY, nation="NL")
+    topic = exchange.topics.submit("NL")
+    records = [
+        exchange.seal(shared),
+        exchange.seal(kept),
+        dataclasses.replace(exchange.seal(shared), key=b"tampered", value=bytes(tampered)),
+        OutboundRecord(
+            topic, b"invalid", signer.seal(exchange.catalog.encode(REPORT_SCHEMA, invalid))
+        ),
+    ]
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
+        await exchange.publish("NL", records)
+        await exchange.wait_completed(len(records))
+
+    assert captured, "capture_logs caught nothing: is structlog caching its loggers?"
+    leaked = {canary: repr(e) for e in captured for canary in canaries.found_in(repr(e))}
+    assert leaked == {}
+
+    [delivered] = _events(captured, "delivered")
+    assert delivered["report_id"] == str(shared.report_id)
+    assert (delivered["origin"], delivered["recipient"]) == ("NL", "BE")
+    assert (delivered["agreement"], delivered["agreement_version"]) == ("test-nl-be", 4)
+    assert delivered["topic"] == topic
+    withheld = {
+        (e["report_id"], e["recipient"]): e["reasons"] for e in _events(captured, "withheld")
+    }
+    assert withheld == {
+        (str(shared.report_id), "DE"): ["no_agreement"],
+        (str(kept.report_id), "DE"): ["no_agreement"],
+        (str(kept.report_id), "BE"): ["test-nl-be:report_type_not_covered"],
+    }
+    rejected = sorted(e["reason"] for e in _events(captured, "rejected"))
+    assert rejected == ["bad_signature", "invalid_report"]
+
+    rejections = {str(r["reason"]): r for r in await exchange.rejections("NL")}
+    assert set(rejections) == {"bad_signature", "invalid_report"}
+    detail = str(rejections["invalid_report"]["detail"])
+    assert "information_credibility" in detail  # it names the fields
+    assert "origin" in detail
+    assert canaries.found_in(detail) == []  # but not their values
+    assert canaries.found_in(str(rejections["bad_signature"]["detail"])) == []
+
+    # The canaries did travel: what the agreement shares reaches BE unchanged.
+    [delivery] = [d for d in await exchange.feed("BE") if isinstance(d, VerifiedDelivery)]
+    assert delivery.report.title == shared.title
+    assert canaries.found_in(repr(delivery.report))
