@@ -29,11 +29,17 @@ from broker.pipeline.runner import EnforcerStats
 from broker.render import print_delivery, print_rejection, rejection_json
 from broker.report_codec import encode_report
 from broker.scenario import NATIONS, build
-from broker.service import load_catalog, open_publisher, run_enforcer, signer_for
+from broker.service import (
+    load_catalog,
+    open_publisher,
+    provision_keys,
+    run_enforcer,
+    signer_for,
+)
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, read_topic
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.keys import KeyRole, RegistryFile
 
 PROCESS_TIMEOUT_S = 60.0
 
@@ -76,13 +82,7 @@ def _kafka(settings: Settings, console: Console) -> Iterator[str]:
 
 
 async def _scenario(settings: Settings, bootstrap: str, console: Console) -> bool:
-    registry_file = RegistryFile(settings.registry_path)
-    keystore = Keystore(settings.keystore_dir)
-    registry = registry_file.current()
-    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in NATIONS)]:
-        record, _ = keystore.generate(role=role, nation=nation)
-        registry = registry.with_key(record)
-    registry_file.save(registry)
+    registry = provision_keys(settings, list(NATIONS))
     console.print(f"registered {len(registry)} keys: the broker and {', '.join(NATIONS)}")
 
     stats = EnforcerStats()

@@ -23,7 +23,7 @@ from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin
 from broker.trust.envelopes import Signer
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
 
 
 def resolve_bootstrap(settings: Settings) -> str:
@@ -37,6 +37,18 @@ def resolve_bootstrap(settings: Settings) -> str:
         "no Kafka to talk to: set IXB_KAFKA_BOOTSTRAP=host:port, "
         "or start the embedded broker with `ixb kafka up` in another terminal"
     )
+
+
+def provision_keys(settings: Settings, nations: list[str]) -> PartnerRegistry:
+    """Generate a broker key and one agency key per nation, and register them all."""
+    registry_file = RegistryFile(settings.registry_path)
+    keystore = Keystore(settings.keystore_dir)
+    registry = registry_file.current()
+    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]:
+        record, _ = keystore.generate(role=role, nation=nation)
+        registry = registry.with_key(record)
+    registry_file.save(registry)
+    return registry
 
 
 def load_catalog(settings: Settings) -> SchemaCatalog:

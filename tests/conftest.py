@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.codec import SchemaCatalog
 from broker.kafka_embedded import EmbeddedKafka
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,3 +37,8 @@ def policies_dir(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "policies" / "ixb", target / "ixb")
     (target / "agreements").mkdir()
     return target
+
+
+@pytest.fixture(scope="session")
+def catalog() -> SchemaCatalog:
+    return SchemaCatalog.load()

@@ -18,11 +18,11 @@ from broker.domain.report import ThreatReport
 from broker.pipeline.rejections import REJECTION_SCHEMA
 from broker.pipeline.runner import EnforcerStats
 from broker.report_codec import encode_report
-from broker.service import open_publisher, run_enforcer, signer_for
+from broker.service import open_publisher, provision_keys, run_enforcer, signer_for
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, TopicAdmin, read_topic
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.keys import KeyRole, RegistryFile
 
 pytestmark = pytest.mark.integration
 
@@ -120,23 +120,13 @@ def make_settings(tmp_path: Path, bootstrap: str, policies: Path) -> Settings:
     )
 
 
-def register_keys(settings: Settings, nations: list[str]) -> None:
-    registry_file = RegistryFile(settings.registry_path)
-    keystore = Keystore(settings.keystore_dir)
-    registry = registry_file.current()
-    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]:
-        record, _ = keystore.generate(role=role, nation=nation)
-        registry = registry.with_key(record)
-    registry_file.save(registry)
-
-
 @pytest.fixture
 async def exchange(
     tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
 ) -> AsyncIterator[Exchange]:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
-    register_keys(settings, ["NL", "BE", "DE"])
+    provision_keys(settings, ["NL", "BE", "DE"])
     # Create the submission topics first, so the enforcer's pattern subscription
     # sees them at once instead of at its next metadata refresh.
     admin = TopicAdmin(kafka_bootstrap)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,6 @@ from broker.errors import ConfigurationError
 from broker.policy.bundle import load_bundle, parse_agreement_file
 
 SHARING_REGO = Path(__file__).resolve().parents[2] / "policies" / "ixb" / "sharing.rego"
-
-
-@pytest.fixture(scope="module")
-def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load()
-
-
-@pytest.fixture
-def policy_dir(tmp_path: Path) -> Path:
-    """A bundle directory with the real sharing policy and an empty agreements folder."""
-    (tmp_path / "ixb").mkdir()
-    shutil.copy(SHARING_REGO, tmp_path / "ixb" / "sharing.rego")
-    (tmp_path / "agreements").mkdir()
-    return tmp_path
 
 
 def mutual(**changes: Any) -> dict[str, Any]:
@@ -87,8 +72,8 @@ def refusal(path: Path) -> str:
 # --- agreements that load --------------------------------------------------
 
 
-def test_a_mutual_agreement_loads_with_every_field_typed(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "nl-be.yaml", mutual())
+def test_a_mutual_agreement_loads_with_every_field_typed(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "nl-be.yaml", mutual())
 
     agreement = parse_agreement_file(path)
 
@@ -118,8 +103,8 @@ def test_a_mutual_agreement_lets_every_party_send_and_receive() -> None:
     assert data["valid_until_s"] == 1_893_456_000
 
 
-def test_a_one_way_agreement_loads_with_its_senders_and_receivers(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "fr-de.yml", one_way())
+def test_a_one_way_agreement_loads_with_its_senders_and_receivers(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "fr-de.yml", one_way())
 
     agreement = parse_agreement_file(path)
     data = agreement.policy_data()
@@ -135,13 +120,13 @@ def test_a_one_way_agreement_loads_with_its_senders_and_receivers(policy_dir: Pa
 
 
 def test_a_bundle_loads_every_yaml_and_yml_agreement_with_the_rego_modules(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    write_agreement(policy_dir, "nl-be.yaml", mutual())
-    write_agreement(policy_dir, "fr-de.yml", one_way())
-    (policy_dir / "agreements" / "notes.txt").write_text("not an agreement")
+    write_agreement(policies_dir, "nl-be.yaml", mutual())
+    write_agreement(policies_dir, "fr-de.yml", one_way())
+    (policies_dir / "agreements" / "notes.txt").write_text("not an agreement")
 
-    bundle = load_bundle(policy_dir, catalog)
+    bundle = load_bundle(policies_dir, catalog)
 
     assert sorted(a.id for a in bundle.agreements) == ["fr-to-de-watchlist", "nl-be-border"]
     assert list(bundle.modules) == ["ixb/sharing.rego"]
@@ -150,8 +135,10 @@ def test_a_bundle_loads_every_yaml_and_yml_agreement_with_the_rego_modules(
     assert bundle.content_hash.startswith("sha256:")
 
 
-def test_a_bundle_without_agreements_loads_empty(policy_dir: Path, catalog: SchemaCatalog) -> None:
-    bundle = load_bundle(policy_dir, catalog)
+def test_a_bundle_without_agreements_loads_empty(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    bundle = load_bundle(policies_dir, catalog)
 
     assert bundle.agreements == ()
     assert bundle.data() == {"agreements": {}}
@@ -160,8 +147,8 @@ def test_a_bundle_without_agreements_loads_empty(policy_dir: Path, catalog: Sche
 # --- agreements that are refused, naming the file and the field ------------
 
 
-def test_an_unknown_key_is_refused_naming_the_file_and_the_key(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(expires="2030-01-01T00:00:00Z"))
+def test_an_unknown_key_is_refused_naming_the_file_and_the_key(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(expires="2030-01-01T00:00:00Z"))
 
     message = refusal(path)
 
@@ -171,9 +158,9 @@ def test_an_unknown_key_is_refused_naming_the_file_and_the_key(policy_dir: Path)
 
 @pytest.mark.parametrize("bad", ["nl", "NLD", "N1", ""])
 def test_a_bad_nation_code_is_refused_naming_the_file_and_the_party(
-    policy_dir: Path, bad: str
+    policies_dir: Path, bad: str
 ) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(parties=["NL", bad]))
+    path = write_agreement(policies_dir, "a.yaml", mutual(parties=["NL", bad]))
 
     message = refusal(path)
 
@@ -181,8 +168,8 @@ def test_a_bad_nation_code_is_refused_naming_the_file_and_the_party(
     assert "parties.1" in message
 
 
-def test_a_party_listed_twice_is_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(parties=["NL", "BE", "NL"]))
+def test_a_party_listed_twice_is_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(parties=["NL", "BE", "NL"]))
 
     message = refusal(path)
 
@@ -190,10 +177,10 @@ def test_a_party_listed_twice_is_refused(policy_dir: Path) -> None:
     assert "parties" in message
 
 
-def test_a_one_way_agreement_without_senders_is_refused(policy_dir: Path) -> None:
+def test_a_one_way_agreement_without_senders_is_refused(policies_dir: Path) -> None:
     document = one_way()
     del document["senders"]
-    path = write_agreement(policy_dir, "a.yaml", document)
+    path = write_agreement(policies_dir, "a.yaml", document)
 
     message = refusal(path)
 
@@ -201,8 +188,8 @@ def test_a_one_way_agreement_without_senders_is_refused(policy_dir: Path) -> Non
     assert "senders" in message
 
 
-def test_a_one_way_agreement_without_receivers_is_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", one_way(receivers=[]))
+def test_a_one_way_agreement_without_receivers_is_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", one_way(receivers=[]))
 
     message = refusal(path)
 
@@ -210,8 +197,8 @@ def test_a_one_way_agreement_without_receivers_is_refused(policy_dir: Path) -> N
     assert "receivers" in message
 
 
-def test_senders_who_are_not_parties_are_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", one_way(senders=["FR", "PL"]))
+def test_senders_who_are_not_parties_are_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", one_way(senders=["FR", "PL"]))
 
     message = refusal(path)
 
@@ -220,8 +207,8 @@ def test_senders_who_are_not_parties_are_refused(policy_dir: Path) -> None:
     assert "PL" in message
 
 
-def test_senders_on_a_mutual_agreement_are_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(senders=["NL"]))
+def test_senders_on_a_mutual_agreement_are_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(senders=["NL"]))
 
     message = refusal(path)
 
@@ -230,8 +217,8 @@ def test_senders_on_a_mutual_agreement_are_refused(policy_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("until", ["2023-12-31T23:59:59Z", "2024-01-01T00:00:00Z"])
-def test_valid_until_not_after_valid_from_is_refused(policy_dir: Path, until: str) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(valid_until=until))
+def test_valid_until_not_after_valid_from_is_refused(policies_dir: Path, until: str) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(valid_until=until))
 
     message = refusal(path)
 
@@ -239,8 +226,8 @@ def test_valid_until_not_after_valid_from_is_refused(policy_dir: Path, until: st
     assert "valid_until" in message
 
 
-def test_a_valid_from_without_a_time_zone_is_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(valid_from="2024-01-01T00:00:00"))
+def test_a_valid_from_without_a_time_zone_is_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(valid_from="2024-01-01T00:00:00"))
 
     message = refusal(path)
 
@@ -248,9 +235,9 @@ def test_a_valid_from_without_a_time_zone_is_refused(policy_dir: Path) -> None:
     assert "valid_from" in message
 
 
-def test_an_unknown_report_type_key_in_field_rules_is_refused(policy_dir: Path) -> None:
+def test_an_unknown_report_type_key_in_field_rules_is_refused(policies_dir: Path) -> None:
     rules = {"smugling": [{"field": "location", "action": "redact"}]}
-    path = write_agreement(policy_dir, "a.yaml", mutual(field_rules=rules))
+    path = write_agreement(policies_dir, "a.yaml", mutual(field_rules=rules))
 
     message = refusal(path)
 
@@ -259,9 +246,9 @@ def test_an_unknown_report_type_key_in_field_rules_is_refused(policy_dir: Path) 
     assert "smugling" in message
 
 
-def test_an_unknown_field_rule_action_is_refused(policy_dir: Path) -> None:
+def test_an_unknown_field_rule_action_is_refused(policies_dir: Path) -> None:
     rules = {"*": [{"field": "location", "action": "blur"}]}
-    path = write_agreement(policy_dir, "a.yaml", mutual(field_rules=rules))
+    path = write_agreement(policies_dir, "a.yaml", mutual(field_rules=rules))
 
     message = refusal(path)
 
@@ -269,8 +256,8 @@ def test_an_unknown_field_rule_action_is_refused(policy_dir: Path) -> None:
     assert "field_rules.*.0.action" in message
 
 
-def test_an_unknown_report_type_is_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(report_types=["piracy"]))
+def test_an_unknown_report_type_is_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(report_types=["piracy"]))
 
     message = refusal(path)
 
@@ -278,8 +265,8 @@ def test_an_unknown_report_type_is_refused(policy_dir: Path) -> None:
     assert "report_types.0" in message
 
 
-def test_an_unknown_marking_is_refused(policy_dir: Path) -> None:
-    path = write_agreement(policy_dir, "a.yaml", mutual(max_marking="AMBER"))
+def test_an_unknown_marking_is_refused(policies_dir: Path) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(max_marking="AMBER"))
 
     message = refusal(path)
 
@@ -287,8 +274,8 @@ def test_an_unknown_marking_is_refused(policy_dir: Path) -> None:
     assert "max_marking" in message
 
 
-def test_a_file_that_is_not_yaml_is_refused_naming_the_file(policy_dir: Path) -> None:
-    path = policy_dir / "agreements" / "a.yaml"
+def test_a_file_that_is_not_yaml_is_refused_naming_the_file(policies_dir: Path) -> None:
+    path = policies_dir / "agreements" / "a.yaml"
     path.write_text("id: [unclosed\n")
 
     message = refusal(path)
@@ -297,8 +284,8 @@ def test_a_file_that_is_not_yaml_is_refused_naming_the_file(policy_dir: Path) ->
     assert "YAML" in message
 
 
-def test_a_file_that_is_not_one_mapping_is_refused_naming_the_file(policy_dir: Path) -> None:
-    path = policy_dir / "agreements" / "a.yaml"
+def test_a_file_that_is_not_one_mapping_is_refused_naming_the_file(policies_dir: Path) -> None:
+    path = policies_dir / "agreements" / "a.yaml"
     path.write_text(yaml.safe_dump([mutual()]))
 
     message = refusal(path)
@@ -307,13 +294,13 @@ def test_a_file_that_is_not_one_mapping_is_refused_naming_the_file(policy_dir: P
 
 
 def test_an_agreement_id_defined_in_two_files_is_refused_naming_both(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    first = write_agreement(policy_dir, "a.yaml", mutual())
-    second = write_agreement(policy_dir, "b.yaml", mutual(version=3, title="Another"))
+    first = write_agreement(policies_dir, "a.yaml", mutual())
+    second = write_agreement(policies_dir, "b.yaml", mutual(version=3, title="Another"))
 
     with pytest.raises(ConfigurationError) as caught:
-        load_bundle(policy_dir, catalog)
+        load_bundle(policies_dir, catalog)
 
     message = str(caught.value)
     assert str(second) in message
@@ -322,7 +309,7 @@ def test_an_agreement_id_defined_in_two_files_is_refused_naming_both(
 
 
 def test_a_field_rule_naming_a_field_the_schema_lacks_is_refused_at_load(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     rules = {
         "*": [{"field": "location", "action": "redact"}],
@@ -331,10 +318,10 @@ def test_a_field_rule_naming_a_field_the_schema_lacks_is_refused_at_load(
             {"field": "subjects[].passport", "action": "redact"},
         ],
     }
-    path = write_agreement(policy_dir, "a.yaml", mutual(field_rules=rules))
+    path = write_agreement(policies_dir, "a.yaml", mutual(field_rules=rules))
 
     with pytest.raises(ConfigurationError) as caught:
-        load_bundle(policy_dir, catalog)
+        load_bundle(policies_dir, catalog)
 
     message = str(caught.value)
     assert str(path) in message
@@ -343,14 +330,14 @@ def test_a_field_rule_naming_a_field_the_schema_lacks_is_refused_at_load(
 
 
 def test_a_field_rule_naming_a_required_field_is_refused_at_load(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     path = write_agreement(
-        policy_dir, "a.yaml", mutual(field_rules={"*": [{"field": "title", "action": "redact"}]})
+        policies_dir, "a.yaml", mutual(field_rules={"*": [{"field": "title", "action": "redact"}]})
     )
 
     with pytest.raises(ConfigurationError) as caught:
-        load_bundle(policy_dir, catalog)
+        load_bundle(policies_dir, catalog)
 
     assert str(path) in str(caught.value)
     assert "field_rules.*[0].field" in str(caught.value)
@@ -372,25 +359,25 @@ def test_a_directory_without_rego_modules_is_refused(
 
 
 def test_the_content_hash_is_stable_when_nothing_changes(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    write_agreement(policy_dir, "nl-be.yaml", mutual())
-    write_agreement(policy_dir, "fr-de.yaml", one_way())
+    write_agreement(policies_dir, "nl-be.yaml", mutual())
+    write_agreement(policies_dir, "fr-de.yaml", one_way())
 
-    first = load_bundle(policy_dir, catalog).content_hash
-    second = load_bundle(policy_dir, catalog).content_hash
+    first = load_bundle(policies_dir, catalog).content_hash
+    second = load_bundle(policies_dir, catalog).content_hash
 
     assert first == second
 
 
-def test_the_content_hash_ignores_yaml_layout(policy_dir: Path, catalog: SchemaCatalog) -> None:
-    path = write_agreement(policy_dir, "nl-be.yaml", mutual())
-    before = load_bundle(policy_dir, catalog).content_hash
+def test_the_content_hash_ignores_yaml_layout(policies_dir: Path, catalog: SchemaCatalog) -> None:
+    path = write_agreement(policies_dir, "nl-be.yaml", mutual())
+    before = load_bundle(policies_dir, catalog).content_hash
 
     reordered = dict(reversed(list(mutual().items())))
     path.write_text("# reviewed by the liaison office\n" + yaml.safe_dump(reordered, indent=4))
 
-    assert load_bundle(policy_dir, catalog).content_hash == before
+    assert load_bundle(policies_dir, catalog).content_hash == before
 
 
 @pytest.mark.parametrize(
@@ -406,34 +393,34 @@ def test_the_content_hash_ignores_yaml_layout(policy_dir: Path, catalog: SchemaC
     ],
 )
 def test_the_content_hash_changes_when_an_agreement_changes(
-    policy_dir: Path, catalog: SchemaCatalog, change: dict[str, Any]
+    policies_dir: Path, catalog: SchemaCatalog, change: dict[str, Any]
 ) -> None:
-    path = write_agreement(policy_dir, "nl-be.yaml", mutual())
-    before = load_bundle(policy_dir, catalog).content_hash
+    path = write_agreement(policies_dir, "nl-be.yaml", mutual())
+    before = load_bundle(policies_dir, catalog).content_hash
 
-    write_agreement(policy_dir, path.name, mutual(**change))
+    write_agreement(policies_dir, path.name, mutual(**change))
 
-    assert load_bundle(policy_dir, catalog).content_hash != before
+    assert load_bundle(policies_dir, catalog).content_hash != before
 
 
 def test_the_content_hash_changes_when_an_agreement_is_added(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    write_agreement(policy_dir, "nl-be.yaml", mutual())
-    before = load_bundle(policy_dir, catalog).content_hash
+    write_agreement(policies_dir, "nl-be.yaml", mutual())
+    before = load_bundle(policies_dir, catalog).content_hash
 
-    write_agreement(policy_dir, "fr-de.yaml", one_way())
+    write_agreement(policies_dir, "fr-de.yaml", one_way())
 
-    assert load_bundle(policy_dir, catalog).content_hash != before
+    assert load_bundle(policies_dir, catalog).content_hash != before
 
 
 def test_the_content_hash_changes_when_a_rego_module_changes(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    write_agreement(policy_dir, "nl-be.yaml", mutual())
-    before = load_bundle(policy_dir, catalog).content_hash
+    write_agreement(policies_dir, "nl-be.yaml", mutual())
+    before = load_bundle(policies_dir, catalog).content_hash
 
-    module = policy_dir / "ixb" / "sharing.rego"
+    module = policies_dir / "ixb" / "sharing.rego"
     module.write_text(module.read_text() + "\n# reviewed\n")
 
-    assert load_bundle(policy_dir, catalog).content_hash != before
+    assert load_bundle(policies_dir, catalog).content_hash != before

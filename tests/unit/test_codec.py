@@ -39,11 +39,6 @@ from broker.report_codec import (
 ENVELOPE_SCHEMA = "ixb.v1.SignedEnvelope"
 
 
-@pytest.fixture(scope="module")
-def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load()
-
-
 def full_report(**changes: Any) -> ThreatReport:
     """A report with every optional part filled in, at the most restrictive usual marking."""
     fields: dict[str, Any] = {

@@ -29,11 +29,6 @@ from broker.trust.keys import KeyRecord, KeyRole, Keystore, PartnerRegistry, Reg
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
-@pytest.fixture(scope="module")
-def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load()
-
-
 @pytest.fixture
 def keystore(tmp_path: Path) -> Keystore:
     return Keystore(tmp_path / "keys")

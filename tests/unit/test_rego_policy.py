@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +27,6 @@ def epoch(year: int, month: int, day: int) -> int:
 NOW = epoch(2025, 6, 1)
 VALID_FROM = epoch(2024, 1, 1)
 VALID_UNTIL = epoch(2030, 1, 1)
-
-
-@pytest.fixture(scope="module")
-def catalog() -> SchemaCatalog:
-    return SchemaCatalog.load()
-
-
-@pytest.fixture
-def policy_dir(tmp_path: Path) -> Path:
-    (tmp_path / "ixb").mkdir()
-    shutil.copy(SHARING_REGO, tmp_path / "ixb" / "sharing.rego")
-    (tmp_path / "agreements").mkdir()
-    return tmp_path
 
 
 def agreement(**changes: Any) -> dict[str, Any]:
@@ -106,9 +92,9 @@ def module_point(source: str) -> RegoDecisionPoint:
 
 
 def test_a_covered_pair_is_allowed_naming_the_agreement_and_its_version(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask())
 
@@ -118,9 +104,9 @@ def test_a_covered_pair_is_allowed_naming_the_agreement_and_its_version(
 
 
 def test_an_allow_carries_the_general_and_the_report_type_rules_sorted(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(report_type=ReportType.DOCUMENT_FRAUD))
 
@@ -132,9 +118,9 @@ def test_an_allow_carries_the_general_and_the_report_type_rules_sorted(
 
 
 def test_rules_for_another_report_type_do_not_apply(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(report_type=ReportType.MIGRANT_SMUGGLING))
 
@@ -146,9 +132,9 @@ def test_rules_for_another_report_type_do_not_apply(
 
 
 def test_an_agreement_without_field_rules_allows_with_none(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement(field_rules={}))
+    point = decision_point(policies_dir, catalog, agreement(field_rules={}))
 
     decision = point.decide(ask())
 
@@ -157,9 +143,9 @@ def test_an_agreement_without_field_rules_allows_with_none(
 
 
 def test_a_mutual_agreement_allows_both_directions(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     assert point.decide(ask(origin="NL", recipient="BE")).allow is True
     assert point.decide(ask(origin="BE", recipient="NL")).allow is True
@@ -167,18 +153,18 @@ def test_a_mutual_agreement_allows_both_directions(
 
 @pytest.mark.parametrize("marking", [Marking.CLEAR, Marking.GREEN, Marking.AMBER])
 def test_markings_up_to_the_limit_are_allowed(
-    policy_dir: Path, catalog: SchemaCatalog, marking: Marking
+    policies_dir: Path, catalog: SchemaCatalog, marking: Marking
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     assert point.decide(ask(marking=marking)).allow is True
 
 
 def test_every_decision_names_the_bundle_that_made_it(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
-    bundle_hash = load_bundle(policy_dir, catalog).content_hash
+    point = decision_point(policies_dir, catalog, agreement())
+    bundle_hash = load_bundle(policies_dir, catalog).content_hash
 
     assert point.bundle_hash == bundle_hash
     assert point.decide(ask()).bundle_hash == bundle_hash
@@ -189,9 +175,9 @@ def test_every_decision_names_the_bundle_that_made_it(
 
 
 def test_a_pair_no_agreement_covers_is_denied_with_no_agreement(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(origin="NL", recipient="DE"))
 
@@ -202,9 +188,9 @@ def test_a_pair_no_agreement_covers_is_denied_with_no_agreement(
 
 
 def test_a_report_to_its_own_origin_is_denied_with_no_agreement(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(origin="NL", recipient="NL"))
 
@@ -213,9 +199,9 @@ def test_a_report_to_its_own_origin_is_denied_with_no_agreement(
 
 
 def test_a_bundle_without_agreements_denies_everything_with_no_agreement(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog)
+    point = decision_point(policies_dir, catalog)
 
     decision = point.decide(ask())
 
@@ -224,9 +210,9 @@ def test_a_bundle_without_agreements_denies_everything_with_no_agreement(
 
 
 def test_a_report_type_the_agreement_does_not_list_is_denied(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(report_type=ReportType.TERRORISM))
 
@@ -238,9 +224,9 @@ def test_a_report_type_the_agreement_does_not_list_is_denied(
 
 @pytest.mark.parametrize("marking", [Marking.AMBER_STRICT, Marking.RED])
 def test_a_marking_above_the_limit_is_denied(
-    policy_dir: Path, catalog: SchemaCatalog, marking: Marking
+    policies_dir: Path, catalog: SchemaCatalog, marking: Marking
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(marking=marking))
 
@@ -249,9 +235,9 @@ def test_a_marking_above_the_limit_is_denied(
 
 
 def test_an_agreement_is_expired_from_the_second_it_ends(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     assert point.decide(ask(now_s=VALID_UNTIL - 1)).allow is True
     decision = point.decide(ask(now_s=VALID_UNTIL))
@@ -261,9 +247,9 @@ def test_an_agreement_is_expired_from_the_second_it_ends(
 
 
 def test_an_agreement_is_not_yet_valid_until_the_second_it_starts(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(ask(now_s=VALID_FROM - 1))
 
@@ -273,19 +259,19 @@ def test_an_agreement_is_not_yet_valid_until_the_second_it_starts(
 
 
 def test_an_agreement_without_an_end_never_expires(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     document = agreement()
     del document["valid_until"]
-    point = decision_point(policy_dir, catalog, document)
+    point = decision_point(policies_dir, catalog, document)
 
     assert point.decide(ask(now_s=epoch(2999, 1, 1))).allow is True
 
 
 def test_every_refusal_of_an_agreement_is_given_sorted(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    point = decision_point(policy_dir, catalog, agreement())
+    point = decision_point(policies_dir, catalog, agreement())
 
     decision = point.decide(
         ask(report_type=ReportType.TERRORISM, marking=Marking.RED, now_s=VALID_UNTIL + 1)
@@ -300,10 +286,10 @@ def test_every_refusal_of_an_agreement_is_given_sorted(
 
 
 def test_when_every_covering_agreement_refuses_the_reasons_of_all_are_given(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(
-        policy_dir,
+        policies_dir,
         catalog,
         agreement(id="zz-benelux", max_marking="TLP:GREEN"),
         agreement(id="aa-border", report_types=["smuggling"]),
@@ -322,10 +308,10 @@ def test_when_every_covering_agreement_refuses_the_reasons_of_all_are_given(
 
 
 def test_a_one_way_agreement_allows_its_senders_to_its_receivers_only(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(
-        policy_dir,
+        policies_dir,
         catalog,
         agreement(
             id="fr-to-de",
@@ -349,10 +335,10 @@ def test_a_one_way_agreement_allows_its_senders_to_its_receivers_only(
 
 
 def test_when_two_agreements_allow_the_first_by_id_authorises_and_both_rule_sets_apply(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(
-        policy_dir,
+        policies_dir,
         catalog,
         agreement(
             id="zz-benelux",
@@ -377,11 +363,11 @@ def test_when_two_agreements_allow_the_first_by_id_authorises_and_both_rule_sets
 
 
 def test_a_rule_named_by_two_allowing_agreements_is_given_once(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     rules = {"*": [{"field": "location", "action": "redact"}]}
     point = decision_point(
-        policy_dir,
+        policies_dir,
         catalog,
         agreement(id="aa-border", field_rules=rules),
         agreement(id="bb-border", field_rules=rules),
@@ -391,10 +377,10 @@ def test_a_rule_named_by_two_allowing_agreements_is_given_once(
 
 
 def test_an_agreement_that_refuses_neither_authorises_nor_adds_rules(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(
-        policy_dir,
+        policies_dir,
         catalog,
         agreement(
             id="aa-expired",
@@ -412,10 +398,10 @@ def test_an_agreement_that_refuses_neither_authorises_nor_adds_rules(
 
 
 def test_an_agreement_between_other_parties_does_not_interfere(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(
-        policy_dir,
+        policies_dir,
         catalog,
         agreement(),
         agreement(id="aa-pl-de", parties=["PL", "DE"], max_marking="TLP:CLEAR"),
@@ -544,13 +530,13 @@ def test_a_module_with_a_syntax_error_is_refused_when_loaded(source: str) -> Non
 
 
 def test_a_bundle_with_a_broken_module_is_refused_when_loaded(
-    policy_dir: Path, catalog: SchemaCatalog
+    policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
-    (policy_dir / "ixb" / "extra.rego").write_text(
+    (policies_dir / "ixb" / "extra.rego").write_text(
         "package ixb.sharing\n"
         "import rego.v1\n"
         'decision := "not a decision" if input.origin == "ZZ"\n'
     )
 
     with pytest.raises(ConfigurationError):
-        decision_point(policy_dir, catalog, agreement())
+        decision_point(policies_dir, catalog, agreement())
