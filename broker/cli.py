@@ -11,8 +11,9 @@ import contextlib
 import json
 import signal
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -53,6 +54,14 @@ def _settings() -> Settings:
 def _fail(exc: IxbError) -> typer.Exit:
     err.print(f"[red]error:[/red] {exc}")
     return typer.Exit(code=2)
+
+
+def _run(work: Coroutine[Any, Any, None]) -> None:
+    """Run one command's async work; an ixb error becomes a message and exit code 2."""
+    try:
+        asyncio.run(work)
+    except IxbError as exc:
+        raise _fail(exc) from exc
 
 
 @kafka_app.command("up")
@@ -142,10 +151,7 @@ def publish(
             for sent in await publisher.publish(reports):
                 out.print(f"published {sent.report_id} to {sent.topic}")
 
-    try:
-        asyncio.run(go())
-    except IxbError as exc:
-        raise _fail(exc) from exc
+    _run(go())
 
 
 @app.command()
@@ -161,10 +167,7 @@ def run() -> None:
             loop.add_signal_handler(signum, stop.set)
         await run_enforcer(settings, resolve_bootstrap(settings), stop)
 
-    try:
-        asyncio.run(go())
-    except IxbError as exc:
-        raise _fail(exc) from exc
+    _run(go())
 
 
 @app.command()
@@ -198,10 +201,7 @@ def subscribe(
             else:
                 print_delivery(out, item)
 
-    try:
-        asyncio.run(go())
-    except IxbError as exc:
-        raise _fail(exc) from exc
+    _run(go())
 
 
 @app.command()
@@ -225,10 +225,7 @@ def rejected(
             else:
                 print_rejection(out, document)
 
-    try:
-        asyncio.run(go())
-    except IxbError as exc:
-        raise _fail(exc) from exc
+    _run(go())
 
 
 @app.command()
