@@ -49,7 +49,7 @@ def _is_gone(pid: int) -> bool:
         return True
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # it vanished between the two looks
         return True
     state = next((line for line in status.splitlines() if line.startswith("State:")), "")
     return state.split()[1:2] == ["Z"]
