@@ -231,7 +231,9 @@ async def read_topic(
 ) -> AsyncIterator[InboundRecord]:
     """Every record of ``topic`` from the beginning, without joining a group.
 
-    Stops after ``idle_timeout_s`` without a new record unless ``follow``.
+    Without ``follow`` it stops at the end of the topic as it was when the
+    read began, or after ``idle_timeout_s`` without progress, whichever comes
+    first; with ``follow`` it keeps waiting for new records.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -249,8 +251,11 @@ async def read_topic(
             return  # the topic does not exist (yet): nothing to read
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
         idle_since = time.monotonic()
         while follow or time.monotonic() - idle_since < idle_timeout_s:
+            if not follow and await _caught_up(consumer, ends):
+                return
             batches = await consumer.getmany(timeout_ms=200)
             if batches:
                 idle_since = time.monotonic()
@@ -261,6 +266,13 @@ async def read_topic(
         raise TransportError(f"cannot read {topic}: {exc}") from exc
     finally:
         await consumer.stop()
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
 
 
 async def _wait_for_partitions(

@@ -94,7 +94,7 @@ class Exchange:
                 nation=nation,
                 catalog=self.catalog,
                 registry=registry.current,
-                idle_timeout_s=0.6,
+                idle_timeout_s=1.5,
             )
         ]
 
@@ -102,7 +102,7 @@ class Exchange:
         return [
             self.catalog.decode(record.value or b"", REJECTION_SCHEMA)
             async for record in read_topic(
-                self.bootstrap, self.topics.rejected(nation), idle_timeout_s=0.6
+                self.bootstrap, self.topics.rejected(nation), idle_timeout_s=1.5
             )
         ]
 
