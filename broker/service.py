@@ -11,12 +11,15 @@ import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
+
 from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
 from broker.pipeline.runner import Enforcer, EnforcerStats
 from broker.policy.bundle import load_bundle
+from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
 from broker.publisher import Publisher
 from broker.settings import Settings
@@ -24,6 +27,8 @@ from broker.topics import TopicNames
 from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin
 from broker.trust.envelopes import Signer
 from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
+
+log = structlog.get_logger("ixb.service")
 
 
 def resolve_bootstrap(settings: Settings) -> str:
@@ -76,7 +81,7 @@ async def run_enforcer(
     catalog = load_catalog(settings)
     topics = TopicNames(settings.topic_namespace)
     bundle = load_bundle(settings.policies_dir, catalog)
-    policy = RegoDecisionPoint(bundle)
+    policy = CachedDecisionPoint(RegoDecisionPoint(bundle), bundle.time_boundaries_s())
     signer = signer_for(settings, catalog, role=KeyRole.BROKER, nation=None)
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
@@ -110,6 +115,13 @@ async def run_enforcer(
             started.set()
         await enforcer.run(stop)
     finally:
+        log.info(
+            "decision_cache",
+            hits=policy.hits,
+            misses=policy.misses,
+            hit_rate=round(policy.hit_rate, 4),
+            bundle_hash=policy.bundle_hash,
+        )
         await consumer.stop()
         await producer.stop()
         await admin.close()

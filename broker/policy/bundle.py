@@ -35,6 +35,13 @@ class PolicyBundle:
     agreements: tuple[Agreement, ...]
     content_hash: str
 
+    def time_boundaries_s(self) -> list[int]:
+        """Every instant (epoch seconds) at which some agreement starts or ends."""
+        return sorted(
+            {int(a.valid_from.timestamp()) for a in self.agreements}
+            | {int(a.valid_until.timestamp()) for a in self.agreements if a.valid_until}
+        )
+
     def data(self) -> dict[str, Any]:
         """The base document the Rego policy reads as ``data``."""
         return {"agreements": {a.id: a.policy_data() for a in self.agreements}}
