@@ -178,10 +178,11 @@ def test_a_report_published_with_the_cli_reaches_the_partner_through_ixb_run_whi
         "enforcer_started",
         "enforcer_stopped",
     ]
-    stopped = events[-1]
-    assert stopped["event"] == "enforcer_stopped"
+    [stopped] = [e for e in events if e["event"] == "enforcer_stopped"]
     assert stopped["deliveries"] == 1
     assert stopped["withheld"] == {}  # BE is NL's only partner, and no-one else has a key
+    [cache] = [e for e in events if e["event"] == "decision_cache"]
+    assert (cache["hits"], cache["misses"]) == (0, 1)  # one report, one partner
 
 
 def test_publishing_a_report_of_another_origin_fails_and_says_why(
