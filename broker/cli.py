@@ -16,14 +16,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from broker import logs
 from broker.client import FeedProblem, read_feed
-from broker.errors import IxbError
+from broker.domain.decisions import DecisionInput
+from broker.errors import ConfigurationError, IxbError
 from broker.kafka_embedded import EmbeddedKafka
 from broker.policy.bundle import load_bundle
-from broker.render import delivery_json, print_delivery, print_rejection, rejection_json
+from broker.policy.rego import RegoDecisionPoint
+from broker.render import (
+    delivery_json,
+    print_decision,
+    print_delivery,
+    print_rejection,
+    rejection_json,
+)
+from broker.report_codec import describe_validation_error
 from broker.service import load_catalog, open_publisher, resolve_bootstrap, run_enforcer
 from broker.settings import Settings
 from broker.topics import TopicNames
@@ -133,6 +143,37 @@ def agreements_check(
             f"({', '.join(agreement.parties)})"
         )
     out.print(f"bundle {bundle.content_hash}")
+
+
+@agreements_app.command("explain")
+def agreements_explain(
+    report_file: Annotated[Path, typer.Argument(help="a JSON report file")],
+    origin: Annotated[str, typer.Option("--from", help="publishing nation")],
+    recipient: Annotated[str, typer.Option("--to", help="receiving nation")],
+) -> None:
+    """Show what the agreements decide for a report from one nation to another, and why."""
+    settings = _settings()
+    try:
+        bundle = load_bundle(settings.policies_dir, load_catalog(settings))
+        policy = RegoDecisionPoint(bundle)
+        reports = load_reports(report_file)
+        for report in reports:
+            decision = policy.decide(
+                DecisionInput(
+                    origin=origin,
+                    recipient=recipient,
+                    report_type=report.report_type,
+                    marking=report.marking,
+                    handling_code=report.handling_code,
+                    now_s=int(time.time()),
+                )
+            )
+            print_decision(out, report, origin, recipient, decision)
+    except ValidationError as exc:
+        raise _fail(ConfigurationError(describe_validation_error(exc))) from exc
+    except IxbError as exc:
+        raise _fail(exc) from exc
+    out.print(f"[dim]bundle {bundle.content_hash}[/dim]")
 
 
 @app.command()

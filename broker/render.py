@@ -9,7 +9,9 @@ from rich.markup import escape
 
 from broker.client import VerifiedDelivery
 from broker.codec import SchemaCatalog
+from broker.domain.decisions import Decision
 from broker.domain.fields import FieldPath
+from broker.domain.report import ThreatReport
 from broker.errors import DecodeError
 from broker.pipeline.rejections import REJECTION_SCHEMA
 
@@ -51,6 +53,27 @@ def print_delivery(console: Console, delivery: VerifiedDelivery) -> None:
             console.print(f"  [cyan]{name}[/cyan]: {escape(_compact(value))}")
     if delivery.withheld_fields:
         console.print(f"  [yellow]withheld[/yellow]: {', '.join(delivery.withheld_fields)}")
+
+
+def print_decision(
+    console: Console, report: ThreatReport, origin: str, recipient: str, decision: Decision
+) -> None:
+    """One decision, as `ixb agreements explain` shows it."""
+    head = f"{report.report_type.value} {report.marking.value} {report.handling_code.value}"
+    if decision.allow:
+        assert decision.agreement is not None
+        console.print(
+            f"[green]deliver[/green] {origin} → {recipient}: {head} "
+            f"under {decision.agreement.id} v{decision.agreement.version}"
+        )
+        for rule in decision.field_rules:
+            console.print(f"  {rule.action.value}: {rule.field}")
+        if not decision.field_rules:
+            console.print("  nothing withheld")
+    else:
+        console.print(f"[red]withhold[/red] {origin} → {recipient}: {head}")
+        for reason in decision.reasons:
+            console.print(f"  because {reason}")
 
 
 def rejection_json(catalog: SchemaCatalog, data: bytes) -> dict[str, Any]:
