@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
 
 from broker.errors import TransportError
 
@@ -118,12 +118,29 @@ class TopicAdmin:
             return
         new = [NewTopic(t, self.partitions, self.replication) for t in missing]
         try:
-            await self._admin.create_topics(new)
-        except TopicAlreadyExistsError:
-            pass  # another process created it first: fine
+            response = await self._admin.create_topics(new)
         except KafkaError as exc:
             raise TransportError(f"cannot create topics {missing}: {exc}") from exc
+        # aiokafka reports per-topic failures in the response, not by raising.
+        failures = creation_failures(
+            (entry[0], entry[1], entry[2]) for entry in response.topic_errors
+        )
+        if failures:
+            raise TransportError(f"cannot create topics: {'; '.join(failures)}")
         self._known.update(missing)
+
+
+def creation_failures(topic_errors: Iterable[tuple[str, int, str | None]]) -> list[str]:
+    """The topics a CreateTopics response did not create, with why.
+
+    "Already exists" is success for us: another enforcer or publisher won the race.
+    """
+    failures = []
+    for topic, code, message in topic_errors:
+        if code in (NoError.errno, TopicAlreadyExistsError.errno):
+            continue
+        failures.append(f"{topic}: {for_code(code).__name__} {message or ''}".rstrip())
+    return failures
 
 
 class OutputProducer:

@@ -1,0 +1,21 @@
+"""Topic creation failures reported inside a CreateTopics response are not ignored."""
+
+from __future__ import annotations
+
+from broker.transport import creation_failures
+
+
+def test_created_and_already_existing_topics_are_not_failures() -> None:
+    assert (
+        creation_failures([("a", 0, None), ("b", 36, "Topic with this name already exists.")]) == []
+    )
+
+
+def test_any_other_error_code_names_the_topic_and_the_error() -> None:
+    failures = creation_failures(
+        [("ok", 0, None), ("ixb.submit.NL", 38, "Replication factor: 3 larger than brokers: 1")]
+    )
+
+    assert failures == [
+        "ixb.submit.NL: InvalidReplicationFactorError Replication factor: 3 larger than brokers: 1"
+    ]
