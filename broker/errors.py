@@ -33,11 +33,12 @@ class ConfigurationError(IxbError):
 class RejectedInput(IxbError):
     """A message is refused; ``reason`` is a stable machine-readable code."""
 
-    def __init__(self, reason: str, detail: str, *, stage: str) -> None:
+    def __init__(self, reason: str, detail: str, *, stage: str, retriable: bool = False) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.stage = stage
+        self.retriable = retriable
 
 
 class DecodeError(RejectedInput):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from broker.codec import SchemaCatalog
-from broker.errors import IxbError, RejectedInput
+from broker.errors import RejectedInput
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutboundRecord
 
@@ -22,20 +22,16 @@ def rejection(
     catalog: SchemaCatalog,
     topics: TopicNames,
     inbound: InboundRecord,
-    error: IxbError,
+    refusal: RejectedInput,
     now: dt.datetime,
 ) -> OutboundRecord:
-    if isinstance(error, RejectedInput):
-        reason, detail, stage = error.reason, error.detail, error.stage
-    else:
-        reason, detail, stage = _code(error), str(error), "policy"
     value = catalog.encode(
         REJECTION_SCHEMA,
         {
-            "reason": reason,
-            "detail": detail,
-            "stage": stage,
-            "retriable": error.retriable,
+            "reason": refusal.reason,
+            "detail": refusal.detail,
+            "stage": refusal.stage,
+            "retriable": refusal.retriable,
             "source_topic": inbound.topic,
             "source_partition": inbound.partition,
             "source_offset": inbound.offset,
@@ -49,10 +45,5 @@ def rejection(
         topic=topics.rejected(origin),
         key=inbound.key,
         value=value,
-        headers=(("ixb-reason", reason.encode()), ("ixb-stage", stage.encode())),
+        headers=(("ixb-reason", refusal.reason.encode()), ("ixb-stage", refusal.stage.encode())),
     )
-
-
-def _code(error: IxbError) -> str:
-    name = type(error).__name__
-    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from broker.codec import SchemaCatalog
-from broker.errors import IxbError, PolicyUndecided, RejectedInput, TransportError
+from broker.errors import PolicyUndecided, RejectedInput, TransportError
 from broker.pipeline.context import BatchContext
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
@@ -154,8 +154,12 @@ class Enforcer:
         try:
             accepted = self._intake.check(inbound, context)
             routed = self._fanout.route(accepted, context)
-        except (RejectedInput, PolicyUndecided) as exc:
+        except RejectedInput as exc:
             return [self._refuse(inbound, exc, context, bound)]
+        except PolicyUndecided as exc:
+            # Not a deny: the same bytes may go through once the engine decides again.
+            undecided = RejectedInput("policy_undecided", str(exc), stage="policy", retriable=True)
+            return [self._refuse(inbound, undecided, context, bound)]
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the enforcer
             # The exception text may carry payload values: record only its kind.
             error = RejectedInput(
@@ -190,15 +194,13 @@ class Enforcer:
     def _refuse(
         self,
         inbound: InboundRecord,
-        error: IxbError,
+        refusal: RejectedInput,
         context: BatchContext,
         bound: structlog.typing.FilteringBoundLogger,
     ) -> OutboundRecord:
-        output = rejection(self._catalog, self._topics, inbound, error, context.now)
-        reason = dict(output.headers)["ixb-reason"].decode()
-        self.stats.rejected[reason] += 1
-        bound.warning("rejected", reason=reason, retriable=error.retriable)
-        return output
+        self.stats.rejected[refusal.reason] += 1
+        bound.warning("rejected", reason=refusal.reason, retriable=refusal.retriable)
+        return rejection(self._catalog, self._topics, inbound, refusal, context.now)
 
 
 def _next_offsets(batch: list[InboundRecord]) -> dict[tuple[str, int], int]:
