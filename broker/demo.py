@@ -14,6 +14,7 @@ import contextlib
 import secrets
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from broker import logs
 from broker.client import FeedProblem, VerifiedDelivery, read_feed
+from broker.domain.report import ThreatReport
 from broker.errors import IxbError
 from broker.kafka_embedded import EmbeddedKafka
 from broker.pipeline.runner import EnforcerStats
@@ -102,7 +104,7 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         await publisher.publish([scenario.unshareable])
         published[str(scenario.unshareable.report_id)] = scenario.unshareable.title
         tampered = publisher.seal(
-            scenario.reports["NL"][0].model_copy(update={"report_id": _fresh_id()})
+            scenario.reports["NL"][0].model_copy(update={"report_id": uuid.uuid4()})
         )
         await publisher.send_sealed([_flip_one_byte(tampered)])
     await _publish_impostor(settings, bootstrap, scenario.reports["NL"][1])
@@ -188,14 +190,13 @@ async def _show_rejections(settings: Settings, bootstrap: str, console: Console)
             print_rejection(console, rejection_json(catalog, record.value or b""))
 
 
-async def _publish_impostor(settings: Settings, bootstrap: str, report_from_nl: object) -> None:
+async def _publish_impostor(
+    settings: Settings, bootstrap: str, report_from_nl: ThreatReport
+) -> None:
     """BE's key signs a report claiming to come from NL and sends it on BE's topic."""
-    from broker.domain.report import ThreatReport  # noqa: PLC0415 - local to the demo's one trick
-
-    assert isinstance(report_from_nl, ThreatReport)
     catalog = load_catalog(settings)
     be_signer = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="BE")
-    forged = report_from_nl.model_copy(update={"report_id": _fresh_id()})
+    forged = report_from_nl.model_copy(update={"report_id": uuid.uuid4()})
     record = OutboundRecord(
         topic=TopicNames(settings.topic_namespace).submit("BE"),
         key=str(forged.report_id).encode(),
@@ -210,9 +211,3 @@ def _flip_one_byte(record: OutboundRecord) -> OutboundRecord:
     value = bytearray(record.value)
     value[len(value) // 2] ^= 0x01
     return OutboundRecord(record.topic, record.key, bytes(value), record.headers)
-
-
-def _fresh_id() -> object:
-    import uuid  # noqa: PLC0415
-
-    return uuid.uuid4()

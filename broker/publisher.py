@@ -60,7 +60,10 @@ class Publisher:
         """Sign and send every report; returns once all are acknowledged."""
         records = [self.seal(r) for r in reports]
         await self.send_sealed(records)
-        return [Published(r.topic, (r.key or b"").decode()) for r in records]
+        return [
+            Published(rec.topic, str(rep.report_id))
+            for rec, rep in zip(records, reports, strict=True)
+        ]
 
     async def send_sealed(self, records: list[OutboundRecord]) -> None:
         """Send records sealed elsewhere (e.g. by an adapter holding its key in an HSM)."""
