@@ -7,7 +7,9 @@ tests all go through it, so they run the same enforcer.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,18 +17,21 @@ import structlog
 
 from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
+from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
-from broker.pipeline.runner import Enforcer, EnforcerStats
-from broker.policy.bundle import load_bundle
+from broker.pipeline.runner import Enforcer, EnforcerStats, utc_now
+from broker.policy.bundle import PolicyBundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
+from broker.policy.source import ReloadingPolicy
 from broker.publisher import Publisher
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin
 from broker.trust.envelopes import Signer
 from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
+from broker.trust.pseudonyms import PseudonymSecrets
 
 log = structlog.get_logger("ixb.service")
 
@@ -69,6 +74,21 @@ def signer_for(
     return Signer(record.key_id, keystore.private_key(record.key_id), catalog)
 
 
+def decision_point_for(settings: Settings, bundle: PolicyBundle) -> CachedDecisionPoint:
+    """The configured engine for ``bundle``, behind the decision cache."""
+    return CachedDecisionPoint(RegoDecisionPoint(bundle), bundle.time_boundaries_s())
+
+
+def policy_source(settings: Settings, catalog: SchemaCatalog) -> ReloadingPolicy:
+    return ReloadingPolicy(
+        settings.policies_dir,
+        catalog,
+        lambda bundle: decision_point_for(settings, bundle),
+        request_file=settings.reload_request_file,
+        check_every_s=settings.policy_check_interval_s,
+    )
+
+
 async def run_enforcer(
     settings: Settings,
     bootstrap: str,
@@ -77,11 +97,10 @@ async def run_enforcer(
     started: asyncio.Event | None = None,
     stats: EnforcerStats | None = None,
 ) -> EnforcerStats:
-    """Run one enforcer process until ``stop`` is set; return its counters."""
+    """Run one enforcer process (and its embargo releaser) until ``stop`` is set."""
     catalog = load_catalog(settings)
     topics = TopicNames(settings.topic_namespace)
-    bundle = load_bundle(settings.policies_dir, catalog)
-    policy = CachedDecisionPoint(RegoDecisionPoint(bundle), bundle.time_boundaries_s())
+    policy = policy_source(settings, catalog)
     signer = signer_for(settings, catalog, role=KeyRole.BROKER, nation=None)
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
@@ -92,36 +111,59 @@ async def run_enforcer(
         max_poll_records=settings.batch_max_records,
         session_timeout_ms=settings.consumer_session_timeout_ms,
     )
+    held_consumer = SubmissionConsumer(
+        bootstrap,
+        group_id=f"{settings.group_id}.embargo",
+        pattern="^" + re.escape(topics.held) + "$",
+        max_poll_records=settings.batch_max_records,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+    )
     enforcer = Enforcer(
         consumer=consumer,
         producer=producer,
         intake=Intake(
             catalog, topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
         ),
-        fanout=FanOut(catalog, signer, topics),
+        fanout=FanOut(catalog, signer, topics, PseudonymSecrets(settings.pseudonym_secrets_dir)),
         catalog=catalog,
         topics=topics,
         registry=RegistryFile(settings.registry_path),
         policy=policy,
-        parties=frozenset(p for a in bundle.agreements for p in a.parties),
         batch_max_records=settings.batch_max_records,
         stats=stats,
     )
+    releaser = EmbargoReleaser(
+        consumer=held_consumer,
+        producer=producer,
+        catalog=catalog,
+        topics=topics,
+        policy=policy,
+        clock=utc_now,
+    )
     await admin.start()
+    await admin.ensure([topics.held])
     await producer.start()
     await consumer.start()
+    await held_consumer.start()
     try:
         if started is not None:
             started.set()
-        await enforcer.run(stop)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(enforcer.run(stop))
+            tasks.create_task(releaser.run(stop))
     finally:
-        log.info(
-            "decision_cache",
-            hits=policy.hits,
-            misses=policy.misses,
-            hit_rate=round(policy.hit_rate, 4),
-            bundle_hash=policy.bundle_hash,
-        )
+        cache = policy.current().point
+        if isinstance(cache, CachedDecisionPoint):
+            log.info(
+                "decision_cache",
+                hits=cache.hits,
+                misses=cache.misses,
+                hit_rate=round(cache.hit_rate, 4),
+                bundle_hash=cache.bundle_hash,
+                reloads=policy.reloads,
+            )
+        log.info("embargo", **dataclasses.asdict(releaser.stats))
+        await held_consumer.stop()
         await consumer.stop()
         await producer.stop()
         await admin.close()

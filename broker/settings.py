@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     )
     batch_max_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
+    policy_check_interval_s: Annotated[float, Field(ge=0)] = Field(
+        default=1.0, description="how often the enforcer looks for changed policy files"
+    )
 
     @property
     def registry_path(self) -> Path:
@@ -45,6 +48,15 @@ class Settings(BaseSettings):
     @property
     def keystore_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def pseudonym_secrets_dir(self) -> Path:
+        return self.home / "secrets" / "pseudonyms"
+
+    @property
+    def reload_request_file(self) -> Path:
+        """Touched by `ixb agreements reload`; running enforcers watch it."""
+        return self.home / "policy-reload-request"
 
     @property
     def embedded_bootstrap_file(self) -> Path:

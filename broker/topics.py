@@ -5,6 +5,7 @@
 | ixb.submit.<ORIGIN>     | report id   | agency adapters   | enforcer            |
 | ixb.deliver.<RECIPIENT> | delivery id | enforcer          | recipient analysts  |
 | ixb.rejected.<ORIGIN>   | source key  | enforcer          | operators, origin   |
+| ixb.held                | delivery id | enforcer          | enforcer (embargo)  |
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
@@ -45,6 +46,11 @@ class TopicNames:
 
     def rejected(self, nation: str) -> str:
         return f"{self._base}.rejected.{nation}"
+
+    @property
+    def held(self) -> str:
+        """Deliveries under embargo, until they are released."""
+        return f"{self._base}.held"
 
     def nation_of_submit_topic(self, topic: str) -> str | None:
         """The nation a submission topic belongs to, or None for any other topic."""

@@ -9,25 +9,111 @@ definition of that file's shape; errors name the field.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from broker.domain.report import Marking, Nation, ReportType, UtcTime
+from broker.domain.report import HandlingCode, Marking, Nation, ReportType, UtcTime
 
 ALL_TYPES = "*"
 
 
 class FieldAction(StrEnum):
+    """What an agreement does to a field on its way to the recipient.
+
+    Listed from the strictest: when several rules name the same field, the
+    strictest applies (a redaction beats a pseudonym beats a generalisation).
+    """
+
     REDACT = "redact"  # the field is withheld from the recipient
+    PSEUDONYMISE = "pseudonymise"  # replaced by a keyed pseudonym, stable per agreement
+    GENERALISE = "generalise"  # made coarser: see GENERALISATIONS
+    EMBARGO = "embargo"  # the whole report is held until `after` past its observation
+
+    @property
+    def strictness(self) -> int:
+        return len(FieldAction) - list(FieldAction).index(self)
+
+
+# What a field may be generalised to, from finest to coarsest, by the kind of
+# value it holds (broker.domain.fields.value_kind names the kind).
+GENERALISATIONS: dict[str, tuple[str, ...]] = {
+    "timestamp": ("minute", "hour", "day"),
+    "date": ("month", "year"),
+    "location": ("0.001deg", "0.01deg", "0.1deg", "1deg", "border_sector", "country"),
+}
+
+_DURATION = re.compile(r"^(?P<amount>[0-9]{1,6})(?P<unit>[smhd]?)$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_EMBARGO_S = 366 * 86400
+
+
+def _duration_s(value: object) -> object:
+    """``6h``, ``90m``, ``2d``, ``30s`` or a number of seconds, as whole seconds."""
+    if isinstance(value, str):
+        match = _DURATION.match(value.strip())
+        if match is None:
+            raise ValueError("a duration is a whole number with s, m, h or d (e.g. 6h)")
+        return int(match["amount"]) * _SECONDS[match["unit"]]
+    return value
+
+
+Duration = Annotated[int, BeforeValidator(_duration_s), Field(gt=0, le=MAX_EMBARGO_S)]
 
 
 class FieldRule(BaseModel):
+    """One rule: ``{field, action}``, plus ``to`` for generalise, ``after`` for embargo.
+
+    An embargo concerns the whole report and names no field.
+    """
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    field: Annotated[str, Field(min_length=1, max_length=200)]
+    field: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     action: FieldAction
+    to: Annotated[str, Field(min_length=1, max_length=40)] | None = None
+    after: Duration | None = None
+
+    @model_validator(mode="after")
+    def _parameters_fit_action(self) -> Self:
+        if self.action is FieldAction.EMBARGO:
+            if self.field is not None or self.to is not None or self.after is None:
+                raise ValueError("an embargo names no field and gives `after` (e.g. after: 6h)")
+            return self
+        if self.field is None:
+            raise ValueError(f"a {self.action} rule names its field")
+        if self.after is not None:
+            raise ValueError("`after` is only for embargo rules")
+        if self.action is FieldAction.GENERALISE:
+            known = sorted({t for targets in GENERALISATIONS.values() for t in targets})
+            if self.to not in known:
+                raise ValueError(f"a generalise rule says what to generalise to, one of {known}")
+        elif self.to is not None:
+            raise ValueError("`to` is only for generalise rules")
+        return self
+
+    def sort_key(self) -> tuple[str, str, str, int]:
+        return (self.field or "", self.action.value, self.to or "", self.after or 0)
+
+
+class Facet(StrEnum):
+    """What a report contains, declared to the policy without its contents."""
+
+    LOCATION = "location"
+    SUBJECTS = "subjects"
+    VICTIMS = "victims"  # a subject whose role is victim
+    TRAVEL_DOCUMENTS = "travel_documents"
+    VEHICLES = "vehicles"
+    INDICATORS = "indicators"
 
 
 class Direction(StrEnum):
@@ -50,6 +136,16 @@ class Agreement(BaseModel):
     valid_until: UtcTime | None = None
     report_types: Annotated[tuple[ReportType, ...], Field(min_length=1)]
     max_marking: Marking
+    # SIENA-style handling codes this agreement carries. H2 ("no onward
+    # sharing without the originator's consent") additionally needs the
+    # originator's standing consent for the recipient, in h2_consent.
+    handling_codes: Annotated[tuple[HandlingCode, ...], Field(min_length=1)] = (
+        HandlingCode.H0,
+        HandlingCode.H1,
+        HandlingCode.H2,
+    )
+    h2_consent: dict[Nation, tuple[Nation, ...]] = {}  # originator -> recipients it consents to
+    excluded_facets: tuple[Facet, ...] = ()  # reports containing any of these never flow
     field_rules: dict[str, tuple[FieldRule, ...]] = {}
 
     @field_validator("field_rules")
@@ -77,15 +173,24 @@ class Agreement(BaseModel):
             raise ValueError("senders/receivers are only for one_way agreements")
         if self.valid_until is not None and self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
+        named = set(self.h2_consent) | {n for ns in self.h2_consent.values() for n in ns}
+        if named - set(self.parties):
+            raise ValueError(f"h2_consent names non-parties {sorted(named - set(self.parties))}")
+        if self.h2_consent and HandlingCode.H2 not in self.handling_codes:
+            raise ValueError("h2_consent is given but H2 is not among handling_codes")
         return self
+
+    def senders_and_receivers(self) -> tuple[tuple[Nation, ...], tuple[Nation, ...]]:
+        if self.direction is Direction.ONE_WAY:
+            return self.senders, self.receivers
+        return self.parties, self.parties
 
     def rules_for(self, report_type: ReportType) -> tuple[FieldRule, ...]:
         return self.field_rules.get(ALL_TYPES, ()) + self.field_rules.get(report_type.value, ())
 
     def policy_data(self) -> dict[str, object]:
         """The agreement as the Rego policy reads it (``data.agreements[id]``)."""
-        senders = self.senders if self.direction is Direction.ONE_WAY else self.parties
-        receivers = self.receivers if self.direction is Direction.ONE_WAY else self.parties
+        senders, receivers = self.senders_and_receivers()
         return {
             "id": self.id,
             "version": self.version,
@@ -95,8 +200,11 @@ class Agreement(BaseModel):
             "valid_until_s": None if self.valid_until is None else _epoch(self.valid_until),
             "report_types": [t.value for t in self.report_types],
             "max_marking": self.max_marking.value,
+            "handling_codes": [c.value for c in self.handling_codes],
+            "h2_consent": {o: list(rs) for o, rs in self.h2_consent.items()},
+            "excluded_facets": [f.value for f in self.excluded_facets],
             "field_rules": {
-                key: [rule.model_dump(mode="json") for rule in rules]
+                key: [rule.model_dump(mode="json", exclude_none=True) for rule in rules]
                 for key, rules in self.field_rules.items()
             },
         }

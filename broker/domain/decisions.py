@@ -6,8 +6,15 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-from broker.domain.agreements import FieldRule
-from broker.domain.report import HandlingCode, Marking, Nation, ReportType
+from broker.domain.agreements import Facet, FieldRule
+from broker.domain.report import (
+    HandlingCode,
+    Marking,
+    Nation,
+    ReportType,
+    SubjectRole,
+    ThreatReport,
+)
 
 
 class DecisionInput(BaseModel):
@@ -20,7 +27,22 @@ class DecisionInput(BaseModel):
     report_type: ReportType
     marking: Marking
     handling_code: HandlingCode
+    facets: tuple[Facet, ...] = ()  # what the report contains, sorted, never the contents
+    observed_at_s: Annotated[int, Field(description="observation time, epoch seconds")] = 0
     now_s: Annotated[int, Field(description="evaluation time, seconds since the epoch")]
+
+
+def facets_of(report: ThreatReport) -> tuple[Facet, ...]:
+    """What the report contains, as the policy may know it: kinds, never contents."""
+    present = {
+        Facet.LOCATION: report.location is not None,
+        Facet.SUBJECTS: bool(report.subjects),
+        Facet.VICTIMS: any(s.role is SubjectRole.VICTIM for s in report.subjects),
+        Facet.TRAVEL_DOCUMENTS: any(s.travel_documents for s in report.subjects),
+        Facet.VEHICLES: bool(report.vehicles),
+        Facet.INDICATORS: bool(report.indicators),
+    }
+    return tuple(sorted(facet for facet, here in present.items() if here))
 
 
 class AgreementRef(BaseModel):
@@ -43,6 +65,7 @@ class Decision(BaseModel):
     reasons: tuple[str, ...] = ()
     agreement: AgreementRef | None = None
     field_rules: tuple[FieldRule, ...] = ()
+    not_before_s: StrictInt | None = None  # embargo: not delivered before this instant
     bundle_hash: str = ""
 
     @model_validator(mode="after")
@@ -50,6 +73,17 @@ class Decision(BaseModel):
         """An allow names its agreement; a deny says why and carries nothing else."""
         if self.allow and (self.agreement is None or self.reasons):
             raise ValueError("an allow must name its agreement and give no refusal reasons")
-        if not self.allow and (not self.reasons or self.agreement or self.field_rules):
-            raise ValueError("a deny must give reasons and no agreement or field rules")
+        if not self.allow and (
+            not self.reasons or self.agreement or self.field_rules or self.not_before_s is not None
+        ):
+            raise ValueError("a deny must give reasons and no agreement, rules or embargo")
         return self
+
+    @property
+    def embargo_s(self) -> int | None:
+        """The longest embargo among the rules, in seconds after observation."""
+        delays = [r.after for r in self.field_rules if r.after is not None]
+        return max(delays) if delays else None
+
+    def rules_on_fields(self) -> tuple[FieldRule, ...]:
+        return tuple(r for r in self.field_rules if r.field is not None)

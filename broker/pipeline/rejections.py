@@ -24,7 +24,14 @@ def rejection(
     inbound: InboundRecord,
     refusal: RejectedInput,
     now: dt.datetime,
+    *,
+    origin: str | None = None,
 ) -> OutboundRecord:
+    """The refusal record for ``inbound``, on its origin's rejected topic.
+
+    The origin is the nation of the submission topic unless given (a held
+    delivery that may not be released comes from the held topic).
+    """
     value = catalog.encode(
         REJECTION_SCHEMA,
         {
@@ -40,7 +47,7 @@ def rejection(
             "original_value": inbound.value or b"",
         },
     )
-    origin = topics.nation_of_submit_topic(inbound.topic) or UNKNOWN_ORIGIN
+    origin = origin or topics.nation_of_submit_topic(inbound.topic) or UNKNOWN_ORIGIN
     return OutboundRecord(
         topic=topics.rejected(origin),
         key=inbound.key,

@@ -34,7 +34,7 @@ from broker.pipeline.context import BatchContext
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
 from broker.pipeline.rejections import rejection
-from broker.policy import PolicyDecisionPoint
+from broker.policy.source import PolicySource
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutboundRecord, OutputProducer, SubmissionConsumer
 from broker.trust.keys import RegistryFile
@@ -56,6 +56,7 @@ class EnforcerStats:
     submissions: int = 0  # processed (outputs computed)
     completed: int = 0  # processed, outputs acknowledged
     deliveries: int = 0
+    held: int = 0  # deliveries put under embargo
     batches: int = 0
     retries: int = 0
     withheld: Counter[str] = field(default_factory=Counter)  # by reason
@@ -73,8 +74,7 @@ class Enforcer:
         catalog: SchemaCatalog,
         topics: TopicNames,
         registry: RegistryFile,
-        policy: PolicyDecisionPoint,
-        parties: frozenset[str],
+        policy: PolicySource,
         batch_max_records: int = 500,
         clock: Clock = utc_now,
         retry_backoff_s: float = 0.5,
@@ -88,7 +88,6 @@ class Enforcer:
         self._topics = topics
         self._registry = registry
         self._policy = policy
-        self._parties = parties
         self._batch_max_records = batch_max_records
         self._clock = clock
         self._retry_backoff_s = retry_backoff_s
@@ -96,7 +95,7 @@ class Enforcer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process batches until ``stop`` is set; the batch in flight is finished first."""
-        log.info("enforcer_started", bundle_hash=self._policy.bundle_hash)
+        log.info("enforcer_started", bundle_hash=self._policy.current().bundle.content_hash)
         while not stop.is_set():
             batch = await self._consumer.fetch(  # 1
                 timeout_ms=200, max_records=self._batch_max_records
@@ -135,10 +134,11 @@ class Enforcer:
         heartbeats flowing during a large batch.
         """
         registry = self._registry.current()
+        policy = self._policy.current()  # a reloaded bundle takes effect here, between batches
         context = BatchContext(  # 2
             registry=registry,
-            policy=self._policy,
-            partners=self._parties | registry.nations(),
+            policy=policy.point,
+            partners=policy.parties | registry.nations(),
             now=self._clock(),
         )
         outputs: list[OutboundRecord] = []
@@ -189,7 +189,8 @@ class Enforcer:
                     reasons=list(decision.reasons),
                 )
         self.stats.deliveries += len(routed.deliveries)
-        return list(routed.deliveries)
+        self.stats.held += len(routed.held)
+        return [*routed.deliveries, *routed.held]
 
     def _refuse(
         self,
@@ -215,6 +216,7 @@ def _summary(stats: EnforcerStats) -> dict[str, object]:
     return {
         "submissions": stats.submissions,
         "deliveries": stats.deliveries,
+        "held": stats.held,
         "batches": stats.batches,
         "retries": stats.retries,
         "withheld": dict(stats.withheld),

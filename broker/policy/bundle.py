@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from broker.codec import SchemaCatalog
 from broker.domain.agreements import Agreement
-from broker.domain.fields import FieldPath, FieldPathError, check_withholdable
+from broker.domain.fields import FieldPathError, check_rule
 from broker.errors import ConfigurationError
 from broker.report_codec import REPORT_SCHEMA
 
@@ -75,7 +75,7 @@ def _load_agreements(directory: Path, catalog: SchemaCatalog) -> tuple[Agreement
         for key, rules in agreement.field_rules.items():
             for index, rule in enumerate(rules):
                 try:
-                    check_withholdable(FieldPath.parse(rule.field), report_schema)
+                    check_rule(rule, report_schema)
                 except FieldPathError as exc:
                     raise ConfigurationError(
                         f"{path}: field_rules.{key}[{index}].field: {exc}"

@@ -6,9 +6,12 @@ all day. The only input that changes constantly is the evaluation time, and
 the policy reads it only by comparing it with agreements' ``valid_from`` and
 ``valid_until``. Between two consecutive such boundaries every decision is
 the same, so the cache key replaces the time by the index of the interval
-it falls in. A policy that used the time in any other way would have to add
-its boundaries here (an embargo, for instance, would not be cacheable this
-way and must be decided outside the cache).
+it falls in. The observation time is read only to compute an embargo's
+not-before instant (observation + the longest embargo among the rules), so
+it is left out of the key and the instant is recomputed from the cached
+rules for each input. A policy that used either time in any other way would
+have to be keyed differently here; tests/unit/test_decision_cache.py compares
+cached and uncached decisions around every boundary to hold this to account.
 
 The cache belongs to one bundle: a reloaded bundle gets a new, empty cache.
 """
@@ -59,12 +62,18 @@ class CachedDecisionPoint:
             decision_input.report_type,
             decision_input.marking,
             decision_input.handling_code,
+            decision_input.facets,
             bisect.bisect_right(self._boundaries, decision_input.now_s),
         )
         cached = self._entries.get(key)
         if cached is not None:
             self.hits += 1
-            return cached
+            embargo_s = cached.embargo_s
+            if embargo_s is None:
+                return cached
+            return cached.model_copy(
+                update={"not_before_s": decision_input.observed_at_s + embargo_s}
+            )
         self.misses += 1
         decision = self._inner.decide(decision_input)  # PolicyUndecided propagates, uncached
         if len(self._entries) >= self._max_entries:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import threading
 
 import regopy
-from pydantic import ValidationError
 
 from broker.domain.decisions import Decision, DecisionInput
 from broker.errors import ConfigurationError, PolicyUndecided
 from broker.policy.bundle import PolicyBundle
+from broker.policy.contract import DECISION_PACKAGE, DECISION_RULE, decision_from_result
 
-DECISION_QUERY = "decision := data.ixb.sharing.decision"
+DECISION_QUERY = f"decision := data.{DECISION_PACKAGE}.{DECISION_RULE}"
 
 
 class RegoDecisionPoint:
@@ -56,19 +56,7 @@ class RegoDecisionPoint:
 
     def decide(self, decision_input: DecisionInput) -> Decision:
         raw = self._evaluate(decision_input.model_dump(mode="json"))
-        try:
-            decision = Decision.model_validate(raw)
-        except ValidationError as exc:
-            raise PolicyUndecided(f"the policy returned a malformed decision: {exc}") from exc
-        return decision.model_copy(
-            update={
-                "bundle_hash": self.bundle_hash,
-                "field_rules": tuple(
-                    sorted(decision.field_rules, key=lambda r: (r.field, r.action))
-                ),
-                "reasons": tuple(sorted(decision.reasons)),
-            }
-        )
+        return decision_from_result(raw, self.bundle_hash)
 
     def _evaluate(self, document: dict[str, object]) -> object:
         with self._lock:

@@ -1,7 +1,13 @@
 # The sharing decision for one (report, recipient) pair.
 #
-# input: origin, recipient, report_type, marking, handling_code, now_s
+# input: origin, recipient, report_type, marking, handling_code, facets,
+#        observed_at_s, now_s
 # data.agreements: {id: agreement} as written by broker.domain.agreements
+#
+# The evaluation time is read only against agreements' validity bounds and
+# the observation time only to compute the embargo's not-before instant:
+# broker/policy/cache.py relies on both (it caches per validity interval
+# and recomputes not_before_s from the rules).
 #
 # Default deny: `decision.allow` is true only when at least one agreement
 # covers the pair and none of its checks refuse. An unknown marking or a
@@ -47,6 +53,25 @@ refusal contains [id, "marking_above_limit"] if {
 	not marking_rank[input.marking] <= marking_rank[a.max_marking]
 }
 
+refusal contains [id, "handling_code_not_covered"] if {
+	some id, a in covering
+	not input.handling_code in a.handling_codes
+}
+
+# H2: no onward sharing without the originator's consent, given per
+# recipient in the agreement.
+refusal contains [id, "h2_without_consent"] if {
+	some id, a in covering
+	input.handling_code == "H2"
+	not input.recipient in object.get(a.h2_consent, input.origin, [])
+}
+
+refusal contains [id, "facet_excluded"] if {
+	some id, a in covering
+	some facet in input.facets
+	facet in a.excluded_facets
+}
+
 refused(id) if {
 	some r in refusal
 	r[0] == id
@@ -66,11 +91,23 @@ field_rules contains rule if {
 	some rule in object.get(data.agreements[id].field_rules, key, [])
 }
 
+embargo_delays contains rule.after if {
+	some rule in field_rules
+	rule.action == "embargo"
+}
+
+not_before_s := input.observed_at_s + max(embargo_delays) if {
+	count(embargo_delays) > 0
+}
+
+default not_before_s := null
+
 decision := {
 	"allow": true,
 	"reasons": [],
 	"agreement": {"id": chosen.id, "version": chosen.version},
 	"field_rules": field_rules,
+	"not_before_s": not_before_s,
 } if {
 	count(allowing) > 0
 	# min, not sort(...)[0]: regopy 1.5.2 leaves the indexed form undefined.

@@ -12,12 +12,15 @@ from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
 from broker.pipeline.rejections import REJECTION_SCHEMA
 from broker.pipeline.runner import Enforcer
+from broker.policy.bundle import load_bundle
+from broker.policy.source import ActivePolicy, FixedPolicy
 from broker.report_codec import encode_report
 from broker.service import provision_keys, signer_for
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutputProducer, SubmissionConsumer, TopicAdmin
 from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.pseudonyms import PseudonymSecrets
 from tests.factories import make_report
 
 UNUSED_BOOTSTRAP = "127.0.0.1:1"  # process() does no I/O; nothing connects
@@ -33,8 +36,9 @@ class _UnavailableEngine:
 
 
 async def test_an_undecided_policy_refuses_the_submission_as_retriable_and_delivers_nothing(
-    tmp_path: Path, catalog: SchemaCatalog
+    tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path
 ) -> None:
+    bundle = load_bundle(policies_dir, catalog)  # its parties make NL's partners
     settings = Settings(home=tmp_path, kafka_bootstrap=UNUSED_BOOTSTRAP)
     provision_keys(settings, ["NL", "BE"])
     topics = TopicNames()
@@ -47,13 +51,15 @@ async def test_an_undecided_policy_refuses_the_submission_as_retriable_and_deliv
         producer=producer,
         intake=Intake(catalog, topics, max_clock_skew=dt.timedelta(minutes=5)),
         fanout=FanOut(
-            catalog, signer_for(settings, catalog, role=KeyRole.BROKER, nation=None), topics
+            catalog,
+            signer_for(settings, catalog, role=KeyRole.BROKER, nation=None),
+            topics,
+            PseudonymSecrets(settings.pseudonym_secrets_dir),
         ),
         catalog=catalog,
         topics=topics,
         registry=RegistryFile(settings.registry_path),
-        policy=_UnavailableEngine(),
-        parties=frozenset({"NL", "BE"}),
+        policy=FixedPolicy(ActivePolicy(_UnavailableEngine(), bundle)),
     )
     nl = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="NL")
     submission = nl.seal(encode_report(catalog, make_report("NL")))

@@ -1,0 +1,122 @@
+"""What a recipient may see: the report with an agreement's field rules applied.
+
+The rules a decision carries may name the same field more than once (the
+general ``"*"`` rules and the report type's own, or several agreements that
+all allow). One rule per field survives, the strictest: a redaction beats a
+pseudonym beats a generalisation, and of two generalisations the coarser
+wins. Redactions are applied first, so a pseudonym or a generalisation is
+never computed for something that is withheld anyway.
+
+Everything happens on a deep copy of the decoded record; the original, and
+the originator's exact bytes, are never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from broker.domain.agreements import GENERALISATIONS, FieldAction, FieldRule
+from broker.domain.fields import FieldPath, resolve, transform, value_kind, withhold
+from broker.domain.generalise import generaliser
+from broker.trust.pseudonyms import Pseudonymiser
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The effective rules for one delivery: one per field, in the order they apply."""
+
+    rules: tuple[FieldRule, ...]
+
+    @property
+    def withheld(self) -> tuple[str, ...]:
+        return tuple(r.field for r in self.rules if r.action is FieldAction.REDACT and r.field)
+
+    @property
+    def derived(self) -> tuple[FieldRule, ...]:
+        """Fields whose values the broker changed (pseudonymised or generalised)."""
+        return tuple(r for r in self.rules if r.action is not FieldAction.REDACT)
+
+    @property
+    def pseudonymises(self) -> bool:
+        return any(r.action is FieldAction.PSEUDONYMISE for r in self.rules)
+
+
+def effective_rules(rules: Iterable[FieldRule]) -> RuleSet:
+    """The strictest rule per field; embargo rules are not field rules and are dropped."""
+    strongest: dict[str, FieldRule] = {}
+    for rule in rules:
+        if rule.field is None:
+            continue
+        current = strongest.get(rule.field)
+        if current is None or _stricter(rule, current):
+            strongest[rule.field] = rule
+    order = {FieldAction.REDACT: 0, FieldAction.GENERALISE: 1, FieldAction.PSEUDONYMISE: 2}
+    ranked = sorted(strongest.values(), key=lambda r: (order[r.action], r.field or ""))
+    return RuleSet(tuple(ranked))
+
+
+def _stricter(rule: FieldRule, than: FieldRule) -> bool:
+    if rule.action is not than.action:
+        return rule.action.strictness > than.action.strictness
+    if rule.action is FieldAction.GENERALISE:
+        return _coarseness(rule.to) > _coarseness(than.to)
+    return False
+
+
+def _coarseness(target: str | None) -> int:
+    for targets in GENERALISATIONS.values():
+        if target in targets:
+            return targets.index(target)
+    return -1
+
+
+class Deriver:
+    """Applies rule sets to decoded records; caches parsed paths and value kinds."""
+
+    __slots__ = ("_kinds", "_paths", "_schema")
+
+    def __init__(self, report_schema: Mapping[str, Any]) -> None:
+        self._schema = report_schema
+        self._paths: dict[str, FieldPath] = {}
+        self._kinds: dict[str, str] = {}
+
+    def derive(
+        self,
+        record: Mapping[str, Any],
+        rule_set: RuleSet,
+        pseudonymiser: Pseudonymiser | None,
+    ) -> dict[str, Any]:
+        """A derived copy of ``record``. ``pseudonymiser`` is needed when a rule pseudonymises."""
+        derived = copy.deepcopy(dict(record))
+        for rule in rule_set.rules:
+            assert rule.field is not None  # effective_rules keeps field rules only
+            path = self._path(rule.field)
+            if rule.action is FieldAction.REDACT:
+                withhold(derived, path)
+            elif rule.action is FieldAction.GENERALISE:
+                assert rule.to is not None  # FieldRule validates this
+                transform(derived, path, generaliser(self._kind(path), rule.to))
+            else:
+                if pseudonymiser is None:
+                    raise ValueError("a pseudonymise rule needs the agreement's pseudonymiser")
+                transform(derived, path, _pseudonym_of(pseudonymiser, rule.field))
+        return derived
+
+    def _path(self, field: str) -> FieldPath:
+        path = self._paths.get(field)
+        if path is None:
+            path = self._paths[field] = FieldPath.parse(field)
+        return path
+
+    def _kind(self, path: FieldPath) -> str:
+        kind = self._kinds.get(path.text)
+        if kind is None:
+            kind = self._kinds[path.text] = value_kind(resolve(path, self._schema))
+        return kind
+
+
+def _pseudonym_of(pseudonymiser: Pseudonymiser, field: str) -> Callable[[Any], Any]:
+    return lambda value: pseudonymiser.pseudonym(field, value)

@@ -1,0 +1,203 @@
+"""Embargo: deliveries held in Kafka until they are due, then released.
+
+Fan-out writes an embargoed delivery, already derived and signed, to the
+held topic (``ixb.held``) instead of the recipient's topic. The releaser
+reads that topic as its own consumer group, keeps what is not yet due in
+memory, and when an item falls due asks the current policy again:
+
+* still allowed under the same agreement with the same field rules: the
+  stored delivery is produced to the recipient's topic, unchanged;
+* allowed, but with a later not-before (the embargo was lengthened): held on;
+* refused, or allowed under other rules or another agreement (the agreement
+  changed during the embargo): not delivered, and a refusal with the reasons
+  goes to the origin's rejected topic, where the originator can see it;
+* the policy cannot decide: held on and asked again later (fail closed).
+
+Offsets of the held topic are committed only up to the first item of each
+partition that is still pending, so after a restart (or a rebalance) every
+item not yet released is read again: a held delivery survives restarts and
+is released at least once. Deliveries keep their delivery id, so a repeated
+release is de-duplicated by the recipient like any other repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from broker.codec import SchemaCatalog
+from broker.domain.decisions import DecisionInput
+from broker.errors import PolicyUndecided, RejectedInput, TransportError
+from broker.pipeline.derive import effective_rules
+from broker.pipeline.fanout import HELD_SCHEMA, rules_digest
+from broker.pipeline.rejections import rejection
+from broker.policy.source import PolicySource
+from broker.topics import TopicNames
+from broker.transport import InboundRecord, OutboundRecord, OutputProducer, SubmissionConsumer
+
+log = structlog.get_logger("ixb.embargo")
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(order=True, slots=True)
+class _Pending:
+    due_s: float
+    partition: int
+    offset: int
+    inbound: InboundRecord = field(compare=False)
+    held: dict[str, Any] = field(compare=False)
+
+
+@dataclass
+class EmbargoStats:
+    held_now: int = 0  # items waiting
+    released: int = 0
+    refused: int = 0
+    malformed: int = 0
+
+
+class EmbargoReleaser:
+    def __init__(
+        self,
+        *,
+        consumer: SubmissionConsumer,
+        producer: OutputProducer,
+        catalog: SchemaCatalog,
+        topics: TopicNames,
+        policy: PolicySource,
+        clock: Clock,
+        retry_after_s: float = 5.0,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._catalog = catalog
+        self._topics = topics
+        self._policy = policy
+        self._clock = clock
+        self._retry_after_s = retry_after_s
+        self._queue: list[_Pending] = []
+        self._pending: dict[int, set[int]] = {}  # partition -> offsets not yet done
+        self._seen: dict[int, int] = {}  # partition -> next offset after the last record read
+        self._committed: dict[int, int] = {}
+        self.stats = EmbargoStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                batch = await self._consumer.fetch(timeout_ms=200, max_records=500)
+            except TransportError as exc:
+                log.warning("held_fetch_failed", error=str(exc))
+                await asyncio.sleep(self._retry_after_s)
+                continue
+            for inbound in batch:
+                self._admit(inbound)
+            await self.release_due()
+            await self._commit()
+
+    def _admit(self, inbound: InboundRecord) -> None:
+        self._seen[inbound.partition] = max(
+            self._seen.get(inbound.partition, 0), inbound.offset + 1
+        )
+        try:
+            held = self._catalog.decode(inbound.value or b"", HELD_SCHEMA)
+        except RejectedInput as exc:
+            # Only the enforcer writes this topic; a bad record is a bug, kept visible here.
+            self.stats.malformed += 1
+            log.error("held_record_malformed", reason=exc.reason, offset=inbound.offset)
+            return
+        self._pending.setdefault(inbound.partition, set()).add(inbound.offset)
+        due = held["not_before"].timestamp()
+        heapq.heappush(self._queue, _Pending(due, inbound.partition, inbound.offset, inbound, held))
+        self.stats.held_now = len(self._queue)
+
+    async def release_due(self) -> None:
+        """Decide again for every item that is due; produce what may be released."""
+        now = self._clock()
+        due: list[_Pending] = []
+        while self._queue and self._queue[0].due_s <= now.timestamp():
+            due.append(heapq.heappop(self._queue))
+        if not due:
+            return
+        policy = self._policy.current()
+        outputs: list[OutboundRecord] = []
+        done: list[_Pending] = []
+        for item in due:
+            held = item.held
+            decision_input = DecisionInput.model_validate_json(held["decision_input"])
+            try:
+                decision = policy.point.decide(
+                    decision_input.model_copy(update={"now_s": int(now.timestamp())})
+                )
+            except PolicyUndecided:
+                item.due_s = now.timestamp() + self._retry_after_s
+                heapq.heappush(self._queue, item)
+                continue
+            if decision.allow and decision.not_before_s and decision.not_before_s > now.timestamp():
+                item.due_s = float(decision.not_before_s)  # the embargo was lengthened
+                heapq.heappush(self._queue, item)
+                continue
+            same_terms = (
+                decision.allow
+                and decision.agreement is not None
+                and decision.agreement.id == held["agreement_id"]
+                and rules_digest(effective_rules(decision.field_rules)) == held["rules_digest"]
+            )
+            if same_terms:
+                outputs.append(OutboundRecord(held["topic"], held["key"], held["value"]))
+                self.stats.released += 1
+                log.info("embargo_released", delivery_id=held["delivery_id"])
+            else:
+                why = ",".join(decision.reasons) or "agreement_or_rules_changed"
+                refusal = RejectedInput(
+                    "embargo_release_refused",
+                    f"delivery {held['delivery_id']} not released: {why}",
+                    stage="embargo",
+                )
+                outputs.append(
+                    rejection(
+                        self._catalog,
+                        self._topics,
+                        item.inbound,
+                        refusal,
+                        now,
+                        origin=decision_input.origin,
+                    )
+                )
+                self.stats.refused += 1
+                log.warning("embargo_release_refused", delivery_id=held["delivery_id"], why=why)
+            done.append(item)
+        try:
+            await self._producer.send_all(outputs)
+        except TransportError as exc:
+            log.warning("embargo_release_not_acknowledged", error=str(exc))
+            for item in done:  # try again: nothing is marked done
+                heapq.heappush(self._queue, item)
+            return
+        for item in done:
+            self._pending[item.partition].discard(item.offset)
+        self.stats.held_now = len(self._queue)
+
+    async def _commit(self) -> None:
+        """Per partition, up to the first item still pending (or everything read)."""
+        offsets: dict[tuple[str, int], int] = {}
+        for partition, seen in self._seen.items():
+            pending = self._pending.get(partition)
+            upto = min(pending) if pending else seen
+            if self._committed.get(partition) != upto:
+                offsets[self._topics.held, partition] = upto
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except TransportError as exc:
+            log.warning("held_commit_failed", error=str(exc))
+            return
+        for (_, partition), upto in offsets.items():
+            self._committed[partition] = upto
