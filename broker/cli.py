@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import signal
 import time
@@ -18,14 +19,17 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from broker import logs
 from broker.client import FeedProblem, read_feed
-from broker.domain.decisions import DecisionInput
+from broker.domain.decisions import DecisionInput, facets_of
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka_embedded import EmbeddedKafka
 from broker.policy.bundle import load_bundle
+from broker.policy.lint import Severity, lint
 from broker.policy.rego import RegoDecisionPoint
+from broker.policy.source import request_reload
 from broker.render import (
     delivery_json,
     print_decision,
@@ -131,10 +135,15 @@ def agreements_check(
         Path | None, typer.Argument(help="default: the configured policies/")
     ] = None,
 ) -> None:
-    """Load and check every agreement and Rego module; exit non-zero on any error."""
+    """Check every agreement and Rego module, and the agreements together.
+
+    Exit 1 on any error (the set must not be deployed); warnings (expired,
+    overlapping, conflicting terms) are listed and do not fail the check.
+    """
     settings = _settings()
     try:
         bundle = load_bundle(policies_dir or settings.policies_dir, load_catalog(settings))
+        RegoDecisionPoint(bundle)  # the Rego compiles and decides
     except IxbError as exc:
         raise _fail(exc) from exc
     for agreement in bundle.agreements:
@@ -142,7 +151,35 @@ def agreements_check(
             f"[green]ok[/green] {agreement.id} v{agreement.version}: {agreement.title} "
             f"({', '.join(agreement.parties)})"
         )
+    findings = lint(bundle, dt.datetime.now(dt.UTC))
+    for finding in findings:
+        colour = "red" if finding.severity is Severity.ERROR else "yellow"
+        out.print(
+            f"[{colour}]{finding.severity.value}[/{colour}] "
+            f"{' + '.join(finding.agreements)}: {escape(finding.message)}"
+        )
     out.print(f"bundle {bundle.content_hash}")
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    if errors:
+        err.print(f"[red]{errors} error(s)[/red]: this agreement set must not be deployed")
+        raise typer.Exit(1)
+
+
+@agreements_app.command("reload")
+def agreements_reload() -> None:
+    """Check the policy directory, then tell running enforcers to swap it in.
+
+    Enforcers sharing this IXB_HOME pick the new bundle up between batches.
+    A set that does not load is refused here, and would be by the enforcers.
+    """
+    settings = _settings()
+    try:
+        bundle = load_bundle(settings.policies_dir, load_catalog(settings))
+        RegoDecisionPoint(bundle)
+    except IxbError as exc:
+        raise _fail(exc) from exc
+    request_reload(settings.reload_request_file, bundle.content_hash)
+    out.print(f"reload requested: bundle {bundle.content_hash}")
 
 
 @agreements_app.command("explain")
@@ -165,6 +202,8 @@ def agreements_explain(
                     report_type=report.report_type,
                     marking=report.marking,
                     handling_code=report.handling_code,
+                    facets=facets_of(report),
+                    observed_at_s=int(report.observed_at.timestamp()),
                     now_s=int(time.time()),
                 )
             )

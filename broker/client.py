@@ -27,6 +27,18 @@ from broker.trust.keys import KeyRole, PartnerRegistry
 
 
 @dataclass(frozen=True, slots=True)
+class DerivedField:
+    """A field whose value the broker changed under the agreement."""
+
+    field: str
+    action: str  # pseudonymise | generalise
+    to: str | None = None  # for a generalisation: the precision kept
+
+    def describe(self) -> str:
+        return f"{self.action} to {self.to}" if self.to else self.action
+
+
+@dataclass(frozen=True, slots=True)
 class VerifiedDelivery:
     delivery_id: str
     recipient: str
@@ -36,10 +48,12 @@ class VerifiedDelivery:
     agreement_version: int
     policy_bundle_hash: str
     withheld_fields: tuple[str, ...]
+    derived_fields: tuple[DerivedField, ...]
     broker_key_id: str
     originator_key_id: str
     original_sha256: bytes
     decided_at: dt.datetime
+    not_before: dt.datetime | None = None  # the embargo it was held under, if any
     offset: int = -1
 
 
@@ -86,10 +100,12 @@ def verify_delivery(
         agreement_version=statement["agreement_version"],
         policy_bundle_hash=statement["policy_bundle_hash"],
         withheld_fields=tuple(statement["withheld_fields"]),
+        derived_fields=tuple(DerivedField(**d) for d in statement["derived_fields"]),
         broker_key_id=key.key_id,
         originator_key_id=statement["originator_key_id"],
         original_sha256=statement["original_sha256"],
         decided_at=statement["decided_at"],
+        not_before=statement["not_before"],
     )
 
 

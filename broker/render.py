@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from typing import Any
 
 from rich.console import Console
@@ -13,6 +15,7 @@ from broker.domain.decisions import Decision
 from broker.domain.fields import FieldPath
 from broker.domain.report import ThreatReport
 from broker.errors import DecodeError
+from broker.pipeline.derive import effective_rules
 from broker.pipeline.rejections import REJECTION_SCHEMA
 
 WITHHELD = "‹withheld›"
@@ -26,6 +29,8 @@ def delivery_json(delivery: VerifiedDelivery) -> dict[str, Any]:
         "agreement": {"id": delivery.agreement_id, "version": delivery.agreement_version},
         "policy_bundle_hash": delivery.policy_bundle_hash,
         "withheld_fields": list(delivery.withheld_fields),
+        "derived_fields": [dataclasses.asdict(d) for d in delivery.derived_fields],
+        "not_before": delivery.not_before.isoformat() if delivery.not_before else None,
         "verified_by": delivery.broker_key_id,
         "originator_key_id": delivery.originator_key_id,
         "original_sha256": delivery.original_sha256.hex(),
@@ -53,6 +58,10 @@ def print_delivery(console: Console, delivery: VerifiedDelivery) -> None:
             console.print(f"  [cyan]{name}[/cyan]: {escape(_compact(value))}")
     if delivery.withheld_fields:
         console.print(f"  [yellow]withheld[/yellow]: {', '.join(delivery.withheld_fields)}")
+    for derived in delivery.derived_fields:
+        console.print(f"  [magenta]{derived.describe()}[/magenta]: {derived.field}")
+    if delivery.not_before:
+        console.print(f"  [blue]embargoed until[/blue] {delivery.not_before.isoformat()}")
 
 
 def print_decision(
@@ -66,10 +75,15 @@ def print_decision(
             f"[green]deliver[/green] {origin} → {recipient}: {head} "
             f"under {decision.agreement.id} v{decision.agreement.version}"
         )
-        for rule in decision.field_rules:
-            console.print(f"  {rule.action.value}: {rule.field}")
-        if not decision.field_rules:
-            console.print("  nothing withheld")
+        rules = effective_rules(decision.field_rules)
+        for rule in rules.rules:
+            target = f" to {rule.to}" if rule.to else ""
+            console.print(f"  {rule.action.value}{target}: {rule.field}")
+        if not rules.rules:
+            console.print("  every field as issued")
+        if decision.not_before_s is not None:
+            when = dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC).isoformat()
+            console.print(f"  embargoed until {when}")
     else:
         console.print(f"[red]withhold[/red] {origin} → {recipient}: {head}")
         for reason in decision.reasons:

@@ -186,7 +186,10 @@ class Agreement(BaseModel):
         return self.parties, self.parties
 
     def rules_for(self, report_type: ReportType) -> tuple[FieldRule, ...]:
-        return self.field_rules.get(ALL_TYPES, ()) + self.field_rules.get(report_type.value, ())
+        return self.rules_for_type_name(report_type.value)
+
+    def rules_for_type_name(self, report_type: str) -> tuple[FieldRule, ...]:
+        return self.field_rules.get(ALL_TYPES, ()) + self.field_rules.get(report_type, ())
 
     def policy_data(self) -> dict[str, object]:
         """The agreement as the Rego policy reads it (``data.agreements[id]``)."""

@@ -30,18 +30,16 @@ def _explain(report_file: Path, origin: str, recipient: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_an_allowed_flow_names_the_agreement_and_every_withheld_field(report_file: Path) -> None:
+def test_an_allowed_flow_names_the_agreement_and_every_field_rule(report_file: Path) -> None:
     code, output = _explain(report_file, "NL", "DE")
 
     assert code == 0
     assert "deliver NL → DE" in output
-    assert "schengen-frontier-cooperation v3" in output
-    for field in (
-        "subjects[].date_of_birth",
-        "subjects[].full_name",
-        "subjects[].travel_documents[].number",
-    ):
+    assert "schengen-frontier-cooperation v4" in output
+    for field in ("subjects[].full_name", "subjects[].travel_documents[].number"):
         assert f"redact: {field}" in output
+    assert "generalise to year: subjects[].date_of_birth" in output
+    assert "generalise to 0.1deg: location" in output
 
 
 def test_a_refused_flow_says_why(report_file: Path) -> None:

@@ -11,6 +11,7 @@ import yaml
 
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
+from broker.pipeline.derive import effective_rules
 from broker.policy.bundle import POLICIES_DIR, load_bundle
 from broker.policy.rego import RegoDecisionPoint
 
@@ -21,6 +22,13 @@ def _cases() -> list[Any]:
         for case in yaml.safe_load(path.read_text())["cases"]:
             cases.append(pytest.param(case, id=f"{path.stem}: {case['name']}"))
     return cases
+
+
+def _epoch(value: object) -> int:
+    if isinstance(value, int):
+        return value
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return int(when.timestamp())
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +46,21 @@ def test_the_real_agreements_decide_as_the_policy_case_says(
     case: dict[str, Any], real_policy: RegoDecisionPoint
 ) -> None:
     given = dict(case["input"])
-    at = given.pop("at")
-    when = at if isinstance(at, dt.datetime) else dt.datetime.fromisoformat(str(at))
-    decision = real_policy.decide(DecisionInput(**given, now_s=int(when.timestamp())))
+    now_s = _epoch(given.pop("at"))
+    observed_at_s = _epoch(given.pop("observed_at", given.get("at", now_s)))
+    decision = real_policy.decide(DecisionInput(**given, observed_at_s=observed_at_s, now_s=now_s))
     expected = case["expect"]
 
     assert decision.allow is expected["allow"]
     if expected["allow"]:
         assert decision.agreement is not None
         assert decision.agreement.model_dump() == expected["agreement"]
-        assert sorted(r.field for r in decision.field_rules) == expected["withheld"]
+        effective = effective_rules(decision.field_rules)
+        assert sorted(effective.withheld) == expected["withheld"]
+        derived = [r.model_dump(mode="json", exclude_none=True) for r in effective.derived]
+        assert sorted(derived, key=str) == sorted(expected.get("derived", []), key=str)
+        not_before = expected.get("not_before")
+        assert decision.not_before_s == (None if not_before is None else _epoch(not_before))
         assert decision.reasons == ()
     else:
         assert list(decision.reasons) == expected["reasons"]

@@ -1,0 +1,247 @@
+"""Agreements' field rules, embargo and hot reload, through the running enforcer.
+
+Each test writes its own agreement, runs real enforcers against the
+session's broker and reads what each recipient received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from broker.client import FeedProblem, VerifiedDelivery
+from broker.codec import SchemaCatalog
+from broker.pipeline.runner import EnforcerStats
+from broker.policy.source import request_reload
+from broker.service import provision_keys, run_enforcer
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import TopicAdmin, read_topic
+from tests.factories import make_report
+from tests.integration.conftest import Exchange, make_settings
+
+pytestmark = pytest.mark.integration
+
+AGREEMENT = """
+id: rules-nl-be
+version: {version}
+title: NL-BE rules test
+purpose: integration tests of field rules
+parties: [NL, BE, DE]
+valid_from: 2020-01-01T00:00:00Z
+report_types: [smuggling, terrorism]
+max_marking: TLP:AMBER
+field_rules:
+{rules}
+"""
+
+RULES = """  "*":
+    - {field: "subjects[].full_name", action: pseudonymise}
+    - {field: "subjects[].travel_documents[].number", action: redact}
+    - {field: "subjects[].date_of_birth", action: generalise, to: year}
+    - {field: location, action: generalise, to: 0.1deg}
+    - {field: observed_at, action: generalise, to: hour}
+  terrorism:
+    - {action: embargo, after: 6s}
+"""
+
+
+def _write_agreement(policies: Path, *, version: int = 1, rules: str = RULES) -> None:
+    text = AGREEMENT.format(version=version, rules=rules)
+    (policies / "agreements" / "rules-nl-be.yaml").write_text(text)
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Settings:
+    for existing in (policies_dir / "agreements").glob("*.yaml"):
+        existing.unlink()  # only this test's agreement decides
+    _write_agreement(policies_dir)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir).model_copy(
+        update={"policy_check_interval_s": 0.1}
+    )
+    provision_keys(settings, ["NL", "BE", "DE"])
+    topics = TopicNames(settings.topic_namespace)
+    admin = TopicAdmin(kafka_bootstrap)
+    await admin.start()
+    await admin.ensure([*(topics.submit(n) for n in ["NL", "BE", "DE"]), topics.held])
+    await admin.close()
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def enforcer(settings: Settings) -> AsyncIterator[Exchange]:
+    stats = EnforcerStats()
+    stop, started = asyncio.Event(), asyncio.Event()
+    bootstrap = settings.kafka_bootstrap
+    assert bootstrap is not None
+    task = asyncio.create_task(
+        run_enforcer(settings, bootstrap, stop, started=started, stats=stats)
+    )
+    await asyncio.wait_for(started.wait(), timeout=30)
+    try:
+        yield Exchange(settings, bootstrap, stats, SchemaCatalog.load())
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+def _verified(items: list[VerifiedDelivery | FeedProblem]) -> list[VerifiedDelivery]:
+    assert not [i for i in items if isinstance(i, FeedProblem)], items
+    return [i for i in items if isinstance(i, VerifiedDelivery)]
+
+
+async def _feed_until(
+    exchange: Exchange, nation: str, count: int, timeout_s: float
+) -> list[VerifiedDelivery]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        received = _verified(await exchange.feed(nation))
+        if len(received) >= count or time.monotonic() > deadline:
+            return received
+        await asyncio.sleep(0.5)
+
+
+async def test_pseudonyms_link_reports_about_one_person_and_values_are_generalised(
+    settings: Settings,
+) -> None:
+    observed = dt.datetime(2026, 11, 22, 9, 41, 17, tzinfo=dt.UTC)
+    first = make_report("NL", observed_at=observed)
+    second = make_report("NL", observed_at=observed)  # same people, another report
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(first), exchange.seal(second)])
+        await exchange.wait_completed(2)
+        be = _verified(await exchange.feed("BE"))
+        de = _verified(await exchange.feed("DE"))
+
+    assert len(be) == 2
+    assert len(de) == 2
+    names = [[s.full_name for s in d.report.subjects] for d in be]
+    assert names[0] == names[1], "the same person has the same pseudonym in both reports"
+    assert names[0][0] != names[0][1], "different people have different pseudonyms"
+    assert all(n is not None and n.startswith("ps1-") for n in names[0])
+    # Under one agreement every recipient sees the same pseudonym.
+    assert [s.full_name for s in de[0].report.subjects] == names[0]
+    received = be[0].report
+    assert received.observed_at == dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
+    assert received.subjects[0].date_of_birth == dt.date(1984, 1, 1)
+    assert received.location is not None
+    assert (received.location.latitude, received.location.longitude) == (51.5, 4.7)
+    assert received.location.precision_m == 11132
+    assert received.location.border_sector == "A16 Hazeldonk"
+    assert [d.number for d in received.subjects[0].travel_documents] == [None, None]
+    assert be[0].withheld_fields == ("subjects[].travel_documents[].number",)
+    assert {(d.field, d.action, d.to) for d in be[0].derived_fields} == {
+        ("subjects[].full_name", "pseudonymise", None),
+        ("subjects[].date_of_birth", "generalise", "year"),
+        ("location", "generalise", "0.1deg"),
+        ("observed_at", "generalise", "hour"),
+    }
+    # Fields without rules arrive exactly as issued.
+    assert received.summary == first.summary
+    assert received.vehicles == first.vehicles
+
+
+async def test_an_embargoed_report_is_held_in_kafka_and_released_after_a_restart(
+    settings: Settings,
+) -> None:
+    report = make_report("NL", report_type="terrorism", observed_at=dt.datetime.now(dt.UTC))
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(report)])
+        await exchange.wait_completed(1)
+        assert exchange.stats.held == 2  # BE and DE, both under embargo
+        assert exchange.stats.deliveries == 0
+        assert _verified(await exchange.feed("BE")) == []
+    due = dt.datetime.fromtimestamp(int(report.observed_at.timestamp()) + 6, dt.UTC)
+    assert dt.datetime.now(dt.UTC) < due, "the first enforcer must stop before the embargo ends"
+    # The enforcer is gone before the embargo ends; a new one must release it.
+    async with enforcer(settings) as restarted:
+        released = await _feed_until(restarted, "BE", 1, timeout_s=30)
+        assert len(_verified(await restarted.feed("DE"))) == 1
+
+    [delivery] = released
+    assert delivery.report.report_id == report.report_id
+    assert delivery.not_before == due
+
+
+async def test_an_embargoed_delivery_is_not_released_when_the_agreement_changed_meanwhile(
+    settings: Settings,
+) -> None:
+    report = make_report("NL", report_type="terrorism", observed_at=dt.datetime.now(dt.UTC))
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(report)])
+        await exchange.wait_completed(1)
+        # The parties tighten the agreement during the embargo: names now redacted.
+        stricter = RULES.replace(
+            '{field: "subjects[].full_name", action: pseudonymise}',
+            '{field: "subjects[].full_name", action: redact}',
+        )
+        _write_agreement(settings.policies_dir, version=2, rules=stricter)
+        deadline = time.monotonic() + 30
+        refusals: list[dict[str, object]] = []
+        while len(refusals) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            refusals = await exchange.rejections("NL")
+        assert _verified(await exchange.feed("BE")) == []
+
+    assert [r["reason"] for r in refusals] == ["embargo_release_refused"] * 2
+    assert {r["stage"] for r in refusals} == {"embargo"}
+    assert all("agreement_or_rules_changed" in str(r["detail"]) for r in refusals)
+
+
+async def test_a_changed_agreement_applies_from_the_next_batch_and_a_broken_one_is_refused(
+    settings: Settings,
+) -> None:
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.wait_completed(1)
+        [before] = _verified(await exchange.feed("BE"))
+
+        _write_agreement(
+            settings.policies_dir,
+            version=2,
+            rules=RULES + "  smuggling:\n    - {field: summary, action: redact}\n",
+        )
+        request_reload(settings.reload_request_file, "test")
+        await asyncio.sleep(0.5)
+        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.wait_completed(2)
+
+        (settings.policies_dir / "agreements" / "broken.yaml").write_text("id: [unclosed\n")
+        await asyncio.sleep(0.5)
+        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.wait_completed(3)
+        after = _verified(await exchange.feed("BE"))
+
+    assert len(after) == 3
+    assert before.agreement_version == 1
+    assert before.report.summary is not None
+    changed, kept = after[1], after[2]
+    assert changed.agreement_version == 2
+    assert changed.policy_bundle_hash != before.policy_bundle_hash
+    assert changed.report.summary is None
+    assert "summary" in changed.withheld_fields
+    # The broken file was refused: the last good bundle kept deciding.
+    assert kept.policy_bundle_hash == changed.policy_bundle_hash
+    assert kept.agreement_version == 2
+
+
+async def test_held_deliveries_wait_on_the_held_topic_not_the_recipients(
+    settings: Settings,
+) -> None:
+    report = make_report("NL", report_type="terrorism", observed_at=dt.datetime.now(dt.UTC))
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(report)])
+        await exchange.wait_completed(1)
+        held = [
+            r
+            async for r in read_topic(exchange.bootstrap, exchange.topics.held, idle_timeout_s=1.5)
+        ]
+        assert len(held) == 2
+        assert _verified(await exchange.feed("BE")) == []
+        assert b"Adrian Varga" not in b"".join(r.value or b"" for r in held)
