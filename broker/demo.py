@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import tempfile
 import time
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from broker import logs
@@ -27,6 +29,7 @@ from broker.client import FeedProblem, VerifiedDelivery, read_feed
 from broker.domain.report import ThreatReport
 from broker.errors import IxbError
 from broker.kafka_embedded import EmbeddedKafka
+from broker.pipeline.fanout import DELIVERY_SCHEMA, HELD_SCHEMA
 from broker.pipeline.runner import EnforcerStats
 from broker.render import print_delivery, print_rejection, rejection_json
 from broker.report_codec import encode_report
@@ -41,6 +44,7 @@ from broker.service import (
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, read_topic
+from broker.trust.envelopes import open_envelope
 from broker.trust.keys import KeyRole, RegistryFile
 
 PROCESS_TIMEOUT_S = 60.0
@@ -107,11 +111,14 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
             scenario.reports["NL"][0].model_copy(update={"report_id": uuid.uuid4()})
         )
         await publisher.send_sealed([_flip_one_byte(tampered)])
+    async with open_publisher(settings, bootstrap, "BE") as publisher:
+        await publisher.publish([scenario.embargoed])
     await _publish_impostor(settings, bootstrap, scenario.reports["NL"][1])
-    total = sum(len(r) for r in scenario.reports.values()) + 3
+    total = sum(len(r) for r in scenario.reports.values()) + 4
     console.print(
-        f"published {total} reports: {total - 3} scenario reports, one no agreement allows, "
-        "one tampered in transit, one signed with BE's key but claiming to be from NL"
+        f"published {total} reports: {total - 4} scenario reports, one no agreement allows, "
+        "one under a two-hour embargo, one tampered in transit, "
+        "one signed with BE's key but claiming to be from NL"
     )
 
     deadline = time.monotonic() + PROCESS_TIMEOUT_S
@@ -131,13 +138,20 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
     console.rule("[bold]Delivered to no one")
     for title in nowhere:
         console.print(f"  {title}")
+    await _show_held(
+        settings,
+        bootstrap,
+        console,
+        published_titles={str(scenario.embargoed.report_id): scenario.embargoed.title},
+    )
     console.print(
         f"\n[bold]{stats.submissions}[/bold] submissions, "
         f"[bold]{stats.deliveries}[/bold] deliveries, "
+        f"[bold]{stats.held}[/bold] held under embargo (ixb.held), "
         f"withheld by policy: {dict(stats.withheld.most_common(4))}, "
         f"rejected: {dict(stats.rejected)}"
     )
-    return bool(stats.rejected) and bool(nowhere)
+    return bool(stats.rejected) and bool(nowhere) and stats.held == 1
 
 
 async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> set[str]:
@@ -145,7 +159,7 @@ async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> s
     registry = RegistryFile(settings.registry_path)
     delivered: set[str] = set()
     summary = Table(title="What each nation received (verified)")
-    for column in ("nation", "reports", "from", "agreements", "withheld fields"):
+    for column in ("nation", "reports", "from", "agreements", "withheld", "derived by the broker"):
         summary.add_column(column)
     for nation in NATIONS:
         console.rule(f"[bold]{nation}[/bold] inbound feed")
@@ -169,15 +183,36 @@ async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> s
             console.print(f"  [dim]... and {len(received) - 3} more[/dim]")
         origins = Counter(d.origin for d in received)
         withheld = sorted({f for d in received for f in d.withheld_fields})
+        derived = sorted({f"{x.field}: {x.describe()}" for d in received for x in d.derived_fields})
         summary.add_row(
             nation,
             str(len(received)),
             ", ".join(f"{o}×{c}" for o, c in sorted(origins.items())),
             ", ".join(sorted({d.agreement_id for d in received})),
             "\n".join(withheld) or "-",
+            "\n".join(derived) or "-",
         )
     console.print(summary)
     return delivered
+
+
+async def _show_held(
+    settings: Settings, bootstrap: str, console: Console, *, published_titles: dict[str, str]
+) -> None:
+    """What waits on the held topic, and until when (released by a running enforcer)."""
+    catalog = load_catalog(settings)
+    console.rule("[bold]Held under embargo[/bold] (ixb.held)")
+    topics = TopicNames(settings.topic_namespace)
+    async for record in read_topic(bootstrap, topics.held, idle_timeout_s=0.5):
+        held = catalog.decode(record.value or b"", HELD_SCHEMA)
+        asked = json.loads(held["decision_input"])
+        statement = catalog.decode(open_envelope(catalog, held["value"]).payload, DELIVERY_SCHEMA)
+        report_id = str(statement["report_id"])
+        console.print(
+            f"  {escape(published_titles.get(report_id, report_id))}: "
+            f"{asked['origin']} → {asked['recipient']} not before "
+            f"{held['not_before'].isoformat(timespec='seconds')} under {held['agreement_id']}"
+        )
 
 
 async def _show_rejections(settings: Settings, bootstrap: str, console: Console) -> None:

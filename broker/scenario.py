@@ -124,6 +124,7 @@ FAMILY = [
 class Scenario:
     reports: dict[str, list[ThreatReport]]  # by publishing nation
     unshareable: ThreatReport  # allowed to no one by any agreement
+    embargoed: ThreatReport  # allowed to NL, but only two hours after it was observed
 
 
 def build(*, seed: int = 7, per_nation: int = 5, now: dt.datetime | None = None) -> Scenario:
@@ -141,7 +142,16 @@ def build(*, seed: int = 7, per_nation: int = 5, now: dt.datetime | None = None)
             "title": "TLP:RED alert for named recipients only",
         }
     )
-    return Scenario(reports, unshareable)
+    embargoed = _report(rng, "BE", now, 98).model_copy(
+        update={
+            "report_type": ReportType.TERRORISM,
+            "marking": Marking.AMBER,
+            "handling_code": HandlingCode.H2,  # BE consents to NL under the Benelux agreement
+            "observed_at": now - dt.timedelta(minutes=15),
+            "title": "Alert on a person linked to a terrorist network (embargoed 2 h)",
+        }
+    )
+    return Scenario(reports, unshareable, embargoed)
 
 
 def _report(rng: random.Random, nation: str, now: dt.datetime, index: int) -> ThreatReport:
