@@ -16,6 +16,10 @@ from typing import Any
 
 from broker.domain.agreements import GENERALISATIONS, FieldAction, FieldRule
 
+# Text fields the report model constrains to an ISO country code: a pseudonym
+# would make the delivered report invalid, so they can be redacted only.
+COUNTRY_CODE_FIELDS = frozenset({"origin", "country", "nationality", "issuing_country", "flag"})
+
 _SEGMENT = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)(?P<each>\[\])?$")
 
 
@@ -131,6 +135,10 @@ def check_rule(rule: FieldRule, record_schema: Mapping[str, Any]) -> None:
     kind = value_kind(resolve(path, record_schema))
     if rule.action is FieldAction.PSEUDONYMISE and kind != "string":
         raise FieldPathError(f"{path.text!r}: only text fields can be pseudonymised")
+    if rule.action is FieldAction.PSEUDONYMISE and path.steps[-1].name in COUNTRY_CODE_FIELDS:
+        raise FieldPathError(
+            f"{path.text!r}: holds a country code, which a pseudonym cannot replace; redact it"
+        )
     if rule.action is FieldAction.GENERALISE and rule.to not in GENERALISATIONS.get(kind, ()):
         allowed = list(GENERALISATIONS.get(kind, ())) or "nothing: it cannot be generalised"
         raise FieldPathError(f"{path.text!r}: a {kind} field generalises to {allowed}")
