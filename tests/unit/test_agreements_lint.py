@@ -159,7 +159,8 @@ def test_rules_for_a_type_the_agreement_does_not_cover_are_a_warning(policies: P
         ),
         ("field_rules:\n  smuggling:\n    - {action: embargo}\n", "an embargo names no field"),
         (
-            'field_rules:\n  smuggling:\n    - {field: "subjects[].nationality", action: pseudonymise}\n',
+            "field_rules:\n  smuggling:\n"
+            '    - {field: "subjects[].nationality", action: pseudonymise}\n',
             "holds a country code",
         ),
         ("handling_codes: [H9]\n", "handling_codes"),
