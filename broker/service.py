@@ -21,8 +21,10 @@ from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
 from broker.pipeline.runner import Enforcer, EnforcerStats, utc_now
+from broker.policy import PolicyDecisionPoint
 from broker.policy.bundle import PolicyBundle
 from broker.policy.cache import CachedDecisionPoint
+from broker.policy.opa import OpaDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ReloadingPolicy
 from broker.publisher import Publisher
@@ -75,8 +77,20 @@ def signer_for(
 
 
 def decision_point_for(settings: Settings, bundle: PolicyBundle) -> CachedDecisionPoint:
-    """The configured engine for ``bundle``, behind the decision cache."""
-    return CachedDecisionPoint(RegoDecisionPoint(bundle), bundle.time_boundaries_s())
+    """The configured engine for ``bundle``, behind the decision cache.
+
+    ``IXB_OPA_URL`` set: an OPA server, to which the bundle is pushed (or on
+    which it is verified); otherwise Rego evaluated in-process by regopy.
+    Both go through the same decision contract (broker/policy/contract.py).
+    """
+    engine: PolicyDecisionPoint
+    if settings.opa_url:
+        engine = OpaDecisionPoint(
+            bundle, settings.opa_url, manage=settings.opa_manage, timeout_s=settings.opa_timeout_s
+        )
+    else:
+        engine = RegoDecisionPoint(bundle)
+    return CachedDecisionPoint(engine, bundle.time_boundaries_s())
 
 
 def policy_source(settings: Settings, catalog: SchemaCatalog) -> ReloadingPolicy:

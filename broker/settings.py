@@ -8,7 +8,7 @@ environment itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     )
     batch_max_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
+    opa_url: str | None = Field(
+        default=None,
+        description="OPA server to decide with, e.g. http://opa:8181; "
+        "unset means Rego evaluated in-process (regopy)",
+    )
+    opa_manage: Literal["push", "verify"] = Field(
+        default="push",
+        description="push: upload the bundle's Rego and agreements to the server; "
+        "verify: only check that the server already holds exactly them",
+    )
+    opa_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
     policy_check_interval_s: Annotated[float, Field(ge=0)] = Field(
         default=1.0, description="how often the enforcer looks for changed policy files"
     )

@@ -25,6 +25,7 @@ from broker.topics import TopicNames
 from broker.transport import TopicAdmin, read_topic
 from tests.factories import make_report
 from tests.integration.conftest import Exchange, make_settings
+from tests.support.opa_double import OpaDataApiDouble
 
 pytestmark = pytest.mark.integration
 
@@ -245,3 +246,35 @@ async def test_held_deliveries_wait_on_the_held_topic_not_the_recipients(
         assert len(held) == 2
         assert _verified(await exchange.feed("BE")) == []
         assert b"Adrian Varga" not in b"".join(r.value or b"" for r in held)
+
+
+async def test_the_enforcer_decides_through_an_opa_server_with_the_same_results(
+    settings: Settings,
+) -> None:
+    """IXB_OPA_URL: the bundle is pushed to the server and every decision is asked of it.
+
+    The server is OpaDataApiDouble, a test double speaking OPA's REST API
+    (no OPA binary can run here; docker-compose.yml wires the real one).
+    """
+    observed = dt.datetime(2026, 11, 22, 9, 41, 17, tzinfo=dt.UTC)
+    report = make_report("NL", observed_at=observed)
+    in_process: list[VerifiedDelivery] = []
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(report)])
+        await exchange.wait_completed(1)
+        in_process = _verified(await exchange.feed("BE"))
+    with OpaDataApiDouble() as opa:
+        through_opa = settings.model_copy(
+            update={"opa_url": opa.url, "topic_namespace": settings.topic_namespace + "opa"}
+        )
+        async with enforcer(through_opa) as exchange:
+            await exchange.publish("NL", [exchange.seal(report)])
+            await exchange.wait_completed(1)
+            via_server = _verified(await exchange.feed("BE"))
+        assert opa.evaluations >= 1
+
+    [local], [remote] = in_process, via_server
+    assert remote.report == local.report  # same rules, same pseudonyms, same generalisations
+    assert remote.policy_bundle_hash == local.policy_bundle_hash
+    assert (remote.agreement_id, remote.agreement_version) == ("rules-nl-be", 1)
+    assert remote.derived_fields == local.derived_fields
