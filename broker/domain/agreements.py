@@ -59,6 +59,8 @@ MAX_EMBARGO_S = 366 * 86400
 
 def _duration_s(value: object) -> object:
     """``6h``, ``90m``, ``2d``, ``30s`` or a number of seconds, as whole seconds."""
+    if isinstance(value, bool):  # YAML's `yes` is not one second
+        raise ValueError("a duration is a whole number with s, m, h or d (e.g. 6h)")
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
         if match is None:

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from broker.domain.agreements import Facet, FieldRule
 from broker.domain.report import (
@@ -30,6 +38,12 @@ class DecisionInput(BaseModel):
     facets: tuple[Facet, ...] = ()  # what the report contains, sorted, never the contents
     observed_at_s: Annotated[int, Field(description="observation time, epoch seconds")] = 0
     now_s: Annotated[int, Field(description="evaluation time, seconds since the epoch")]
+
+    @field_validator("facets")
+    @classmethod
+    def _facets_as_a_set(cls, facets: tuple[Facet, ...]) -> tuple[Facet, ...]:
+        """Sorted and unique, so equal inputs are equal (and hit the same cache entry)."""
+        return tuple(sorted(set(facets)))
 
 
 def facets_of(report: ThreatReport) -> tuple[Facet, ...]:
