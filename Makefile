@@ -29,6 +29,9 @@ lint: $(STAMP) ## ruff and mypy --strict
 test: $(STAMP) lint ## Lint, then the whole test suite (starts its own embedded broker)
 	$(BIN)/pytest
 
+bench: $(STAMP) ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
+	$(BIN)/python -m bench.run
+
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -36,4 +39,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint test format clean
+.PHONY: help install demo lint test bench format clean

@@ -1,0 +1,164 @@
+"""The ceiling: ixb's own per-report work in a tight loop, without Kafka.
+
+The stages are built as ``broker.service.run_enforcer`` builds them and
+called as the enforcer's runner calls them: one :class:`BatchContext` per
+batch, then ``Intake.check`` (envelope, signature, decode, validation) and
+``FanOut.route`` (cached decisions, one derivative per rule set, delivery
+statements, broker signatures) for every report. Whatever those stages do
+per report is what this measures, so the ceiling follows the pipeline as it
+changes. Reports are pre-signed; a warm-up covering every decision input
+fills the decision cache first, as a long-running enforcer's would be.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import datetime as dt
+import io
+import pstats
+import time
+from dataclasses import dataclass
+
+from bench.workspace import Sealed
+from broker.errors import PolicyUndecided, RejectedInput
+from broker.pipeline.context import BatchContext
+from broker.pipeline.fanout import FanOut
+from broker.pipeline.intake import Intake
+from broker.policy.cache import CachedDecisionPoint
+from broker.service import load_catalog, policy_source, signer_for
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import InboundRecord
+from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.pseudonyms import PseudonymSecrets
+
+
+@dataclass(frozen=True, slots=True)
+class CeilingResult:
+    reports: int
+    deliveries: int
+    rejected: int
+    seconds: float
+    cpu_seconds: float
+    warm_up_reports: int
+    warm_up_seconds: float
+    cache_misses: int  # decisions the warm-up had to evaluate
+    cache_misses_timed: int  # should be 0: the timed loop decides from the cache
+
+    @property
+    def miss_ms(self) -> float:
+        """Roughly what one uncached decision costs: the warm-up's extra time per miss."""
+        hot = self.warm_up_reports * self.seconds / self.reports
+        return 1000 * (self.warm_up_seconds - hot) / self.cache_misses if self.cache_misses else 0.0
+
+    @property
+    def reports_per_s(self) -> float:
+        return self.reports / self.seconds
+
+    @property
+    def deliveries_per_s(self) -> float:
+        return self.deliveries / self.seconds
+
+
+class Stages:
+    """Intake and fan-out with their collaborators, assembled as ``run_enforcer`` does."""
+
+    def __init__(self, settings: Settings) -> None:
+        catalog = load_catalog(settings)
+        self.topics = TopicNames(settings.topic_namespace)
+        self.policy = policy_source(settings, catalog)
+        self.registry = RegistryFile(settings.registry_path)
+        self.intake = Intake(
+            catalog, self.topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
+        )
+        self.fanout = FanOut(
+            catalog,
+            signer_for(settings, catalog, role=KeyRole.BROKER, nation=None),
+            self.topics,
+            PseudonymSecrets(settings.pseudonym_secrets_dir),
+        )
+
+    def context(self) -> BatchContext:
+        """As the runner builds it for every batch (a policy reload is picked up here)."""
+        registry = self.registry.current()
+        policy = self.policy.current()
+        return BatchContext(
+            registry=registry,
+            policy=policy.point,
+            partners=policy.parties | registry.nations(),
+            now=dt.datetime.now(dt.UTC),
+        )
+
+    def cache_misses(self) -> int:
+        point = self.policy.current().point
+        return point.misses if isinstance(point, CachedDecisionPoint) else 0
+
+    def process(self, batch: list[InboundRecord]) -> tuple[int, int]:
+        """Outputs (deliveries, held) and refusals for one batch, computed as the runner does."""
+        context = self.context()
+        deliveries = rejected = 0
+        for inbound in batch:
+            try:
+                accepted = self.intake.check(inbound, context)
+                routed = self.fanout.route(accepted, context)
+                deliveries += len(routed.deliveries) + len(routed.held)
+            except (RejectedInput, PolicyUndecided):
+                rejected += 1
+        return deliveries, rejected
+
+
+def measure(
+    settings: Settings,
+    warm_up: list[Sealed],
+    sealed: list[Sealed],
+    *,
+    batch_size: int,
+    profile: bool = False,
+) -> tuple[CeilingResult, str | None]:
+    """Reports per second through intake and fan-out; the cProfile top 15 if asked.
+
+    ``warm_up`` goes through first, untimed, so every decision comes from the
+    cache; the profile is taken on a separate pass, so it never slows the figure.
+    """
+    stages = Stages(settings)
+    warm = [s.inbound(stages.topics, offset) for offset, s in enumerate(warm_up)]
+    inbound = [s.inbound(stages.topics, offset) for offset, s in enumerate(sealed)]
+    warm_start = time.perf_counter()
+    for i in range(0, len(warm), batch_size):
+        stages.process(warm[i : i + batch_size])
+    warm_seconds = time.perf_counter() - warm_start
+    misses = stages.cache_misses()
+    batches = [inbound[i : i + batch_size] for i in range(0, len(inbound), batch_size)]
+    deliveries = rejected = 0
+    cpu_start, start = time.process_time(), time.perf_counter()
+    for batch in batches:
+        d, r = stages.process(batch)
+        deliveries += d
+        rejected += r
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    timed_misses = stages.cache_misses() - misses
+    top = _profiled(stages, batches) if profile else None
+    result = CeilingResult(
+        reports=len(inbound),
+        deliveries=deliveries,
+        rejected=rejected,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        warm_up_reports=len(warm),
+        warm_up_seconds=warm_seconds,
+        cache_misses=misses,
+        cache_misses_timed=timed_misses,
+    )
+    return result, top
+
+
+def _profiled(stages: Stages, batches: list[list[InboundRecord]], count: int = 15) -> str:
+    """A second, untimed pass under cProfile: the top ``count`` by cumulative time."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for batch in batches:
+        stages.process(batch)
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(count)
+    return out.getvalue()

@@ -1,0 +1,218 @@
+"""Raw aiokafka for the bench: the passthrough baseline and the probes that watch ixb.
+
+The passthrough is the yardstick for the pipeline, so it uses the client
+settings of ``broker/transport.py`` (group consumer without auto-commit,
+``acks=all`` producer without idempotence, the same linger and fetch wait)
+and does everything the enforcer does except ixb's own work: consume a
+batch, produce each record to three topics, wait for every acknowledgement,
+commit. The probes only read committed offsets and group membership, or
+receive deliveries, to time ixb from outside its process.
+"""
+# ruff: noqa: TID251 - a baseline without ixb, and probes outside it, must talk to Kafka directly
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Reports completed over time, from the first observation in the window to the last."""
+
+    total: int  # completed reports in the window, in the end
+    at_start: int  # already completed at the first observation
+    start_s: float  # perf_counter of the first observation
+    end_s: float  # perf_counter when ``total`` was first observed
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.end_s - self.start_s
+
+    @property
+    def per_s(self) -> float:
+        elapsed = self.elapsed_s
+        return (self.total - self.at_start) / elapsed if elapsed > 0 else float("nan")
+
+
+def _producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(  # as broker.transport.OutputProducer
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=5,
+        max_request_size=4 * 1024 * 1024,
+    )
+
+
+async def passthrough(
+    bootstrap: str,
+    *,
+    pattern: str,
+    group_id: str,
+    routes: Mapping[str, Sequence[str]],
+    warm_up: int,
+    expected: int,
+    batch_max: int,
+    session_timeout_ms: int,
+    timeout_s: float,
+) -> Span:
+    """Consume ``expected`` records, produce each to its ``routes``; commit per batch.
+
+    The clock starts after the first ``warm_up`` records, as for the enforcers.
+    """
+    consumer = AIOKafkaConsumer(  # as broker.transport.SubmissionConsumer
+        bootstrap_servers=bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=batch_max,
+        fetch_max_wait_ms=100,
+        metadata_max_age_ms=5000,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+    )
+    producer = _producer(bootstrap, "ixb-bench-passthrough")
+    consumer.subscribe(pattern=pattern)
+    await consumer.start()
+    await producer.start()
+    done, first, first_done, last = 0, 0.0, 0, 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while done < expected and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=batch_max)
+            pending = []
+            for messages in batches.values():
+                for m in messages:
+                    for topic in routes[m.topic]:
+                        pending.append(await producer.send(topic, m.value, key=m.key))
+            if not pending:
+                continue
+            await asyncio.gather(*pending)
+            await consumer.commit(
+                {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+            )
+            done += sum(len(messages) for messages in batches.values())
+            last = time.perf_counter()
+            if not first and done > warm_up:
+                first, first_done = last, done - warm_up
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return Span(done - warm_up, first_done, first, last)
+
+
+class GroupProbe:
+    """A consumer group's committed offsets and membership, watched without joining it.
+
+    Committed offsets, not end offsets: Tansu's ListOffsets answers are not
+    the high watermark (measured: 13 for 50 records in one produce batch).
+    """
+
+    def __init__(self, bootstrap: str, group_id: str) -> None:
+        self._group = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+        )
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._group_id = group_id
+
+    async def start(self) -> None:
+        await self._group.start()
+        await self._admin.start()
+
+    async def stop(self) -> None:
+        await self._group.stop()
+        await self._admin.close()
+
+    async def partitions(self, topics: Iterable[str]) -> list[TopicPartition]:
+        await self._group.topics()  # refresh metadata
+        return [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(self._group.partitions_for_topic(t) or ())
+        ]
+
+    async def committed_total(self, partitions: Sequence[TopicPartition]) -> int:
+        """Records committed over ``partitions`` (offsets are contiguous from 0 here)."""
+        committed = await asyncio.gather(*(self._group.committed(tp) for tp in partitions))
+        return sum(c or 0 for c in committed)
+
+    async def members(self) -> tuple[str, int]:
+        """The group's state (e.g. ``Stable``) and how many consumers are in it."""
+        responses = await self._admin.describe_consumer_groups([self._group_id])
+        groups = [group for response in responses for group in response.groups]
+        if not groups:
+            return "", 0
+        return str(groups[0][2]), len(groups[0][5])
+
+
+class DeliveryWatcher:
+    """Receives every record of some topics and reports its key and arrival time."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=5,  # small, so the watcher adds little to what it measures
+            max_poll_records=5000,
+        )
+
+    async def start(self, partitions: Sequence[TopicPartition]) -> None:
+        await self._consumer.start()
+        self._consumer.assign(list(partitions))
+        await self._consumer.seek_to_beginning(*partitions)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def run(self, on_arrival: Callable[[bytes, float], None], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            batches = await self._consumer.getmany(timeout_ms=50)
+            now = time.perf_counter()
+            for messages in batches.values():
+                for m in messages:
+                    on_arrival(m.key or b"", now)
+
+
+class PacedProducer:
+    """Sends records at a fixed rate and notes when each one was handed to Kafka."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = _producer(bootstrap, "ixb-bench-paced")
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def send(
+        self,
+        records: Sequence[tuple[str, bytes, bytes]],
+        *,
+        rate_per_s: float,
+        on_sent: Callable[[int, float], None],
+        tick_s: float = 0.002,
+    ) -> float:
+        """Send (topic, key, value) records on schedule; return the achieved rate."""
+        pending = []
+        start = time.perf_counter()
+        sent = 0
+        while sent < len(records):
+            due = min(len(records), int((time.perf_counter() - start) * rate_per_s) + 1)
+            while sent < due:
+                topic, key, value = records[sent]
+                on_sent(sent, time.perf_counter())
+                pending.append(await self._producer.send(topic, value, key=key))
+                sent += 1
+            await asyncio.sleep(tick_s)
+        elapsed = time.perf_counter() - start
+        await asyncio.gather(*pending)
+        return len(records) / elapsed if elapsed > 0 else 0.0

@@ -1,0 +1,157 @@
+"""The bench's world: a temporary IXB home, policies, keys and pre-signed reports.
+
+Reports are signed before any clock starts, with the publisher's own code
+path, so an agency's signing cost is never counted as the enforcer's. Every
+measurement gets a fresh topic namespace and consumer group, so no phase
+reads another's records or offsets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.reports import NATIONS, write_agreements
+from broker.codec import SchemaCatalog
+from broker.domain.report import ThreatReport
+from broker.policy.bundle import POLICIES_DIR
+from broker.service import load_catalog, open_publisher, provision_keys
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import InboundRecord, OutboundRecord, OutputProducer, TopicAdmin
+from broker.trust.envelopes import open_envelope
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """One signed submission, independent of the namespace it will be sent under."""
+
+    nation: str
+    key: bytes
+    value: bytes
+    payload_sha256: bytes  # of the report bytes the originator signed
+
+    def outbound(self, topics: TopicNames) -> OutboundRecord:
+        return OutboundRecord(topic=topics.submit(self.nation), key=self.key, value=self.value)
+
+    def inbound(self, topics: TopicNames, offset: int) -> InboundRecord:
+        """As the enforcer's consumer would hand it over (for the ceiling loop)."""
+        return InboundRecord(
+            topic=topics.submit(self.nation),
+            partition=0,
+            offset=offset,
+            key=self.key,
+            value=self.value,
+            headers=(),
+            timestamp_ms=0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """Settings for one measurement: its own topics and consumer group."""
+
+    settings: Settings
+    bootstrap: str
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.settings.topic_namespace)
+
+    def env(self) -> dict[str, str]:
+        """The environment for an ``ixb run`` subprocess of this phase."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
+        env.update(
+            IXB_KAFKA_BOOTSTRAP=self.bootstrap,
+            IXB_HOME=str(self.settings.home),
+            IXB_POLICIES_DIR=str(self.settings.policies_dir),
+            IXB_TOPIC_NAMESPACE=self.settings.topic_namespace,
+            IXB_GROUP_ID=self.settings.group_id,
+            IXB_CONSUMER_SESSION_TIMEOUT_MS=str(self.settings.consumer_session_timeout_ms),
+            IXB_BATCH_MAX_RECORDS=str(self.settings.batch_max_records),
+        )
+        return env
+
+    async def create_topics(self, *, submit_partitions: int) -> None:
+        """Submission topics with ``submit_partitions``; outputs as the enforcer makes them.
+
+        Creating everything first lets the enforcers' pattern subscription see
+        the submission topics at once and the bench watch the output topics.
+        """
+        topics = self.topics
+        submit = TopicAdmin(self.bootstrap, partitions=submit_partitions)
+        outputs = TopicAdmin(self.bootstrap)  # the enforcer's own defaults
+        for admin in (submit, outputs):
+            await admin.start()
+        try:
+            await submit.ensure(topics.submit(n) for n in NATIONS)
+            await outputs.ensure(
+                [*(topics.deliver(n) for n in NATIONS), *(topics.rejected(n) for n in NATIONS)]
+            )
+        finally:
+            for admin in (submit, outputs):
+                await admin.close()
+
+    async def produce(self, sealed: list[Sealed], *, chunk: int = 2000) -> None:
+        """Send ``sealed`` to this phase's submission topics; return once all are acknowledged."""
+        admin = TopicAdmin(self.bootstrap)
+        producer = OutputProducer(self.bootstrap, admin, client_id="ixb-bench-backlog")
+        await admin.start()
+        await producer.start()
+        try:
+            topics = self.topics
+            for start in range(0, len(sealed), chunk):
+                await producer.send_all([s.outbound(topics) for s in sealed[start : start + chunk]])
+        finally:
+            await producer.stop()
+            await admin.close()
+
+
+class Workspace:
+    """A temporary home with agency keys for the four nations and a broker key."""
+
+    def __init__(self, root: Path, base: Settings) -> None:
+        policies = root / "policies"
+        shutil.copytree(POLICIES_DIR / "ixb", policies / "ixb")
+        write_agreements(policies / "agreements")
+        self.root = root
+        self.settings = base.model_copy(
+            update={"home": root / "home", "policies_dir": policies, "topic_namespace": ""}
+        )
+        provision_keys(self.settings, list(NATIONS))
+        self.catalog: SchemaCatalog = load_catalog(self.settings)
+
+    def phase(self, label: str, bootstrap: str, *, session_timeout_ms: int) -> Phase:
+        tag = uuid.uuid4().hex[:8]
+        settings = self.settings.model_copy(
+            update={
+                "topic_namespace": f"bench-{label}-{tag}",
+                "group_id": f"bench-{label}-{tag}",
+                "consumer_session_timeout_ms": session_timeout_ms,
+            }
+        )
+        return Phase(settings, bootstrap)
+
+    async def seal(self, reports: list[ThreatReport], bootstrap: str) -> list[Sealed]:
+        """Sign every report with its origin's agency key, as ``ixb publish`` would.
+
+        The result keeps the order of ``reports`` (origins interleaved).
+        """
+        sealed: dict[int, Sealed] = {}
+        for nation in NATIONS:
+            async with open_publisher(self.settings, bootstrap, nation) as publisher:
+                for index, report in enumerate(reports):
+                    if report.origin == nation:
+                        record = publisher.seal(report)
+                        payload = open_envelope(self.catalog, record.value).payload
+                        sealed[index] = Sealed(
+                            nation=nation,
+                            key=record.key or b"",
+                            value=record.value,
+                            payload_sha256=hashlib.sha256(payload).digest(),
+                        )
+        return [sealed[i] for i in range(len(reports))]
