@@ -7,19 +7,20 @@ pseudonym beats a generalisation, and of two generalisations the coarser
 wins. Redactions are applied first, so a pseudonym or a generalisation is
 never computed for something that is withheld anyway.
 
-Everything happens on a deep copy of the decoded record; the original, and
-the originator's exact bytes, are never touched.
+Everything happens on a copy of the decoded record; the original, and the
+originator's exact bytes, are never touched. Only the containers on the
+rules' paths are copied (a deep copy of the whole record was half the
+per-report cost in the bench profile); everything else is shared, unchanged.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from broker.domain.agreements import GENERALISATIONS, FieldAction, FieldRule
-from broker.domain.fields import FieldPath, resolve, transform, value_kind, withhold
+from broker.domain.fields import FieldPath, Step, resolve, transform, value_kind, withhold
 from broker.domain.generalise import generaliser
 from broker.trust.pseudonyms import Pseudonymiser
 
@@ -90,10 +91,11 @@ class Deriver:
         pseudonymiser: Pseudonymiser | None,
     ) -> dict[str, Any]:
         """A derived copy of ``record``. ``pseudonymiser`` is needed when a rule pseudonymises."""
-        derived = copy.deepcopy(dict(record))
+        derived = dict(record)
         for rule in rule_set.rules:
             assert rule.field is not None  # effective_rules keeps field rules only
             path = self._path(rule.field)
+            _copy_along(derived, path.steps)
             if rule.action is FieldAction.REDACT:
                 withhold(derived, path)
             elif rule.action is FieldAction.GENERALISE:
@@ -116,6 +118,24 @@ class Deriver:
         if kind is None:
             kind = self._kinds[path.text] = value_kind(resolve(path, self._schema))
         return kind
+
+
+def _copy_along(node: dict[str, Any], steps: tuple[Step, ...]) -> None:
+    """Replace every container on ``steps`` below ``node`` by a copy (``node`` is one)."""
+    step, rest = steps[0], steps[1:]
+    value = node.get(step.name)
+    if not rest or value is None:
+        return  # the leaf itself is replaced by assignment, never mutated
+    if isinstance(value, list):
+        items = [dict(item) if isinstance(item, dict) else item for item in value]
+        node[step.name] = items
+        for item in items:
+            if isinstance(item, dict):
+                _copy_along(item, rest)
+    elif isinstance(value, dict):
+        copied = dict(value)
+        node[step.name] = copied
+        _copy_along(copied, rest)
 
 
 def _pseudonym_of(pseudonymiser: Pseudonymiser, field: str) -> Callable[[Any], Any]:
