@@ -26,8 +26,15 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(STAMP) lint ## Lint, then the whole test suite (starts its own embedded broker)
+test: $(STAMP) lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP) ## Fuzz the decoder and envelope parser with atheris for FUZZ_SECONDS (default 300)
+	$(BIN)/python fuzz/decode_verify.py -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 \
+		| grep -E '^(Done|stat::number_of_executed_units|==[0-9]+== ERROR)|crash' ; \
+		test $${PIPESTATUS[0]} -eq 0
 
 bench: $(STAMP) ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
 	$(BIN)/python -m bench.run
@@ -39,4 +46,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint test bench format clean
+.PHONY: help install demo lint test fuzz bench format clean

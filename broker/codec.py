@@ -24,6 +24,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from broker.avro_guard import AvroGuardError, Limits
+from broker.avro_guard import check as guard_body
 from broker.errors import ConfigurationError, DecodeError
 
 MAGIC = b"\xc3\x01"
@@ -53,12 +55,13 @@ class SchemaCatalog:
     Built once at start-up from ``schemas/*.avsc``; immutable afterwards.
     """
 
-    __slots__ = ("_by_fingerprint", "_by_name", "max_message_bytes")
+    __slots__ = ("_by_fingerprint", "_by_name", "guard_limits", "max_message_bytes")
 
     def __init__(self, schemas: Mapping[str, AvroSchema], *, max_message_bytes: int) -> None:
         self._by_name = dict(schemas)
         self._by_fingerprint = {s.fingerprint: s for s in schemas.values()}
         self.max_message_bytes = max_message_bytes
+        self.guard_limits = Limits(max_bytes=max(1, max_message_bytes))
 
     @classmethod
     def load(
@@ -125,6 +128,12 @@ class SchemaCatalog:
         schema = self.schema_of(data)
         if schema.name != expected:
             raise DecodeError("unexpected_schema", f"expected {expected}, message is {schema.name}")
+        # fastavro trusts every count, length and index it reads: walk them
+        # first, so a hostile body is refused by reason before anything is built.
+        try:
+            guard_body(schema.parsed, data[HEADER_LEN:], self.guard_limits)
+        except AvroGuardError as exc:
+            raise DecodeError(exc.reason, f"{schema.name} body: {exc.detail}") from exc
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         try:

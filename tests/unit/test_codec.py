@@ -290,7 +290,7 @@ def test_a_message_of_another_schema_is_refused_as_unexpected_schema(
     assert caught.value.reason == "unexpected_schema"
 
 
-def test_an_enum_index_outside_the_schema_is_refused_as_malformed(
+def test_an_enum_index_outside_the_schema_is_refused_before_decoding(
     catalog: SchemaCatalog,
 ) -> None:
     envelope = catalog.encode(
@@ -305,17 +305,14 @@ def test_an_enum_index_outside_the_schema_is_refused_as_malformed(
     with pytest.raises(DecodeError) as caught:
         catalog.decode(forged, ENVELOPE_SCHEMA)
 
-    assert caught.value.reason == "malformed"
+    assert caught.value.reason == "bad_enum_index"
+    assert "algorithm" in caught.value.detail
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "broker/codec.py:132: fastavro indexes enum symbols with a Python index, so a "
-        "negative index (zig-zag 0x01 == -1) decodes as the last symbol instead of failing"
-    ),
-)
-def test_a_negative_enum_index_is_refused_as_malformed(catalog: SchemaCatalog) -> None:
+def test_a_negative_enum_index_is_refused_not_read_as_the_last_symbol(
+    catalog: SchemaCatalog,
+) -> None:
+    """fastavro indexes symbols with a Python index: -1 would read as the last one."""
     envelope = catalog.encode(
         ENVELOPE_SCHEMA,
         {"signer_key_id": "NL-key", "algorithm": "ed25519", "payload": b"", "signature": b""},
@@ -326,7 +323,22 @@ def test_a_negative_enum_index_is_refused_as_malformed(catalog: SchemaCatalog) -
     with pytest.raises(DecodeError) as caught:
         catalog.decode(forged, ENVELOPE_SCHEMA)
 
-    assert caught.value.reason == "malformed"
+    assert caught.value.reason == "bad_enum_index"
+
+
+def test_a_negative_union_index_is_refused_not_read_as_the_last_branch(
+    catalog: SchemaCatalog,
+) -> None:
+    encoded = encode_report(catalog, full_report())
+    summary_at = encoded.index(b"Six persons") - 2  # union index, then the string length
+    assert encoded[summary_at] == 0x02  # branch 1: string
+    forged = encoded[:summary_at] + b"\x01" + encoded[summary_at + 1 :]  # zig-zag -1
+
+    with pytest.raises(DecodeError) as caught:
+        catalog.decode(forged, REPORT_SCHEMA)
+
+    assert caught.value.reason == "bad_union_index"
+    assert caught.value.detail.endswith("summary")
 
 
 def test_decode_errors_are_rejected_input() -> None:
