@@ -198,10 +198,10 @@ async def test_an_embargoed_delivery_is_not_released_when_the_agreement_changed_
 async def test_a_changed_agreement_applies_from_the_next_batch_and_a_broken_one_is_refused(
     settings: Settings,
 ) -> None:
+    first, second, third = make_report("NL"), make_report("NL"), make_report("NL")
     async with enforcer(settings) as exchange:
-        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.publish("NL", [exchange.seal(first)])
         await exchange.wait_completed(1)
-        [before] = _verified(await exchange.feed("BE"))
 
         _write_agreement(
             settings.policies_dir,
@@ -210,19 +210,20 @@ async def test_a_changed_agreement_applies_from_the_next_batch_and_a_broken_one_
         )
         request_reload(settings.reload_request_file, "test")
         await asyncio.sleep(0.5)
-        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.publish("NL", [exchange.seal(second)])
         await exchange.wait_completed(2)
 
         (settings.policies_dir / "agreements" / "broken.yaml").write_text("id: [unclosed\n")
         await asyncio.sleep(0.5)
-        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.publish("NL", [exchange.seal(third)])
         await exchange.wait_completed(3)
-        after = _verified(await exchange.feed("BE"))
+        # The feed is ordered per partition, not by publication: find each by id.
+        received = {d.report.report_id: d for d in _verified(await exchange.feed("BE"))}
 
-    assert len(after) == 3
+    assert len(received) == 3
+    before, changed, kept = (received[r.report_id] for r in (first, second, third))
     assert before.agreement_version == 1
     assert before.report.summary is not None
-    changed, kept = after[1], after[2]
     assert changed.agreement_version == 2
     assert changed.policy_bundle_hash != before.policy_bundle_hash
     assert changed.report.summary is None
