@@ -21,16 +21,11 @@ from dataclasses import dataclass
 
 from bench.workspace import Sealed
 from broker.errors import PolicyUndecided, RejectedInput
-from broker.pipeline.context import BatchContext
-from broker.pipeline.fanout import FanOut
-from broker.pipeline.intake import Intake
+from broker.pipeline.context import BatchContext, batch_context
 from broker.policy.cache import CachedDecisionPoint
-from broker.service import load_catalog, policy_source, signer_for
+from broker.service import build_stages
 from broker.settings import Settings
-from broker.topics import TopicNames
 from broker.transport import InboundRecord
-from broker.trust.keys import KeyRole, RegistryFile
-from broker.trust.pseudonyms import PseudonymSecrets
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,33 +56,19 @@ class CeilingResult:
 
 
 class Stages:
-    """Intake and fan-out with their collaborators, assembled as ``run_enforcer`` does."""
+    """The enforcer's own stages (``broker.service.build_stages``), driven batch by batch."""
 
     def __init__(self, settings: Settings) -> None:
-        catalog = load_catalog(settings)
-        self.topics = TopicNames(settings.topic_namespace)
-        self.policy = policy_source(settings, catalog)
-        self.registry = RegistryFile(settings.registry_path)
-        self.intake = Intake(
-            catalog, self.topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
-        )
-        self.fanout = FanOut(
-            catalog,
-            signer_for(settings, catalog, role=KeyRole.BROKER, nation=None),
-            self.topics,
-            PseudonymSecrets(settings.pseudonym_secrets_dir),
-        )
+        built = build_stages(settings)
+        self.topics = built.topics
+        self.policy = built.policy
+        self.registry = built.registry
+        self.intake = built.intake
+        self.fanout = built.fanout
 
     def context(self) -> BatchContext:
         """As the runner builds it for every batch (a policy reload is picked up here)."""
-        registry = self.registry.current()
-        policy = self.policy.current()
-        return BatchContext(
-            registry=registry,
-            policy=policy.point,
-            partners=policy.parties | registry.nations(),
-            now=dt.datetime.now(dt.UTC),
-        )
+        return batch_context(self.registry, self.policy, dt.datetime.now(dt.UTC))
 
     def cache_misses(self) -> int:
         point = self.policy.current().point

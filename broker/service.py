@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import structlog
 
@@ -103,6 +104,39 @@ def policy_source(settings: Settings, catalog: SchemaCatalog) -> ReloadingPolicy
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Stages:
+    """The enforcer's processing stages and what they consult, built from settings."""
+
+    catalog: SchemaCatalog
+    topics: TopicNames
+    policy: ReloadingPolicy
+    registry: RegistryFile
+    intake: Intake
+    fanout: FanOut
+
+
+def build_stages(settings: Settings) -> Stages:
+    """One assembly for the enforcer and anything that measures it (bench/)."""
+    catalog = load_catalog(settings)
+    topics = TopicNames(settings.topic_namespace)
+    return Stages(
+        catalog=catalog,
+        topics=topics,
+        policy=policy_source(settings, catalog),
+        registry=RegistryFile(settings.registry_path),
+        intake=Intake(
+            catalog, topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
+        ),
+        fanout=FanOut(
+            catalog,
+            signer_for(settings, catalog, role=KeyRole.BROKER, nation=None),
+            topics,
+            PseudonymSecrets(settings.pseudonym_secrets_dir),
+        ),
+    )
+
+
 async def run_enforcer(
     settings: Settings,
     bootstrap: str,
@@ -112,10 +146,8 @@ async def run_enforcer(
     stats: EnforcerStats | None = None,
 ) -> EnforcerStats:
     """Run one enforcer process (and its embargo releaser) until ``stop`` is set."""
-    catalog = load_catalog(settings)
-    topics = TopicNames(settings.topic_namespace)
-    policy = policy_source(settings, catalog)
-    signer = signer_for(settings, catalog, role=KeyRole.BROKER, nation=None)
+    stages = build_stages(settings)
+    catalog, topics, policy = stages.catalog, stages.topics, stages.policy
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
     consumer = SubmissionConsumer(
@@ -135,13 +167,11 @@ async def run_enforcer(
     enforcer = Enforcer(
         consumer=consumer,
         producer=producer,
-        intake=Intake(
-            catalog, topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
-        ),
-        fanout=FanOut(catalog, signer, topics, PseudonymSecrets(settings.pseudonym_secrets_dir)),
+        intake=stages.intake,
+        fanout=stages.fanout,
         catalog=catalog,
         topics=topics,
-        registry=RegistryFile(settings.registry_path),
+        registry=stages.registry,
         policy=policy,
         batch_max_records=settings.batch_max_records,
         stats=stats,

@@ -10,7 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from broker.policy import PolicyDecisionPoint
-from broker.trust.keys import PartnerRegistry
+from broker.policy.source import PolicySource
+from broker.trust.keys import PartnerRegistry, RegistryFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,3 +20,15 @@ class BatchContext:
     policy: PolicyDecisionPoint
     partners: frozenset[str]  # every nation a report could be delivered to
     now: dt.datetime
+
+
+def batch_context(registry: RegistryFile, policy: PolicySource, now: dt.datetime) -> BatchContext:
+    """The context for the next batch: a changed registry or policy takes effect here."""
+    current_registry = registry.current()
+    current_policy = policy.current()
+    return BatchContext(
+        registry=current_registry,
+        policy=current_policy.point,
+        partners=current_policy.parties | current_registry.nations(),
+        now=now,
+    )

@@ -30,7 +30,7 @@ import structlog
 
 from broker.codec import SchemaCatalog
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
-from broker.pipeline.context import BatchContext
+from broker.pipeline.context import BatchContext, batch_context
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
 from broker.pipeline.rejections import rejection
@@ -133,14 +133,8 @@ class Enforcer:
         to the event loop every few submissions keeps the consumer's
         heartbeats flowing during a large batch.
         """
-        registry = self._registry.current()
-        policy = self._policy.current()  # a reloaded bundle takes effect here, between batches
-        context = BatchContext(  # 2
-            registry=registry,
-            policy=policy.point,
-            partners=policy.parties | registry.nations(),
-            now=self._clock(),
-        )
+        # 2: a reloaded bundle or registry takes effect here, between batches
+        context = batch_context(self._registry, self._policy, self._clock())
         outputs: list[OutboundRecord] = []
         for index, inbound in enumerate(batch, start=1):
             outputs.extend(self._one(inbound, context))
