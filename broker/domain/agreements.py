@@ -187,10 +187,8 @@ class Agreement(BaseModel):
             return self.senders, self.receivers
         return self.parties, self.parties
 
-    def rules_for(self, report_type: ReportType) -> tuple[FieldRule, ...]:
-        return self.rules_for_type_name(report_type.value)
-
-    def rules_for_type_name(self, report_type: str) -> tuple[FieldRule, ...]:
+    def rules_for(self, report_type: str) -> tuple[FieldRule, ...]:
+        """The general rules, then the report type's own (a ReportType is a str)."""
         return self.field_rules.get(ALL_TYPES, ()) + self.field_rules.get(report_type, ())
 
     def policy_data(self) -> dict[str, object]:

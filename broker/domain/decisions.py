@@ -98,6 +98,3 @@ class Decision(BaseModel):
         """The longest embargo among the rules, in seconds after observation."""
         delays = [r.after for r in self.field_rules if r.after is not None]
         return max(delays) if delays else None
-
-    def rules_on_fields(self) -> tuple[FieldRule, ...]:
-        return tuple(r for r in self.field_rules if r.field is not None)

@@ -65,7 +65,7 @@ def _load_agreements(directory: Path, catalog: SchemaCatalog) -> tuple[Agreement
     report_schema = catalog.schema(REPORT_SCHEMA).parsed
     seen: dict[str, Path] = {}
     agreements = []
-    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+    for path in agreement_files(directory):
         agreement = parse_agreement_file(path)
         if agreement.id in seen:
             raise ConfigurationError(
@@ -82,6 +82,11 @@ def _load_agreements(directory: Path, catalog: SchemaCatalog) -> tuple[Agreement
                     ) from exc
         agreements.append(agreement)
     return tuple(agreements)
+
+
+def agreement_files(directory: Path) -> list[Path]:
+    """The agreement files of a bundle's ``agreements/`` directory, in load order."""
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
 
 
 def parse_agreement_file(path: Path) -> Agreement:

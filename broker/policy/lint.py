@@ -137,8 +137,8 @@ def _overlap(first: Agreement, second: Agreement) -> list[Finding]:
 def _conflicting_rules(
     first: Agreement, second: Agreement, report_type: str, ids: tuple[str, ...]
 ) -> list[Finding]:
-    mine = _treatments(first.rules_for_type_name(report_type))
-    theirs = _treatments(second.rules_for_type_name(report_type))
+    mine = _treatments(first.rules_for(report_type))
+    theirs = _treatments(second.rules_for(report_type))
     findings = []
     for field in sorted(set(mine) & set(theirs)):
         if mine[field] != theirs[field]:

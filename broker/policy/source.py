@@ -24,7 +24,7 @@ import structlog
 from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
 from broker.policy import PolicyDecisionPoint
-from broker.policy.bundle import PolicyBundle, load_bundle
+from broker.policy.bundle import PolicyBundle, agreement_files, load_bundle
 
 log = structlog.get_logger("ixb.policy")
 
@@ -50,7 +50,7 @@ class PolicySource(Protocol):
 
 
 class FixedPolicy:
-    """One policy for the whole run (tests, `agreements explain`)."""
+    """One policy for the whole run, e.g. a test's."""
 
     __slots__ = ("_active",)
 
@@ -127,7 +127,7 @@ class ReloadingPolicy:
         """Name, modification time and size of every file that makes the bundle."""
         files = [
             *self._directory.rglob("*.rego"),
-            *(self._directory / "agreements").glob("*.y*ml"),
+            *agreement_files(self._directory / "agreements"),
             self._request_file,
         ]
         entries = []

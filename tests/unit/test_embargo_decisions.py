@@ -218,4 +218,3 @@ def test_the_embargo_is_the_longest_among_the_rules_and_none_without_one(
         assert all(decision.embargo_s >= d for d in delays if d is not None)
     else:
         assert decision.embargo_s is None
-    assert decision.rules_on_fields() == tuple(r for r in rules if r.field is not None)
