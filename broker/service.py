@@ -206,7 +206,7 @@ async def run_enforcer(
                 bundle_hash=cache.bundle_hash,
                 reloads=policy.reloads,
             )
-        log.info("embargo", **dataclasses.asdict(releaser.stats))
+        log.info("embargo", waiting=releaser.waiting, **dataclasses.asdict(releaser.stats))
         await held_consumer.stop()
         await consumer.stop()
         await producer.stop()

@@ -35,7 +35,7 @@ from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
 from broker.pipeline.derive import effective_rules
-from broker.pipeline.fanout import HELD_SCHEMA, rules_digest
+from broker.pipeline.fanout import HELD_SCHEMA, delivery_record, rules_digest
 from broker.pipeline.rejections import rejection
 from broker.policy.source import PolicySource
 from broker.topics import TopicNames
@@ -57,7 +57,6 @@ class _Pending:
 
 @dataclass
 class EmbargoStats:
-    held_now: int = 0  # items waiting
     released: int = 0
     refused: int = 0
     malformed: int = 0
@@ -88,6 +87,11 @@ class EmbargoReleaser:
         self._committed: dict[int, int] = {}
         self.stats = EmbargoStats()
 
+    @property
+    def waiting(self) -> int:
+        """Held deliveries read and not yet released or refused."""
+        return len(self._queue)
+
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
@@ -115,7 +119,6 @@ class EmbargoReleaser:
         self._pending.setdefault(inbound.partition, set()).add(inbound.offset)
         due = held["not_before"].timestamp()
         heapq.heappush(self._queue, _Pending(due, inbound.partition, inbound.offset, inbound, held))
-        self.stats.held_now = len(self._queue)
 
     async def release_due(self) -> None:
         """Decide again for every item that is due; produce what may be released."""
@@ -150,7 +153,11 @@ class EmbargoReleaser:
                 and rules_digest(effective_rules(decision.field_rules)) == held["rules_digest"]
             )
             if same_terms:
-                outputs.append(OutboundRecord(held["topic"], held["key"], held["value"]))
+                outputs.append(
+                    delivery_record(
+                        held["topic"], held["delivery_id"], held["value"], decision_input.origin
+                    )
+                )
                 self.stats.released += 1
                 log.info("embargo_released", delivery_id=held["delivery_id"])
             else:
@@ -182,7 +189,6 @@ class EmbargoReleaser:
             return
         for item in done:
             self._pending[item.partition].discard(item.offset)
-        self.stats.held_now = len(self._queue)
 
     async def _commit(self) -> None:
         """Per partition, up to the first item still pending (or everything read)."""

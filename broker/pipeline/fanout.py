@@ -42,6 +42,16 @@ def delivery_id(payload_sha256: bytes, recipient: str) -> str:
     return digest.hexdigest()[:32]
 
 
+def delivery_record(topic: str, did: str, sealed_statement: bytes, origin: str) -> OutboundRecord:
+    """A delivery as it goes on a recipient's topic, now or when its embargo ends."""
+    return OutboundRecord(
+        topic=topic,
+        key=did.encode(),
+        value=sealed_statement,
+        headers=(("ixb-origin", origin.encode()),),
+    )
+
+
 def rules_digest(rule_set: RuleSet) -> str:
     """Names a rule set, so a release can check the rules have not changed."""
     canonical = json.dumps(
@@ -106,8 +116,10 @@ class FanOut:
             scope = decision.agreement.id if rule_set.pseudonymises else ""
             if (rule_set, scope) not in derived:
                 derived[rule_set, scope] = self._derive(accepted, rule_set, scope)
+            did = delivery_id(accepted.payload_sha256, recipient)
             delivery = self._deliver(
                 accepted=accepted,
+                did=did,
                 recipient=recipient,
                 decision=decision,
                 rule_set=rule_set,
@@ -115,7 +127,16 @@ class FanOut:
                 now=context.now,
             )
             if decision.not_before_s is not None and decision.not_before_s > now_s:
-                held.append(self._hold(delivery, decision, decision_input, rule_set, context.now))
+                held.append(
+                    self._hold(
+                        did=did,
+                        delivery=delivery,
+                        decision=decision,
+                        decision_input=decision_input,
+                        rule_set=rule_set,
+                        now=context.now,
+                    )
+                )
             else:
                 deliveries.append(delivery)
         return Routed(tuple(deliveries), tuple(held), tuple(decisions))
@@ -131,6 +152,7 @@ class FanOut:
         self,
         *,
         accepted: Accepted,
+        did: str,
         recipient: str,
         decision: Decision,
         rule_set: RuleSet,
@@ -138,7 +160,6 @@ class FanOut:
         now: dt.datetime,
     ) -> OutboundRecord:
         assert decision.agreement is not None
-        did = delivery_id(accepted.payload_sha256, recipient)
         not_before = (
             None
             if decision.not_before_s is None
@@ -166,15 +187,13 @@ class FanOut:
                 "report": report_bytes,
             },
         )
-        return OutboundRecord(
-            topic=self._topics.deliver(recipient),
-            key=did.encode(),
-            value=self._signer.seal(statement),
-            headers=(("ixb-origin", accepted.report.origin.encode()),),
-        )
+        sealed = self._signer.seal(statement)
+        return delivery_record(self._topics.deliver(recipient), did, sealed, accepted.report.origin)
 
     def _hold(
         self,
+        *,
+        did: str,
         delivery: OutboundRecord,
         decision: Decision,
         decision_input: DecisionInput,
@@ -186,7 +205,7 @@ class FanOut:
         held = self._catalog.encode(
             HELD_SCHEMA,
             {
-                "delivery_id": delivery.key.decode() if delivery.key else "",
+                "delivery_id": did,
                 "not_before": dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC),
                 "held_at": now,
                 "decision_input": decision_input.model_dump_json(),
@@ -194,8 +213,7 @@ class FanOut:
                 "agreement_version": decision.agreement.version,
                 "rules_digest": rules_digest(rule_set),
                 "topic": delivery.topic,
-                "key": delivery.key or b"",
                 "value": delivery.value,
             },
         )
-        return OutboundRecord(topic=self._topics.held, key=delivery.key, value=held, headers=())
+        return OutboundRecord(topic=self._topics.held, key=delivery.key, value=held)

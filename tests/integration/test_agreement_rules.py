@@ -164,6 +164,15 @@ async def test_an_embargoed_report_is_held_in_kafka_and_released_after_a_restart
     async with enforcer(settings) as restarted:
         released = await _feed_until(restarted, "BE", 1, timeout_s=30)
         assert len(_verified(await restarted.feed("DE"))) == 1
+        [raw] = [
+            r
+            async for r in read_topic(
+                restarted.bootstrap, restarted.topics.deliver("BE"), idle_timeout_s=1.5
+            )
+        ]
+    # A released delivery is the same record as one delivered at once, headers included.
+    assert ("ixb-origin", b"NL") in raw.headers
+    assert raw.key == released[0].delivery_id.encode()
 
     [delivery] = released
     assert delivery.report.report_id == report.report_id
