@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.domain.agreements import GENERALISATIONS, FieldAction, FieldRule
-
-# Text fields the report model constrains to an ISO country code: a pseudonym
-# would make the delivered report invalid, so they can be redacted only.
-COUNTRY_CODE_FIELDS = frozenset({"origin", "country", "nationality", "issuing_country", "flag"})
+from broker.domain.report import COUNTRY_CODE_FIELDS
 
 _SEGMENT = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)(?P<each>\[\])?$")
 

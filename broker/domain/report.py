@@ -18,6 +18,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 NATION_PATTERN = r"^[A-Z]{2}$"
 
 Nation = Annotated[str, Field(pattern=NATION_PATTERN, description="ISO 3166-1 alpha-2")]
+
+# The text fields below typed Nation: a pseudonym would make a delivered report
+# invalid, so agreements may redact them but not pseudonymise them.
+# tests/unit/test_field_rules.py checks this set against the models.
+COUNTRY_CODE_FIELDS = frozenset({"origin", "country", "nationality", "issuing_country", "flag"})
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from broker.codec import SchemaCatalog
+from broker.domain import report
 from broker.domain.agreements import (
     GENERALISATIONS,
     MAX_EMBARGO_S,
@@ -22,6 +24,7 @@ from broker.domain.agreements import (
     FieldRule,
 )
 from broker.domain.fields import FieldPathError, check_rule
+from broker.domain.report import COUNTRY_CODE_FIELDS, NATION_PATTERN
 from broker.errors import ConfigurationError
 from broker.pipeline.derive import effective_rules
 from broker.policy.bundle import load_bundle
@@ -471,3 +474,25 @@ def test_the_effective_rules_do_not_depend_on_the_order_of_the_rules(
 def test_a_yaml_boolean_is_not_a_duration() -> None:
     with pytest.raises(ValidationError, match="a duration is a whole number"):
         FieldRule.model_validate({"action": "embargo", "after": True})
+
+
+def _typed_nation(annotation: object) -> bool:
+    """Annotated[str, Field(pattern=NATION_PATTERN)], possibly inside a union."""
+    for field_info in getattr(annotation, "__metadata__", ()):
+        constraints = getattr(field_info, "metadata", ())
+        if any(getattr(c, "pattern", None) == NATION_PATTERN for c in constraints):
+            return True
+    return any(_typed_nation(arg) for arg in typing.get_args(annotation))
+
+
+def test_the_country_code_fields_are_exactly_the_fields_typed_nation() -> None:
+    models = (report.ThreatReport, report.Location, report.TravelDocument, report.Subject)
+    typed_nation = {
+        name
+        for model in (*models, report.Vehicle, report.Indicator)
+        for name, info in model.model_fields.items()
+        if any(getattr(m, "pattern", None) == NATION_PATTERN for m in info.metadata)
+        or _typed_nation(info.annotation)
+    }
+
+    assert typed_nation == COUNTRY_CODE_FIELDS
