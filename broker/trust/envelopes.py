@@ -68,8 +68,9 @@ def open_envelope(catalog: SchemaCatalog, data: bytes) -> Envelope:
     except DecodeError as exc:
         raise DecodeError(exc.reason, exc.detail, stage="envelope") from exc
     # The envelope's own fields are not signed, and Avro admits several byte
-    # strings for one value (fastavro reads enum index -1 as the last symbol):
-    # accept only the one encoding, so unsigned bytes cannot vary undetected.
+    # strings for one value (an over-long varint, which the pre-decode guard
+    # lets through): accept only the one encoding, so unsigned bytes cannot
+    # vary undetected.
     if catalog.encode(ENVELOPE_SCHEMA, record) != data:
         raise DecodeError("non_canonical", "envelope is not canonically encoded", stage="envelope")
     return Envelope(

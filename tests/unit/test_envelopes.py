@@ -587,3 +587,19 @@ def test_the_envelope_header_names_the_envelope_schema(
 def test_every_refusal_of_an_envelope_is_rejected_input() -> None:
     assert issubclass(DecodeError, RejectedInput)
     assert issubclass(VerificationError, RejectedInput)
+
+
+def test_an_envelope_in_a_non_canonical_encoding_is_refused(catalog: SchemaCatalog) -> None:
+    """An over-long varint reads as the same value: the unsigned bytes would vary."""
+    envelope = catalog.encode(
+        ENVELOPE_SCHEMA,
+        {"signer_key_id": "NL-key", "algorithm": "ed25519", "payload": b"", "signature": b""},
+    )
+    assert envelope[HEADER_LEN] == 0x0C  # the key id's length, 6, as one zig-zag byte
+    over_long = envelope[:HEADER_LEN] + b"\x8c\x00" + envelope[HEADER_LEN + 1 :]
+
+    with pytest.raises(DecodeError) as caught:
+        open_envelope(catalog, over_long)
+
+    assert caught.value.reason == "non_canonical"
+    assert caught.value.stage == "envelope"
