@@ -65,6 +65,7 @@ class Stages:
         self.registry = built.registry
         self.intake = built.intake
         self.fanout = built.fanout
+        self.attester = built.attester
 
     def context(self) -> BatchContext:
         """As the runner builds it for every batch (a policy reload is picked up here)."""
@@ -75,17 +76,21 @@ class Stages:
         return point.misses if isinstance(point, CachedDecisionPoint) else 0
 
     def process(self, batch: list[InboundRecord]) -> tuple[int, int]:
-        """Outputs (deliveries, held) and refusals for one batch, computed as the runner does."""
+        """Outputs (deliveries, held) and refusals for one batch, computed as the runner does.
+
+        Includes the batch attestation (one signature, a proof per statement).
+        """
         context = self.context()
-        deliveries = rejected = 0
+        statements: list[bytes] = []
+        rejected = 0
         for inbound in batch:
             try:
                 accepted = self.intake.check(inbound, context)
                 routed = self.fanout.route(accepted, context)
-                deliveries += len(routed.deliveries) + len(routed.held)
+                statements.extend(p.statement for p in routed.pending)
             except (RejectedInput, PolicyUndecided):
                 rejected += 1
-        return deliveries, rejected
+        return len(self.attester.attest(statements)), rejected
 
 
 def measure(

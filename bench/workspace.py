@@ -8,7 +8,6 @@ reads another's records or offsets.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -23,7 +22,7 @@ from broker.service import load_catalog, open_publisher, provision_keys
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutboundRecord, OutputProducer, TopicAdmin
-from broker.trust.envelopes import open_envelope
+from broker.trust.submission import signed_payload_sha256
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +146,10 @@ class Workspace:
                 for index, report in enumerate(reports):
                     if report.origin == nation:
                         record = publisher.seal(report)
-                        payload = open_envelope(self.catalog, record.value).payload
                         sealed[index] = Sealed(
                             nation=nation,
                             key=record.key or b"",
                             value=record.value,
-                            payload_sha256=hashlib.sha256(payload).digest(),
+                            payload_sha256=signed_payload_sha256(self.catalog, record.value),
                         )
         return [sealed[i] for i in range(len(reports))]

@@ -26,13 +26,14 @@ from rich.table import Table
 
 from broker import logs
 from broker.client import FeedProblem, VerifiedDelivery, read_feed
+from broker.codec import SchemaCatalog
 from broker.domain.report import ThreatReport
 from broker.errors import IxbError
 from broker.kafka_embedded import EmbeddedKafka
 from broker.pipeline.fanout import DELIVERY_SCHEMA, HELD_SCHEMA
 from broker.pipeline.runner import EnforcerStats
 from broker.render import print_delivery, print_rejection, rejection_json
-from broker.report_codec import encode_report
+from broker.report_codec import report_to_record
 from broker.scenario import NATIONS, build
 from broker.service import (
     load_catalog,
@@ -44,8 +45,10 @@ from broker.service import (
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, read_topic
-from broker.trust.envelopes import open_envelope
+from broker.trust.attestation import open_attested
+from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.submission import SUBMISSION_SCHEMA, seal_submission
 
 PROCESS_TIMEOUT_S = 60.0
 
@@ -110,7 +113,7 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         tampered = publisher.seal(
             scenario.reports["NL"][0].model_copy(update={"report_id": uuid.uuid4()})
         )
-        await publisher.send_sealed([_flip_one_byte(tampered)])
+        await publisher.send_sealed([_alter_a_value(load_catalog(settings), tampered)])
     async with open_publisher(settings, bootstrap, "BE") as publisher:
         await publisher.publish([scenario.embargoed])
     await _publish_impostor(settings, bootstrap, scenario.reports["NL"][1])
@@ -206,7 +209,7 @@ async def _show_held(
     async for record in read_topic(bootstrap, topics.held, idle_timeout_s=0.5):
         held = catalog.decode(record.value or b"", HELD_SCHEMA)
         asked = json.loads(held["decision_input"])
-        statement = catalog.decode(open_envelope(catalog, held["value"]).payload, DELIVERY_SCHEMA)
+        statement = catalog.decode(open_attested(catalog, held["value"]).payload, DELIVERY_SCHEMA)
         report_id = str(statement["report_id"])
         console.print(
             f"  {escape(published_titles.get(report_id, report_id))}: "
@@ -235,14 +238,21 @@ async def _publish_impostor(
     record = OutboundRecord(
         topic=TopicNames(settings.topic_namespace).submit("BE"),
         key=str(forged.report_id).encode(),
-        value=be_signer.seal(encode_report(catalog, forged)),
+        value=seal_submission(
+            catalog, ReportLayout.from_catalog(catalog), be_signer, report_to_record(forged)
+        ),
     )
     async with open_publisher(settings, bootstrap, "BE") as publisher:
         await publisher.send_sealed([record])
 
 
-def _flip_one_byte(record: OutboundRecord) -> OutboundRecord:
-    """Alter one byte of the signed payload, as a man in the middle would."""
-    value = bytearray(record.value)
-    value[len(value) // 2] ^= 0x01
-    return OutboundRecord(record.topic, record.key, bytes(value), record.headers)
+def _alter_a_value(catalog: SchemaCatalog, record: OutboundRecord) -> OutboundRecord:
+    """Change the title on its way, as a man in the middle would: its digest is not signed."""
+    submission = catalog.decode(record.value, SUBMISSION_SCHEMA)
+    for disclosure in submission["disclosures"]:
+        if disclosure["path"] == "title":
+            value = bytearray(disclosure["value"])
+            value[-1] ^= 0x01  # still a string, another one
+            disclosure["value"] = bytes(value)
+    altered = catalog.encode(SUBMISSION_SCHEMA, submission)
+    return OutboundRecord(record.topic, record.key, altered, record.headers)

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from broker.codec import SchemaCatalog
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
-from broker.report_codec import encode_report
+from broker.report_codec import report_to_record
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, OutputProducer
+from broker.trust.disclosure import ReportLayout
 from broker.trust.envelopes import Signer
+from broker.trust.submission import seal_submission
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +27,7 @@ class Published:
 
 
 class Publisher:
-    __slots__ = ("_catalog", "_nation", "_producer", "_signer", "_topics")
+    __slots__ = ("_catalog", "_layout", "_nation", "_producer", "_signer", "_topics")
 
     def __init__(
         self,
@@ -41,15 +43,23 @@ class Publisher:
         self._signer = signer
         self._producer = producer
         self._topics = topics
+        self._layout = ReportLayout.from_catalog(catalog)
 
     def seal(self, report: ThreatReport) -> OutboundRecord:
-        """The signed submission record for ``report``, ready to send."""
+        """The signed submission record for ``report``, ready to send.
+
+        Every value becomes a salted disclosure; the agency signs the digests
+        (broker/trust/submission.py), so the broker can withhold fields without
+        breaking this signature.
+        """
         if report.origin != self._nation:
             raise ConfigurationError(
                 f"report {report.report_id} claims origin {report.origin}; "
                 f"this publisher signs for {self._nation}"
             )
-        envelope = self._signer.seal(encode_report(self._catalog, report))
+        envelope = seal_submission(
+            self._catalog, self._layout, self._signer, report_to_record(report)
+        )
         return OutboundRecord(
             topic=self._topics.submit(self._nation),
             key=str(report.report_id).encode(),

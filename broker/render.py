@@ -36,6 +36,7 @@ def delivery_json(delivery: VerifiedDelivery) -> dict[str, Any]:
         "original_sha256": delivery.original_sha256.hex(),
         "decided_at": delivery.decided_at.isoformat(),
         "report": delivery.report.model_dump(mode="json"),
+        "provenance": {path: p.describe() for path, p in delivery.provenance.items()},
     }
 
 
@@ -56,10 +57,7 @@ def print_delivery(console: Console, delivery: VerifiedDelivery) -> None:
         value = shown.get(name)
         if value:
             console.print(f"  [cyan]{name}[/cyan]: {escape(_compact(value))}")
-    if delivery.withheld_fields:
-        console.print(f"  [yellow]withheld[/yellow]: {', '.join(delivery.withheld_fields)}")
-    for derived in delivery.derived_fields:
-        console.print(f"  [magenta]{derived.describe()}[/magenta]: {derived.field}")
+    _print_provenance(console, delivery)
     if delivery.not_before:
         console.print(f"  [blue]embargoed until[/blue] {delivery.not_before.isoformat()}")
 
@@ -136,3 +134,25 @@ def _compact(value: Any) -> str:
         parts = [f"{k}={_compact(v)}" for k, v in value.items() if v not in (None, [], "")]
         return "{" + ", ".join(parts) + "}"
     return str(value)
+
+
+def _print_provenance(console: Console, delivery: VerifiedDelivery) -> None:
+    """Per field, who vouches for it: the originator's signature, the broker, or nobody.
+
+    A derived or withheld record is shown once, not with every field inside it.
+    """
+    by_kind: dict[str, dict[str, list[str]]] = {}
+    for path, provenance in delivery.provenance.items():
+        group = by_kind.setdefault(provenance.kind, {})
+        group.setdefault(provenance.describe(), []).append(path)
+    for description, paths in by_kind.get("signed", {}).items():
+        console.print(f"  [green]{escape(description)}[/green]: {len(paths)} values")
+    for description, paths in by_kind.get("derived", {}).items():
+        console.print(f"  [magenta]{escape(description)}[/magenta]: {', '.join(_outermost(paths))}")
+    for paths in by_kind.get("withheld", {}).values():
+        console.print(f"  [yellow]withheld[/yellow]: {', '.join(_outermost(paths))}")
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    chosen = set(paths)
+    return [p for p in paths if not any(p.startswith((f"{q}.", f"{q}[")) for q in chosen if q != p)]

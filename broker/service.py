@@ -21,6 +21,7 @@ from broker.errors import ConfigurationError
 from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
+from broker.pipeline.replay import ReplayGuard
 from broker.pipeline.runner import Enforcer, EnforcerStats, utc_now
 from broker.policy import PolicyDecisionPoint
 from broker.policy.bundle import PolicyBundle
@@ -31,7 +32,9 @@ from broker.policy.source import ReloadingPolicy
 from broker.publisher import Publisher
 from broker.settings import Settings
 from broker.topics import TopicNames
-from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin
+from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin, read_topic
+from broker.trust.attestation import BatchAttester
+from broker.trust.disclosure import ReportLayout
 from broker.trust.envelopes import Signer
 from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
@@ -77,6 +80,16 @@ def signer_for(
     return Signer(record.key_id, keystore.private_key(record.key_id), catalog)
 
 
+def attester_for(settings: Settings, catalog: SchemaCatalog) -> BatchAttester:
+    """The broker's batch attester, with its newest usable broker key."""
+    keystore = Keystore(settings.keystore_dir)
+    registry = RegistryFile(settings.registry_path).current()
+    record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
+    return BatchAttester(
+        record.key_id, keystore.private_key(record.key_id), catalog, record.algorithm
+    )
+
+
 def decision_point_for(settings: Settings, bundle: PolicyBundle) -> CachedDecisionPoint:
     """The configured engine for ``bundle``, behind the decision cache.
 
@@ -114,26 +127,28 @@ class Stages:
     registry: RegistryFile
     intake: Intake
     fanout: FanOut
+    attester: BatchAttester
 
 
 def build_stages(settings: Settings) -> Stages:
     """One assembly for the enforcer and anything that measures it (bench/)."""
     catalog = load_catalog(settings)
     topics = TopicNames(settings.topic_namespace)
+    layout = ReportLayout.from_catalog(catalog)
     return Stages(
         catalog=catalog,
         topics=topics,
         policy=policy_source(settings, catalog),
         registry=RegistryFile(settings.registry_path),
         intake=Intake(
-            catalog, topics, max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s)
-        ),
-        fanout=FanOut(
             catalog,
-            signer_for(settings, catalog, role=KeyRole.BROKER, nation=None),
             topics,
-            PseudonymSecrets(settings.pseudonym_secrets_dir),
+            max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+            replay=ReplayGuard(dt.timedelta(seconds=settings.max_report_age_s)),
+            layout=layout,
         ),
+        fanout=FanOut(catalog, topics, PseudonymSecrets(settings.pseudonym_secrets_dir), layout),
+        attester=attester_for(settings, catalog),
     )
 
 
@@ -169,12 +184,14 @@ async def run_enforcer(
         producer=producer,
         intake=stages.intake,
         fanout=stages.fanout,
+        attester=stages.attester,
         catalog=catalog,
         topics=topics,
         registry=stages.registry,
         policy=policy,
         batch_max_records=settings.batch_max_records,
         stats=stats,
+        ledger=lambda: read_topic(bootstrap, topics.accepted, idle_timeout_s=5.0),
     )
     releaser = EmbargoReleaser(
         consumer=held_consumer,
@@ -185,7 +202,7 @@ async def run_enforcer(
         clock=utc_now,
     )
     await admin.start()
-    await admin.ensure([topics.held])
+    await admin.ensure([topics.held, topics.accepted])
     await producer.start()
     await consumer.start()
     await held_consumer.start()

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     )
     batch_max_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
+    max_report_age_s: Annotated[int, Field(ge=60)] = Field(
+        default=3600,
+        description="a report issued longer ago is refused as stale; report ids are "
+        "remembered this long for replay protection",
+    )
     opa_url: str | None = Field(
         default=None,
         description="OPA server to decide with, e.g. http://opa:8181; "

@@ -6,6 +6,7 @@
 | ixb.deliver.<RECIPIENT> | delivery id | enforcer          | recipient analysts  |
 | ixb.rejected.<ORIGIN>   | source key  | enforcer          | operators, origin   |
 | ixb.held                | delivery id | enforcer          | enforcer (embargo)  |
+| ixb.accepted            | report id   | enforcer          | enforcer (replay)   |
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
@@ -51,6 +52,11 @@ class TopicNames:
     def held(self) -> str:
         """Deliveries under embargo, until they are released."""
         return f"{self._base}.held"
+
+    @property
+    def accepted(self) -> str:
+        """The intake ledger: report ids accepted, for replay protection."""
+        return f"{self._base}.accepted"
 
     def nation_of_submit_topic(self, topic: str) -> str | None:
         """The nation a submission topic belongs to, or None for any other topic."""

@@ -144,9 +144,16 @@ def creation_failures(topic_errors: Iterable[tuple[str, int, str | None]]) -> li
 
 
 class OutputProducer:
-    """Sends batches of outputs; returns only when every one is acknowledged."""
+    """Sends batches of outputs; returns only when every one is acknowledged.
 
-    __slots__ = ("_admin", "_producer")
+    Every topic it writes to is registered with the client's metadata
+    tracking before the first send. aiokafka tracks only topics it did not
+    already know at start-up; once it tracks any, its metadata refreshes ask
+    for those alone and forget the rest, and a record queued for a forgotten
+    topic then fails after the request timeout with NotLeaderForPartition.
+    """
+
+    __slots__ = ("_admin", "_producer", "_tracked")
 
     def __init__(self, bootstrap: str, admin: TopicAdmin, *, client_id: str = "ixb") -> None:
         self._admin = admin
@@ -158,6 +165,7 @@ class OutputProducer:
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
         )
+        self._tracked: set[str] = set()
 
     async def start(self) -> None:
         try:
@@ -172,8 +180,13 @@ class OutputProducer:
         """Enqueue all records without waiting on each, then wait for every ack."""
         if not records:
             return
-        await self._admin.ensure(r.topic for r in records)
+        topics = {r.topic for r in records}
+        await self._admin.ensure(topics)
         try:
+            untracked = topics - self._tracked
+            if untracked:
+                await asyncio.gather(*(self._producer.client.add_topic(t) for t in untracked))
+                self._tracked |= untracked
             pending = [
                 await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
                 for r in records
@@ -224,6 +237,10 @@ class SubmissionConsumer:
 
     async def stop(self) -> None:
         await self._consumer.stop()
+
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs this member owns right now."""
+        return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     async def fetch(self, *, timeout_ms: int, max_records: int) -> list[InboundRecord]:
         try:

@@ -37,6 +37,7 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "root",
+    "root_from_inclusion",
     "verify_consistency",
     "verify_inclusion",
 ]
@@ -174,20 +175,33 @@ def verify_inclusion(
 ) -> bool:
     """Whether ``proof`` shows ``leaf_hash`` at ``index`` in the tree of ``tree_size`` and ``root``.
 
-    RFC 9162 section 2.1.3.2. ``fn`` and ``sn`` are the positions of the
-    leaf and of the last leaf at the current level; where ``fn`` is the
-    last node of its level and has no right sibling, the walk climbs
-    without consuming a proof element. A proof of the wrong length fails
-    (too long runs out of levels, too short leaves ``sn`` above 0).
+    RFC 9162 section 2.1.3.2; see :func:`root_from_inclusion`.
+    """
+    computed = root_from_inclusion(leaf_hash, index, tree_size, proof)
+    return computed is not None and _is_hash(root) and hmac.compare_digest(computed, root)
+
+
+def root_from_inclusion(
+    leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes]
+) -> bytes | None:
+    """The root ``proof`` leads to from ``leaf_hash`` at ``index``, or None if it cannot fit.
+
+    RFC 9162 section 2.1.3.2 up to the final comparison, for callers that
+    learn the root from the proof and then check a signature over it.
+    ``fn`` and ``sn`` are the positions of the leaf and of the last leaf at
+    the current level; where ``fn`` is the last node of its level and has no
+    right sibling, the walk climbs without consuming a proof element. A proof
+    of the wrong length fails (too long runs out of levels, too short leaves
+    ``sn`` above 0).
     """
     _check_non_negative(index=index, tree_size=tree_size)
-    if index >= tree_size or not _is_hash(leaf_hash) or not _is_hash(root):
-        return False
+    if index >= tree_size or not _is_hash(leaf_hash):
+        return None
     fn, sn = index, tree_size - 1
     r = leaf_hash
     for p in proof:
         if sn == 0 or not _is_hash(p):
-            return False
+            return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
             while fn and not fn & 1:
@@ -195,7 +209,7 @@ def verify_inclusion(
         else:
             r = node_hash(r, p)
         fn, sn = fn >> 1, sn >> 1
-    return sn == 0 and hmac.compare_digest(r, root)
+    return r if sn == 0 else None
 
 
 def verify_consistency(

@@ -1,17 +1,21 @@
-"""Fan-out: for every partner, decide, derive what it may see, and sign it.
+"""Fan-out: for every partner, decide, select what it may see, and state it.
 
 For each partner nation other than the origin the policy decides. A deny is
 recorded as a withheld decision and nothing is produced for that partner.
-An allow produces a delivery: the report with the agreement's field rules
-applied (on a copy; the original is never touched), wrapped in a
-:class:`DeliveryStatement` naming the agreement, its version, the policy
-bundle hash, what was withheld and what was derived, and signed by the
-broker. A delivery under an embargo that is not yet due goes to the held
-topic instead (broker/pipeline/embargo.py releases it).
+An allow produces a :data:`DELIVERY_SCHEMA` statement carrying the
+originator's own signed envelope and the disclosures the agreement lets
+through (a withheld or derived field's disclosures are left out, so the
+originator's signature still covers everything given), the values the broker
+derived (pseudonymised or generalised) for the fields the agreement says,
+and the agreement, its version and the policy bundle hash. Statements are
+not signed one by one: the runner attests all of a batch's statements with
+one signature (broker/trust/attestation.py) and only then turns them into
+records (:meth:`Pending.record`). A delivery under an embargo that is not
+yet due goes to the held topic instead (broker/pipeline/embargo.py releases
+it, unchanged).
 
-Derived reports are encoded once per distinct set of rules (and pseudonym
-scope), so partners under the same rules share one encoding; with no rules
-the originator's exact bytes are passed on.
+Selections and derived values are computed once per distinct set of rules
+(and pseudonym scope), so partners under the same rules share them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import Decision, DecisionInput, facets_of
@@ -29,7 +34,7 @@ from broker.pipeline.intake import Accepted
 from broker.report_codec import REPORT_SCHEMA
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord
-from broker.trust.envelopes import Signer
+from broker.trust.disclosure import ReportLayout, derived_values, select
 from broker.trust.pseudonyms import PseudonymSecrets
 
 DELIVERY_SCHEMA = "ixb.v1.DeliveryStatement"
@@ -63,38 +68,92 @@ def rules_digest(rule_set: RuleSet) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """Why and until when a delivery waits on the held topic."""
+
+    not_before: dt.datetime
+    decision_input: str  # JSON, to ask the policy again at release
+    agreement_id: str
+    agreement_version: int
+    rules_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A delivery statement waiting for its batch's attestation."""
+
+    topic: str  # the recipient's
+    delivery_id: str
+    origin: str
+    statement: bytes  # DeliveryStatement, single-object encoded: the attested leaf
+    decided_at: dt.datetime
+    hold: Hold | None = None
+
+    def record(self, catalog: SchemaCatalog, attested: bytes, held_topic: str) -> OutboundRecord:
+        """The record to produce once ``attested`` (the attested envelope) exists."""
+        delivery = delivery_record(self.topic, self.delivery_id, attested, self.origin)
+        if self.hold is None:
+            return delivery
+        held = catalog.encode(
+            HELD_SCHEMA,
+            {
+                "delivery_id": self.delivery_id,
+                "not_before": self.hold.not_before,
+                "held_at": self.decided_at,
+                "decision_input": self.hold.decision_input,
+                "agreement_id": self.hold.agreement_id,
+                "agreement_version": self.hold.agreement_version,
+                "rules_digest": self.hold.rules_digest,
+                "topic": delivery.topic,
+                "value": delivery.value,
+            },
+        )
+        return OutboundRecord(topic=held_topic, key=delivery.key, value=held)
+
+
+@dataclass(frozen=True, slots=True)
 class Routed:
     """What fan-out produced for one submission."""
 
-    deliveries: tuple[OutboundRecord, ...]
-    held: tuple[OutboundRecord, ...]  # embargoed deliveries, to the held topic
+    pending: tuple[Pending, ...]  # deliveries, some under embargo (``hold``)
     decisions: tuple[tuple[str, Decision], ...]  # (recipient, decision), for logs and audit
+
+    @property
+    def held(self) -> int:
+        return sum(1 for p in self.pending if p.hold is not None)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What one rule set lets a recipient see: encoded for the statement."""
+
+    disclosures: list[dict[str, Any]]
+    derived: list[dict[str, Any]]
 
 
 class FanOut:
-    __slots__ = ("_catalog", "_deriver", "_pseudonyms", "_signer", "_topics")
+    __slots__ = ("_catalog", "_deriver", "_layout", "_pseudonyms", "_topics")
 
     def __init__(
         self,
         catalog: SchemaCatalog,
-        signer: Signer,
         topics: TopicNames,
         pseudonyms: PseudonymSecrets,
+        layout: ReportLayout | None = None,
     ) -> None:
         self._catalog = catalog
-        self._signer = signer
         self._topics = topics
         self._pseudonyms = pseudonyms
         self._deriver = Deriver(catalog.schema(REPORT_SCHEMA).parsed)
+        self._layout = layout or ReportLayout.from_catalog(catalog)
 
     def route(self, accepted: Accepted, context: BatchContext) -> Routed:
         report = accepted.report
         now_s = int(context.now.timestamp())
         facets = facets_of(report)
         observed_at_s = int(report.observed_at.timestamp())
-        derived: dict[tuple[RuleSet, str], bytes] = {}
-        deliveries: list[OutboundRecord] = []
-        held: list[OutboundRecord] = []
+        views: dict[tuple[RuleSet, str], _View] = {}
+        pending: list[Pending] = []
         decisions: list[tuple[str, Decision]] = []
         for recipient in sorted(context.partners - {report.origin}):
             decision_input = DecisionInput(
@@ -114,57 +173,64 @@ class FanOut:
             assert decision.agreement is not None  # an allow always names its agreement
             rule_set = effective_rules(decision.field_rules)
             scope = decision.agreement.id if rule_set.pseudonymises else ""
-            if (rule_set, scope) not in derived:
-                derived[rule_set, scope] = self._derive(accepted, rule_set, scope)
-            did = delivery_id(accepted.payload_sha256, recipient)
-            delivery = self._deliver(
-                accepted=accepted,
-                did=did,
-                recipient=recipient,
-                decision=decision,
-                rule_set=rule_set,
-                report_bytes=derived[rule_set, scope],
-                now=context.now,
-            )
+            if (rule_set, scope) not in views:
+                views[rule_set, scope] = self._view(accepted, rule_set, scope)
+            hold = None
             if decision.not_before_s is not None and decision.not_before_s > now_s:
-                held.append(
-                    self._hold(
-                        did=did,
-                        delivery=delivery,
-                        decision=decision,
-                        decision_input=decision_input,
-                        rule_set=rule_set,
-                        now=context.now,
-                    )
+                hold = Hold(
+                    not_before=_instant(decision.not_before_s),
+                    decision_input=decision_input.model_dump_json(),
+                    agreement_id=decision.agreement.id,
+                    agreement_version=decision.agreement.version,
+                    rules_digest=rules_digest(rule_set),
                 )
-            else:
-                deliveries.append(delivery)
-        return Routed(tuple(deliveries), tuple(held), tuple(decisions))
+            pending.append(
+                self._state(
+                    accepted=accepted,
+                    recipient=recipient,
+                    decision=decision,
+                    rule_set=rule_set,
+                    view=views[rule_set, scope],
+                    now=context.now,
+                    hold=hold,
+                )
+            )
+        return Routed(tuple(pending), tuple(decisions))
 
-    def _derive(self, accepted: Accepted, rule_set: RuleSet, scope: str) -> bytes:
-        if not rule_set.rules:
-            return accepted.payload
+    def _view(self, accepted: Accepted, rule_set: RuleSet, scope: str) -> _View:
+        derived_fields = [r.field for r in rule_set.derived if r.field]
+        hidden = [*rule_set.withheld, *derived_fields]
+        disclosures = [d.to_record() for d in select(self._layout, accepted.disclosures, hidden)]
+        if not derived_fields:
+            return _View(disclosures, [])
         pseudonymiser = self._pseudonyms.for_agreement(scope) if scope else None
         record = self._deriver.derive(accepted.record, rule_set, pseudonymiser)
-        return self._catalog.encode(REPORT_SCHEMA, record)
+        originals = {d.path: d for d in accepted.disclosures}
+        derived = []
+        for path, value in derived_values(self._layout, record, derived_fields):
+            original = originals.get(path)
+            derived.append(
+                {
+                    "path": path,
+                    "value": value,
+                    "original_digest": None if original is None else original.digest(),
+                }
+            )
+        return _View(disclosures, derived)
 
-    def _deliver(
+    def _state(
         self,
         *,
         accepted: Accepted,
-        did: str,
         recipient: str,
         decision: Decision,
         rule_set: RuleSet,
-        report_bytes: bytes,
+        view: _View,
         now: dt.datetime,
-    ) -> OutboundRecord:
+        hold: Hold | None,
+    ) -> Pending:
         assert decision.agreement is not None
-        not_before = (
-            None
-            if decision.not_before_s is None
-            else dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC)
-        )
+        did = delivery_id(accepted.payload_sha256, recipient)
         statement = self._catalog.encode(
             DELIVERY_SCHEMA,
             {
@@ -183,37 +249,23 @@ class FanOut:
                 "original_sha256": accepted.payload_sha256,
                 "originator_key_id": accepted.key.key_id,
                 "decided_at": now,
-                "not_before": not_before,
-                "report": report_bytes,
+                "not_before": (
+                    None if decision.not_before_s is None else _instant(decision.not_before_s)
+                ),
+                "originator_envelope": accepted.envelope,
+                "disclosures": view.disclosures,
+                "derived_values": view.derived,
             },
         )
-        sealed = self._signer.seal(statement)
-        return delivery_record(self._topics.deliver(recipient), did, sealed, accepted.report.origin)
+        return Pending(
+            topic=self._topics.deliver(recipient),
+            delivery_id=did,
+            origin=accepted.report.origin,
+            statement=statement,
+            hold=hold,
+            decided_at=now,
+        )
 
-    def _hold(
-        self,
-        *,
-        did: str,
-        delivery: OutboundRecord,
-        decision: Decision,
-        decision_input: DecisionInput,
-        rule_set: RuleSet,
-        now: dt.datetime,
-    ) -> OutboundRecord:
-        assert decision.agreement is not None
-        assert decision.not_before_s is not None
-        held = self._catalog.encode(
-            HELD_SCHEMA,
-            {
-                "delivery_id": did,
-                "not_before": dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC),
-                "held_at": now,
-                "decision_input": decision_input.model_dump_json(),
-                "agreement_id": decision.agreement.id,
-                "agreement_version": decision.agreement.version,
-                "rules_digest": rules_digest(rule_set),
-                "topic": delivery.topic,
-                "value": delivery.value,
-            },
-        )
-        return OutboundRecord(topic=self._topics.held, key=delivery.key, value=held)
+
+def _instant(seconds: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)

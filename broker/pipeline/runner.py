@@ -2,11 +2,14 @@
 
 The commit path, in order (DESIGN.md decision 2, STYLE.md 6):
 
-1. fetch a batch of submissions from every ``ixb.submit.*`` partition we own;
+1. fetch a batch of submissions from every ``ixb.submit.*`` partition we own
+   (when the partitions we own changed, first read the intake ledger back,
+   so replay protection knows what the previous owner accepted);
 2. build the batch context once (registry, policy, partners, clock);
-3. process each submission into outputs: deliveries, or one rejection;
-   an exception inside one submission becomes that submission's rejection,
-   never the end of the loop;
+3. process each submission into outputs: delivery statements and an intake
+   ledger line, or one rejection; an exception inside one submission becomes
+   that submission's rejection, never the end of the loop; then attest all
+   the batch's statements with one signature;
 4. send all outputs of the batch and wait until every one is acknowledged;
 5. only then commit, per partition, the offset after the batch's last record.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -31,17 +34,20 @@ import structlog
 from broker.codec import SchemaCatalog
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
 from broker.pipeline.context import BatchContext, batch_context
-from broker.pipeline.fanout import FanOut
+from broker.pipeline.fanout import FanOut, Pending
 from broker.pipeline.intake import Intake
 from broker.pipeline.rejections import rejection
+from broker.pipeline.replay import ledger_record
 from broker.policy.source import PolicySource
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutboundRecord, OutputProducer, SubmissionConsumer
+from broker.trust.attestation import BatchAttester
 from broker.trust.keys import RegistryFile
 
 log = structlog.get_logger("ixb.enforcer")
 
 Clock = Callable[[], dt.datetime]
+LedgerReader = Callable[[], AsyncIterator[InboundRecord]]
 _YIELD_EVERY = 32  # submissions processed between two yields to the event loop
 
 
@@ -71,6 +77,7 @@ class Enforcer:
         producer: OutputProducer,
         intake: Intake,
         fanout: FanOut,
+        attester: BatchAttester,
         catalog: SchemaCatalog,
         topics: TopicNames,
         registry: RegistryFile,
@@ -79,11 +86,15 @@ class Enforcer:
         clock: Clock = utc_now,
         retry_backoff_s: float = 0.5,
         stats: EnforcerStats | None = None,
+        ledger: LedgerReader | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._intake = intake
         self._fanout = fanout
+        self._attester = attester
+        self._ledger = ledger
+        self._assignment: frozenset[tuple[str, int]] | None = None
         self._catalog = catalog
         self._topics = topics
         self._registry = registry
@@ -100,9 +111,25 @@ class Enforcer:
             batch = await self._consumer.fetch(  # 1
                 timeout_ms=200, max_records=self._batch_max_records
             )
+            await self._follow_assignment()
             if batch:
                 await self._complete(batch, stop)
         log.info("enforcer_stopped", **_summary(self.stats))
+
+    async def _follow_assignment(self) -> None:
+        """Read the intake ledger back when the partitions we own change (and at the start)."""
+        assignment = self._consumer.assignment()
+        if assignment == self._assignment:
+            return
+        self._assignment = assignment
+        if self._ledger is None:
+            return
+        replay = self._intake.replay
+        before = len(replay)
+        async for line in self._ledger():
+            replay.load(self._catalog, line)
+        replay.forget_older_than(self._clock())
+        log.info("ledger_read", partitions=len(assignment), new_ids=len(replay) - before)
 
     async def _complete(self, batch: list[InboundRecord], stop: asyncio.Event) -> None:
         """Process ``batch``, send its outputs until acknowledged, then commit."""
@@ -135,14 +162,26 @@ class Enforcer:
         """
         # 2: a reloaded bundle or registry takes effect here, between batches
         context = batch_context(self._registry, self._policy, self._clock())
+        self._intake.replay.forget_older_than(context.now)
         outputs: list[OutboundRecord] = []
+        pending: list[Pending] = []
         for index, inbound in enumerate(batch, start=1):
-            outputs.extend(self._one(inbound, context))
+            outputs.extend(self._one(inbound, context, pending))
             if index % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+        # 3: one signature over the batch's statements; each carries its own proof
+        attested = self._attester.attest([p.statement for p in pending])
+        held_topic = self._topics.held
+        outputs.extend(
+            p.record(self._catalog, sealed, held_topic)
+            for p, sealed in zip(pending, attested, strict=True)
+        )
         return outputs
 
-    def _one(self, inbound: InboundRecord, context: BatchContext) -> list[OutboundRecord]:
+    def _one(
+        self, inbound: InboundRecord, context: BatchContext, pending: list[Pending]
+    ) -> list[OutboundRecord]:
+        """The outputs of one submission; its statements go to ``pending`` for attestation."""
         bound = log.bind(topic=inbound.topic, partition=inbound.partition, offset=inbound.offset)
         self.stats.submissions += 1
         try:
@@ -182,9 +221,22 @@ class Enforcer:
                     recipient=recipient,
                     reasons=list(decision.reasons),
                 )
-        self.stats.deliveries += len(routed.deliveries)
-        self.stats.held += len(routed.held)
-        return [*routed.deliveries, *routed.held]
+        self.stats.held += routed.held
+        self.stats.deliveries += len(routed.pending) - routed.held
+        pending.extend(routed.pending)
+        report_id = str(report.report_id)
+        self._intake.replay.remember(report_id, report.issued_at, accepted.position)
+        ledger = ledger_record(
+            self._catalog,
+            self._topics.accepted,
+            report_id=report_id,
+            origin=report.origin,
+            issued_at=report.issued_at,
+            payload_sha256=accepted.payload_sha256,
+            source=inbound,
+            now=context.now,
+        )
+        return [ledger]
 
     def _refuse(
         self,

@@ -90,6 +90,7 @@ class DisclosureError(VerificationError):
 
 class Provenance(StrEnum):
     SIGNED = "signed"  # the originator's signature covers this value
+    DERIVED = "derived"  # the broker derived it under an agreement and attests it
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,15 +307,40 @@ def select(
     :func:`broker.domain.fields.withhold`. A pattern that names no disclosable
     field is an error, never a silent no-op.
     """
+    patterns = _patterns(layout, withheld)
+    return [d for d in disclosures if not _covered(abstract_path(d.path), patterns)]
+
+
+def derived_values(
+    layout: ReportLayout, record: Mapping[str, Any], fields: Iterable[str]
+) -> list[tuple[str, bytes]]:
+    """``(concrete path, encoded value)`` for every value of ``record`` under ``fields``.
+
+    ``record`` is the report after the broker's rules were applied; the
+    values come out exactly as disclosures would carry them (the same paths,
+    the same Avro types, structure included), so the recipient rebuilds a
+    derived value the way it rebuilds a disclosed one.
+    """
+    patterns = _patterns(layout, fields)
+    if not patterns:
+        return []
+    return [
+        (path, _encode(schema, value, path))
+        for path, schema, value in _values(layout._fields, record, "")
+        if _covered(abstract_path(path), patterns)
+    ]
+
+
+def _patterns(layout: ReportLayout, texts: Iterable[str]) -> set[str]:
     patterns = set()
-    for text in withheld:
+    for text in texts:
         pattern = FieldPath.parse(text).text.removesuffix("[]")
         if pattern in HEADER_FIELDS:
             raise FieldPathError(f"{text!r} is in the signed header and always visible")
         if not layout.knows(pattern):
             raise FieldPathError(f"{text!r}: the report has no such disclosable field")
         patterns.add(pattern)
-    return [d for d in disclosures if not _covered(abstract_path(d.path), patterns)]
+    return patterns
 
 
 def _covered(abstract: str, patterns: set[str]) -> bool:
@@ -351,13 +377,20 @@ class DisclosedReport:
 
 
 def verify_disclosures(
-    layout: ReportLayout, sd_payload_record: Mapping[str, Any], disclosures: Iterable[Disclosure]
+    layout: ReportLayout,
+    sd_payload_record: Mapping[str, Any],
+    disclosures: Iterable[Disclosure],
+    *,
+    derived: Iterable[tuple[str, bytes]] = (),
+    derived_fields: Iterable[str] = (),
 ) -> DisclosedReport:
     """Check ``disclosures`` against a signature-verified sd payload; rebuild the report.
 
     The caller has verified the originator's signature over the exact sd
     payload bytes and decoded them; this checks everything else and raises
-    :class:`DisclosureError` on the first problem.
+    :class:`DisclosureError` on the first problem. ``derived`` are values the
+    broker attests (its signature verified by the caller), each at a path
+    under one of ``derived_fields`` and never where a disclosure was given.
     """
     if sd_payload_record["digest_algorithm"] != DIGEST_ALGORITHM:
         raise DisclosureError("unsupported_digest_algorithm", "only sha-256 is accepted")
@@ -368,24 +401,27 @@ def verify_disclosures(
     if len(signed_set) != len(signed):
         raise DisclosureError("duplicate_digest", "a digest appears twice in the signed list")
     values: dict[str, Any] = {}
+    provenance: dict[str, Provenance] = dict.fromkeys(HEADER_FIELDS, Provenance.SIGNED)
     listed = 0  # list items the disclosed lengths claim; each has a digest of its own
     for disclosure in disclosures:
-        _check_shape(disclosure)
+        _check_shape(disclosure.path, disclosure.value)
+        if not SALT_BYTES <= len(disclosure.salt) <= MAX_SALT_BYTES:
+            raise DisclosureError("bad_salt", f"{disclosure.path}: salt length out of range")
         if disclosure.digest() not in signed_set:
             raise DisclosureError("disclosure_not_signed", f"{disclosure.path} is not signed")
-        if disclosure.path in values:
-            raise DisclosureError("duplicate_path", f"{disclosure.path} is disclosed twice")
-        kind, value = _decode(layout, disclosure)
-        if kind is _Kind.LIST:
-            if value < 0:
-                raise DisclosureError("implausible_count", f"{disclosure.path}: negative length")
-            listed += value
-        values[disclosure.path] = value
+        listed += _take(layout, disclosure.path, disclosure.value, values)
+        provenance[disclosure.path] = Provenance.SIGNED
+    derived_patterns = _patterns(layout, derived_fields)
+    for path, value in derived:
+        _check_shape(path, value)
+        if not _covered(abstract_path(path), derived_patterns):
+            raise DisclosureError("underived_value", f"{path}: no derived field covers it")
+        listed += _take(layout, path, value, values)
+        provenance[path] = Provenance.DERIVED
     # Every list item owns at least one digest, so larger lengths are lies, and
     # believing them would let a few bytes make the rebuild allocate without bound.
     if listed > len(signed):
         raise DisclosureError("implausible_count", "list lengths exceed the signed digests")
-    provenance = dict.fromkeys((*HEADER_FIELDS, *values), Provenance.SIGNED)
     holes: list[str] = []
     record = {name: sd_payload_record[name] for name in HEADER_FIELDS}
     record |= _rebuild(layout._fields, "", values, holes)
@@ -396,36 +432,47 @@ def verify_disclosures(
     return DisclosedReport(record, provenance, tuple(holes))
 
 
-def _check_shape(disclosure: Disclosure) -> None:
+def _take(layout: ReportLayout, path: str, encoded: bytes, values: dict[str, Any]) -> int:
+    """Decode one value into ``values``; returns the list length it claims (0 if none)."""
+    if path in values:
+        raise DisclosureError("duplicate_path", f"{path} is disclosed twice")
+    kind, value = _decode(layout, path, encoded)
+    values[path] = value
+    if kind is not _Kind.LIST:
+        return 0
+    if value < 0:
+        raise DisclosureError("implausible_count", f"{path}: negative length")
+    return int(value)
+
+
+def _check_shape(path: str, value: bytes) -> None:
     """Limits first; the path is named in later errors only once it is known to be a path."""
-    if len(disclosure.path) > MAX_PATH_CHARS or _PATH.fullmatch(disclosure.path) is None:
+    if len(path) > MAX_PATH_CHARS or _PATH.fullmatch(path) is None:
         raise DisclosureError("malformed_path", "a disclosure path is not a concrete field path")
-    if not SALT_BYTES <= len(disclosure.salt) <= MAX_SALT_BYTES:
-        raise DisclosureError("bad_salt", f"{disclosure.path}: salt length out of range")
-    if len(disclosure.value) > MAX_VALUE_BYTES:
-        raise DisclosureError("value_too_large", f"{disclosure.path}: value is too large")
+    if len(value) > MAX_VALUE_BYTES:
+        raise DisclosureError("value_too_large", f"{path}: value is too large")
 
 
-def _decode(layout: ReportLayout, disclosure: Disclosure) -> tuple[_Kind, Any]:
-    slot = layout._slots.get(abstract_path(disclosure.path))
+def _decode(layout: ReportLayout, path: str, encoded: bytes) -> tuple[_Kind, Any]:
+    slot = layout._slots.get(abstract_path(path))
     if slot is None:
-        raise DisclosureError("unknown_path", f"{disclosure.path}: no such disclosable field")
+        raise DisclosureError("unknown_path", f"{path}: no such disclosable field")
     kind, schema = slot
-    body = io.BytesIO(disclosure.value)
+    body = io.BytesIO(encoded)
     try:
         value = fastavro.schemaless_reader(body, schema, None)
     except Exception as exc:  # any decoder failure is a refusal; its text may quote bytes
         raise DisclosureError(
-            "undecodable_value", f"{disclosure.path}: value does not decode ({type(exc).__name__})"
+            "undecodable_value", f"{path}: value does not decode ({type(exc).__name__})"
         ) from exc
-    if body.tell() != len(disclosure.value):
-        raise DisclosureError("undecodable_value", f"{disclosure.path}: bytes after the value")
+    if body.tell() != len(encoded):
+        raise DisclosureError("undecodable_value", f"{path}: bytes after the value")
     try:
-        canonical = _encode(schema, value, disclosure.path) == disclosure.value
+        canonical = _encode(schema, value, path) == encoded
     except ConfigurationError:
         canonical = False
     if not canonical:
-        raise DisclosureError("non_canonical_value", f"{disclosure.path}: not the one encoding")
+        raise DisclosureError("non_canonical_value", f"{path}: not the one encoding")
     return kind, value
 
 

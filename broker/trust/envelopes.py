@@ -82,13 +82,15 @@ def open_envelope(catalog: SchemaCatalog, data: bytes) -> Envelope:
 
 
 def verify_envelope(
-    envelope: Envelope, registry: PartnerRegistry, *, role: KeyRole, at: dt.datetime
+    envelope: Envelope, registry: PartnerRegistry, *, role: KeyRole, at: dt.datetime | None
 ) -> KeyRecord:
     """Check the signature over the exact payload bytes; return the signing key.
 
     ``at`` is when the signature is being relied on; a key outside its
-    validity window or revoked by then is refused. (The report's own
-    issued-at is checked against the key after decoding, by the intake.)
+    validity window or revoked by then is refused. ``None`` leaves the
+    validity to the caller, who judges it at a time found inside the signed
+    payload (the intake uses the report's issued-at: a key revoked at T still
+    vouches for what it signed before T).
     """
     key = registry.key(envelope.signer_key_id)
     if key.role is not role:
@@ -97,7 +99,7 @@ def verify_envelope(
         )
     if envelope.algorithm != key.algorithm:
         raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
-    if not key.valid_at(at):
+    if at is not None and not key.valid_at(at):
         raise VerificationError(
             "key_not_valid", f"key {key.key_id} is revoked or outside its validity"
         )

@@ -17,12 +17,13 @@ from broker.codec import SchemaCatalog
 from broker.domain.report import ThreatReport
 from broker.pipeline.rejections import REJECTION_SCHEMA
 from broker.pipeline.runner import EnforcerStats
-from broker.report_codec import encode_report
-from broker.service import open_publisher, provision_keys, run_enforcer, signer_for
+from broker.report_codec import report_to_record
+from broker.service import open_publisher, provision_keys, run_enforcer
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, TopicAdmin, read_topic
-from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.keys import RegistryFile
+from tests.support.submissions import seal_record
 
 pytestmark = pytest.mark.integration
 
@@ -64,13 +65,13 @@ class Exchange:
         topic_nation: str | None = None,
     ) -> OutboundRecord:
         """``report`` signed by ``key_nation``'s agency key (default: the report's origin)."""
-        signer = signer_for(
-            self.settings, self.catalog, role=KeyRole.AGENCY, nation=key_nation or report.origin
-        )
+        nation = key_nation or report.origin
         return OutboundRecord(
-            topic=self.topics.submit(topic_nation or key_nation or report.origin),
+            topic=self.topics.submit(topic_nation or nation),
             key=str(report.report_id).encode(),
-            value=signer.seal(encode_report(self.catalog, report)),
+            value=seal_record(
+                self.settings, self.catalog, report_to_record(report), key_nation=nation
+            ),
         )
 
     async def publish(self, nation: str, records: list[OutboundRecord]) -> None:

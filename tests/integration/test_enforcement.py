@@ -12,8 +12,10 @@ from broker.codec import MAGIC
 from broker.errors import RejectedInput
 from broker.transport import OutboundRecord, read_topic
 from broker.trust.keys import RegistryFile
+from broker.trust.submission import SUBMISSION_SCHEMA
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
+from tests.support.submissions import tamper_disclosure, tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
@@ -81,19 +83,33 @@ async def test_a_tampered_submission_is_refused_with_its_bytes_and_the_enforcer_
     exchange: Exchange,
 ) -> None:
     good = exchange.seal(make_report("NL"))
-    value = bytearray(exchange.seal(make_report("NL")).value)
-    value[-80] ^= 0x04  # inside the signed payload
-    tampered = dataclasses.replace(good, value=bytes(value), key=b"tampered")
+    value = tamper_signed_payload(exchange.catalog, exchange.seal(make_report("NL")).value)
+    tampered = dataclasses.replace(good, value=value, key=b"tampered")
     await exchange.publish("NL", [tampered, good])
     await exchange.wait_completed(2)
 
     [rejection] = await exchange.rejections("NL")
     assert rejection["reason"] == "bad_signature"
     assert rejection["stage"] == "signature"
-    assert rejection["original_value"] == bytes(value)
+    assert rejection["original_value"] == value
     assert rejection["original_key"] == b"tampered"
     assert rejection["source_topic"] == exchange.topics.submit("NL")
     assert len(_verified(await exchange.feed("BE"))) == 1
+
+
+async def test_a_value_altered_in_transit_is_refused_because_its_digest_is_not_signed(
+    exchange: Exchange,
+) -> None:
+    good = exchange.seal(make_report("NL"))
+    altered = dataclasses.replace(
+        good, value=tamper_disclosure(exchange.catalog, good.value, "summary")
+    )
+    await exchange.publish("NL", [altered])
+    await exchange.wait_completed(1)
+
+    [rejection] = await exchange.rejections("NL")
+    assert (rejection["reason"], rejection["stage"]) == ("disclosure_not_signed", "disclosure")
+    assert _verified(await exchange.feed("BE")) == []
 
 
 async def test_a_report_claiming_another_origin_than_its_key_is_refused(
@@ -126,7 +142,10 @@ async def test_an_unknown_schema_fingerprint_is_refused_even_when_correctly_sign
 
     signer = signer_for(exchange.settings, exchange.catalog, role=KeyRole.AGENCY, nation="NL")
     unknown = MAGIC + bytes.fromhex("0123456789abcdef") + b"\x00" * 20
-    record = OutboundRecord(exchange.topics.submit("NL"), b"k", signer.seal(unknown))
+    submission = exchange.catalog.encode(
+        SUBMISSION_SCHEMA, {"envelope": signer.seal(unknown), "disclosures": []}
+    )
+    record = OutboundRecord(exchange.topics.submit("NL"), b"k", submission)
     garbage = OutboundRecord(exchange.topics.submit("NL"), b"g", b"not avro at all")
     await exchange.publish("NL", [record, garbage])
     await exchange.wait_completed(2)
@@ -158,7 +177,7 @@ async def test_a_delivery_altered_after_the_broker_signed_it_does_not_verify(
         verify_delivery(exchange.catalog, registry, bytes(altered), recipient="BE")
 
 
-async def test_delivery_ids_are_stable_so_a_resubmission_is_deduplicated_by_the_receiver(
+async def test_a_resubmitted_report_is_refused_as_a_replay_and_delivered_once(
     exchange: Exchange,
 ) -> None:
     record = exchange.seal(make_report("NL", report_id=uuid.uuid4()))
@@ -171,6 +190,7 @@ async def test_delivery_ids_are_stable_so_a_resubmission_is_deduplicated_by_the_
             exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=1.5
         )
     ]
-    assert len(feed) == 2  # at least once: the broker delivered both
-    assert len({r.key for r in feed}) == 1  # with one delivery id
-    assert len(_verified(await exchange.feed("BE"))) == 1  # and the client de-duplicates
+    assert len(feed) == 1
+    [rejection] = await exchange.rejections("NL")
+    assert (rejection["reason"], rejection["stage"]) == ("replayed_report", "replay")
+    assert rejection["original_value"] == record.value

@@ -12,12 +12,11 @@ from structlog.testing import capture_logs
 
 from broker.client import VerifiedDelivery
 from broker.domain.report import ThreatReport
-from broker.report_codec import REPORT_SCHEMA, report_to_record
-from broker.service import signer_for
+from broker.report_codec import report_to_record
 from broker.transport import OutboundRecord
-from broker.trust.keys import KeyRole
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
+from tests.support.submissions import seal_record, tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
@@ -81,21 +80,24 @@ async def test_the_enforcer_logs_decisions_and_refusals_without_any_payload_valu
     canaries = Canaries()
     shared = canaries.report("NL")  # BE gets it (redacted), DE has no agreement
     kept = canaries.report("NL", report_type="terrorism")  # not covered for BE either
-    tampered = bytearray(exchange.seal(canaries.report("NL")).value)
-    tampered[-80] ^= 0x04  # inside the signed payload
+    tampered = tamper_signed_payload(exchange.catalog, exchange.seal(canaries.report("NL")).value)
     invalid = report_to_record(canaries.report("NL"))
     invalid["information_credibility"] = 9  # the schema's int, the domain's 1..4
-    invalid["origin"] = canaries("origin-")  # fails the nation pattern with its value a canary
-    invalid["location"]["country"] = canaries("country-")
-    signer = signer_for(exchange.settings, exchange.catalog, role=KeyRole.AGENCY, nation="NL")
+    invalid["location"]["country"] = canaries("country-")  # fails the pattern: a canary
+    foreign = report_to_record(canaries.report("NL"))
+    foreign["origin"] = canaries("origin-")  # not its key's nation, and not a nation at all
     topic = exchange.topics.submit("NL")
+
+    def sealed(key: bytes, record: dict[str, object]) -> OutboundRecord:
+        value = seal_record(exchange.settings, exchange.catalog, record, key_nation="NL")
+        return OutboundRecord(topic, key, value)
+
     records = [
         exchange.seal(shared),
         exchange.seal(kept),
-        dataclasses.replace(exchange.seal(shared), key=b"tampered", value=bytes(tampered)),
-        OutboundRecord(
-            topic, b"invalid", signer.seal(exchange.catalog.encode(REPORT_SCHEMA, invalid))
-        ),
+        dataclasses.replace(exchange.seal(shared), key=b"tampered", value=tampered),
+        sealed(b"invalid", invalid),
+        sealed(b"foreign", foreign),
     ]
 
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
@@ -120,14 +122,15 @@ async def test_the_enforcer_logs_decisions_and_refusals_without_any_payload_valu
         (str(kept.report_id), "BE"): ["test-nl-be:report_type_not_covered"],
     }
     rejected = sorted(e["reason"] for e in _events(captured, "rejected"))
-    assert rejected == ["bad_signature", "invalid_report"]
+    assert rejected == ["bad_signature", "invalid_report", "origin_mismatch"]
 
     rejections = {str(r["reason"]): r for r in await exchange.rejections("NL")}
-    assert set(rejections) == {"bad_signature", "invalid_report"}
+    assert set(rejections) == {"bad_signature", "invalid_report", "origin_mismatch"}
     detail = str(rejections["invalid_report"]["detail"])
     assert "information_credibility" in detail  # it names the fields
-    assert "origin" in detail
+    assert "location.country" in detail
     assert canaries.found_in(detail) == []  # but not their values
+    assert canaries.found_in(str(rejections["origin_mismatch"]["detail"])) == []
     assert canaries.found_in(str(rejections["bad_signature"]["detail"])) == []
 
     # The canaries did travel: what the agreement shares reaches BE unchanged.

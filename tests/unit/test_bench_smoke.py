@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -17,10 +16,12 @@ from bench.results import TARGETS, verdicts, write_json
 from bench.workspace import Sealed, Workspace
 from broker.codec import SchemaCatalog
 from broker.domain.report import SubjectRole, ThreatReport
-from broker.report_codec import encode_report
+from broker.report_codec import encode_report, report_to_record
 from broker.service import signer_for
 from broker.settings import Settings
+from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole
+from broker.trust.submission import seal_submission, signed_payload_sha256
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -80,15 +81,18 @@ def _seal(workspace: Workspace, reports: list[ThreatReport]) -> list[Sealed]:
         n: signer_for(workspace.settings, workspace.catalog, role=KeyRole.AGENCY, nation=n)
         for n in NATIONS
     }
+    layout = ReportLayout.from_catalog(workspace.catalog)
     sealed = []
     for report in reports:
-        payload = encode_report(workspace.catalog, report)
+        value = seal_submission(
+            workspace.catalog, layout, signers[report.origin], report_to_record(report)
+        )
         sealed.append(
             Sealed(
                 nation=report.origin,
                 key=str(report.report_id).encode(),
-                value=signers[report.origin].seal(payload),
-                payload_sha256=hashlib.sha256(payload).digest(),
+                value=value,
+                payload_sha256=signed_payload_sha256(workspace.catalog, value),
             )
         )
     return sealed
@@ -107,7 +111,9 @@ def test_a_forged_report_is_refused_by_the_ceiling_loop_as_by_the_enforcer(
     workspace: Workspace,
 ) -> None:
     [good] = _seal(workspace, generate(1, seed=6))
-    tampered = good.value[:-1] + bytes([good.value[-1] ^ 1])  # the signature's last byte
+    tampered = good.value[:-1] + bytes(
+        [good.value[-1] ^ 1]
+    )  # the last disclosure: no longer signed
     forged = Sealed(good.nation, good.key, tampered, good.payload_sha256)
     stages = ceiling.Stages(workspace.settings)
     assert stages.process([forged.inbound(stages.topics, 0)]) == (0, 1)

@@ -11,16 +11,19 @@ from broker.errors import PolicyUndecided
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
 from broker.pipeline.rejections import REJECTION_SCHEMA
+from broker.pipeline.replay import ReplayGuard
 from broker.pipeline.runner import Enforcer
 from broker.policy.bundle import load_bundle
 from broker.policy.source import ActivePolicy, FixedPolicy
-from broker.report_codec import encode_report
-from broker.service import provision_keys, signer_for
+from broker.report_codec import report_to_record
+from broker.service import attester_for, provision_keys, signer_for
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutputProducer, SubmissionConsumer, TopicAdmin
+from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
+from broker.trust.submission import seal_submission
 from tests.factories import make_report
 
 UNUSED_BOOTSTRAP = "127.0.0.1:1"  # process() does no I/O; nothing connects
@@ -49,20 +52,23 @@ async def test_an_undecided_policy_refuses_the_submission_as_retriable_and_deliv
     enforcer = Enforcer(
         consumer=consumer,
         producer=producer,
-        intake=Intake(catalog, topics, max_clock_skew=dt.timedelta(minutes=5)),
-        fanout=FanOut(
+        intake=Intake(
             catalog,
-            signer_for(settings, catalog, role=KeyRole.BROKER, nation=None),
             topics,
-            PseudonymSecrets(settings.pseudonym_secrets_dir),
+            max_clock_skew=dt.timedelta(minutes=5),
+            replay=ReplayGuard(dt.timedelta(hours=1)),
         ),
+        fanout=FanOut(catalog, topics, PseudonymSecrets(settings.pseudonym_secrets_dir)),
+        attester=attester_for(settings, catalog),
         catalog=catalog,
         topics=topics,
         registry=RegistryFile(settings.registry_path),
         policy=FixedPolicy(ActivePolicy(_UnavailableEngine(), bundle)),
     )
     nl = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="NL")
-    submission = nl.seal(encode_report(catalog, make_report("NL")))
+    submission = seal_submission(
+        catalog, ReportLayout.from_catalog(catalog), nl, report_to_record(make_report("NL"))
+    )
     inbound = InboundRecord(topics.submit("NL"), 0, 7, b"key", submission, (), 0)
 
     try:

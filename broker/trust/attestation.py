@@ -1,0 +1,172 @@
+"""Batch attestation: one broker signature per produced batch, a self-contained proof per statement.
+
+Signing every delivery costs a signature each and caps throughput (DESIGN.md
+decision 6). The broker instead builds an RFC 6962 Merkle tree over the
+exact statement bytes of one produced batch and signs its root once::
+
+    "ixb-batch-v1" 0x00 key_id 0x00 tree_size (8 bytes, big-endian) root
+
+Each statement travels in an :data:`ATTESTED_SCHEMA` envelope with its leaf
+index, the tree size, its audit path and the root signature, so a recipient
+verifies one delivery on its own: recompute the root from the leaf and the
+path, then check the signature over it. The leaf is the payload exactly as
+received, hashed before it is decoded. A verifier that sees many statements
+of one batch verifies the root signature once (:class:`AttestationVerifier`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import struct
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature
+
+from broker.audit.merkle import MerkleLog, leaf_hash, root_from_inclusion
+from broker.codec import SchemaCatalog
+from broker.errors import DecodeError, VerificationError
+from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+
+ATTESTED_SCHEMA = "ixb.v1.AttestedEnvelope"
+_CONTEXT = b"ixb-batch-v1\x00"
+_SIZE = struct.Struct(">Q")
+MAX_AUDIT_PATH = 64  # a tree of 2**64 leaves; a longer path is a forgery
+
+
+class RawSigner(Protocol):
+    def sign(self, data: bytes) -> bytes: ...
+
+
+def batch_signing_input(key_id: str, tree_size: int, root: bytes) -> bytes:
+    return _CONTEXT + key_id.encode() + b"\x00" + _SIZE.pack(tree_size) + root
+
+
+@dataclass(frozen=True, slots=True)
+class Attested:
+    signer_key_id: str
+    algorithm: str
+    payload: bytes
+    tree_size: int
+    leaf_index: int
+    audit_path: tuple[bytes, ...]
+    signature: bytes
+
+
+class BatchAttester:
+    """Attests the statements of one batch with a single signature."""
+
+    __slots__ = ("_algorithm", "_catalog", "_private", "key_id")
+
+    def __init__(
+        self, key_id: str, private: RawSigner, catalog: SchemaCatalog, algorithm: str = "ed25519"
+    ) -> None:
+        self.key_id = key_id
+        self._private = private
+        self._catalog = catalog
+        self._algorithm = algorithm
+
+    def attest(self, payloads: Sequence[bytes]) -> list[bytes]:
+        """The encoded attested envelope of every payload, in order."""
+        if not payloads:
+            return []
+        tree = MerkleLog()
+        for payload in payloads:
+            tree.append(leaf_hash(payload))
+        size = tree.size
+        signature = self._private.sign(batch_signing_input(self.key_id, size, tree.root()))
+        return [
+            self._catalog.encode(
+                ATTESTED_SCHEMA,
+                {
+                    "signer_key_id": self.key_id,
+                    "algorithm": self._algorithm,
+                    "payload": payload,
+                    "tree_size": size,
+                    "leaf_index": index,
+                    "audit_path": tree.inclusion_proof(index, size),
+                    "signature": signature,
+                },
+            )
+            for index, payload in enumerate(payloads)
+        ]
+
+
+def open_attested(catalog: SchemaCatalog, data: bytes) -> Attested:
+    """Parse the envelope only; only its one canonical encoding is accepted."""
+    try:
+        record = catalog.decode(data, ATTESTED_SCHEMA)
+    except DecodeError as exc:
+        raise DecodeError(exc.reason, exc.detail, stage="envelope") from exc
+    if catalog.encode(ATTESTED_SCHEMA, record) != data:
+        raise DecodeError("non_canonical", "envelope is not canonically encoded", stage="envelope")
+    return Attested(
+        signer_key_id=record["signer_key_id"],
+        algorithm=record["algorithm"],
+        payload=record["payload"],
+        tree_size=record["tree_size"],
+        leaf_index=record["leaf_index"],
+        audit_path=tuple(record["audit_path"]),
+        signature=record["signature"],
+    )
+
+
+class AttestationVerifier:
+    """Verifies attested statements, checking each batch root's signature once.
+
+    Only roots whose signature verified are remembered, keyed by everything
+    the signature covers and the signature itself; a forged root never
+    enters the cache, and an entry is only a shortcut for an identical check.
+    """
+
+    __slots__ = ("_capacity", "_verified")
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._verified: OrderedDict[tuple[str, int, bytes, bytes], None] = OrderedDict()
+
+    def verify(
+        self, attested: Attested, registry: PartnerRegistry, *, role: KeyRole, at: dt.datetime
+    ) -> KeyRecord:
+        """Check the inclusion proof and the root signature; return the signing key."""
+        key = registry.key(attested.signer_key_id)
+        if key.role is not role:
+            raise VerificationError(
+                "wrong_key_role", f"key {key.key_id} is a {key.role.value} key, not {role.value}"
+            )
+        if attested.algorithm != key.algorithm:
+            raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
+        if not key.valid_at(at):
+            raise VerificationError(
+                "key_not_valid", f"key {key.key_id} is revoked or outside its validity"
+            )
+        if len(attested.audit_path) > MAX_AUDIT_PATH or not (
+            0 <= attested.leaf_index < attested.tree_size
+        ):
+            raise VerificationError("bad_inclusion_proof", "the audit path does not fit the batch")
+        root = root_from_inclusion(
+            leaf_hash(attested.payload),
+            attested.leaf_index,
+            attested.tree_size,
+            attested.audit_path,
+        )
+        if root is None:
+            raise VerificationError("bad_inclusion_proof", "the audit path does not fit the batch")
+        cache_key = (key.key_id, attested.tree_size, root, attested.signature)
+        if cache_key in self._verified:
+            self._verified.move_to_end(cache_key)
+            return key
+        try:
+            key.public().verify(
+                attested.signature, batch_signing_input(key.key_id, attested.tree_size, root)
+            )
+        except (InvalidSignature, ValueError):
+            raise VerificationError(
+                "bad_signature", f"batch signature by {key.key_id} does not match"
+            ) from None
+        self._verified[cache_key] = None
+        if len(self._verified) > self._capacity:
+            self._verified.popitem(last=False)
+        return key
