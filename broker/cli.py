@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from broker import logs
+from broker.cli_keys import keys_app
 from broker.client import FeedProblem, read_feed
 from broker.domain.decisions import DecisionInput, facets_of
 from broker.errors import ConfigurationError, IxbError
@@ -42,14 +43,13 @@ from broker.service import load_catalog, open_publisher, resolve_bootstrap, run_
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import read_topic
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.keys import RegistryFile
 from connectors.json_file import load_reports
 
 app = typer.Typer(
     help="ixb: intelligence exchange for border-security cooperation.", no_args_is_help=True
 )
 kafka_app = typer.Typer(help="The embedded Kafka-protocol broker (Tansu) for development.")
-keys_app = typer.Typer(help="Agency and broker signing keys, and the partner registry.")
 agreements_app = typer.Typer(help="Bilateral and multilateral sharing agreements.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
@@ -95,38 +95,6 @@ def kafka_up(port: Annotated[int, typer.Option(help="0 picks a free port")] = 0)
                     time.sleep(0.5)
         finally:
             settings.embedded_bootstrap_file.unlink(missing_ok=True)
-
-
-@keys_app.command("generate")
-def keys_generate(
-    nation: Annotated[str | None, typer.Option(help="agency key for this nation")] = None,
-    broker_key: Annotated[bool, typer.Option("--broker", help="the broker's signing key")] = False,
-) -> None:
-    """Create a key pair, keep the private key, register the public key."""
-    if (nation is None) == (not broker_key):
-        raise typer.BadParameter("give exactly one of --nation XX or --broker")
-    settings = _settings()
-    registry_file = RegistryFile(settings.registry_path)
-    try:
-        record, _ = Keystore(settings.keystore_dir).generate(
-            role=KeyRole.BROKER if broker_key else KeyRole.AGENCY, nation=nation
-        )
-        registry_file.save(registry_file.current().with_key(record))
-    except IxbError as exc:
-        raise _fail(exc) from exc
-    out.print(
-        f"generated {record.role.value} key [bold]{record.key_id}[/bold]; "
-        f"registered in {registry_file.path}"
-    )
-
-
-@keys_app.command("list")
-def keys_list() -> None:
-    """The keys in the partner registry."""
-    settings = _settings()
-    for key in RegistryFile(settings.registry_path).current().records():
-        status = "revoked" if key.revoked_at else "active"
-        out.print(f"{key.key_id}\t{key.role.value}\t{key.nation or '-'}\t{key.algorithm}\t{status}")
 
 
 @agreements_app.command("check")

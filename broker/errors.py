@@ -7,6 +7,7 @@ is refused with its ``reason`` code.
 
     IxbError
     ├── ConfigurationError      bad settings, agreements, keys or registry on disk
+    │   └── RegistryRefused     the registry file is not believed; ``reason`` says why
     ├── RejectedInput           a message is refused; ``reason`` and ``stage`` say why
     │   ├── DecodeError         malformed, oversize or unknown-schema bytes
     │   └── VerificationError   missing key, bad signature, identity mismatch
@@ -28,6 +29,20 @@ class IxbError(Exception):
 
 class ConfigurationError(IxbError):
     """Settings, agreements, keys or the registry are missing or invalid."""
+
+
+class RegistryRefused(ConfigurationError):
+    """The partner registry on disk is refused: unsigned, under-signed, rolled back or forked.
+
+    ``reason`` is a stable code (``registry_rollback``, ``registry_fork``,
+    ``registry_under_signed``, ...). A reader that accepted a good registry
+    before keeps using it; one that never did cannot verify anything.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
 
 
 class RejectedInput(IxbError):

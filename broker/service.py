@@ -57,8 +57,8 @@ def resolve_bootstrap(settings: Settings) -> str:
 
 def provision_keys(settings: Settings, nations: list[str]) -> PartnerRegistry:
     """Generate a broker key and one agency key per nation, and register them all."""
-    registry_file = RegistryFile(settings.registry_path)
     keystore = Keystore(settings.keystore_dir)
+    registry_file = RegistryFile(settings.registry_path, keystore=keystore)
     registry = registry_file.current()
     for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]:
         record, _ = keystore.generate(role=role, nation=nation)

@@ -42,7 +42,6 @@ from types import ModuleType
 from typing import Any
 
 import fastavro
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.avro_guard import AvroGuardError, check
 from broker.codec import HEADER_LEN, SchemaCatalog
@@ -50,6 +49,7 @@ from broker.domain.report import ThreatReport
 from broker.errors import RejectedInput
 from broker.report_codec import REPORT_SCHEMA, decode_report, encode_report
 from broker.trust.envelopes import Signer, open_envelope
+from broker.trust.signatures import ED25519, SigningKey
 
 CATALOG = SchemaCatalog.load()
 REPORT = CATALOG.schema(REPORT_SCHEMA)
@@ -139,7 +139,7 @@ def seed_corpus() -> list[bytes]:
         CATALOG,
         _report(summary=None, location=None, subjects=(), vehicles=(), indicators=()),
     )
-    signer = Signer("NL-fuzz-1", Ed25519PrivateKey.generate(), CATALOG)
+    signer = Signer("NL-fuzz-1", SigningKey.generate(ED25519, prefix="NL"), CATALOG)
     return [full, minimal, signer.seal(full), signer.seal(minimal)]
 
 

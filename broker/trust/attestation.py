@@ -23,12 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
-
 from broker.audit.merkle import MerkleLog, leaf_hash, root_from_inclusion
 from broker.codec import SchemaCatalog
 from broker.errors import DecodeError, VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.signatures import verify_signature
 
 ATTESTED_SCHEMA = "ixb.v1.AttestedEnvelope"
 _CONTEXT = b"ixb-batch-v1\x00"
@@ -37,7 +36,7 @@ MAX_AUDIT_PATH = 64  # a tree of 2**64 leaves; a longer path is a forgery
 
 
 class RawSigner(Protocol):
-    def sign(self, data: bytes) -> bytes: ...
+    def sign(self, message: bytes, /) -> bytes: ...
 
 
 def batch_signing_input(key_id: str, tree_size: int, root: bytes) -> bytes:
@@ -158,14 +157,9 @@ class AttestationVerifier:
         if cache_key in self._verified:
             self._verified.move_to_end(cache_key)
             return key
-        try:
-            key.public().verify(
-                attested.signature, batch_signing_input(key.key_id, attested.tree_size, root)
-            )
-        except (InvalidSignature, ValueError):
-            raise VerificationError(
-                "bad_signature", f"batch signature by {key.key_id} does not match"
-            ) from None
+        verify_signature(
+            key, attested.signature, batch_signing_input(key.key_id, attested.tree_size, root)
+        )
         self._verified[cache_key] = None
         if len(self._verified) > self._capacity:
             self._verified.popitem(last=False)

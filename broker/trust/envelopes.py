@@ -1,28 +1,42 @@
 """Signed envelopes: sign exact bytes, verify before anything inside is parsed.
 
 The envelope (``schemas/signed_envelope.avsc``) carries a single-object
-encoded payload, the signer's key id and an Ed25519 signature. The signed
-input is domain-separated and binds the key id, so a signature made for one
-purpose or by one key cannot be presented as another's::
+encoded payload, the signer's key id, the algorithm and the signature: Ed25519,
+or the Ed25519 + ML-DSA-65 hybrid (``broker.trust.signatures``), whichever
+the key is registered with. The signed input is domain-separated and binds
+the key id, so a signature made for one purpose or by one key cannot be
+presented as another's::
 
     "ixb-envelope-v1" 0x00 key_id 0x00 payload
+
+Revocation has an effective time T: what a key signed before T stays valid,
+what it signed at or after T does not. When it signed is the report's own
+issued-at, which is inside the signed payload and so known only after
+verification: ``verify_envelope`` checks the key at ``at`` (the caller's
+clock), and the caller checks ``key.valid_at(report.issued_at)`` after
+decoding. A thief holding a revoked key can claim an issued-at before T,
+so the signed time is only believed within the broker's issued-at window:
+the intake refuses an issued-at ahead of its clock by more than the allowed
+skew, and with ``at`` set to its clock it accepts nothing new from a key once
+T has passed, whatever issued-at the report claims.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import Final
 
 from broker.codec import SchemaCatalog
 from broker.errors import DecodeError, VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.signatures import ED25519, HYBRID, SigningKey, verify_signature
 
 ENVELOPE_SCHEMA = "ixb.v1.SignedEnvelope"
 _CONTEXT = b"ixb-envelope-v1\x00"
-ED25519_SIGNATURE_BYTES = 64
+
+# Registry algorithm name -> the envelope's Avro enum symbol (no '+' or '-' allowed there).
+ENVELOPE_ALGORITHMS: Final[dict[str, str]] = {ED25519: "ed25519", HYBRID: "ed25519_mldsa65"}
 
 
 def signing_input(key_id: str, payload: bytes) -> bytes:
@@ -40,21 +54,22 @@ class Envelope:
 class Signer:
     """Signs payloads with one private key; configuration in, envelopes out."""
 
-    __slots__ = ("_catalog", "_private", "key_id")
+    __slots__ = ("_algorithm", "_catalog", "_signing_key", "key_id")
 
-    def __init__(self, key_id: str, private: Ed25519PrivateKey, catalog: SchemaCatalog) -> None:
+    def __init__(self, key_id: str, signing_key: SigningKey, catalog: SchemaCatalog) -> None:
         self.key_id = key_id
-        self._private = private
+        self._signing_key = signing_key
+        self._algorithm = ENVELOPE_ALGORITHMS[signing_key.algorithm]
         self._catalog = catalog
 
     def seal(self, payload: bytes) -> bytes:
         """The encoded envelope carrying ``payload`` and this key's signature over it."""
-        signature = self._private.sign(signing_input(self.key_id, payload))
+        signature = self._signing_key.sign(signing_input(self.key_id, payload))
         return self._catalog.encode(
             ENVELOPE_SCHEMA,
             {
                 "signer_key_id": self.key_id,
-                "algorithm": "ed25519",
+                "algorithm": self._algorithm,
                 "payload": payload,
                 "signature": signature,
             },
@@ -97,18 +112,11 @@ def verify_envelope(
         raise VerificationError(
             "wrong_key_role", f"key {key.key_id} is a {key.role.value} key, not {role.value}"
         )
-    if envelope.algorithm != key.algorithm:
+    if envelope.algorithm != ENVELOPE_ALGORITHMS.get(key.algorithm):
         raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
     if at is not None and not key.valid_at(at):
         raise VerificationError(
             "key_not_valid", f"key {key.key_id} is revoked or outside its validity"
         )
-    if len(envelope.signature) != ED25519_SIGNATURE_BYTES:
-        raise VerificationError("bad_signature", "signature has the wrong length")
-    try:
-        key.public().verify(envelope.signature, signing_input(key.key_id, envelope.payload))
-    except InvalidSignature:
-        raise VerificationError(
-            "bad_signature", f"signature by {key.key_id} does not match the payload"
-        ) from None
+    verify_signature(key, envelope.signature, signing_input(key.key_id, envelope.payload))
     return key

@@ -1,135 +1,264 @@
-"""The partner registry (public keys) and the keystore (private keys).
+"""The partner registry on disk (public keys, signed) and the keystore (private keys).
 
 The registry is what every party shares: for each key, whose it is (a
-nation's agency, or the broker), its role, and when it may be used. It is a
-JSON file written atomically; readers reload it when it changes, so a key
-generated while the enforcer runs is picked up at the next batch.
+nation's agency, the broker, or the registry's governance), its role, and
+when it may be used. It is a signed, versioned JSON document
+(``broker.trust.governance``) written atomically; readers reload it when it
+changes, so a key generated while the enforcer runs is picked up at the next
+batch, and refuse a version that is not newer than the last one they
+accepted. That last accepted version is persisted beside the registry
+(``<registry>.state.json``) so a rollback is refused after a restart too.
 
 The keystore holds private keys as PKCS#8 PEM files, one per key, readable
 by the owner only. It is the simplest thing that works on one machine; a
-deployment keeps agency keys with the agencies and the broker's key in an
-HSM, and only the registry is shared.
+deployment keeps agency keys with the agencies, governance keys with their
+holders and the broker's key in an HSM, and only the registry is shared.
 """
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import datetime as dt
-import hashlib
+import fcntl
 import os
 import tempfile
-from collections.abc import Iterable
-from enum import StrEnum
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import structlog
+from pydantic import ValidationError
 
-from broker.domain.report import NATION_PATTERN
-from broker.errors import ConfigurationError, VerificationError
+from broker.errors import ConfigurationError, RegistryRefused
+from broker.trust.governance import (
+    UNDER_SIGNED,
+    AcceptedState,
+    RegistryDocument,
+    TrustedGovernance,
+    accept,
+    document_bytes,
+    parse_document,
+    sign_document,
+)
+from broker.trust.records import GovernanceRule, KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.signatures import ED25519, SigningKey
 
-REGISTRY_FORMAT = 1
+__all__ = ["KeyRecord", "KeyRole", "Keystore", "PartnerRegistry", "RegistryFile"]
 
+log = structlog.get_logger("ixb.trust")
 
-class KeyRole(StrEnum):
-    AGENCY = "agency"  # signs threat reports for its nation
-    BROKER = "broker"  # signs delivery statements
-
-
-class KeyRecord(BaseModel):
-    """One public key and what it may be used for."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    key_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{3,64}$")]
-    role: KeyRole
-    nation: Annotated[str, Field(pattern=NATION_PATTERN)] | None = None
-    algorithm: str = "ed25519"
-    public_key: str = Field(description="base64 of the raw 32-byte Ed25519 public key")
-    not_before: dt.datetime
-    not_after: dt.datetime | None = None
-    revoked_at: dt.datetime | None = None
-
-    def valid_at(self, when: dt.datetime) -> bool:
-        if when < self.not_before:
-            return False
-        if self.not_after is not None and when >= self.not_after:
-            return False
-        return self.revoked_at is None or when < self.revoked_at
-
-    def public(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(base64.b64decode(self.public_key))
-
-
-class _RegistryDocument(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    format: int = REGISTRY_FORMAT
-    keys: list[KeyRecord] = []
-
-
-class PartnerRegistry:
-    """An immutable view of the registry: look keys up, list partner nations."""
-
-    __slots__ = ("_keys",)
-
-    def __init__(self, keys: Iterable[KeyRecord]) -> None:
-        self._keys = {k.key_id: k for k in keys}
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def key(self, key_id: str) -> KeyRecord:
-        try:
-            return self._keys[key_id]
-        except KeyError:
-            raise VerificationError("unknown_key", "signer key id is not in the registry") from None
-
-    def records(self) -> list[KeyRecord]:
-        return sorted(self._keys.values(), key=lambda k: (k.role, k.nation or "", k.key_id))
-
-    def nations(self) -> frozenset[str]:
-        return frozenset(k.nation for k in self._keys.values() if k.nation is not None)
-
-    def with_key(self, record: KeyRecord) -> PartnerRegistry:
-        if record.key_id in self._keys:
-            raise ConfigurationError(f"key {record.key_id} is already registered")
-        return PartnerRegistry([*self._keys.values(), record])
+DEFAULT_OVERLAP = dt.timedelta(hours=24)
 
 
 class RegistryFile:
-    """The registry on disk; ``current()`` reloads it only when the file changed."""
+    """The registry on disk; ``current()`` reloads it only when the file changed.
 
-    __slots__ = ("_cached", "_stamp", "path")
+    ``keystore`` is needed only to write (its governance keys sign);
+    ``anchor`` is the pinned governance for the first version ever accepted
+    (default ``<registry>.anchor.json``, used if present).
+    """
 
-    def __init__(self, path: Path) -> None:
+    __slots__ = (
+        "_document",
+        "_keystore",
+        "_last",
+        "_refusal",
+        "_registry",
+        "_stamp",
+        "anchor_path",
+        "path",
+    )
+
+    def __init__(
+        self, path: Path, *, keystore: Keystore | None = None, anchor: Path | None = None
+    ) -> None:
         self.path = path
+        self.anchor_path = anchor or path.with_name(path.name + ".anchor.json")
+        self._keystore = keystore
         self._stamp: tuple[int, int, int] | None = None
-        self._cached = PartnerRegistry([])
+        self._document: RegistryDocument | None = None
+        self._registry = PartnerRegistry([])  # the view of _document, built once per version
+        self._last: AcceptedState | None = None
+        self._refusal: RegistryRefused | None = None
+
+    @property
+    def state_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".state.json")
+
+    @property
+    def proposal_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".proposal.json")
 
     def current(self) -> PartnerRegistry:
+        """The last good registry; RegistryRefused if none was ever accepted and the file is bad."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
-            return PartnerRegistry([])
-        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # save() makes a new inode
+            return self._registry
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # installing makes a new inode
         if stamp != self._stamp:
-            self._cached = self._read()
             self._stamp = stamp
-        return self._cached
+            try:
+                self._refusal = None
+                self._read()
+            except RegistryRefused as exc:
+                self._refusal = exc
+                if self._document is not None:
+                    log.warning("registry_refused", reason=exc.reason, path=str(self.path))
+        if self._document is None and self._refusal is not None:
+            # a fresh error each time: re-raising the stored one would grow its traceback
+            raise RegistryRefused(self._refusal.reason, self._refusal.detail)
+        return self._registry
 
-    def _read(self) -> PartnerRegistry:
-        try:
-            document = _RegistryDocument.model_validate_json(self.path.read_bytes())
-        except ValidationError as exc:
-            raise ConfigurationError(f"{self.path}: invalid partner registry: {exc}") from exc
-        return PartnerRegistry(document.keys)
+    def document(self) -> RegistryDocument | None:
+        """The last accepted document as a whole (to export), if any."""
+        self.current()
+        return self._document
 
     def save(self, registry: PartnerRegistry) -> None:
-        document = _RegistryDocument(keys=registry.records())
-        _atomic_write(self.path, document.model_dump_json(indent=2).encode(), mode=0o644)
+        """Install ``registry`` as the next version, signed by the keystore's governance keys.
+
+        A registry without a governance rule keeps the one on disk; with none
+        anywhere, a 1-of-1 governance key is created in the keystore.
+        """
+        document = self.sign(self.propose(registry))
+        try:
+            self.install(document)
+        except RegistryRefused as exc:
+            if exc.reason != UNDER_SIGNED:
+                raise
+            raise ConfigurationError(
+                f"{exc.detail}: this keystore does not hold enough governance keys; write a "
+                f"proposal and collect signatures with `ixb keys sign`"
+            ) from exc
+
+    def propose(
+        self, registry: PartnerRegistry, *, now: dt.datetime | None = None
+    ) -> RegistryDocument:
+        """The next version holding ``registry``, not yet signed."""
+        with contextlib.suppress(RegistryRefused):
+            self.current()
+        previous = self._document
+        rule = registry.governance or (previous.governance if previous else None)
+        keys = {k.key_id: k for k in registry.records()}
+        if rule is not None and previous is not None:
+            for kept in previous.keys:  # governance keys a caller's registry may leave out
+                if kept.key_id in rule.key_ids:
+                    keys.setdefault(kept.key_id, kept)
+        if rule is None:
+            if self._keystore is None:
+                raise ConfigurationError(
+                    "the registry has no governance key yet: give RegistryFile a keystore "
+                    "so one can be created"
+                )
+            governance, _ = self._keystore.generate(role=KeyRole.GOVERNANCE, nation=None, now=now)
+            keys[governance.key_id] = governance
+            rule = GovernanceRule(threshold=1, key_ids=(governance.key_id,))
+        last = self._last_accepted()
+        try:
+            return RegistryDocument(
+                version=(last.version if last else 0) + 1,
+                issued_at=now or dt.datetime.now(dt.UTC),
+                governance=rule,
+                keys=tuple(PartnerRegistry(keys.values()).records()),
+            )
+        except ValidationError as exc:
+            raise ConfigurationError(f"the registry cannot be written: {exc}") from exc
+
+    def sign(self, document: RegistryDocument) -> RegistryDocument:
+        """``document`` with signatures by every governance key this keystore holds.
+
+        Both the governance that must approve ``document`` (the last accepted
+        version's) and its own are asked: a changed set signs with both.
+        """
+        if self._keystore is None:
+            raise ConfigurationError("signing the registry needs a keystore")
+        last = self._last_accepted()
+        wanted = set(document.governance.key_ids)
+        if last is not None:
+            wanted |= {k.key_id for k in last.governance.keys}
+        held = [self._keystore.private_key(k) for k in sorted(wanted) if self._keystore.holds(k)]
+        return sign_document(document, held)
+
+    def install(self, document: RegistryDocument) -> PartnerRegistry:
+        """Write ``document`` as the registry if a reader would accept it, else RegistryRefused."""
+        with self._locked():
+            last = self._last_accepted()
+            anchor = self._anchor() if last is None else None
+            state = accept(document, last=last, anchor=anchor, now=dt.datetime.now(dt.UTC))
+            _atomic_write(self.path, document_bytes(document), mode=0o644)
+            self._remember(state, previous=last)
+        stat = self.path.stat()
+        self._stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        self._keep(document)
+        return self._registry
+
+    def write_proposal(self, document: RegistryDocument, path: Path | None = None) -> Path:
+        """Keep a not yet fully signed version where other governance holders can sign it."""
+        target = path or self.proposal_path
+        _atomic_write(target, document_bytes(document), mode=0o644)
+        return target
+
+    def trusted_governance(self) -> TrustedGovernance | None:
+        """The governance that must sign the next version (None before any acceptance)."""
+        last = self._last_accepted()
+        return last.governance if last else None
+
+    def _read(self) -> None:
+        document = parse_document(self.path.read_bytes())
+        with self._locked():
+            last = self._last_accepted()
+            anchor = self._anchor() if last is None else None
+            state = accept(document, last=last, anchor=anchor, now=dt.datetime.now(dt.UTC))
+            if last is None and anchor is None:
+                log.warning(
+                    "registry_trust_on_first_use", path=str(self.path), version=state.version
+                )
+            self._remember(state, previous=last)
+        self._keep(document)
+
+    def _keep(self, document: RegistryDocument) -> None:
+        self._document, self._registry, self._refusal = document, document.registry(), None
+
+    def _remember(self, state: AcceptedState, *, previous: AcceptedState | None) -> None:
+        if state != previous:
+            _atomic_write(self.state_path, state.model_dump_json(indent=2).encode(), mode=0o644)
+        self._last = state
+
+    def _last_accepted(self) -> AcceptedState | None:
+        """The newer of what this object and the state file (other processes) accepted."""
+        try:
+            on_disk = AcceptedState.model_validate_json(self.state_path.read_bytes())
+        except FileNotFoundError:
+            on_disk = None
+        except ValidationError as exc:
+            raise RegistryRefused(
+                "registry_state_invalid", f"{self.state_path} is not a registry state file"
+            ) from exc
+        if on_disk is None or (self._last is not None and self._last.version > on_disk.version):
+            return self._last
+        return on_disk
+
+    def _anchor(self) -> TrustedGovernance | None:
+        try:
+            return TrustedGovernance.model_validate_json(self.anchor_path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except ValidationError as exc:
+            raise RegistryRefused(
+                "registry_anchor_invalid", f"{self.anchor_path} is not a trust anchor"
+            ) from exc
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time compares with, and advances, the accepted state."""
+        lock = self.path.with_name(f".{self.path.name}.lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Keystore:
@@ -141,62 +270,107 @@ class Keystore:
         self.directory = directory
 
     def generate(
-        self, *, role: KeyRole, nation: str | None, now: dt.datetime | None = None
-    ) -> tuple[KeyRecord, Ed25519PrivateKey]:
+        self,
+        *,
+        role: KeyRole,
+        nation: str | None,
+        algorithm: str = ED25519,
+        now: dt.datetime | None = None,
+    ) -> tuple[KeyRecord, SigningKey]:
         """A fresh key pair, stored here; the caller registers the returned record."""
         if (role is KeyRole.AGENCY) != (nation is not None):
-            raise ConfigurationError("agency keys name a nation; broker keys do not")
-        private = Ed25519PrivateKey.generate()
-        raw_public = private.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        prefix = nation if nation is not None else "broker"
-        key_id = f"{prefix}-{hashlib.sha256(raw_public).hexdigest()[:12]}"
-        pem = private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        _atomic_write(self.directory / f"{key_id}.pem", pem, mode=0o600)
+            raise ConfigurationError("agency keys name a nation; broker and governance keys do not")
+        private = SigningKey.generate(algorithm, prefix=nation or role.value)
+        _atomic_write(self._file(private.key_id), private.to_pem(), mode=0o600)
         record = KeyRecord(
-            key_id=key_id,
+            key_id=private.key_id,
             role=role,
             nation=nation,
-            public_key=base64.b64encode(raw_public).decode(),
+            algorithm=private.algorithm,
+            public_key=private.public_key_b64(),
             not_before=(now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5),
         )
         return record, private
 
-    def private_key(self, key_id: str) -> Ed25519PrivateKey:
-        path = self.directory / f"{key_id}.pem"
+    def holds(self, key_id: str) -> bool:
+        return self._file(key_id).exists()
+
+    def private_key(self, key_id: str) -> SigningKey:
         try:
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            data = self._file(key_id).read_bytes()
         except FileNotFoundError:
             raise ConfigurationError(f"no private key for {key_id} in {self.directory}") from None
-        if not isinstance(loaded, Ed25519PrivateKey):
-            raise ConfigurationError(f"{path} is not an Ed25519 private key")
-        return loaded
+        return SigningKey.from_pem(key_id, data)
+
+    def rotate(
+        self,
+        registry: PartnerRegistry,
+        *,
+        role: KeyRole,
+        nation: str | None,
+        overlap: dt.timedelta = DEFAULT_OVERLAP,
+        algorithm: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> tuple[PartnerRegistry, KeyRecord]:
+        """A new key for ``role``/``nation``; the keys valid now expire after ``overlap``.
+
+        During the overlap both verify (what was signed and is still in
+        flight keeps verifying) and signers pick the new one
+        (:meth:`newest_usable`). The new key keeps the newest old key's
+        algorithm unless ``algorithm`` says otherwise.
+        """
+        if role is KeyRole.GOVERNANCE:
+            raise ConfigurationError(
+                "governance keys are not rotated: generate one, then revoke the old one"
+            )
+        now = now or dt.datetime.now(dt.UTC)
+        current = [
+            k
+            for k in registry.records()
+            if k.role is role and k.nation == nation and k.valid_at(now)
+        ]
+        if not current:
+            raise ConfigurationError(f"no valid {role.value} key to rotate: generate one instead")
+        newest = max(current, key=_newness)
+        record, _ = self.generate(
+            role=role, nation=nation, algorithm=algorithm or newest.algorithm, now=now
+        )
+        ends = now + overlap
+        for old in current:
+            if old.not_after is None or old.not_after > ends:
+                registry = registry.replacing(old.model_copy(update={"not_after": ends}))
+        return registry.with_key(record), record
 
     def newest_usable(
-        self, registry: PartnerRegistry, *, role: KeyRole, nation: str | None
+        self,
+        registry: PartnerRegistry,
+        *,
+        role: KeyRole,
+        nation: str | None,
+        now: dt.datetime | None = None,
     ) -> KeyRecord:
         """The most recently valid registered key of ``role``/``nation`` we hold privately."""
-        now = dt.datetime.now(dt.UTC)
+        when = now or dt.datetime.now(dt.UTC)
         held = [
             k
             for k in registry.records()
-            if k.role is role
-            and k.nation == nation
-            and k.valid_at(now)
-            and (self.directory / f"{k.key_id}.pem").exists()
+            if k.role is role and k.nation == nation and k.valid_at(when) and self.holds(k.key_id)
         ]
         if not held:
-            who = f"nation {nation}" if nation else "the broker"
+            who = f"nation {nation}" if nation else f"the {role.value}"
             raise ConfigurationError(
                 f"no usable {role.value} key for {who}: run `ixb keys generate"
-                f"{' --nation ' + nation if nation else ' --broker'}`"
+                f"{' --nation ' + nation if nation else ' --' + role.value}`"
             )
-        return max(held, key=lambda k: k.not_before)
+        return max(held, key=_newness)
+
+    def _file(self, key_id: str) -> Path:
+        return self.directory / f"{key_id}.pem"
+
+
+def _newness(key: KeyRecord) -> tuple[dt.datetime, dt.datetime, str]:
+    """Later ``not_before`` wins; on a tie, the key valid longer (a rotation's new key)."""
+    return (key.not_before, key.not_after or dt.datetime.max.replace(tzinfo=dt.UTC), key.key_id)
 
 
 def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
@@ -206,6 +380,8 @@ def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

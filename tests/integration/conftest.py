@@ -18,10 +18,10 @@ from broker.domain.report import ThreatReport
 from broker.pipeline.rejections import REJECTION_SCHEMA
 from broker.pipeline.runner import EnforcerStats
 from broker.report_codec import report_to_record
-from broker.service import open_publisher, provision_keys, run_enforcer
+from broker.service import provision_keys, run_enforcer
 from broker.settings import Settings
 from broker.topics import TopicNames
-from broker.transport import OutboundRecord, TopicAdmin, read_topic
+from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
 from broker.trust.keys import RegistryFile
 from tests.support.submissions import seal_record
 
@@ -75,8 +75,16 @@ class Exchange:
         )
 
     async def publish(self, nation: str, records: list[OutboundRecord]) -> None:
-        async with open_publisher(self.settings, self.bootstrap, nation) as publisher:
-            await publisher.send_sealed(records)
+        """Send records sealed elsewhere, as ``nation``'s adapter (which needs no key to send)."""
+        admin = TopicAdmin(self.bootstrap)
+        producer = OutputProducer(self.bootstrap, admin, client_id=f"test-publisher-{nation}")
+        await admin.start()
+        await producer.start()
+        try:
+            await producer.send_all(records)
+        finally:
+            await producer.stop()
+            await admin.close()
 
     async def wait_completed(self, count: int, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s

@@ -7,105 +7,33 @@ session's broker and reads what each recipient received.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from broker.client import FeedProblem, VerifiedDelivery
-from broker.codec import SchemaCatalog
-from broker.pipeline.runner import EnforcerStats
+from broker.client import VerifiedDelivery
 from broker.policy.source import request_reload
-from broker.service import provision_keys, run_enforcer
 from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import TopicAdmin, read_topic
+from broker.transport import read_topic
 from tests.factories import make_report
-from tests.integration.conftest import Exchange, make_settings
+from tests.integration.rules_support import (
+    RULES,
+    enforcer,
+    feed_until,
+    rules_settings,
+    verified,
+    write_agreement,
+)
 from tests.support.opa_double import OpaDataApiDouble
 
 pytestmark = pytest.mark.integration
 
-AGREEMENT = """
-id: rules-nl-be
-version: {version}
-title: NL-BE rules test
-purpose: integration tests of field rules
-parties: [NL, BE, DE]
-valid_from: 2020-01-01T00:00:00Z
-report_types: [smuggling, terrorism]
-max_marking: TLP:AMBER
-field_rules:
-{rules}
-"""
-
-RULES = """  "*":
-    - {field: "subjects[].full_name", action: pseudonymise}
-    - {field: "subjects[].travel_documents[].number", action: redact}
-    - {field: "subjects[].date_of_birth", action: generalise, to: year}
-    - {field: location, action: generalise, to: 0.1deg}
-    - {field: observed_at, action: generalise, to: hour}
-  terrorism:
-    - {action: embargo, after: 6s}
-"""
-
-
-def _write_agreement(policies: Path, *, version: int = 1, rules: str = RULES) -> None:
-    text = AGREEMENT.format(version=version, rules=rules)
-    (policies / "agreements" / "rules-nl-be.yaml").write_text(text)
-
 
 @pytest.fixture
 async def settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Settings:
-    for existing in (policies_dir / "agreements").glob("*.yaml"):
-        existing.unlink()  # only this test's agreement decides
-    _write_agreement(policies_dir)
-    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir).model_copy(
-        update={"policy_check_interval_s": 0.1}
-    )
-    provision_keys(settings, ["NL", "BE", "DE"])
-    topics = TopicNames(settings.topic_namespace)
-    admin = TopicAdmin(kafka_bootstrap)
-    await admin.start()
-    await admin.ensure([*(topics.submit(n) for n in ["NL", "BE", "DE"]), topics.held])
-    await admin.close()
-    return settings
-
-
-@contextlib.asynccontextmanager
-async def enforcer(settings: Settings) -> AsyncIterator[Exchange]:
-    stats = EnforcerStats()
-    stop, started = asyncio.Event(), asyncio.Event()
-    bootstrap = settings.kafka_bootstrap
-    assert bootstrap is not None
-    task = asyncio.create_task(
-        run_enforcer(settings, bootstrap, stop, started=started, stats=stats)
-    )
-    await asyncio.wait_for(started.wait(), timeout=30)
-    try:
-        yield Exchange(settings, bootstrap, stats, SchemaCatalog.load())
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
-
-
-def _verified(items: list[VerifiedDelivery | FeedProblem]) -> list[VerifiedDelivery]:
-    assert not [i for i in items if isinstance(i, FeedProblem)], items
-    return [i for i in items if isinstance(i, VerifiedDelivery)]
-
-
-async def _feed_until(
-    exchange: Exchange, nation: str, count: int, timeout_s: float
-) -> list[VerifiedDelivery]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        received = _verified(await exchange.feed(nation))
-        if len(received) >= count or time.monotonic() > deadline:
-            return received
-        await asyncio.sleep(0.5)
+    return await rules_settings(tmp_path, kafka_bootstrap, policies_dir)
 
 
 async def test_pseudonyms_link_reports_about_one_person_and_values_are_generalised(
@@ -117,8 +45,8 @@ async def test_pseudonyms_link_reports_about_one_person_and_values_are_generalis
     async with enforcer(settings) as exchange:
         await exchange.publish("NL", [exchange.seal(first), exchange.seal(second)])
         await exchange.wait_completed(2)
-        be = _verified(await exchange.feed("BE"))
-        de = _verified(await exchange.feed("DE"))
+        be = verified(await exchange.feed("BE"))
+        de = verified(await exchange.feed("DE"))
 
     assert len(be) == 2
     assert len(de) == 2
@@ -157,13 +85,13 @@ async def test_an_embargoed_report_is_held_in_kafka_and_released_after_a_restart
         await exchange.wait_completed(1)
         assert exchange.stats.held == 2  # BE and DE, both under embargo
         assert exchange.stats.deliveries == 0
-        assert _verified(await exchange.feed("BE")) == []
+        assert verified(await exchange.feed("BE")) == []
     due = dt.datetime.fromtimestamp(int(report.observed_at.timestamp()) + 6, dt.UTC)
     assert dt.datetime.now(dt.UTC) < due, "the first enforcer must stop before the embargo ends"
     # The enforcer is gone before the embargo ends; a new one must release it.
     async with enforcer(settings) as restarted:
-        released = await _feed_until(restarted, "BE", 1, timeout_s=30)
-        assert len(_verified(await restarted.feed("DE"))) == 1
+        released = await feed_until(restarted, "BE", 1, timeout_s=30)
+        assert len(verified(await restarted.feed("DE"))) == 1
         [raw] = [
             r
             async for r in read_topic(
@@ -191,13 +119,13 @@ async def test_an_embargoed_delivery_is_not_released_when_the_agreement_changed_
             '{field: "subjects[].full_name", action: pseudonymise}',
             '{field: "subjects[].full_name", action: redact}',
         )
-        _write_agreement(settings.policies_dir, version=2, rules=stricter)
+        write_agreement(settings.policies_dir, version=2, rules=stricter)
         deadline = time.monotonic() + 30
         refusals: list[dict[str, object]] = []
         while len(refusals) < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             refusals = await exchange.rejections("NL")
-        assert _verified(await exchange.feed("BE")) == []
+        assert verified(await exchange.feed("BE")) == []
 
     assert [r["reason"] for r in refusals] == ["embargo_release_refused"] * 2
     assert {r["stage"] for r in refusals} == {"embargo"}
@@ -212,7 +140,7 @@ async def test_a_changed_agreement_applies_from_the_next_batch_and_a_broken_one_
         await exchange.publish("NL", [exchange.seal(first)])
         await exchange.wait_completed(1)
 
-        _write_agreement(
+        write_agreement(
             settings.policies_dir,
             version=2,
             rules=RULES + "  smuggling:\n    - {field: summary, action: redact}\n",
@@ -227,7 +155,7 @@ async def test_a_changed_agreement_applies_from_the_next_batch_and_a_broken_one_
         await exchange.publish("NL", [exchange.seal(third)])
         await exchange.wait_completed(3)
         # The feed is ordered per partition, not by publication: find each by id.
-        received = {d.report.report_id: d for d in _verified(await exchange.feed("BE"))}
+        received = {d.report.report_id: d for d in verified(await exchange.feed("BE"))}
 
     assert len(received) == 3
     before, changed, kept = (received[r.report_id] for r in (first, second, third))
@@ -254,7 +182,7 @@ async def test_held_deliveries_wait_on_the_held_topic_not_the_recipients(
             async for r in read_topic(exchange.bootstrap, exchange.topics.held, idle_timeout_s=1.5)
         ]
         assert len(held) == 2
-        assert _verified(await exchange.feed("BE")) == []
+        assert verified(await exchange.feed("BE")) == []
         assert b"Adrian Varga" not in b"".join(r.value or b"" for r in held)
 
 
@@ -272,7 +200,7 @@ async def test_the_enforcer_decides_through_an_opa_server_with_the_same_results(
     async with enforcer(settings) as exchange:
         await exchange.publish("NL", [exchange.seal(report)])
         await exchange.wait_completed(1)
-        in_process = _verified(await exchange.feed("BE"))
+        in_process = verified(await exchange.feed("BE"))
     with OpaDataApiDouble() as opa:
         through_opa = settings.model_copy(
             update={"opa_url": opa.url, "topic_namespace": settings.topic_namespace + "opa"}
@@ -280,7 +208,7 @@ async def test_the_enforcer_decides_through_an_opa_server_with_the_same_results(
         async with enforcer(through_opa) as exchange:
             await exchange.publish("NL", [exchange.seal(report)])
             await exchange.wait_completed(1)
-            via_server = _verified(await exchange.feed("BE"))
+            via_server = verified(await exchange.feed("BE"))
         assert opa.evaluations >= 1
 
     [local], [remote] = in_process, via_server

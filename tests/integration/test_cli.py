@@ -136,11 +136,12 @@ def test_keys_generated_with_the_cli_are_all_listed_in_the_registry(keyed_cli: C
     listed = keyed_cli("keys", "list")
 
     assert listed.returncode == 0, listed.stderr
-    rows = [line.split() for line in listed.stdout.splitlines() if line.strip()]
-    assert sorted((row[1], row[2], row[4]) for row in rows) == [
+    rows = [line.split("\t") for line in listed.stdout.splitlines() if line.strip()]
+    assert sorted((row[1], row[2], row[7]) for row in rows) == [
         ("agency", "BE", "active"),
         ("agency", "NL", "active"),
         ("broker", "-", "active"),
+        ("governance", "-", "active"),  # created on first use: it signs the registry
     ]
     assert all(row[3] == "ed25519" for row in rows)
 

@@ -468,7 +468,8 @@ def test_a_negative_enum_index_in_an_envelope_is_refused(catalog: SchemaCatalog)
     index_at = 1 + len("NL-key")
     assert body[index_at] == 0
     body[index_at] = 0x01  # zig-zag -1
-    assert read(RAW_ENVELOPE_SCHEMA, bytes(body))[0]["algorithm"] == "ed25519"
+    last_symbol = RAW_ENVELOPE_SCHEMA["fields"][1]["type"]["symbols"][-1]
+    assert read(RAW_ENVELOPE_SCHEMA, bytes(body))[0]["algorithm"] == last_symbol
 
     error = refusal(catalog.schema("ixb.v1.SignedEnvelope").parsed, bytes(body))
 

@@ -300,7 +300,7 @@ def test_an_enum_index_outside_the_schema_is_refused_before_decoding(
     # body: key id (length 6 as zig-zag 0x0c, then 6 bytes), then the algorithm's enum index
     index_at = HEADER_LEN + 1 + len("NL-key")
     assert envelope[index_at] == 0
-    forged = envelope[:index_at] + b"\x02" + envelope[index_at + 1 :]
+    forged = envelope[:index_at] + b"\x04" + envelope[index_at + 1 :]  # index 2 of 2 symbols
 
     with pytest.raises(DecodeError) as caught:
         catalog.decode(forged, ENVELOPE_SCHEMA)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
 import stat
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,6 +22,7 @@ from broker.trust.envelopes import (
     verify_envelope,
 )
 from broker.trust.keys import KeyRecord, KeyRole, Keystore, PartnerRegistry, RegistryFile
+from broker.trust.signatures import ED25519, HYBRID, SigningKey
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -35,7 +33,7 @@ def keystore(tmp_path: Path) -> Keystore:
 
 
 @pytest.fixture
-def nl_key(keystore: Keystore) -> tuple[KeyRecord, Ed25519PrivateKey]:
+def nl_key(keystore: Keystore) -> tuple[KeyRecord, SigningKey]:
     return keystore.generate(role=KeyRole.AGENCY, nation="NL", now=NOW)
 
 
@@ -59,14 +57,9 @@ def payload(catalog: SchemaCatalog) -> bytes:
     )
 
 
-def raw_public(private: Ed25519PrivateKey) -> bytes:
-    return private.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    )
-
-
 def key_ids(registry: PartnerRegistry) -> list[str]:
-    return [k.key_id for k in registry.records()]
+    """The registered agency and broker keys (a saved registry adds its governance key)."""
+    return [k.key_id for k in registry.records() if k.role is not KeyRole.GOVERNANCE]
 
 
 def reseal(catalog: SchemaCatalog, envelope: Envelope, **changes: object) -> Envelope:
@@ -85,7 +78,7 @@ def reseal(catalog: SchemaCatalog, envelope: Envelope, **changes: object) -> Env
 
 
 def test_a_generated_agency_key_is_named_after_its_nation_and_valid_from_just_before_now(
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
 ) -> None:
     record, private = nl_key
 
@@ -97,9 +90,7 @@ def test_a_generated_agency_key_is_named_after_its_nation_and_valid_from_just_be
     assert record.not_after is None
     assert record.revoked_at is None
     assert record.valid_at(NOW)
-    assert record.public().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    ) == raw_public(private)
+    assert record.public_key == private.public_key_b64()
 
 
 def test_a_generated_broker_key_names_no_nation(keystore: Keystore) -> None:
@@ -119,7 +110,7 @@ def test_an_agency_key_must_name_a_nation_and_a_broker_key_must_not(
 
 
 def test_a_private_key_file_is_readable_by_its_owner_only(
-    keystore: Keystore, nl_key: tuple[KeyRecord, Ed25519PrivateKey]
+    keystore: Keystore, nl_key: tuple[KeyRecord, SigningKey]
 ) -> None:
     record, _ = nl_key
 
@@ -129,11 +120,11 @@ def test_a_private_key_file_is_readable_by_its_owner_only(
 
 
 def test_a_stored_private_key_loads_back_as_the_same_key(
-    keystore: Keystore, nl_key: tuple[KeyRecord, Ed25519PrivateKey]
+    keystore: Keystore, nl_key: tuple[KeyRecord, SigningKey]
 ) -> None:
     record, private = nl_key
 
-    assert raw_public(keystore.private_key(record.key_id)) == raw_public(private)
+    assert keystore.private_key(record.key_id).public_key_b64() == private.public_key_b64()
 
 
 def test_a_private_key_the_keystore_does_not_hold_is_a_configuration_error(
@@ -148,25 +139,25 @@ def test_a_missing_registry_file_reads_as_an_empty_registry(tmp_path: Path) -> N
 
 
 def test_a_saved_registry_reads_back_with_the_same_keys(
-    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, Ed25519PrivateKey]
+    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, SigningKey]
 ) -> None:
     broker, _ = keystore.generate(role=KeyRole.BROKER, nation=None, now=NOW)
     registry = PartnerRegistry([nl_key[0], broker])
     path = tmp_path / "registry.json"
 
-    RegistryFile(path).save(registry)
+    RegistryFile(path, keystore=keystore).save(registry)
     loaded = RegistryFile(path).current()
 
-    assert loaded.records() == registry.records()
+    assert [k for k in loaded.records() if k.role is not KeyRole.GOVERNANCE] == registry.records()
     assert loaded.nations() == frozenset({"NL"})
     assert loaded.key(broker.key_id) == broker
 
 
 def test_the_registry_file_reloads_when_it_changes(
-    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, Ed25519PrivateKey]
+    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, SigningKey]
 ) -> None:
     path = tmp_path / "registry.json"
-    writer, reader = RegistryFile(path), RegistryFile(path)
+    writer, reader = RegistryFile(path, keystore=keystore), RegistryFile(path)
     writer.save(PartnerRegistry([nl_key[0]]))
     assert key_ids(reader.current()) == [nl_key[0].key_id]
 
@@ -177,11 +168,11 @@ def test_the_registry_file_reloads_when_it_changes(
 
 
 def test_the_registry_file_reloads_a_revocation(
-    tmp_path: Path, nl_key: tuple[KeyRecord, Ed25519PrivateKey]
+    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, SigningKey]
 ) -> None:
     record, _ = nl_key
     path = tmp_path / "registry.json"
-    registry_file = RegistryFile(path)
+    registry_file = RegistryFile(path, keystore=keystore)
     registry_file.save(PartnerRegistry([record]))
     assert registry_file.current().key(record.key_id).valid_at(NOW)
 
@@ -192,20 +183,20 @@ def test_the_registry_file_reloads_a_revocation(
 
 
 def test_the_registry_file_reloads_a_same_size_replacement_within_one_clock_tick(
-    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, Ed25519PrivateKey]
+    tmp_path: Path, keystore: Keystore, nl_key: tuple[KeyRecord, SigningKey]
 ) -> None:
     first, _ = nl_key
     second, _ = keystore.generate(role=KeyRole.AGENCY, nation="NL", now=NOW)
     path = tmp_path / "registry.json"
-    registry_file = RegistryFile(path)
-    registry_file.save(PartnerRegistry([first]))
-    registry_file.current()
+    writer, reader = RegistryFile(path, keystore=keystore), RegistryFile(path)
+    writer.save(PartnerRegistry([first]))
+    reader.current()
     stamp = path.stat().st_mtime_ns
 
-    registry_file.save(PartnerRegistry([second]))
+    writer.save(PartnerRegistry([second]))
     os.utime(path, ns=(stamp, stamp))  # what a coarse timestamp clock does on its own
 
-    assert key_ids(registry_file.current()) == [second.key_id]
+    assert key_ids(reader.current()) == [second.key_id]
 
 
 def test_an_invalid_registry_file_is_a_configuration_error(tmp_path: Path) -> None:
@@ -216,7 +207,7 @@ def test_an_invalid_registry_file_is_a_configuration_error(tmp_path: Path) -> No
         RegistryFile(path).current()
 
 
-def test_a_key_cannot_be_registered_twice(nl_key: tuple[KeyRecord, Ed25519PrivateKey]) -> None:
+def test_a_key_cannot_be_registered_twice(nl_key: tuple[KeyRecord, SigningKey]) -> None:
     registry = PartnerRegistry([nl_key[0]])
 
     with pytest.raises(ConfigurationError, match="already registered"):
@@ -224,7 +215,7 @@ def test_a_key_cannot_be_registered_twice(nl_key: tuple[KeyRecord, Ed25519Privat
 
 
 def test_a_key_is_valid_from_not_before_until_not_after_and_revocation(
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
 ) -> None:
     record = nl_key[0].model_copy(
         update={"not_after": NOW + dt.timedelta(days=30), "revoked_at": NOW + dt.timedelta(days=10)}
@@ -241,7 +232,7 @@ def test_a_key_is_valid_from_not_before_until_not_after_and_revocation(
 
 
 def test_a_sealed_payload_opens_and_verifies_as_signed_by_its_key(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     sealed = Signer(record.key_id, private, catalog).seal(payload)
@@ -273,13 +264,13 @@ def test_a_broker_key_verifies_where_the_broker_role_is_required(
 @settings(max_examples=50, deadline=None)
 @given(data=st.binary(max_size=512))
 def test_any_payload_bytes_verify_exactly_as_sealed(catalog: SchemaCatalog, data: bytes) -> None:
-    private = Ed25519PrivateKey.generate()
+    private = SigningKey.generate(ED25519, prefix="NL")
     record = KeyRecord.model_validate(
         {
             "key_id": "NL-property",
             "role": "agency",
             "nation": "NL",
-            "public_key": base64.b64encode(raw_public(private)).decode(),
+            "public_key": private.public_key_b64(),
             "not_before": NOW - dt.timedelta(days=1),
         }
     )
@@ -315,7 +306,7 @@ def single_bit_flips_accepted(
 def test_flipping_any_single_bit_of_a_sealed_envelope_is_refused(
     catalog: SchemaCatalog,
     keystore: Keystore,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
 ) -> None:
     record, private = nl_key
@@ -329,7 +320,7 @@ def test_flipping_any_single_bit_of_a_sealed_envelope_is_refused(
 def test_flipping_any_single_bit_outside_the_algorithm_field_is_refused(
     catalog: SchemaCatalog,
     keystore: Keystore,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
 ) -> None:
     record, private = nl_key
@@ -345,7 +336,7 @@ def test_flipping_any_single_bit_outside_the_algorithm_field_is_refused(
 
 
 def test_a_tampered_payload_is_refused_as_bad_signature(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     envelope = open_envelope(catalog, Signer(record.key_id, private, catalog).seal(payload))
@@ -365,7 +356,7 @@ def test_a_tampered_payload_is_refused_as_bad_signature(
 
 
 def test_a_malformed_envelope_is_refused_at_the_envelope_stage(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     sealed = Signer(record.key_id, private, catalog).seal(payload)
@@ -388,7 +379,7 @@ def test_a_report_is_not_an_envelope(catalog: SchemaCatalog, payload: bytes) -> 
 def test_a_signer_key_not_in_the_registry_is_refused_as_unknown_key(
     catalog: SchemaCatalog,
     keystore: Keystore,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
 ) -> None:
     record, private = nl_key
@@ -403,7 +394,7 @@ def test_a_signer_key_not_in_the_registry_is_refused_as_unknown_key(
 
 
 def test_an_agency_key_is_refused_where_the_broker_role_is_required(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     envelope = open_envelope(catalog, Signer(record.key_id, private, catalog).seal(payload))
@@ -433,7 +424,7 @@ def test_a_broker_key_is_refused_where_the_agency_role_is_required(
 )
 def test_a_key_revoked_by_the_time_of_use_is_refused_as_key_not_valid(
     catalog: SchemaCatalog,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
     revoked_at: dt.datetime,
 ) -> None:
@@ -448,7 +439,7 @@ def test_a_key_revoked_by_the_time_of_use_is_refused_as_key_not_valid(
 
 
 def test_a_key_revoked_after_the_time_of_use_still_verifies(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     revoked = record.model_copy(update={"revoked_at": NOW + dt.timedelta(seconds=1)})
@@ -464,7 +455,7 @@ def test_a_key_revoked_after_the_time_of_use_still_verifies(
 )
 def test_a_key_outside_its_validity_is_refused_as_key_not_valid(
     catalog: SchemaCatalog,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
     at: dt.datetime,
 ) -> None:
@@ -479,7 +470,7 @@ def test_a_key_outside_its_validity_is_refused_as_key_not_valid(
 
 
 def test_an_envelope_algorithm_other_than_the_keys_is_refused(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     other_algorithm = record.model_copy(update={"algorithm": "ml-dsa-65"})
@@ -494,7 +485,7 @@ def test_an_envelope_algorithm_other_than_the_keys_is_refused(
 def test_a_signature_relabelled_with_another_key_id_is_refused_as_bad_signature(
     catalog: SchemaCatalog,
     keystore: Keystore,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
 ) -> None:
     record, private = nl_key
@@ -515,7 +506,7 @@ def test_a_signature_relabelled_with_another_key_id_is_refused_as_bad_signature(
 def test_a_signer_claiming_another_keys_id_is_refused_as_bad_signature(
     catalog: SchemaCatalog,
     keystore: Keystore,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
 ) -> None:
     record, private = nl_key
@@ -534,7 +525,7 @@ def test_a_signer_claiming_another_keys_id_is_refused_as_bad_signature(
 
 
 def test_a_signature_over_the_bare_payload_is_refused_as_bad_signature(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
     envelope = open_envelope(catalog, Signer(record.key_id, private, catalog).seal(payload))
@@ -555,7 +546,7 @@ def test_a_signature_over_the_bare_payload_is_refused_as_bad_signature(
 @pytest.mark.parametrize("length", [0, 63, 65, 128])
 def test_a_signature_of_the_wrong_length_is_refused_as_bad_signature(
     catalog: SchemaCatalog,
-    nl_key: tuple[KeyRecord, Ed25519PrivateKey],
+    nl_key: tuple[KeyRecord, SigningKey],
     payload: bytes,
     length: int,
 ) -> None:
@@ -575,7 +566,7 @@ def test_a_signature_of_the_wrong_length_is_refused_as_bad_signature(
 
 
 def test_the_envelope_header_names_the_envelope_schema(
-    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, Ed25519PrivateKey], payload: bytes
+    catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
     record, private = nl_key
 
@@ -603,3 +594,74 @@ def test_an_envelope_in_a_non_canonical_encoding_is_refused(catalog: SchemaCatal
 
     assert caught.value.reason == "non_canonical"
     assert caught.value.stage == "envelope"
+
+
+# --- hybrid Ed25519 + ML-DSA-65 keys -----------------------------------------------------
+
+
+@pytest.fixture
+def hybrid_key(keystore: Keystore) -> tuple[KeyRecord, SigningKey]:
+    return keystore.generate(role=KeyRole.AGENCY, nation="NL", algorithm=HYBRID, now=NOW)
+
+
+def test_a_payload_sealed_with_a_hybrid_key_verifies_and_names_the_hybrid_algorithm(
+    catalog: SchemaCatalog, hybrid_key: tuple[KeyRecord, SigningKey], payload: bytes
+) -> None:
+    record, private = hybrid_key
+    sealed = Signer(record.key_id, private, catalog).seal(payload)
+
+    envelope = open_envelope(catalog, sealed)
+    signer = verify_envelope(envelope, PartnerRegistry([record]), role=KeyRole.AGENCY, at=NOW)
+
+    assert signer == record
+    assert record.algorithm == "ed25519+ml-dsa-65"
+    assert envelope.algorithm == "ed25519_mldsa65"
+    assert len(envelope.signature) == 64 + 3309
+
+
+def test_a_hybrid_envelope_relabelled_as_ed25519_is_refused_as_algorithm_mismatch(
+    catalog: SchemaCatalog, hybrid_key: tuple[KeyRecord, SigningKey], payload: bytes
+) -> None:
+    record, private = hybrid_key
+    envelope = open_envelope(catalog, Signer(record.key_id, private, catalog).seal(payload))
+
+    with pytest.raises(VerificationError) as caught:
+        verify_envelope(
+            reseal(catalog, envelope, algorithm="ed25519", signature=envelope.signature[:64]),
+            PartnerRegistry([record]),
+            role=KeyRole.AGENCY,
+            at=NOW,
+        )
+
+    assert caught.value.reason == "algorithm_mismatch"
+
+
+def test_a_hybrid_envelope_with_its_ml_dsa_half_stripped_is_refused_as_bad_signature(
+    catalog: SchemaCatalog, hybrid_key: tuple[KeyRecord, SigningKey], payload: bytes
+) -> None:
+    record, private = hybrid_key
+    envelope = open_envelope(catalog, Signer(record.key_id, private, catalog).seal(payload))
+
+    with pytest.raises(VerificationError) as caught:
+        verify_envelope(
+            reseal(catalog, envelope, signature=envelope.signature[:64]),
+            PartnerRegistry([record]),
+            role=KeyRole.AGENCY,
+            at=NOW,
+        )
+
+    assert caught.value.reason == "bad_signature"
+
+
+def test_a_hybrid_key_signing_after_its_revocation_is_refused_and_before_it_verifies(
+    catalog: SchemaCatalog, hybrid_key: tuple[KeyRecord, SigningKey], payload: bytes
+) -> None:
+    record, private = hybrid_key
+    revoked = PartnerRegistry([record]).revoking(record.key_id, NOW)
+    envelope = open_envelope(catalog, Signer(record.key_id, private, catalog).seal(payload))
+
+    verify_envelope(envelope, revoked, role=KeyRole.AGENCY, at=NOW - dt.timedelta(seconds=1))
+    with pytest.raises(VerificationError) as caught:
+        verify_envelope(envelope, revoked, role=KeyRole.AGENCY, at=NOW)
+
+    assert caught.value.reason == "key_not_valid"

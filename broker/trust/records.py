@@ -1,0 +1,190 @@
+"""What the partner registry says: keys, their roles and windows, and who governs it.
+
+These are plain values with no I/O; ``broker.trust.keys`` keeps them on disk
+and ``broker.trust.governance`` decides whether a registry document may be
+believed.
+
+A key is usable from ``not_before`` until ``not_after`` (rotation sets it on
+the old key, leaving an overlap in which both verify) and until
+``revoked_at``. A revocation is an effective time, not a deletion: what the
+key signed before it stays valid, what it signed at or after it does not.
+Revoking again can only move that time earlier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from broker.domain.report import NATION_PATTERN
+from broker.errors import ConfigurationError, VerificationError
+from broker.trust.signatures import ED25519, Algorithm, public_key_problem
+
+KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{3,64}$")]
+
+
+class KeyRole(StrEnum):
+    AGENCY = "agency"  # signs threat reports for its nation
+    BROKER = "broker"  # signs delivery statements
+    GOVERNANCE = "governance"  # signs the registry itself
+
+
+class RevocationReason(StrEnum):
+    """Why a key was revoked (the RFC 5280 reasons that apply to a signing key)."""
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "key_compromise"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessation_of_operation"
+    AFFILIATION_CHANGED = "affiliation_changed"
+
+
+class KeyRecord(BaseModel):
+    """One public key and what it may be used for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    key_id: KeyId
+    role: KeyRole
+    nation: Annotated[str, Field(pattern=NATION_PATTERN)] | None = None
+    algorithm: Algorithm = ED25519
+    public_key: str = Field(
+        description="base64 of the raw public key: 32 bytes of Ed25519, "
+        "followed for a hybrid key by the 1952 bytes of ML-DSA-65"
+    )
+    not_before: AwareDatetime
+    not_after: AwareDatetime | None = None
+    revoked_at: AwareDatetime | None = Field(
+        default=None, description="effective time: signatures from then on are refused"
+    )
+    revocation_reason: RevocationReason | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        problem = public_key_problem(self.algorithm, self.public_key)
+        if problem is not None:
+            raise ValueError(problem)
+        if (self.role is KeyRole.AGENCY) != (self.nation is not None):
+            raise ValueError("agency keys name a nation; broker and governance keys do not")
+        return self
+
+    def valid_at(self, when: dt.datetime) -> bool:
+        if when < self.not_before:
+            return False
+        if self.not_after is not None and when >= self.not_after:
+            return False
+        return self.revoked_at is None or when < self.revoked_at
+
+
+class GovernanceRule(BaseModel):
+    """Which governance keys sign the registry, and how many of them must (k of n)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: Annotated[int, Field(ge=1)]
+    key_ids: Annotated[tuple[KeyId, ...], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _satisfiable(self) -> Self:
+        if len(set(self.key_ids)) != len(self.key_ids):
+            raise ValueError("governance key ids repeat")
+        if self.threshold > len(self.key_ids):
+            raise ValueError(
+                f"a threshold of {self.threshold} cannot be met by {len(self.key_ids)} key(s)"
+            )
+        return self
+
+
+class PartnerRegistry:
+    """An immutable view of the registry: look keys up, list partner nations.
+
+    ``governance`` and ``version`` are those of the document it was read
+    from (None and 0 for a registry built in memory); saving a registry
+    without a governance rule keeps the one already on disk.
+    """
+
+    __slots__ = ("_keys", "governance", "version")
+
+    def __init__(
+        self,
+        keys: Iterable[KeyRecord],
+        *,
+        governance: GovernanceRule | None = None,
+        version: int = 0,
+    ) -> None:
+        self._keys = {k.key_id: k for k in keys}
+        self.governance = governance
+        self.version = version
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._keys
+
+    def key(self, key_id: str) -> KeyRecord:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise VerificationError("unknown_key", "signer key id is not in the registry") from None
+
+    def records(self) -> list[KeyRecord]:
+        return sorted(self._keys.values(), key=lambda k: (k.role, k.nation or "", k.key_id))
+
+    def nations(self) -> frozenset[str]:
+        return frozenset(k.nation for k in self._keys.values() if k.nation is not None)
+
+    def with_key(self, record: KeyRecord) -> PartnerRegistry:
+        if record.key_id in self._keys:
+            raise ConfigurationError(f"key {record.key_id} is already registered")
+        return self._with([*self._keys.values(), record], self.governance)
+
+    def replacing(self, record: KeyRecord) -> PartnerRegistry:
+        """The registry with the record of the same key id replaced by ``record``."""
+        self._known(record.key_id)
+        return self._with([*self._keys.values(), record], self.governance)
+
+    def with_governance(self, rule: GovernanceRule) -> PartnerRegistry:
+        return self._with(self._keys.values(), rule)
+
+    def revoking(
+        self, key_id: str, at: dt.datetime, reason: RevocationReason | None = None
+    ) -> PartnerRegistry:
+        """The registry with ``key_id`` revoked from ``at`` (or earlier, if it already was).
+
+        A revoked governance key also leaves the governance rule, which must
+        still be satisfiable by the keys that remain.
+        """
+        record = self._known(key_id)
+        effective = at if record.revoked_at is None else min(at, record.revoked_at)
+        revoked = self.replacing(
+            record.model_copy(
+                update={
+                    "revoked_at": effective,
+                    "revocation_reason": reason or record.revocation_reason,
+                }
+            )
+        )
+        rule = self.governance
+        if rule is None or key_id not in rule.key_ids:
+            return revoked
+        remaining = tuple(k for k in rule.key_ids if k != key_id)
+        if len(remaining) < rule.threshold:
+            raise ConfigurationError(
+                f"revoking {key_id} would leave {len(remaining)} governance key(s) "
+                f"for a threshold of {rule.threshold}: add a governance key first"
+            )
+        return revoked.with_governance(GovernanceRule(threshold=rule.threshold, key_ids=remaining))
+
+    def _known(self, key_id: str) -> KeyRecord:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise ConfigurationError(f"key {key_id} is not in the registry") from None
+
+    def _with(self, keys: Iterable[KeyRecord], rule: GovernanceRule | None) -> PartnerRegistry:
+        return PartnerRegistry(keys, governance=rule, version=self.version)
