@@ -7,6 +7,18 @@ with an inclusion proof an auditor checks that an entry is in a checkpointed
 tree, and with a consistency proof that a later checkpoint extends an
 earlier one, so the log cannot be rewritten or forked without it showing.
 
-- ``broker.audit.merkle``: the tree hashing, proofs and an in-memory
-  append-only log; pure, no I/O.
+Everything here is pure (no Kafka); the enforcer produces and reads the
+records. One partition of ``ixb.audit`` is one log, its leaves the exact
+record values in offset order.
+
+- ``merkle``: the tree hashing, proofs and an in-memory append-only log.
+- ``entries``: the entry schema's values and ``AuditWriter``, which chains
+  each process's entries (writer id, sequence, hash of the previous).
+- ``events``: audit events from fan-out, intake refusals and releases.
+- ``checkpoints``: signed checkpoints and the ``Checkpointer`` that makes
+  them every N entries or T seconds; consistency proofs between them.
+- ``receipts``: inclusion proofs a recipient verifies offline.
+- ``chains`` and ``verify``: ``ixb audit verify``, naming the first fault.
+- ``archive``: policy bundles archived by content hash (``ixb.bundles``).
+- ``summary`` and ``export``: ``ixb audit export`` as JSON Lines and HTML.
 """

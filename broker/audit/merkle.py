@@ -313,6 +313,13 @@ class MerkleLog:
             level += 1
         return index
 
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at ``index``: what a receipt for that entry states."""
+        _check_non_negative(index=index)
+        if index >= self.size:
+            raise ValueError(f"index {index} is not below the log size {self.size}")
+        return self._levels[0][index]
+
     def root(self) -> bytes:
         """The root of the log as it is now; O(log n)."""
         return self.root_at(self.size)

@@ -545,3 +545,15 @@ def test_a_forked_log_is_consistent_with_the_original_only_where_they_agree(
         assert not verify_inclusion(
             fork_leaves[prefix], prefix, old, forked_proof, original.root_at(old)
         )
+
+
+def test_the_log_answers_with_the_leaf_hash_it_holds_at_an_index_and_refuses_others() -> None:
+    log = MerkleLog()
+    for entry in CT_ENTRIES:
+        log.append(leaf_hash(entry))
+
+    assert [log.leaf(i) for i in range(len(CT_ENTRIES))] == [leaf_hash(e) for e in CT_ENTRIES]
+    with pytest.raises(ValueError, match="not below the log size"):
+        log.leaf(len(CT_ENTRIES))
+    with pytest.raises(ValueError, match="must not be negative"):
+        log.leaf(-1)

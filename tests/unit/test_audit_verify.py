@@ -1,0 +1,361 @@
+"""The audit verifier: every way of tampering with a log is named, at the right entry.
+
+The log in these tests has 60 entries from three writers taking turns
+(entry i is writer i % 3's seq i // 3) and a checkpoint every 10 entries.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.audit.checkpoints import Checkpoint, encode_checkpoint, log_id_of, sign_checkpoint
+from broker.audit.verify import VerificationReport, verify_log
+from broker.codec import SchemaCatalog
+from tests.support.audit import (
+    LOG_ID,
+    START,
+    BuiltLog,
+    Ed25519CheckpointSigner,
+    build_log,
+    edited,
+    verifier,
+)
+
+ENTRIES = 60
+
+
+@pytest.fixture(scope="module")
+def signer() -> Ed25519CheckpointSigner:
+    return Ed25519CheckpointSigner()
+
+
+@pytest.fixture(scope="module")
+def built(catalog: SchemaCatalog, signer: Ed25519CheckpointSigner) -> BuiltLog:
+    return build_log(catalog, signer, ENTRIES, writers=3, every=10)
+
+
+def _verify(
+    catalog: SchemaCatalog,
+    signer: Ed25519CheckpointSigner,
+    records: list[tuple[int, bytes]],
+    checkpoints: list[Checkpoint] | list[bytes],
+) -> VerificationReport:
+    return verify_log(LOG_ID, records, checkpoints, verifier(signer), catalog=catalog)
+
+
+def _renumbered(values: list[bytes]) -> list[tuple[int, bytes]]:
+    """As if the topic were copied without some records: offsets contiguous again."""
+    return list(enumerate(values))
+
+
+def _edit_origin(catalog: SchemaCatalog, value: bytes) -> bytes:
+    def change(record: dict[str, object]) -> None:
+        record["origin"] = "US"
+
+    return edited(catalog, value, change)
+
+
+def test_an_untouched_log_verifies_with_every_checkpoint_and_consistency_step_checked(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    report = _verify(catalog, signer, built.records, built.encoded_checkpoints(catalog))
+
+    assert report.ok, report.problem
+    assert report.entries == ENTRIES
+    assert report.checkpoints == 6
+    assert report.consistency_steps == 5
+    assert report.root_hash == built.checkpointer.log.root()
+
+
+def test_a_signed_root_the_log_lacks_is_a_mismatch_over_the_entries_since_the_last_match(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    tampered = [*built.checkpoints[:2], _resigned(built.checkpoints[2], signer, root=bytes(32))]
+
+    report = _verify(catalog, signer, built.records, tampered)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_root_mismatch"
+    assert report.problem.indices == (20, 30)
+
+
+def test_an_edited_entry_is_named_by_the_chain_when_its_writer_writes_again_first(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[23] = _edit_origin(catalog, values[23])  # writer 2 writes again at 26, before size 30
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "chain_broken"
+    assert (report.problem.index, report.problem.offset) == (23, 23)
+    assert report.problem.log_id == LOG_ID
+    assert "writer-2" in report.problem.detail
+
+
+def test_an_edited_entry_shown_first_by_a_checkpoint_is_still_named_within_its_range(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[28] = _edit_origin(catalog, values[28])  # writer 1 writes again only at 31
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_root_mismatch"
+    assert report.problem.indices == (20, 30)
+    assert (report.problem.index, report.problem.offset) == (28, 28)
+    assert "chain_broken" in report.problem.detail
+
+
+def test_an_edit_no_chain_can_see_is_named_as_the_range_between_checkpoints(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[59] = _edit_origin(catalog, values[59])  # writer 2's last entry: no successor
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_root_mismatch"
+    assert report.problem.indices == (50, 60)
+    assert report.problem.index is None
+
+
+def test_every_single_edited_entry_is_named_exactly_or_by_a_range_containing_it(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    for k in range(ENTRIES):
+        values = list(built.values)
+        values[k] = _edit_origin(catalog, values[k])
+
+        problem = _verify(catalog, signer, _renumbered(values), built.checkpoints).problem
+
+        assert problem is not None, k
+        if problem.index is not None:
+            assert problem.index == k, (k, problem)
+        else:
+            assert problem.indices is not None, (k, problem)
+            assert problem.indices[0] <= k < problem.indices[1], (k, problem)
+
+
+def test_a_record_read_twice_is_named_by_its_offset_going_back(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    records = [*built.records[:21], built.records[20], *built.records[21:]]
+
+    report = _verify(catalog, signer, records, built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "offset_order"
+    assert (report.problem.offset, report.problem.index) == (20, 21)
+
+
+def test_a_record_missing_from_the_topic_is_named_by_its_missing_offset(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    records = [r for r in built.records if r[0] != 33]
+
+    report = _verify(catalog, signer, records, built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "offset_gap"
+    assert (report.problem.offset, report.problem.index) == (33, 33)
+
+
+def test_an_entry_deleted_from_a_copied_log_shows_as_a_gap_in_its_writers_sequence(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = [v for i, v in enumerate(built.values) if i != 33]  # writer 0's seq 11
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "sequence_gap"
+    # Writer 0's next entry (seq 12, formerly at 36) is now at 35: the gap shows there.
+    assert (report.problem.index, report.problem.offset) == (35, 35)
+    assert "writer-0" in report.problem.detail
+    assert "seq 11" in report.problem.detail
+
+
+def test_two_entries_of_one_writer_swapped_show_as_a_reorder_at_the_first_moved(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[33], values[36] = values[36], values[33]  # writer 0's seq 11 and 12
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "sequence_reorder"
+    assert (report.problem.index, report.problem.offset) == (33, 33)
+
+
+def test_two_entries_of_different_writers_swapped_show_only_in_the_checkpoint(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[33], values[34] = values[34], values[33]
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_root_mismatch"
+    assert report.problem.indices == (30, 40)
+    assert report.problem.index is None
+
+
+def test_an_entry_written_again_later_is_a_reorder_where_the_copy_appears(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values.insert(26, values[20])  # writer 2's seq 6 again, after its seq 7
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "sequence_reorder"
+    assert (report.problem.index, report.problem.offset) == (26, 26)
+
+
+def test_a_truncated_log_is_named_by_the_checkpoint_it_no_longer_reaches(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    report = _verify(catalog, signer, built.records[:55], built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_beyond_log"
+    assert (report.problem.index, report.problem.offset) == (55, 55)
+    assert "size 60" in report.problem.detail
+
+
+def test_a_checkpoint_with_a_changed_signature_byte_is_refused(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    encoded = built.encoded_checkpoints(catalog)
+    encoded[2] = encoded[2][:-1] + bytes([encoded[2][-1] ^ 1])  # the signature is last
+
+    report = _verify(catalog, signer, built.records, encoded)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_signature"
+    assert "size 30" in report.problem.detail
+    assert "bad_signature" in report.problem.detail
+
+
+def test_a_checkpoint_by_a_key_the_verifier_does_not_know_is_refused(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    stranger = Ed25519CheckpointSigner("someone-else")
+    forged = _resigned(built.checkpoints[0], stranger)
+
+    report = _verify(catalog, signer, built.records, [forged, *built.checkpoints[1:]])
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_signature"
+    assert "unknown_key" in report.problem.detail
+
+
+def test_two_signed_roots_for_one_size_are_a_fork(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    other = build_log(catalog, signer, 30, writers=2, every=10)  # another history, same key
+
+    report = _verify(catalog, signer, built.records, [*built.checkpoints, other.checkpoints[2]])
+
+    assert report.problem is not None
+    assert report.problem.reason == "fork"
+    assert "size 30" in report.problem.detail
+
+
+def test_a_checkpoint_that_is_not_a_prefix_of_a_later_one_the_log_matches_is_a_fork(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    other = build_log(catalog, signer, 30, writers=2, every=10)
+    checkpoints = list(built.checkpoints)
+    checkpoints[2] = other.checkpoints[2]  # size 30 from the other history; 40 still matches
+
+    report = _verify(catalog, signer, built.records, checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "fork"
+
+
+def test_an_entry_that_does_not_decode_is_named(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[17] = values[17][:-3]
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "undecodable_entry"
+    assert (report.problem.index, report.problem.offset) == (17, 17)
+
+
+def test_a_checkpoint_that_does_not_decode_is_named(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    encoded = built.encoded_checkpoints(catalog)
+
+    report = _verify(catalog, signer, built.records, [*encoded, b"\xc3\x01not a checkpoint"])
+
+    assert report.problem is not None
+    assert report.problem.reason == "undecodable_checkpoint"
+
+
+def test_checkpoints_of_other_logs_are_left_out(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    elsewhere = sign_checkpoint(signer, log_id_of("ixb.audit", 1), 5, bytes(32), START)
+
+    report = _verify(catalog, signer, built.records, [*built.checkpoints, elsewhere])
+
+    assert report.ok, report.problem
+    assert report.checkpoints == 6
+
+
+def test_the_first_problem_in_log_order_is_the_one_reported(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[40] = _edit_origin(catalog, values[40])
+    values[12] = values[12][:-1]
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
+    assert report.problem.reason == "undecodable_entry"
+    assert report.problem.index == 12
+
+
+def test_a_problem_detail_carries_no_entry_values(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    values[23] = _edit_origin(catalog, values[23])
+
+    report = _verify(
+        catalog,
+        signer,
+        _renumbered(values),
+        [encode_checkpoint(catalog, c) for c in built.checkpoints],
+    )
+
+    assert report.problem is not None
+    assert "US" not in report.problem.detail
+    assert "sha256:" not in report.problem.detail
+
+
+def _resigned(
+    checkpoint: Checkpoint, signer: Ed25519CheckpointSigner, *, root: bytes | None = None
+) -> Checkpoint:
+    return sign_checkpoint(
+        signer,
+        checkpoint.log_id,
+        checkpoint.tree_size,
+        checkpoint.root_hash if root is None else root,
+        checkpoint.at,
+    )
