@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from broker import logs
+from broker.cli_audit import audit_app
 from broker.cli_keys import keys_app
 from broker.client import FeedProblem, read_feed
 from broker.domain.decisions import DecisionInput, facets_of
@@ -54,6 +55,7 @@ agreements_app = typer.Typer(help="Bilateral and multilateral sharing agreements
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agreements_app, name="agreements")
+app.add_typer(audit_app, name="audit")
 
 out = Console()
 err = Console(stderr=True)

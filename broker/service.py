@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
 from broker.pipeline.embargo import EmbargoReleaser
@@ -192,6 +193,7 @@ async def run_enforcer(
         batch_max_records=settings.batch_max_records,
         stats=stats,
         ledger=lambda: read_topic(bootstrap, topics.accepted, idle_timeout_s=5.0),
+        audit=AuditWriter(catalog),
     )
     releaser = EmbargoReleaser(
         consumer=held_consumer,
@@ -202,7 +204,7 @@ async def run_enforcer(
         clock=utc_now,
     )
     await admin.start()
-    await admin.ensure([topics.held, topics.accepted])
+    await admin.ensure([topics.held, topics.accepted, topics.audit])
     await producer.start()
     await consumer.start()
     await held_consumer.start()

@@ -7,6 +7,8 @@
 | ixb.rejected.<ORIGIN>   | source key  | enforcer          | operators, origin   |
 | ixb.held                | delivery id | enforcer          | enforcer (embargo)  |
 | ixb.accepted            | report id   | enforcer          | enforcer (replay)   |
+| ixb.audit               | writer id   | enforcer          | auditors            |
+| ixb.audit.checkpoints   | log id      | `ixb audit checkpoint` | auditors       |
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
@@ -57,6 +59,16 @@ class TopicNames:
     def accepted(self) -> str:
         """The intake ledger: report ids accepted, for replay protection."""
         return f"{self._base}.accepted"
+
+    @property
+    def audit(self) -> str:
+        """The decision log: one entry per outcome, Merkle tree per partition."""
+        return f"{self._base}.audit"
+
+    @property
+    def audit_checkpoints(self) -> str:
+        """Signed checkpoints (log id, size, root, time) of the decision log."""
+        return f"{self._base}.audit.checkpoints"
 
     def nation_of_submit_topic(self, topic: str) -> str | None:
         """The nation a submission topic belongs to, or None for any other topic."""

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from broker.audit.entries import AuditEvent, AuditWriter
+from broker.audit.events import decision_events, refusal_event, submission_ref
 from broker.codec import SchemaCatalog
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
 from broker.pipeline.context import BatchContext, batch_context
-from broker.pipeline.fanout import FanOut, Pending
-from broker.pipeline.intake import Intake
+from broker.pipeline.fanout import FanOut, Pending, Routed
+from broker.pipeline.intake import Accepted, Intake
 from broker.pipeline.rejections import rejection
 from broker.pipeline.replay import ledger_record
 from broker.policy.source import PolicySource
@@ -87,6 +89,7 @@ class Enforcer:
         retry_backoff_s: float = 0.5,
         stats: EnforcerStats | None = None,
         ledger: LedgerReader | None = None,
+        audit: AuditWriter | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -94,6 +97,7 @@ class Enforcer:
         self._fanout = fanout
         self._attester = attester
         self._ledger = ledger
+        self._audit = audit
         self._assignment: frozenset[tuple[str, int]] | None = None
         self._catalog = catalog
         self._topics = topics
@@ -188,18 +192,42 @@ class Enforcer:
             accepted = self._intake.check(inbound, context)
             routed = self._fanout.route(accepted, context)
         except RejectedInput as exc:
-            return [self._refuse(inbound, exc, context, bound)]
+            refusal = exc
         except PolicyUndecided as exc:
             # Not a deny: the same bytes may go through once the engine decides again.
-            undecided = RejectedInput("policy_undecided", str(exc), stage="policy", retriable=True)
-            return [self._refuse(inbound, undecided, context, bound)]
+            refusal = RejectedInput("policy_undecided", str(exc), stage="policy", retriable=True)
         except Exception as exc:  # noqa: BLE001 - one bad message must not stop the enforcer
             # The exception text may carry payload values: record only its kind.
-            error = RejectedInput(
+            refusal = RejectedInput(
                 "internal_error", f"unexpected {type(exc).__name__}", stage="internal"
             )
             bound.error("submission_failed", error_kind=type(exc).__name__)
-            return [self._refuse(inbound, error, context, bound)]
+        else:
+            return self._routed(
+                inbound,
+                context=context,
+                accepted=accepted,
+                routed=routed,
+                pending=pending,
+                bound=bound,
+            )
+        origin = self._topics.nation_of_submit_topic(inbound.topic) or ""
+        return [
+            self._refuse(inbound, refusal, context, bound),
+            *self._audited([refusal_event(inbound, refusal, origin, context.now)]),
+        ]
+
+    def _routed(
+        self,
+        inbound: InboundRecord,
+        *,
+        context: BatchContext,
+        accepted: Accepted,
+        routed: Routed,
+        pending: list[Pending],
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> list[OutboundRecord]:
+        """Logs, counters, the ledger line and the audit entries of an accepted submission."""
         report = accepted.report
         for recipient, decision in routed.decisions:
             if decision.allow:
@@ -236,7 +264,10 @@ class Enforcer:
             source=inbound,
             now=context.now,
         )
-        return [ledger]
+        events = decision_events(
+            self._catalog, accepted, routed, submission_ref(inbound), context.now
+        )
+        return [ledger, *self._audited(events)]
 
     def _refuse(
         self,
@@ -248,6 +279,16 @@ class Enforcer:
         self.stats.rejected[refusal.reason] += 1
         bound.warning("rejected", reason=refusal.reason, retriable=refusal.retriable)
         return rejection(self._catalog, self._topics, inbound, refusal, context.now)
+
+    def _audited(self, events: list[AuditEvent]) -> list[OutboundRecord]:
+        """The decision-log entries for ``events``, in order, all under this writer's key."""
+        if self._audit is None:
+            return []
+        key = self._audit.writer.encode()
+        return [
+            OutboundRecord(topic=self._topics.audit, key=key, value=self._audit.entry(e))
+            for e in events
+        ]
 
 
 def _next_offsets(batch: list[InboundRecord]) -> dict[tuple[str, int], int]:
