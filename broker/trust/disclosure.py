@@ -308,7 +308,10 @@ def select(
     field is an error, never a silent no-op.
     """
     patterns = _patterns(layout, withheld)
-    return [d for d in disclosures if not _covered(abstract_path(d.path), patterns)]
+    if not patterns:
+        return list(disclosures)
+    covered = _Coverage(patterns)
+    return [d for d in disclosures if not covered(d.path)]
 
 
 def derived_values(
@@ -324,11 +327,29 @@ def derived_values(
     patterns = _patterns(layout, fields)
     if not patterns:
         return []
+    covered = _Coverage(patterns)
     return [
         (path, _encode(schema, value, path))
         for path, schema, value in _values(layout._fields, record, "")
-        if _covered(abstract_path(path), patterns)
+        if covered(path)
     ]
+
+
+class _Coverage:
+    """Whether patterns cover a concrete path, remembered per abstract path (they repeat)."""
+
+    __slots__ = ("_known", "_patterns")
+
+    def __init__(self, patterns: set[str]) -> None:
+        self._patterns = patterns
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, path: str) -> bool:
+        abstract = abstract_path(path) if "[" in path else path
+        known = self._known.get(abstract)
+        if known is None:
+            known = self._known[abstract] = _covered(abstract, self._patterns)
+        return known
 
 
 def _patterns(layout: ReportLayout, texts: Iterable[str]) -> set[str]:
