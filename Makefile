@@ -39,6 +39,9 @@ fuzz: $(STAMP) ## Fuzz the decoder and envelope parser with atheris for FUZZ_SEC
 bench: $(STAMP) ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
 	$(BIN)/python -m bench.run
 
+resilience: $(STAMP) ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
+	$(BIN)/python -m bench.resilience
+
 format: $(STAMP) ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
@@ -46,4 +49,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint test fuzz bench format clean
+.PHONY: help install demo lint test fuzz bench resilience format clean

@@ -226,8 +226,8 @@ async def run_enforcer(
                 reloads=policy.reloads,
             )
         log.info("embargo", waiting=releaser.waiting, **dataclasses.asdict(releaser.stats))
-        await held_consumer.stop()
-        await consumer.stop()
+        # Each group's leave waits out a join round on the embedded broker: in parallel.
+        await asyncio.gather(held_consumer.stop(), consumer.stop())
         await producer.stop()
         await admin.close()
     return enforcer.stats

@@ -9,22 +9,35 @@ a feed reader for recipients and auditors. aiokafka's errors are wrapped in
 Tansu (the embedded broker) cannot serve aiokafka's idempotent producer, so
 the producer uses ``acks=all`` without idempotence: delivery is at least
 once, and every output carries a stable id for the receiver to de-duplicate.
+
+When the consumer group rebalances, the submission consumer lets the batch
+in flight finish and commit before its partitions go (see
+:class:`SubmissionConsumer`), so a rebalance does not make the next owner
+redo work that was already delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
 
 from broker.errors import TransportError
 
+log = structlog.get_logger("ixb.transport")
+
 Headers = tuple[tuple[str, bytes], ...]
+_GRACE_S = 0.1  # beyond a fetch's own timeout, before it stops waiting for the group
+Partition = tuple[str, int]  # (topic, partition)
+RevokeHook = Callable[[frozenset[Partition]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +212,33 @@ class OutputProducer:
 class SubmissionConsumer:
     """Consumes every topic matching a pattern as a member of a consumer group.
 
-    Auto-commit is off: the runner commits explicit offsets after the batch's
+    Auto-commit is off: the caller commits explicit offsets after the batch's
     outputs are acknowledged.
+
+    The batch in flight is the records the last :meth:`fetch` returned, from
+    that return until :meth:`commit` covers them or the caller fetches again
+    (it has finished with them, committed or not). When the group takes
+    partitions away, aiokafka has already stopped fetching and waits for our
+    listener before it rejoins; the listener waits, at most ``revoke_wait_s``,
+    for a batch in flight on those partitions to be committed, so their next
+    owner starts after it instead of delivering it again. The consumer never
+    commits anything itself: a batch the caller did not finish in time is
+    simply not committed, and the next owner redoes all of it (at least once,
+    never a half-processed batch). ``on_revoke`` then runs with the revoked
+    partitions, for callers that keep per-partition state.
     """
 
-    __slots__ = ("_consumer", "_pattern")
+    __slots__ = (
+        "_consumer",
+        "_fetching",
+        "_in_flight",
+        "_last_committed",
+        "_on_revoke",
+        "_pattern",
+        "_revoke_wait_s",
+        "_settled",
+        "revocations",
+    )
 
     def __init__(
         self,
@@ -214,8 +249,18 @@ class SubmissionConsumer:
         max_poll_records: int,
         session_timeout_ms: int = 10_000,
         metadata_max_age_ms: int = 5000,
+        revoke_wait_s: float = 10.0,
+        on_revoke: RevokeHook | None = None,
     ) -> None:
         self._pattern = pattern
+        self._revoke_wait_s = revoke_wait_s
+        self._on_revoke = on_revoke
+        self._in_flight: dict[Partition, int] = {}  # next offset, per partition of the batch
+        self._settled = asyncio.Event()  # no batch in flight
+        self._settled.set()
+        self._last_committed = False  # whether the last batch ended committed
+        self._fetching: asyncio.Future[Any] | None = None  # a getmany still waiting
+        self.revocations = RevocationStats()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
@@ -229,13 +274,19 @@ class SubmissionConsumer:
         )
 
     async def start(self) -> None:
-        self._consumer.subscribe(pattern=self._pattern)
+        self._consumer.subscribe(pattern=self._pattern, listener=_Listener(self._revoked))
         try:
             await self._consumer.start()
         except KafkaError as exc:
             raise TransportError(f"cannot start consumer: {exc}") from exc
 
     async def stop(self) -> None:
+        self._settle()
+        if self._fetching is not None:
+            self._fetching.cancel()  # nobody is there to process what it would return
+            with contextlib.suppress(asyncio.CancelledError, KafkaError):
+                await self._fetching
+            self._fetching = None
         await self._consumer.stop()
 
     def assignment(self) -> frozenset[tuple[str, int]]:
@@ -243,13 +294,36 @@ class SubmissionConsumer:
         return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     async def fetch(self, *, timeout_ms: int, max_records: int) -> list[InboundRecord]:
+        """The next batch, or none after ``timeout_ms``, even while the group rebalances.
+
+        Calling it again means the caller has finished the last batch.
+        aiokafka's ``getmany`` waits out a rebalance in progress whatever its
+        timeout, which would keep the caller from seeing its stop signal for
+        as long as the group keeps rebalancing. So the wait goes on in a task
+        that the next call picks up: no record is taken from the fetcher's
+        buffer before the caller is there to receive it.
+        """
+        self._settle()
+        if self._fetching is None:
+            self._fetching = asyncio.ensure_future(
+                self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            )
+        done, _ = await asyncio.wait({self._fetching}, timeout=timeout_ms / 1000 + _GRACE_S)
+        if not done:
+            return []
+        fetching, self._fetching = self._fetching, None
         try:
-            batches = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            batches = fetching.result()
         except KafkaError as exc:
             raise TransportError(f"fetch failed: {exc}") from exc
-        return [_inbound(m) for messages in batches.values() for m in messages]
+        records = [_inbound(m) for messages in batches.values() for m in messages]
+        if records:
+            self._in_flight = offsets_after(records)
+            self._last_committed = False
+            self._settled.clear()
+        return records
 
-    async def commit(self, next_offsets: Mapping[tuple[str, int], int]) -> None:
+    async def commit(self, next_offsets: Mapping[Partition, int]) -> None:
         """Commit, per partition, the offset of the next record to process."""
         if not next_offsets:
             return
@@ -257,7 +331,74 @@ class SubmissionConsumer:
         try:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
+            self._settle()  # the batch stays uncommitted: its next owner redoes it
             raise TransportError(f"commit failed: {exc}") from exc
+        for partition, offset in next_offsets.items():
+            if self._in_flight.get(partition, offset + 1) <= offset:
+                del self._in_flight[partition]
+        if not self._in_flight:
+            self._settle(committed=True)
+
+    def _settle(self, *, committed: bool = False) -> None:
+        """No batch is in flight any more; ``committed`` says how the last one ended."""
+        if not self._settled.is_set():
+            self._last_committed = committed
+        self._in_flight = {}
+        self._settled.set()
+
+    async def _revoked(self, revoked: frozenset[Partition]) -> None:
+        """Called by aiokafka before the group rejoins; see the class docstring."""
+        if not revoked:
+            return  # the first join: nothing was ours yet
+        self.revocations.revoked += 1
+        waiting_on = revoked & self._in_flight.keys()
+        if waiting_on:
+            await self._wait_for_batch(len(waiting_on))
+        if self._on_revoke is not None:
+            await self._on_revoke(revoked)
+
+    async def _wait_for_batch(self, partitions: int) -> None:
+        started = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), self._revoke_wait_s)
+        waited_s = round(time.monotonic() - started, 3)
+        if self._settled.is_set() and self._last_committed:
+            self.revocations.drained += 1
+            log.info("revoke_waited_for_batch", partitions=partitions, waited_s=waited_s)
+        else:
+            self.revocations.abandoned += 1
+            log.warning("revoked_with_batch_in_flight", partitions=partitions, waited_s=waited_s)
+
+
+@dataclass(slots=True)
+class RevocationStats:
+    """What became of the batch in flight when the group took partitions away."""
+
+    revoked: int = 0  # rebalances that took partitions from this consumer
+    drained: int = 0  # ... with a batch in flight that then committed in time
+    abandoned: int = 0  # ... with a batch in flight that did not (its next owner redoes it)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """aiokafka's rebalance callbacks, as plain partition sets for the consumer."""
+
+    def __init__(self, revoked: RevokeHook) -> None:
+        self._revoked = revoked
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._revoked(frozenset((tp.topic, tp.partition) for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        """Nothing to do: a new owner starts at the group's committed offsets."""
+
+
+def offsets_after(records: Iterable[InboundRecord]) -> dict[Partition, int]:
+    """Per partition, the offset after the last of ``records``: what committing them means."""
+    offsets: dict[Partition, int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        offsets[key] = max(offsets.get(key, 0), r.offset + 1)
+    return offsets
 
 
 async def read_topic(

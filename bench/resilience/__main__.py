@@ -1,0 +1,79 @@
+"""``python -m bench.resilience``: one run, a table of counts, exit 1 on any violation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.resilience.harness import QUICK, Outcome, Preset, run_resilience
+from bench.resilience.oracle import EXAMPLES
+from broker import logs
+from broker.settings import Settings
+
+
+def preset_from(argv: list[str] | None) -> tuple[Preset, Path | None]:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.resilience",
+        description="Enforcers SIGKILLed and restarted under load, judged by an oracle "
+        "computed from the agreements. Set IXB_KAFKA_BOOTSTRAP to use a real Kafka.",
+    )
+    parser.add_argument("--quick", action="store_true", help="1,500 reports, 2 processes, 3 kills")
+    parser.add_argument("--reports", type=int, help="valid reports (default 20000)")
+    parser.add_argument("--processes", type=int, help="enforcers in the group (default 2)")
+    parser.add_argument("--kills", type=int, help="SIGKILLs during the run (default 10)")
+    parser.add_argument("--rebalances", type=int, help="extra enforcers in and out (default 1)")
+    parser.add_argument("--seed", type=int, help="the workload and chaos schedule (default 7)")
+    parser.add_argument("--window", type=float, help="seconds to publish over (default N/400)")
+    parser.add_argument("--session-timeout-ms", type=int, help="the group's (default 2000)")
+    parser.add_argument("--keep", type=Path, help="keep the run's files (logs) in this directory")
+    args = parser.parse_args(argv)
+    preset = QUICK if args.quick else Preset()
+    chosen = {
+        name: getattr(args, name)
+        for name in ("reports", "processes", "kills", "rebalances", "seed", "session_timeout_ms")
+        if getattr(args, name) is not None
+    }
+    if args.window is not None:
+        chosen["publish_s"] = args.window
+    return dataclasses.replace(preset, **chosen), args.keep
+
+
+def print_outcome(console: Console, outcome: Outcome) -> None:
+    table = Table(title=f"resilience run ({outcome.seconds:.0f} s)")
+    table.add_column("count")
+    table.add_column("value", justify="right")
+    for name, value in outcome.verdict.counts.items():
+        bad = name in outcome.verdict.violations and value
+        table.add_row(f"[red]{name}[/red]" if bad else name, f"{value:,}")
+    console.print(table)
+    for name, examples in outcome.verdict.violations.items():
+        for example in examples[:EXAMPLES]:
+            console.print(f"[red]{name}[/red]: {example}")
+    verdict = "[green]no violation[/green]" if outcome.ok else "[red]VIOLATIONS[/red]"
+    console.print(verdict)
+
+
+def main(argv: list[str] | None = None) -> int:
+    preset, keep = preset_from(argv)
+    logs.configure(level="WARNING")
+    console = Console()
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {message}")
+
+    say(f"{preset}")
+    outcome = asyncio.run(run_resilience(preset, Settings(), workdir=keep, say=say))
+    print_outcome(console, outcome)
+    return 0 if outcome.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
