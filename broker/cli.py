@@ -25,7 +25,7 @@ from broker import logs
 from broker.cli_audit import audit_app
 from broker.cli_keys import keys_app
 from broker.client import FeedProblem, read_feed
-from broker.domain.decisions import DecisionInput, facets_of
+from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka_embedded import EmbeddedKafka
 from broker.policy.bundle import load_bundle
@@ -165,18 +165,8 @@ def agreements_explain(
         policy = RegoDecisionPoint(bundle)
         reports = load_reports(report_file)
         for report in reports:
-            decision = policy.decide(
-                DecisionInput(
-                    origin=origin,
-                    recipient=recipient,
-                    report_type=report.report_type,
-                    marking=report.marking,
-                    handling_code=report.handling_code,
-                    facets=facets_of(report),
-                    observed_at_s=int(report.observed_at.timestamp()),
-                    now_s=int(time.time()),
-                )
-            )
+            [asked] = decision_inputs(report, [recipient], now_s=int(time.time()), origin=origin)
+            decision = policy.decide(asked)
             print_decision(out, report, origin, recipient, decision)
     except ValidationError as exc:
         raise _fail(ConfigurationError(describe_validation_error(exc))) from exc

@@ -154,3 +154,22 @@ class SchemaCatalog:
         if not isinstance(record, dict):
             raise DecodeError("malformed", f"{schema.name} body is not a record")
         return record
+
+    def decode_canonical(self, data: bytes, expected: str, *, stage: str) -> dict[str, Any]:
+        """Decode an unsigned wrapper, accepting only its one canonical encoding.
+
+        A wrapper's own fields (an envelope, a submission) are not covered by
+        the signature inside it, and Avro admits several byte strings for one
+        value (an over-long varint, which the pre-decode guard lets through).
+        Accepting only the encoding this catalog writes means unsigned bytes
+        cannot vary undetected. Every refusal is reported at ``stage``.
+        """
+        try:
+            record = self.decode(data, expected)
+        except DecodeError as exc:
+            raise DecodeError(exc.reason, exc.detail, stage=stage) from exc
+        if self.encode(expected, record) != data:
+            raise DecodeError(
+                "non_canonical", f"{expected} is not canonically encoded", stage=stage
+            )
+        return record

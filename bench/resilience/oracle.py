@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.resilience.workload import Refusal, Submission
 from broker.client import FeedProblem, read_feed
 from broker.codec import SchemaCatalog
-from broker.domain.decisions import DecisionInput, facets_of
+from broker.domain.decisions import DecisionInput, decision_inputs
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
 from broker.policy.bundle import load_bundle
@@ -98,22 +98,13 @@ class _Decider:
         self._known: dict[DecisionInput, tuple[bool, int | None]] = {}
 
     def decide(self, report: ThreatReport) -> Iterable[tuple[str, bool]]:
-        facets = facets_of(report)
         observed_at_s = int(report.observed_at.timestamp())
-        for recipient in sorted(self._partners - {report.origin}):
-            asked = DecisionInput(
-                origin=report.origin,
-                recipient=recipient,
-                report_type=report.report_type,
-                marking=report.marking,
-                handling_code=report.handling_code,
-                facets=facets,
-                now_s=self._now_s,
-            )
+        recipients = sorted(self._partners - {report.origin})
+        for full in decision_inputs(report, recipients, now_s=self._now_s):
+            recipient = full.recipient
+            asked = full.model_copy(update={"observed_at_s": 0})  # embargoes: checked below
             if asked not in self._known:
-                decision = self._point.decide(
-                    asked.model_copy(update={"observed_at_s": observed_at_s})
-                )
+                decision = self._point.decide(full)
                 delay = (
                     None if decision.not_before_s is None else decision.not_before_s - observed_at_s
                 )

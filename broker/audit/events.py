@@ -15,11 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from broker.audit.entries import AuditEvent, Outcome, SubmissionRef
-from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
 from broker.errors import RejectedInput
-from broker.pipeline.derive import effective_rules
-from broker.pipeline.fanout import Routed, delivery_id
+from broker.pipeline.fanout import Routed
 from broker.pipeline.intake import Accepted
 from broker.transport import InboundRecord
 
@@ -37,7 +35,6 @@ def submission_ref(inbound: InboundRecord) -> SubmissionRef:
 
 
 def decision_events(
-    catalog: SchemaCatalog,
     accepted: Accepted,
     routed: Routed,
     submission: SubmissionRef,
@@ -51,7 +48,7 @@ def decision_events(
     same statement).
     """
     report = accepted.report
-    statements = {p.delivery_id: p for p in routed.pending}
+    statements = {p.recipient: p for p in routed.pending}
     events = []
     for recipient, decision in routed.decisions:
         common: dict[str, Any] = {
@@ -66,18 +63,16 @@ def decision_events(
             events.append(AuditEvent(Outcome.WITHHELD, reasons=decision.reasons, **common))
             continue
         assert decision.agreement is not None  # an allow always names its agreement
-        did = delivery_id(accepted.payload_sha256, recipient)
-        pending = statements.get(did)
+        pending = statements.get(recipient)
         if pending is None:
             raise ValueError(f"fan-out allowed {recipient} but produced no delivery for it")
         outcome = Outcome.DELIVERED if pending.hold is None else Outcome.HELD
-        value = pending.statement
-        rules = effective_rules(decision.field_rules)
+        rules = pending.rules
         events.append(
             AuditEvent(
                 outcome,
-                delivery_id=did,
-                delivery_sha256=hashlib.sha256(value).digest(),
+                delivery_id=pending.delivery_id,
+                delivery_sha256=hashlib.sha256(pending.statement).digest(),
                 agreement_id=decision.agreement.id,
                 agreement_version=decision.agreement.version,
                 withheld_fields=rules.withheld,

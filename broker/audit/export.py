@@ -51,39 +51,25 @@ def entry_json(
         "leaf_hash": leaf_hash(value).hex(),
     }
     try:
-        entry = entry_from_record(catalog.decode(value, AUDIT_ENTRY_SCHEMA))
+        record = catalog.decode(value, AUDIT_ENTRY_SCHEMA)
     except DecodeError as exc:
         line["undecodable"] = exc.reason
         return line, None
-    event = entry.event
-    sub = event.submission
-    line |= {
-        "writer": entry.writer,
-        "writer_seq": entry.writer_seq,
-        "writer_prev": entry.writer_prev.hex(),
-        "at": event.at.isoformat(timespec="milliseconds"),
-        "outcome": event.outcome.value,
-        "origin": event.origin,
-        "recipient": event.recipient,
-        "report_id": event.report_id,
-        "submission": None
-        if sub is None
-        else {
-            "topic": sub.topic,
-            "partition": sub.partition,
-            "offset": sub.offset,
-            "sha256": sub.sha256.hex(),
-        },
-        "delivery_id": event.delivery_id,
-        "delivery_sha256": None if event.delivery_sha256 is None else event.delivery_sha256.hex(),
-        "agreement_id": event.agreement_id,
-        "agreement_version": event.agreement_version,
-        "policy_bundle_hash": event.policy_bundle_hash,
-        "reasons": list(event.reasons),
-        "withheld_fields": list(event.withheld_fields),
-        "derived_fields": list(event.derived_fields),
-    }
+    entry = entry_from_record(record)
+    line |= {name: _json_ready(field) for name, field in record.items()}
+    line["at"] = entry.event.at.isoformat(timespec="milliseconds")
     return line, entry
+
+
+def _json_ready(value: Any) -> Any:
+    """The decoded Avro value as JSON has it: digests and other bytes as hex."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    return value
 
 
 def write_jsonl(

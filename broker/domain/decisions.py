@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Self
 
 from pydantic import (
@@ -57,6 +58,30 @@ def facets_of(report: ThreatReport) -> tuple[Facet, ...]:
         Facet.INDICATORS: bool(report.indicators),
     }
     return tuple(sorted(facet for facet, here in present.items() if here))
+
+
+def decision_inputs(
+    report: ThreatReport, recipients: Iterable[str], *, now_s: int, origin: str | None = None
+) -> list[DecisionInput]:
+    """What the policy is asked about ``report``, once per recipient (facets found once).
+
+    ``origin`` overrides the report's own, for asking "what if NL sent this".
+    """
+    facets = facets_of(report)
+    observed_at_s = int(report.observed_at.timestamp())
+    return [
+        DecisionInput(
+            origin=origin or report.origin,
+            recipient=recipient,
+            report_type=report.report_type,
+            marking=report.marking,
+            handling_code=report.handling_code,
+            facets=facets,
+            observed_at_s=observed_at_s,
+            now_s=now_s,
+        )
+        for recipient in recipients
+    ]
 
 
 class AgreementRef(BaseModel):

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.codec import SchemaCatalog
-from broker.domain.decisions import Decision, DecisionInput, facets_of
+from broker.domain.decisions import Decision, decision_inputs
 from broker.pipeline.context import BatchContext
 from broker.pipeline.derive import Deriver, RuleSet, effective_rules
 from broker.pipeline.intake import Accepted
@@ -82,11 +82,13 @@ class Hold:
 class Pending:
     """A delivery statement waiting for its batch's attestation."""
 
+    recipient: str
     topic: str  # the recipient's
     delivery_id: str
     origin: str
     statement: bytes  # DeliveryStatement, single-object encoded: the attested leaf
     decided_at: dt.datetime
+    rules: RuleSet  # what was withheld and derived, for the audit log
     hold: Hold | None = None
 
     def record(self, catalog: SchemaCatalog, attested: bytes, held_topic: str) -> OutboundRecord:
@@ -150,22 +152,12 @@ class FanOut:
     def route(self, accepted: Accepted, context: BatchContext) -> Routed:
         report = accepted.report
         now_s = int(context.now.timestamp())
-        facets = facets_of(report)
-        observed_at_s = int(report.observed_at.timestamp())
         views: dict[tuple[RuleSet, str], _View] = {}
         pending: list[Pending] = []
         decisions: list[tuple[str, Decision]] = []
-        for recipient in sorted(context.partners - {report.origin}):
-            decision_input = DecisionInput(
-                origin=report.origin,
-                recipient=recipient,
-                report_type=report.report_type,
-                marking=report.marking,
-                handling_code=report.handling_code,
-                facets=facets,
-                observed_at_s=observed_at_s,
-                now_s=now_s,
-            )
+        recipients = sorted(context.partners - {report.origin})
+        for decision_input in decision_inputs(report, recipients, now_s=now_s):
+            recipient = decision_input.recipient
             decision = context.policy.decide(decision_input)  # PolicyUndecided: caller refuses
             decisions.append((recipient, decision))
             if not decision.allow:
@@ -258,12 +250,14 @@ class FanOut:
             },
         )
         return Pending(
+            recipient=recipient,
             topic=self._topics.deliver(recipient),
             delivery_id=did,
             origin=accepted.report.origin,
             statement=statement,
             hold=hold,
             decided_at=now,
+            rules=rule_set,
         )
 
 

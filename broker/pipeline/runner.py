@@ -269,9 +269,7 @@ class Enforcer:
             source=inbound,
             now=context.now,
         )
-        events = decision_events(
-            self._catalog, accepted, routed, submission_ref(inbound), context.now
-        )
+        events = decision_events(accepted, routed, submission_ref(inbound), context.now)
         return [ledger, *self._audited(events)]
 
     def _refuse(

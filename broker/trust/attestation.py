@@ -25,7 +25,7 @@ from typing import Protocol
 
 from broker.audit.merkle import MerkleLog, leaf_hash, root_from_inclusion
 from broker.codec import SchemaCatalog
-from broker.errors import DecodeError, VerificationError
+from broker.errors import VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import verify_signature
 
@@ -95,12 +95,7 @@ class BatchAttester:
 
 def open_attested(catalog: SchemaCatalog, data: bytes) -> Attested:
     """Parse the envelope only; only its one canonical encoding is accepted."""
-    try:
-        record = catalog.decode(data, ATTESTED_SCHEMA)
-    except DecodeError as exc:
-        raise DecodeError(exc.reason, exc.detail, stage="envelope") from exc
-    if catalog.encode(ATTESTED_SCHEMA, record) != data:
-        raise DecodeError("non_canonical", "envelope is not canonically encoded", stage="envelope")
+    record = catalog.decode_canonical(data, ATTESTED_SCHEMA, stage="envelope")
     return Attested(
         signer_key_id=record["signer_key_id"],
         algorithm=record["algorithm"],

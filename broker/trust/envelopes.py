@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from broker.codec import SchemaCatalog
-from broker.errors import DecodeError, VerificationError
+from broker.errors import VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import ED25519, HYBRID, SigningKey, verify_signature
 
@@ -78,16 +78,7 @@ class Signer:
 
 def open_envelope(catalog: SchemaCatalog, data: bytes) -> Envelope:
     """Parse the envelope only (never the payload); refuse anything malformed."""
-    try:
-        record = catalog.decode(data, ENVELOPE_SCHEMA)
-    except DecodeError as exc:
-        raise DecodeError(exc.reason, exc.detail, stage="envelope") from exc
-    # The envelope's own fields are not signed, and Avro admits several byte
-    # strings for one value (an over-long varint, which the pre-decode guard
-    # lets through): accept only the one encoding, so unsigned bytes cannot
-    # vary undetected.
-    if catalog.encode(ENVELOPE_SCHEMA, record) != data:
-        raise DecodeError("non_canonical", "envelope is not canonically encoded", stage="envelope")
+    record = catalog.decode_canonical(data, ENVELOPE_SCHEMA, stage="envelope")
     return Envelope(
         signer_key_id=record["signer_key_id"],
         algorithm=record["algorithm"],

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.codec import SchemaCatalog
-from broker.errors import DecodeError
 from broker.trust.disclosure import SD_REPORT_SCHEMA, Disclosure, ReportLayout, issue
 from broker.trust.envelopes import Envelope, Signer, open_envelope
 
@@ -53,20 +52,8 @@ def seal_submission(
 
 
 def open_submission(catalog: SchemaCatalog, data: bytes) -> Submission:
-    """Parse the outer record and the envelope; refuse a non-canonical outer encoding.
-
-    The outer record is not signed, so only its one canonical encoding is
-    accepted: otherwise unsigned bytes could vary (an over-long varint)
-    without changing what verifies.
-    """
-    try:
-        record = catalog.decode(data, SUBMISSION_SCHEMA)
-    except DecodeError as exc:
-        raise DecodeError(exc.reason, exc.detail, stage="envelope") from exc
-    if catalog.encode(SUBMISSION_SCHEMA, record) != data:
-        raise DecodeError(
-            "non_canonical", "submission is not canonically encoded", stage="envelope"
-        )
+    """Parse the outer record and the envelope; only canonical encodings are accepted."""
+    record = catalog.decode_canonical(data, SUBMISSION_SCHEMA, stage="envelope")
     envelope_bytes: bytes = record["envelope"]
     return Submission(
         envelope_bytes=envelope_bytes,

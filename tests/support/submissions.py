@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,14 +14,18 @@ from broker.trust.envelopes import ENVELOPE_SCHEMA
 from broker.trust.keys import KeyRole
 from broker.trust.submission import SUBMISSION_SCHEMA, seal_submission
 
-_LAYOUTS: dict[int, ReportLayout] = {}
+
+@functools.cache
+def _layout() -> ReportLayout:
+    """Every catalog holds the same schemas; build the (costly) layout once."""
+    return ReportLayout.from_catalog(SchemaCatalog.load())
 
 
 def seal_record(
     settings: Settings, catalog: SchemaCatalog, record: Mapping[str, Any], *, key_nation: str
 ) -> bytes:
     """``record`` (an Avro ThreatReport record, valid or not) sealed with ``key_nation``'s key."""
-    layout = _LAYOUTS.setdefault(id(catalog), ReportLayout.from_catalog(catalog))
+    layout = _layout()
     signer = signer_for(settings, catalog, role=KeyRole.AGENCY, nation=key_nation)
     return seal_submission(catalog, layout, signer, record)
 

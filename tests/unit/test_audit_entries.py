@@ -145,7 +145,7 @@ def test_fan_out_gives_one_event_per_partner_with_digests_and_field_paths_never_
     accepted = stages.intake.check(inbound, context)
     routed = stages.fanout.route(accepted, context)
 
-    events = decision_events(catalog, accepted, routed, submission_ref(inbound), START)
+    events = decision_events(accepted, routed, submission_ref(inbound), START)
 
     assert {e.outcome for e in events} == expected
     assert [e.recipient for e in events] == [r for r, _ in routed.decisions]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from broker.client import DeliveryVerifier
-from broker.codec import SchemaCatalog
+from broker.codec import HEADER_LEN, SchemaCatalog
 from broker.errors import RejectedInput
 from broker.pipeline.context import batch_context
 from broker.pipeline.fanout import FanOut
@@ -136,3 +136,29 @@ def test_a_delivery_for_one_recipient_cannot_be_presented_to_another(pipeline: P
             pipeline.registry.current(), deliveries["BE"]
         )
     assert refused.value.reason == "wrong_recipient"
+
+
+def over_long_first_varint(data: bytes) -> bytes:
+    """The same message with its first varint written one byte longer: the same value."""
+    end = HEADER_LEN
+    while data[end] & 0x80:
+        end += 1
+    return data[:end] + bytes([data[end] | 0x80, 0x00]) + data[end + 1 :]
+
+
+def test_a_submission_and_a_delivery_accept_only_their_canonical_encoding(
+    pipeline: Pipeline,
+) -> None:
+    submission = pipeline.submission()
+    delivery = pipeline.deliveries(submission)["BE"]
+    context = batch_context(pipeline.registry, pipeline.policy, dt.datetime.now(dt.UTC))
+
+    with pytest.raises(RejectedInput) as at_intake:
+        pipeline.intake().check(pipeline.inbound(over_long_first_varint(submission)), context)
+    with pytest.raises(RejectedInput) as at_recipient:
+        DeliveryVerifier(pipeline.catalog, "BE").verify(
+            pipeline.registry.current(), over_long_first_varint(delivery)
+        )
+
+    assert (at_intake.value.reason, at_intake.value.stage) == ("non_canonical", "envelope")
+    assert (at_recipient.value.reason, at_recipient.value.stage) == ("non_canonical", "envelope")
