@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
-from dataclasses import dataclass
 from typing import Any
 
 from broker.codec import SchemaCatalog
@@ -42,12 +41,6 @@ ACCEPTED_SCHEMA = "ixb.v1.AcceptedSubmission"
 Position = tuple[str, int, int]  # topic, partition, offset
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    position: Position
-    issued_at: dt.datetime
-
-
 class ReplayGuard:
     """The report ids accepted inside the freshness window, and where each was accepted."""
 
@@ -55,7 +48,7 @@ class ReplayGuard:
 
     def __init__(self, window: dt.timedelta) -> None:
         self.window = window
-        self._seen: dict[str, Seen] = {}
+        self._seen: dict[str, Position] = {}  # report id -> where it was accepted
         self._expiry: list[tuple[dt.datetime, str]] = []  # heap of (issued_at, report id)
 
     def __len__(self) -> int:
@@ -72,8 +65,8 @@ class ReplayGuard:
                 stage="replay",
             )
         seen = self._seen.get(report_id)
-        if seen is not None and seen.position != position:
-            topic, partition, offset = seen.position
+        if seen is not None and seen != position:
+            topic, partition, offset = seen
             raise RejectedInput(
                 "replayed_report",
                 f"report {report_id} was already accepted at {topic}/{partition}@{offset}",
@@ -83,7 +76,7 @@ class ReplayGuard:
     def remember(self, report_id: str, issued_at: dt.datetime, position: Position) -> None:
         if report_id in self._seen:
             return  # the first acceptance stands; a redo changes nothing
-        self._seen[report_id] = Seen(position, issued_at)
+        self._seen[report_id] = position
         heapq.heappush(self._expiry, (issued_at, report_id))
 
     def forget_older_than(self, now: dt.datetime) -> None:
