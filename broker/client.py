@@ -32,7 +32,7 @@ from typing import Any
 from broker.codec import SchemaCatalog
 from broker.domain.report import ThreatReport
 from broker.errors import RejectedInput, VerificationError
-from broker.pipeline.fanout import DELIVERY_SCHEMA
+from broker.pipeline.statements import DELIVERY_SCHEMA
 from broker.report_codec import record_to_report
 from broker.topics import TopicNames
 from broker.transport import read_topic

@@ -49,6 +49,16 @@ class AvroSchema:
         return MAGIC + self.fingerprint
 
 
+def write_body(out: io.BytesIO, parsed: Any, record: Mapping[str, Any], *, name: str) -> None:
+    """Append ``record``'s Avro body; a record that does not fit is a bug, named by schema."""
+    try:
+        fastavro.schemaless_writer(out, parsed, record)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"record does not fit schema {name}: {type(exc).__name__}"
+        ) from exc
+
+
 class SchemaCatalog:
     """All schemas ixb speaks, found by full name or by fingerprint.
 
@@ -98,12 +108,7 @@ class SchemaCatalog:
         schema = self.schema(name)
         out = io.BytesIO()
         out.write(schema.header)
-        try:
-            fastavro.schemaless_writer(out, schema.parsed, record)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise ConfigurationError(
-                f"record does not fit schema {name}: {type(exc).__name__}"
-            ) from exc
+        write_body(out, schema.parsed, record, name=name)
         return out.getvalue()
 
     def schema_of(self, data: bytes) -> AvroSchema:

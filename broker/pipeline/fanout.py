@@ -2,7 +2,7 @@
 
 For each partner nation other than the origin the policy decides. A deny is
 recorded as a withheld decision and nothing is produced for that partner.
-An allow produces a :data:`DELIVERY_SCHEMA` statement carrying the
+An allow produces a delivery statement (broker/pipeline/statements.py) carrying the
 originator's own signed envelope and the disclosures the agreement lets
 through (a withheld or derived field's disclosures are left out, so the
 originator's signature still covers everything given), the values the broker
@@ -24,20 +24,23 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import Decision, decision_inputs
 from broker.pipeline.context import BatchContext
 from broker.pipeline.derive import Deriver, RuleSet, effective_rules
 from broker.pipeline.intake import Accepted
+from broker.pipeline.statements import (
+    StatementWriter,
+    derived_array,
+    disclosures_array,
+)
 from broker.report_codec import REPORT_SCHEMA
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord
 from broker.trust.disclosure import ReportLayout, derived_values, select
 from broker.trust.pseudonyms import PseudonymSecrets
 
-DELIVERY_SCHEMA = "ixb.v1.DeliveryStatement"
 HELD_SCHEMA = "ixb.v1.HeldDelivery"
 
 
@@ -127,14 +130,14 @@ class Routed:
 
 @dataclass(frozen=True, slots=True)
 class _View:
-    """What one rule set lets a recipient see: encoded for the statement."""
+    """What one rule set lets a recipient see: the statement's two arrays, encoded."""
 
-    disclosures: list[dict[str, Any]]
-    derived: list[dict[str, Any]]
+    disclosures: bytes
+    derived: bytes
 
 
 class FanOut:
-    __slots__ = ("_catalog", "_deriver", "_layout", "_pseudonyms", "_topics")
+    __slots__ = ("_catalog", "_deriver", "_layout", "_pseudonyms", "_statements", "_topics")
 
     def __init__(
         self,
@@ -148,6 +151,7 @@ class FanOut:
         self._pseudonyms = pseudonyms
         self._deriver = Deriver(catalog.schema(REPORT_SCHEMA).parsed)
         self._layout = layout or ReportLayout.from_catalog(catalog)
+        self._statements = StatementWriter(catalog)
 
     def route(self, accepted: Accepted, context: BatchContext) -> Routed:
         report = accepted.report
@@ -192,23 +196,17 @@ class FanOut:
     def _view(self, accepted: Accepted, rule_set: RuleSet, scope: str) -> _View:
         derived_fields = [r.field for r in rule_set.derived if r.field]
         hidden = [*rule_set.withheld, *derived_fields]
-        disclosures = [d.to_record() for d in select(self._layout, accepted.disclosures, hidden)]
+        disclosures = disclosures_array(select(self._layout, accepted.disclosures, hidden))
         if not derived_fields:
-            return _View(disclosures, [])
+            return _View(disclosures, derived_array(()))
         pseudonymiser = self._pseudonyms.for_agreement(scope) if scope else None
         record = self._deriver.derive(accepted.record, rule_set, pseudonymiser)
         originals = {d.path: d for d in accepted.disclosures}
         derived = []
         for path, value in derived_values(self._layout, record, derived_fields):
             original = originals.get(path)
-            derived.append(
-                {
-                    "path": path,
-                    "value": value,
-                    "original_digest": None if original is None else original.digest(),
-                }
-            )
-        return _View(disclosures, derived)
+            derived.append((path, value, None if original is None else original.digest()))
+        return _View(disclosures, derived_array(derived))
 
     def _state(
         self,
@@ -223,8 +221,7 @@ class FanOut:
     ) -> Pending:
         assert decision.agreement is not None
         did = delivery_id(accepted.payload_sha256, recipient)
-        statement = self._catalog.encode(
-            DELIVERY_SCHEMA,
+        statement = self._statements.write(
             {
                 "delivery_id": did,
                 "recipient": recipient,
@@ -245,9 +242,9 @@ class FanOut:
                     None if decision.not_before_s is None else _instant(decision.not_before_s)
                 ),
                 "originator_envelope": accepted.envelope,
-                "disclosures": view.disclosures,
-                "derived_values": view.derived,
             },
+            view.disclosures,
+            view.derived,
         )
         return Pending(
             recipient=recipient,

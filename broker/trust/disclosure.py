@@ -39,15 +39,16 @@ Everything here is pure: no I/O, no clock; randomness is a parameter.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import re
 import secrets
 import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import fastavro
 from fastavro.schema import expand_schema
@@ -56,6 +57,7 @@ from broker.codec import SchemaCatalog
 from broker.domain.fields import FieldPath, FieldPathError
 from broker.errors import ConfigurationError, VerificationError
 from broker.report_codec import REPORT_SCHEMA
+from broker.trust.sd_wire import LeafReader, WireError, disclosure_item, leaf_reader
 
 SD_REPORT_SCHEMA = "ixb.v1.SdThreatReport"
 DISCLOSURE_SCHEMA = "ixb.v1.Disclosure"
@@ -70,6 +72,7 @@ _DISCLOSURE_CONTEXT = b"ixb-disclosure-v1\x00"
 _DECOY_CONTEXT = b"ixb-decoy-v1\x00"
 _DECOY_SEED_BYTES = 32
 _FRAME = struct.Struct(">I")
+_SALTED = _DISCLOSURE_CONTEXT + _FRAME.pack(SALT_BYTES)  # the usual head of a digest input
 # Indices are canonical decimals (no leading zeros), so one value has one path.
 _STEP = r"[a-z_][a-z0-9_]*(\[(0|[1-9][0-9]{0,5})\])?"
 _PATH = re.compile(rf"{_STEP}(\.{_STEP})*")
@@ -77,6 +80,9 @@ MAX_PATH_CHARS = 512
 _INDEX = re.compile(r"\[[0-9]+\]")
 _LONG = fastavro.parse_schema("long")  # a list's own disclosure: its length
 _BOOLEAN = fastavro.parse_schema("boolean")  # a nullable record's own disclosure: present
+
+_MAX_COVERAGES = 256  # pattern lists remembered by a layout
+_MAX_KNOWN_PATHS = 65_536  # concrete paths remembered by a layout
 
 RandomBytes = Callable[[int], bytes]
 
@@ -93,14 +99,23 @@ class Provenance(StrEnum):
     DERIVED = "derived"  # the broker derived it under an agreement and attests it
 
 
-@dataclass(frozen=True, slots=True)
-class Disclosure:
-    salt: bytes = field(repr=False)  # never in logs: it would let a withheld value be guessed
+class Disclosure(NamedTuple):
+    """One salted value. A tuple, not a dataclass: a submission brings some 75 of them."""
+
+    salt: bytes  # never in logs (see __repr__): it would let a withheld value be guessed
     path: str
-    value: bytes = field(repr=False)
+    value: bytes
+    wire: bytes = b""  # the Avro item as received, passed on unchanged
+
+    def __repr__(self) -> str:
+        return f"Disclosure(path={self.path!r})"
 
     def digest(self) -> bytes:
         return disclosure_digest(self.salt, self.path.encode(), self.value)
+
+    def encoded(self) -> bytes:
+        """The Avro item: as received (passed on unchanged), or written now."""
+        return self.wire or disclosure_item(self.salt, self.path, self.value)
 
     def to_record(self) -> dict[str, Any]:
         return {"salt": self.salt, "path": self.path, "value": self.value}
@@ -112,8 +127,11 @@ class Disclosure:
 
 def disclosure_digest(salt: bytes, path: bytes, value: bytes) -> bytes:
     """SHA-256 over the context and each part prefixed by its length (4 bytes, big-endian)."""
-    framed = _FRAME.pack(len(salt)) + salt + _FRAME.pack(len(path)) + path
-    return hashlib.sha256(_DISCLOSURE_CONTEXT + framed + _FRAME.pack(len(value)) + value).digest()
+    pack = _FRAME.pack
+    head = _SALTED if len(salt) == SALT_BYTES else _DISCLOSURE_CONTEXT + pack(len(salt))
+    return hashlib.sha256(
+        b"".join((head, salt, pack(len(path)), path, pack(len(value)), value))
+    ).digest()
 
 
 class _Kind(Enum):
@@ -131,6 +149,17 @@ class _Field:
     item_schema: Any = None  # a list of plain values: the parsed item type
 
 
+class _Slot:
+    """A disclosable path's kind and value type, with the type's hand-written reader."""
+
+    __slots__ = ("kind", "reader", "schema")
+
+    def __init__(self, kind: _Kind, schema: Any) -> None:
+        self.kind = kind
+        self.schema = schema
+        self.reader: LeafReader | None = leaf_reader(schema)
+
+
 class ReportLayout:
     """The disclosable fields of one ThreatReport schema, with their Avro types.
 
@@ -139,7 +168,7 @@ class ReportLayout:
     recipient never reads paths against another version of the schema.
     """
 
-    __slots__ = ("_fields", "_slots", "fingerprint")
+    __slots__ = ("_coverage", "_fields", "_known", "_slots", "fingerprint")
 
     def __init__(self, report_schema: Any, fingerprint: bytes, sd_schema: Any) -> None:
         expanded: Any = expand_schema(report_schema)  # named types inline: sub-schemas stand alone
@@ -150,7 +179,9 @@ class ReportLayout:
             if name not in top or _without_docs(top[name]) != _without_docs(sd_types.get(name)):
                 raise ConfigurationError(f"header field {name} differs between the two schemas")
         self.fingerprint = fingerprint
-        self._slots: dict[str, tuple[_Kind, Any]] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._coverage: dict[tuple[str, ...], _Coverage] = {}
+        self._known: dict[str, _Slot] = {}  # concrete paths already checked
         self._fields = tuple(
             self._field(f["name"], f["type"], "")
             for f in expanded["fields"]
@@ -166,28 +197,67 @@ class ReportLayout:
         path = f"{prefix}{name}"
         if isinstance(avro, dict) and avro.get("type") == "array":
             items = avro["items"]
-            self._slots[path] = (_Kind.LIST, _LONG)
+            self._slots[path] = _Slot(_Kind.LIST, _LONG)
             if _records_in(items):
                 return _Field(name, _Kind.LIST, _LONG, self._children(items, f"{path}[]."))
             if _has_collection(items) or isinstance(items, list):
                 raise ConfigurationError(f"{path}: list items must be records or plain values")
             item = fastavro.parse_schema(items)
-            self._slots[f"{path}[]"] = (_Kind.LEAF, item)
+            self._slots[f"{path}[]"] = _Slot(_Kind.LEAF, item)
             return _Field(name, _Kind.LIST, _LONG, item_schema=item)
         records = _records_in(avro)
         if isinstance(avro, list) and len(avro) == 2 and avro[0] == "null" and records == avro[1:]:
-            self._slots[path] = (_Kind.RECORD, _BOOLEAN)
+            self._slots[path] = _Slot(_Kind.RECORD, _BOOLEAN)
             return _Field(name, _Kind.RECORD, _BOOLEAN, self._children(avro[1], f"{path}."))
         if records or _has_collection(avro):
             raise ConfigurationError(f"{path}: only nullable records and lists can hold fields")
         parsed = fastavro.parse_schema(avro)
-        self._slots[path] = (_Kind.LEAF, parsed)
+        self._slots[path] = _Slot(_Kind.LEAF, parsed)
         return _Field(name, _Kind.LEAF, parsed)
 
     def _children(self, record: Any, prefix: str) -> tuple[_Field, ...]:
         if not record["fields"]:
             raise ConfigurationError(f"{prefix[:-1]}: a record with no fields cannot be disclosed")
         return tuple(self._field(f["name"], f["type"], prefix) for f in record["fields"])
+
+    def coverage(self, patterns: Iterable[str]) -> _Coverage | None:
+        """Whether ``patterns`` cover a concrete path; None if they cover nothing.
+
+        Kept per pattern list: agreements use a handful, and each learns its
+        answer per abstract path once instead of once per report.
+        """
+        key = tuple(patterns)
+        covered = self._coverage.get(key)
+        if covered is None:
+            found = _patterns(self, key)
+            if not found:
+                return None
+            if len(self._coverage) >= _MAX_COVERAGES:
+                self._coverage.clear()
+            covered = self._coverage[key] = _Coverage(found)
+        return covered
+
+    def remembered(self, path: str) -> _Slot | None:
+        """The slot of a concrete path seen before (paths repeat from report to report)."""
+        return self._known.get(path)
+
+    def slot_of(self, path: str) -> _Slot:
+        """The slot of a concrete path from a disclosure, or a refusal naming why.
+
+        Call it once the disclosure is known to be signed, after
+        :func:`check_path_shape`: what an originator did not sign is not
+        interpreted further.
+        """
+        slot = self._known.get(path)
+        if slot is not None:
+            return slot
+        slot = self._slots.get(abstract_path(path))
+        if slot is None:
+            raise DisclosureError("unknown_path", f"{path}: no such disclosable field")
+        if len(self._known) >= _MAX_KNOWN_PATHS:
+            self._known.clear()
+        self._known[path] = slot
+        return slot
 
     def knows(self, abstract_path: str) -> bool:
         """Whether disclosures exist at ``abstract_path`` (indices as ``[]``)."""
@@ -216,9 +286,10 @@ def _without_docs(avro: Any) -> Any:
     return avro
 
 
+@functools.lru_cache(maxsize=16_384)  # concrete paths repeat from report to report
 def abstract_path(path: str) -> str:
     """``subjects[2].full_name`` → ``subjects[].full_name``."""
-    return _INDEX.sub("[]", path)
+    return _INDEX.sub("[]", path) if "[" in path else path
 
 
 # --- issuing -----------------------------------------------------------------
@@ -307,10 +378,9 @@ def select(
     :func:`broker.domain.fields.withhold`. A pattern that names no disclosable
     field is an error, never a silent no-op.
     """
-    patterns = _patterns(layout, withheld)
-    if not patterns:
+    covered = layout.coverage(withheld)
+    if covered is None:
         return list(disclosures)
-    covered = _Coverage(patterns)
     return [d for d in disclosures if not covered(d.path)]
 
 
@@ -324,10 +394,9 @@ def derived_values(
     the same Avro types, structure included), so the recipient rebuilds a
     derived value the way it rebuilds a disclosed one.
     """
-    patterns = _patterns(layout, fields)
-    if not patterns:
+    covered = layout.coverage(fields)
+    if covered is None:
         return []
-    covered = _Coverage(patterns)
     return [
         (path, _encode(schema, value, path))
         for path, schema, value in _values(layout._fields, record, "")
@@ -345,7 +414,7 @@ class _Coverage:
         self._known: dict[str, bool] = {}
 
     def __call__(self, path: str) -> bool:
-        abstract = abstract_path(path) if "[" in path else path
+        abstract = abstract_path(path)
         known = self._known.get(abstract)
         if known is None:
             known = self._known[abstract] = _covered(abstract, self._patterns)
@@ -423,21 +492,15 @@ def verify_disclosures(
         raise DisclosureError("duplicate_digest", "a digest appears twice in the signed list")
     values: dict[str, Any] = {}
     provenance: dict[str, Provenance] = dict.fromkeys(HEADER_FIELDS, Provenance.SIGNED)
-    listed = 0  # list items the disclosed lengths claim; each has a digest of its own
-    for disclosure in disclosures:
-        _check_shape(disclosure.path, disclosure.value)
-        if not SALT_BYTES <= len(disclosure.salt) <= MAX_SALT_BYTES:
-            raise DisclosureError("bad_salt", f"{disclosure.path}: salt length out of range")
-        if disclosure.digest() not in signed_set:
-            raise DisclosureError("disclosure_not_signed", f"{disclosure.path} is not signed")
-        listed += _take(layout, disclosure.path, disclosure.value, values)
-        provenance[disclosure.path] = Provenance.SIGNED
+    listed = _take_signed(layout, disclosures, signed_set, values, provenance)
     derived_patterns = _patterns(layout, derived_fields)
     for path, value in derived:
-        _check_shape(path, value)
+        check_path_shape(path)
+        if len(value) > MAX_VALUE_BYTES:
+            raise DisclosureError("value_too_large", f"{path}: value is too large")
         if not _covered(abstract_path(path), derived_patterns):
             raise DisclosureError("underived_value", f"{path}: no derived field covers it")
-        listed += _take(layout, path, value, values)
+        listed += _take(layout.slot_of(path), path, value, values)
         provenance[path] = Provenance.DERIVED
     # Every list item owns at least one digest, so larger lengths are lies, and
     # believing them would let a few bytes make the rebuild allocate without bound.
@@ -453,35 +516,63 @@ def verify_disclosures(
     return DisclosedReport(record, provenance, tuple(holes))
 
 
-def _take(layout: ReportLayout, path: str, encoded: bytes, values: dict[str, Any]) -> int:
+def _take_signed(
+    layout: ReportLayout,
+    disclosures: Iterable[Disclosure],
+    signed: set[bytes],
+    values: dict[str, Any],
+    provenance: dict[str, Provenance],
+) -> int:
+    """Check each disclosure against the signed digests and decode it into ``values``.
+
+    Returns the list items the disclosed lengths claim (each has a digest of
+    its own). Nothing unsigned is interpreted beyond its shape.
+    """
+    listed = 0
+    for disclosure in disclosures:
+        path, salt = disclosure.path, disclosure.salt
+        known = layout.remembered(path)
+        if known is None:
+            check_path_shape(path)
+        if len(disclosure.value) > MAX_VALUE_BYTES:
+            raise DisclosureError("value_too_large", f"{path}: value is too large")
+        if not SALT_BYTES <= len(salt) <= MAX_SALT_BYTES:
+            raise DisclosureError("bad_salt", f"{path}: salt length out of range")
+        if disclosure.digest() not in signed:
+            raise DisclosureError("disclosure_not_signed", f"{path} is not signed")
+        listed += _take(known or layout.slot_of(path), path, disclosure.value, values)
+        provenance[path] = Provenance.SIGNED
+    return listed
+
+
+def check_path_shape(path: str) -> None:
+    """A concrete field path of bounded length; until then the text is never repeated."""
+    if len(path) > MAX_PATH_CHARS or _PATH.fullmatch(path) is None:
+        raise DisclosureError("malformed_path", "a disclosure path is not a concrete field path")
+
+
+def _take(slot: _Slot, path: str, encoded: bytes, values: dict[str, Any]) -> int:
     """Decode one value into ``values``; returns the list length it claims (0 if none)."""
     if path in values:
         raise DisclosureError("duplicate_path", f"{path} is disclosed twice")
-    kind, value = _decode(layout, path, encoded)
-    values[path] = value
-    if kind is not _Kind.LIST:
+    value = values[path] = _decode(slot, path, encoded)
+    if slot.kind is not _Kind.LIST:
         return 0
     if value < 0:
         raise DisclosureError("implausible_count", f"{path}: negative length")
     return int(value)
 
 
-def _check_shape(path: str, value: bytes) -> None:
-    """Limits first; the path is named in later errors only once it is known to be a path."""
-    if len(path) > MAX_PATH_CHARS or _PATH.fullmatch(path) is None:
-        raise DisclosureError("malformed_path", "a disclosure path is not a concrete field path")
-    if len(value) > MAX_VALUE_BYTES:
-        raise DisclosureError("value_too_large", f"{path}: value is too large")
-
-
-def _decode(layout: ReportLayout, path: str, encoded: bytes) -> tuple[_Kind, Any]:
-    slot = layout._slots.get(abstract_path(path))
-    if slot is None:
-        raise DisclosureError("unknown_path", f"{path}: no such disclosable field")
-    kind, schema = slot
+def _decode(slot: _Slot, path: str, encoded: bytes) -> Any:
+    if slot.reader is not None:  # the common case: read and proven canonical in one pass
+        try:
+            return slot.reader(encoded)
+        except WireError as exc:
+            reason = "non_canonical_value" if exc.reason == "non_canonical" else "undecodable_value"
+            raise DisclosureError(reason, f"{path}: {exc.detail}") from None
     body = io.BytesIO(encoded)
     try:
-        value = fastavro.schemaless_reader(body, schema, None)
+        value = fastavro.schemaless_reader(body, slot.schema, None)
     except Exception as exc:  # any decoder failure is a refusal; its text may quote bytes
         raise DisclosureError(
             "undecodable_value", f"{path}: value does not decode ({type(exc).__name__})"
@@ -489,12 +580,12 @@ def _decode(layout: ReportLayout, path: str, encoded: bytes) -> tuple[_Kind, Any
     if body.tell() != len(encoded):
         raise DisclosureError("undecodable_value", f"{path}: bytes after the value")
     try:
-        canonical = _encode(schema, value, path) == encoded
+        canonical = _encode(slot.schema, value, path) == encoded
     except ConfigurationError:
         canonical = False
     if not canonical:
         raise DisclosureError("non_canonical_value", f"{path}: not the one encoding")
-    return kind, value
+    return value
 
 
 def _rebuild(

@@ -20,9 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.codec import SchemaCatalog
+from broker.codec import HEADER_LEN, SchemaCatalog
+from broker.errors import ConfigurationError, DecodeError
 from broker.trust.disclosure import SD_REPORT_SCHEMA, Disclosure, ReportLayout, issue
 from broker.trust.envelopes import Envelope, Signer, open_envelope
+from broker.trust.sd_wire import WireError, read_bytes, read_disclosures
 
 SUBMISSION_SCHEMA = "ixb.v1.SdSubmission"
 
@@ -52,14 +54,70 @@ def seal_submission(
 
 
 def open_submission(catalog: SchemaCatalog, data: bytes) -> Submission:
-    """Parse the outer record and the envelope; only canonical encodings are accepted."""
-    record = catalog.decode_canonical(data, SUBMISSION_SCHEMA, stage="envelope")
-    envelope_bytes: bytes = record["envelope"]
+    """Parse the outer record and the envelope; only canonical encodings are accepted.
+
+    The outer record is read by hand (broker/trust/sd_wire.py), so every
+    disclosure keeps its exact bytes to be passed on unchanged, and nothing
+    is decoded twice; the bytes are walked once, within the catalog's limits.
+    """
+    schema = catalog.schema_of(data)  # the size limit and the header
+    if schema.name != SUBMISSION_SCHEMA:
+        raise DecodeError(
+            "unexpected_schema",
+            f"expected {SUBMISSION_SCHEMA}, message is {schema.name}",
+            stage="envelope",
+        )
+    _expect_shape(schema.parsed)
+    limits = catalog.guard_limits
+    try:
+        envelope_bytes, pos = read_bytes(data, HEADER_LEN, limits.max_bytes)
+        items, pos = read_disclosures(
+            data,
+            pos,
+            max_items=limits.max_items_per_collection,
+            max_field_bytes=limits.max_bytes_field,
+        )
+    except IndexError:
+        raise DecodeError(
+            "truncated", f"{SUBMISSION_SCHEMA} ends early", stage="envelope"
+        ) from None
+    except WireError as exc:
+        raise DecodeError(
+            exc.reason, f"{SUBMISSION_SCHEMA}: {exc.detail}", stage="envelope"
+        ) from None
+    if pos != len(data):
+        raise DecodeError(
+            "trailing_bytes",
+            f"{len(data) - pos} bytes after the {SUBMISSION_SCHEMA} body",
+            stage="envelope",
+        )
     return Submission(
         envelope_bytes=envelope_bytes,
         envelope=open_envelope(catalog, envelope_bytes),
-        disclosures=tuple(Disclosure.from_record(d) for d in record["disclosures"]),
+        disclosures=tuple(map(Disclosure._make, items)),
     )
+
+
+_EXPECTED_FIELDS = (
+    ("envelope", "bytes"),
+    ("disclosures", ("salt", "bytes"), ("path", "string"), ("value", "bytes")),
+)
+_checked: set[int] = set()
+
+
+def _expect_shape(parsed: Any) -> None:
+    """The hand-written reader follows sd_submission.avsc: refuse to run if they part."""
+    if id(parsed) in _checked:
+        return
+    fields = parsed["fields"]
+    items = fields[1]["type"]["items"] if len(fields) == 2 else {"fields": []}
+    shape = (
+        (fields[0]["name"], fields[0]["type"]),
+        (fields[1]["name"], *((f["name"], f["type"]) for f in items["fields"])),
+    )
+    if shape != _EXPECTED_FIELDS:
+        raise ConfigurationError(f"{SUBMISSION_SCHEMA} changed: update broker/trust/submission.py")
+    _checked.add(id(parsed))
 
 
 def signed_payload_sha256(catalog: SchemaCatalog, data: bytes) -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import uuid
 from collections.abc import Iterable
@@ -334,7 +333,7 @@ def test_two_signed_disclosures_for_one_path_are_refused(
     catalog: SchemaCatalog, layout: ReportLayout
 ) -> None:
     issued = issue(layout, decoded(catalog))
-    second_title = dataclasses.replace(issued.disclosures["title"], salt=b"\x01" * 16)
+    second_title = issued.disclosures["title"]._replace(salt=b"\x01" * 16)
     sd = signed_by_originator(issued, second_title)
 
     error = refusal(layout, sd, [*issued.disclosures.values(), second_title])
@@ -366,15 +365,11 @@ def test_a_disclosure_with_any_bit_flipped_is_refused(
     target = issued.disclosures[paths[which % len(paths)]]
     if part == "path":
         raw = target.path.encode()
-        tampered = dataclasses.replace(
-            target, path=flip(raw, bit % (len(raw) * 8)).decode("latin-1")
-        )
+        tampered = target._replace(path=flip(raw, bit % (len(raw) * 8)).decode("latin-1"))
     elif part == "salt":
-        tampered = dataclasses.replace(target, salt=flip(target.salt, bit % (len(target.salt) * 8)))
+        tampered = target._replace(salt=flip(target.salt, bit % (len(target.salt) * 8)))
     else:
-        tampered = dataclasses.replace(
-            target, value=flip(target.value, bit % (len(target.value) * 8))
-        )
+        tampered = target._replace(value=flip(target.value, bit % (len(target.value) * 8)))
     given_on = [tampered if d is target else d for d in issued.disclosures.values()]
 
     error = refusal(layout, issued.sd_payload_record, given_on)
@@ -390,7 +385,7 @@ def test_refusals_name_the_path_never_the_value(
     catalog: SchemaCatalog, layout: ReportLayout
 ) -> None:
     issued = issue(layout, decoded(catalog, title="Operation Nightjar"))
-    bad_title = dataclasses.replace(issued.disclosures["title"], value=b"\x24Operation Nightowl")
+    bad_title = issued.disclosures["title"]._replace(value=b"\x24Operation Nightowl")
 
     error = refusal(layout, issued.sd_payload_record, [bad_title])
 
