@@ -72,6 +72,7 @@ class Phase:
             IXB_GROUP_ID=self.settings.group_id,
             IXB_CONSUMER_SESSION_TIMEOUT_MS=str(self.settings.consumer_session_timeout_ms),
             IXB_BATCH_MAX_RECORDS=str(self.settings.batch_max_records),
+            IXB_METRICS_ADDR="127.0.0.1:0",  # several processes: each its own free port
         )
         return env
 

@@ -1,18 +1,22 @@
-"""``ixb audit``: sign checkpoints of the decision log, verify it, export it for auditors.
+"""``ixb audit``: sign checkpoints of the decision log, verify it, export it, issue receipts.
 
 The decision log is ``ixb.audit``: one Merkle tree (RFC 6962) per partition,
 its leaves the entries in offset order (broker/audit/). ``checkpoint`` signs
 the current size and root of every partition with the broker's key and
-writes them to ``ixb.audit.checkpoints``; ``verify`` recomputes every tree
-from the log, checks every checkpoint's signature and every consistency step
-and names the first bad entry; ``export`` writes JSON Lines and a
-self-contained HTML report.
+writes them to ``ixb.audit.checkpoints`` (the running broker also does so
+periodically); ``verify`` recomputes every tree from the log, checks every
+checkpoint's signature and every consistency step and names the first bad
+entry; ``export`` writes JSON Lines and a self-contained HTML report.
+``receipt`` writes a self-contained receipt for one delivery's entry, and
+``check-receipt`` verifies one offline, from the receipt and the key
+registry alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Annotated
@@ -23,21 +27,29 @@ from rich.console import Console
 from broker.audit.checkpoints import (
     Checkpoint,
     Checkpointer,
-    VerifySignature,
+    checkpoint_verifier,
+    decode_checkpoint,
     encode_checkpoint,
     log_id_of,
 )
+from broker.audit.entries import Outcome, decode_entry
 from broker.audit.export import render_html, write_jsonl
+from broker.audit.receipts import (
+    Receipt,
+    receipt_for_delivery,
+    receipt_from_json,
+    receipt_to_json,
+    verify_receipt,
+)
 from broker.audit.summary import FlowSummary
 from broker.audit.verify import VerificationReport, verify_log
 from broker.codec import SchemaCatalog
-from broker.errors import IxbError, VerificationError
+from broker.errors import DecodeError, IxbError, RejectedInput
 from broker.service import load_catalog, resolve_bootstrap
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
-from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
-from broker.trust.signatures import verify_signature
+from broker.trust.keys import KeyRole, Keystore, RegistryFile
 
 audit_app = typer.Typer(help="The decision log: checkpoints, verification, export.")
 out = Console()
@@ -54,18 +66,6 @@ async def _read_logs(bootstrap: str, topic: str) -> Logs:
     for records in logs.values():
         records.sort()
     return dict(sorted(logs.items()))
-
-
-def checkpoint_verifier(registry: PartnerRegistry) -> VerifySignature:
-    """Checks a checkpoint signature: a broker key of the registry must have made it."""
-
-    def verify(key_id: str, signature: bytes, message: bytes) -> None:
-        key = registry.key(key_id)
-        if key.role is not KeyRole.BROKER:
-            raise VerificationError("wrong_key_role", f"{key_id} is not a broker key")
-        verify_signature(key, signature, message)
-
-    return verify
 
 
 async def verify_audit(settings: Settings) -> tuple[list[VerificationReport], Logs]:
@@ -98,8 +98,9 @@ def audit_verify() -> None:
     bad = 0
     for report in reports:
         if report.problem is None:
+            repeats = f", {report.duplicates} duplicates (re-sent)" if report.duplicates else ""
             out.print(
-                f"{report.log_id}: ok, {report.entries} entries, "
+                f"{report.log_id}: ok, {report.entries} entries{repeats}, "
                 f"{report.checkpoints} checkpoints, {report.consistency_steps} consistency steps"
             )
             continue
@@ -181,4 +182,113 @@ def audit_export(
     (directory / "audit.html").write_text(html, encoding="utf-8")
     out.print(
         f"wrote {lines} entries to {directory / 'audit.jsonl'} and {directory / 'audit.html'}"
+    )
+
+
+async def issue_receipt(
+    settings: Settings, delivery_id: str, outcome: Outcome | None = None
+) -> Receipt:
+    """A self-contained receipt for a delivery's latest entry, under its latest checkpoint."""
+    bootstrap = resolve_bootstrap(settings)
+    topics = TopicNames(settings.topic_namespace)
+    catalog = load_catalog(settings)
+    registry = RegistryFile(settings.registry_path).current()
+    logs = await _read_logs(bootstrap, topics.audit)
+    checkpoints = []
+    for records in (await _read_logs(bootstrap, topics.audit_checkpoints)).values():
+        for _, value in records:
+            try:
+                checkpoints.append(decode_checkpoint(catalog, value))
+            except DecodeError:
+                continue  # ``ixb audit verify`` names it
+    return receipt_for_delivery(
+        logs,
+        checkpoints,
+        delivery_id,
+        checkpoint_verifier(registry),
+        catalog=catalog,
+        outcome=outcome,
+    )
+
+
+@audit_app.command("receipt")
+def audit_receipt(
+    delivery_id: Annotated[str, typer.Option("--delivery-id", help="the delivery's id")],
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="write the receipt here, not to stdout")
+    ] = None,
+    outcome: Annotated[
+        Outcome | None, typer.Option(help="the entry of this outcome (default: the latest)")
+    ] = None,
+) -> None:
+    """A receipt (JSON, entry included) proving the delivery's entry is in a signed checkpoint."""
+    try:
+        issued = asyncio.run(issue_receipt(Settings(), delivery_id, outcome))
+    except RejectedInput as exc:
+        err.print(f"[red]no receipt:[/red] {exc.reason}: {exc.detail}")
+        raise typer.Exit(code=1) from exc
+    except IxbError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    document = json.dumps(receipt_to_json(issued), indent=2) + "\n"
+    if out_file is None:
+        out.print(document, end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    out_file.write_text(document, encoding="utf-8")
+    c = issued.checkpoint
+    out.print(
+        f"wrote {out_file}: entry {issued.index} of {c.log_id} under the checkpoint of size "
+        f"{c.tree_size} signed by {c.signer_key_id}"
+    )
+
+
+@audit_app.command("check-receipt")
+def audit_check_receipt(
+    receipt_file: Annotated[Path, typer.Argument(help="a receipt written by `ixb audit receipt`")],
+    entry_file: Annotated[
+        Path | None,
+        typer.Option(help="the entry's bytes, for a receipt that does not carry them"),
+    ] = None,
+) -> None:
+    """Verify a receipt offline against the key registry; exit 1 naming what does not hold."""
+    settings = Settings()
+    try:
+        registry = RegistryFile(settings.registry_path).current()
+        catalog = load_catalog(settings)
+    except IxbError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    try:
+        try:
+            document = json.loads(receipt_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DecodeError("malformed_receipt", f"cannot read {receipt_file}") from exc
+        held = receipt_from_json(document)
+        entry = None if entry_file is None else entry_file.read_bytes()
+        verify_receipt(held, entry, checkpoint_verifier(registry))
+    except RejectedInput as exc:
+        out.print(f"[red]receipt refused: {exc.reason}[/red]: {exc.detail}")
+        raise typer.Exit(code=1) from exc
+    c = held.checkpoint
+    out.print(
+        f"ok: entry {held.index} of {c.log_id} is under the checkpoint of size {c.tree_size} "
+        f"signed by {c.signer_key_id} at {c.at.isoformat(timespec='milliseconds')}"
+    )
+    _describe(catalog, entry if entry is not None else held.entry)
+
+
+def _describe(catalog: SchemaCatalog, entry: bytes | None) -> None:
+    """What the verified entry says: outcome, nations, delivery, digest; never a value."""
+    if entry is None:
+        return
+    try:
+        event = decode_entry(catalog, entry).event
+    except DecodeError as exc:
+        out.print(f"the entry does not decode ({exc.reason})")
+        return
+    digest = "-" if event.delivery_sha256 is None else event.delivery_sha256.hex()
+    out.print(
+        f"{event.outcome.value}: {event.origin} -> {event.recipient or '-'}, "
+        f"delivery {event.delivery_id or '-'} (statement sha256 {digest}), "
+        f"at {event.at.isoformat(timespec='milliseconds')}"
     )

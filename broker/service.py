@@ -7,18 +7,23 @@ tests all go through it, so they run the same enforcer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import structlog
 
+from broker.audit.checkpoints import checkpoint_verifier
 from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
+from broker.observability.metrics import EnforcerMetrics, Watched
+from broker.observability.server import Readiness, serving
+from broker.pipeline.checkpointing import CheckpointPublisher
 from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
@@ -31,7 +36,7 @@ from broker.policy.opa import OpaDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ReloadingPolicy
 from broker.publisher import Publisher
-from broker.settings import Settings
+from broker.settings import Settings, split_host_port
 from broker.topics import TopicNames
 from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin, read_topic
 from broker.trust.attestation import BatchAttester
@@ -153,6 +158,30 @@ def build_stages(settings: Settings) -> Stages:
     )
 
 
+def checkpoint_publisher(
+    settings: Settings, bootstrap: str, producer: OutputProducer, catalog: SchemaCatalog
+) -> CheckpointPublisher:
+    """The task that signs decision-log checkpoints, with the newest usable broker key."""
+    topics = TopicNames(settings.topic_namespace)
+    keystore = Keystore(settings.keystore_dir)
+    registry = RegistryFile(settings.registry_path).current()
+    record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
+    return CheckpointPublisher(
+        read_log=lambda: read_topic(bootstrap, topics.audit, idle_timeout_s=5.0, follow=True),
+        read_checkpoints=lambda: read_topic(
+            bootstrap, topics.audit_checkpoints, idle_timeout_s=2.0
+        ),
+        producer=producer,
+        catalog=catalog,
+        topics=topics,
+        signer=keystore.private_key(record.key_id),
+        verify=checkpoint_verifier(registry),
+        clock=utc_now,
+        every_entries=settings.audit_checkpoint_every,
+        every_s=settings.audit_checkpoint_interval_s,
+    )
+
+
 async def run_enforcer(
     settings: Settings,
     bootstrap: str,
@@ -160,10 +189,20 @@ async def run_enforcer(
     *,
     started: asyncio.Event | None = None,
     stats: EnforcerStats | None = None,
+    on_listening: Callable[[tuple[str, int]], None] | None = None,
 ) -> EnforcerStats:
-    """Run one enforcer process (and its embargo releaser) until ``stop`` is set."""
+    """Run one enforcer process (its embargo releaser, its checkpoints) until ``stop`` is set.
+
+    The enforcer and the releaser chain their decision-log entries with
+    writers of their own (broker/pipeline/embargo.py says why). Unless
+    ``IXB_METRICS_ADDR`` is empty, ``/metrics``, ``/healthz`` and ``/readyz``
+    are served from before the Kafka clients start until they stopped;
+    ``on_listening`` learns the address (with the port chosen when asked
+    for port 0).
+    """
     stages = build_stages(settings)
     catalog, topics, policy = stages.catalog, stages.topics, stages.policy
+    stats = stats if stats is not None else EnforcerStats()
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
     consumer = SubmissionConsumer(
@@ -180,6 +219,24 @@ async def run_enforcer(
         max_poll_records=settings.batch_max_records,
         session_timeout_ms=settings.consumer_session_timeout_ms,
     )
+    releaser = EmbargoReleaser(
+        consumer=held_consumer,
+        producer=producer,
+        catalog=catalog,
+        topics=topics,
+        policy=policy,
+        clock=utc_now,
+        audit=AuditWriter(catalog),
+    )
+    metrics = EnforcerMetrics(
+        Watched(
+            stats=stats,
+            embargo=releaser.stats,
+            held=lambda: releaser.waiting,
+            decision_point=lambda: policy.active.point,
+            consumers=(consumer, held_consumer),
+        )
+    )
     enforcer = Enforcer(
         consumer=consumer,
         producer=producer,
@@ -194,42 +251,48 @@ async def run_enforcer(
         stats=stats,
         ledger=lambda: read_topic(bootstrap, topics.accepted, idle_timeout_s=5.0),
         audit=AuditWriter(catalog),
+        on_acknowledged=metrics.batch_acknowledged,
     )
-    releaser = EmbargoReleaser(
-        consumer=held_consumer,
-        producer=producer,
-        catalog=catalog,
-        topics=topics,
-        policy=policy,
-        clock=utc_now,
-    )
-    await admin.start()
-    await admin.ensure([topics.held, topics.accepted, topics.audit])
-    await producer.start()
-    await consumer.start()
-    await held_consumer.start()
-    try:
-        if started is not None:
-            started.set()
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(enforcer.run(stop))
-            tasks.create_task(releaser.run(stop))
-    finally:
-        cache = policy.current().point
-        if isinstance(cache, CachedDecisionPoint):
-            log.info(
-                "decision_cache",
-                hits=cache.hits,
-                misses=cache.misses,
-                hit_rate=round(cache.hit_rate, 4),
-                bundle_hash=cache.bundle_hash,
-                reloads=policy.reloads,
+    readiness = Readiness(bundle_hash=policy.active.bundle.content_hash, stop=stop)
+    checkpoints = checkpoint_publisher(settings, bootstrap, producer, catalog)
+    async with contextlib.AsyncExitStack() as exits:
+        if settings.metrics_addr:
+            host, port = split_host_port(settings.metrics_addr)
+            address = await exits.enter_async_context(
+                serving(host, port, metrics=metrics, readiness=readiness)
             )
-        log.info("embargo", waiting=releaser.waiting, **dataclasses.asdict(releaser.stats))
-        # Each group's leave waits out a join round on the embedded broker: in parallel.
-        await asyncio.gather(held_consumer.stop(), consumer.stop())
-        await producer.stop()
-        await admin.close()
+            if address is not None and on_listening is not None:
+                on_listening(address)
+        await admin.start()
+        await admin.ensure([topics.held, topics.accepted, topics.audit, topics.audit_checkpoints])
+        await producer.start()
+        await consumer.start()
+        await held_consumer.start()
+        readiness.partitions = lambda: len(consumer.assignment())
+        try:
+            if started is not None:
+                started.set()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(enforcer.run(stop))
+                tasks.create_task(releaser.run(stop))
+                tasks.create_task(checkpoints.run(stop))
+        finally:
+            cache = policy.current().point
+            if isinstance(cache, CachedDecisionPoint):
+                log.info(
+                    "decision_cache",
+                    hits=cache.hits,
+                    misses=cache.misses,
+                    hit_rate=round(cache.hit_rate, 4),
+                    bundle_hash=cache.bundle_hash,
+                    reloads=policy.reloads,
+                )
+            log.info("embargo", waiting=releaser.waiting, **dataclasses.asdict(releaser.stats))
+            log.info("audit_checkpoints", **dataclasses.asdict(checkpoints.stats))
+            # Each group's leave waits out a join round on the embedded broker: in parallel.
+            await asyncio.gather(held_consumer.stop(), consumer.stop())
+            await producer.stop()
+            await admin.close()
     return enforcer.stats
 
 

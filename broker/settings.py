@@ -7,14 +7,31 @@ environment itself.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from broker.codec import DEFAULT_MAX_MESSAGE_BYTES
 from broker.policy.bundle import POLICIES_DIR
+
+_HOST_PORT = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})")
+
+
+def _host_port(value: str) -> str:
+    """``host:port`` (an IPv6 host in brackets) with a port up to 65535, or empty."""
+    match = _HOST_PORT.fullmatch(value)
+    if value and (match is None or int(match["port"]) > 65535):
+        raise ValueError("expected host:port (port 0 picks a free one), or empty for none")
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``("127.0.0.1", 9464)`` from ``127.0.0.1:9464``; brackets come off an IPv6 host."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 class Settings(BaseSettings):
@@ -55,6 +72,19 @@ class Settings(BaseSettings):
     opa_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
     policy_check_interval_s: Annotated[float, Field(ge=0)] = Field(
         default=1.0, description="how often the enforcer looks for changed policy files"
+    )
+    metrics_addr: Annotated[str, AfterValidator(_host_port)] = Field(
+        default="127.0.0.1:9464",
+        description="host:port where the enforcer serves /metrics (Prometheus), /healthz "
+        "and /readyz; port 0 picks a free one; empty: no server",
+    )
+    audit_checkpoint_every: Annotated[int, Field(ge=1)] = Field(
+        default=1000,
+        description="the running broker signs a decision-log checkpoint after this many entries",
+    )
+    audit_checkpoint_interval_s: Annotated[float, Field(gt=0)] = Field(
+        default=10.0,
+        description="... or after this many seconds, when the log grew since the last one",
     )
 
     @property

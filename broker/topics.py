@@ -7,8 +7,8 @@
 | ixb.rejected.<ORIGIN>   | source key  | enforcer          | operators, origin   |
 | ixb.held                | delivery id | enforcer          | enforcer (embargo)  |
 | ixb.accepted            | report id   | enforcer          | enforcer (replay)   |
-| ixb.audit               | writer id   | enforcer          | auditors            |
-| ixb.audit.checkpoints   | log id      | `ixb audit checkpoint` | auditors       |
+| ixb.audit               | writer id   | enforcer, releaser | auditors, enforcer |
+| ixb.audit.checkpoints   | log id      | enforcer, `ixb audit checkpoint` | auditors |
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.

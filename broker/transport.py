@@ -125,6 +125,13 @@ class TopicAdmin:
     async def close(self) -> None:
         await self._admin.close()
 
+    async def topics(self) -> frozenset[str]:
+        """Every topic the cluster has now (asked afresh, not from what ``ensure`` knows)."""
+        try:
+            return frozenset(await self._admin.list_topics())
+        except KafkaError as exc:
+            raise TransportError(f"cannot list topics: {exc}") from exc
+
     async def ensure(self, topics: Iterable[str]) -> None:
         missing = sorted(set(topics) - self._known)
         if not missing:
@@ -292,6 +299,28 @@ class SubmissionConsumer:
     def assignment(self) -> frozenset[tuple[str, int]]:
         """The (topic, partition) pairs this member owns right now."""
         return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
+
+    async def lag(self, *, timeout_s: float = 0.5) -> dict[Partition, int]:
+        """Per partition owned, records not fetched yet: the highwater minus the position.
+
+        For operators (the ``ixb_consumer_lag`` metric). A partition is left
+        out while either number is unknown (no fetch response for it yet, or no
+        position within ``timeout_s``), so asking never waits on the group.
+        """
+        lags: dict[Partition, int] = {}
+        for tp in self._consumer.assignment():
+            # Synchronous checks right before the call: the assignment cannot move in between.
+            if tp not in self._consumer.assignment():
+                continue
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await asyncio.wait_for(self._consumer.position(tp), timeout_s)
+            except (TimeoutError, KafkaError):  # not positioned yet, or no longer ours
+                continue
+            lags[tp.topic, tp.partition] = max(0, highwater - position)
+        return lags
 
     async def fetch(self, *, timeout_ms: int, max_records: int) -> list[InboundRecord]:
         """The next batch, or none after ``timeout_ms``, even while the group rebalances.

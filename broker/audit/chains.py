@@ -13,19 +13,31 @@ writer:
   turns up afterwards it is a ``sequence_reorder`` (named at the entry that
   came too early), otherwise a ``sequence_gap`` (named at the entry after
   the hole);
-- a number already passed that fills no hole (a repeat, or one moved even
-  further) is a ``sequence_reorder`` named where it appears.
+- a number already passed whose entry is byte for byte the one already read
+  with that number is a duplicate: at-least-once noise (the producer re-sent
+  a batch Kafka had partly acknowledged), counted, not a fault. It is still a
+  leaf of the tree; only the chain reading lets it pass. An exact copy adds
+  nothing an auditor could be misled by: it names the same decision again;
+- a number already passed that fills no hole and is not such a copy (another
+  entry with a reused number, or one moved even further) is a
+  ``sequence_reorder`` named where it appears.
 
 Entries of different writers may interleave in any order; only a
 checkpoint's root shows a reordering between writers.
 
-:class:`ChainReader` keeps per writer a few fields and any open holes, so a
-pass costs O(1) per entry. It records findings, each with the index at
-which its evidence appeared, for the verifier to pick the first from.
+:class:`ChainReader` keeps per writer a few fields, any open holes and the
+log index of each sequence number (8 bytes an entry, against the tree's
+150), so a pass costs O(1) per entry; a repeat is compared with the first
+entry by its leaf hash, which the tree already holds. It records findings,
+each with the index at which its evidence appeared, for the verifier to pick
+the first from.
 """
 
 from __future__ import annotations
 
+import hmac
+from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker.audit.entries import ZERO_HASH
@@ -34,6 +46,11 @@ __all__ = ["MAX_FINDINGS", "ChainReader", "Finding"]
 
 MAX_FINDINGS = 1000
 """Findings kept per log: the first is reported, the rest only help name it."""
+
+_MAX_SEQ_JUMP = 1 << 20
+"""A writer's sequence jumping further than this is not indexed on (its repeats then
+read as reorders): a forged huge number must not make the reader allocate for it."""
+_UNSEEN = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +80,7 @@ class _Hole:
 
 
 class _Writer:
-    __slots__ = ("holes", "last_hash", "last_index", "last_offset", "next_seq")
+    __slots__ = ("holes", "indices", "last_hash", "last_index", "last_offset", "next_seq")
 
     def __init__(self) -> None:
         self.next_seq = 0
@@ -71,25 +88,58 @@ class _Writer:
         self.last_index = -1
         self.last_offset = -1
         self.holes: list[_Hole] = []
+        self.indices = array("q")  # seq -> log index of its first entry, _UNSEEN if none yet
+
+    def index_of(self, seq: int) -> int:
+        return self.indices[seq] if seq < len(self.indices) else _UNSEEN
+
+    def place(self, seq: int, index: int) -> None:
+        """Remember where ``seq`` was first read (a later repeat is compared with it)."""
+        known = len(self.indices)
+        if seq < known:
+            if self.indices[seq] == _UNSEEN:
+                self.indices[seq] = index
+        elif seq - known <= _MAX_SEQ_JUMP:
+            self.indices.extend([_UNSEEN] * (seq - known))
+            self.indices.append(index)
 
 
 class ChainReader:
-    """Follows every writer's chain through one log, entry by entry."""
+    """Follows every writer's chain through one log, entry by entry.
 
-    __slots__ = ("_findings", "_holes", "_writers")
+    ``leaf_at(index)`` is the leaf hash of the entry at ``index`` of the same
+    log (the tree being built alongside); ``duplicates`` counts the exact
+    repeats let through.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_findings", "_holes", "_leaf_at", "_writers", "duplicates")
+
+    def __init__(self, leaf_at: Callable[[int], bytes]) -> None:
+        self._leaf_at = leaf_at
         self._writers: dict[str, _Writer] = {}
         self._findings: list[Finding] = []
         self._holes: list[tuple[str, _Hole]] = []
+        self.duplicates = 0
 
     def read(
-        self, index: int, offset: int, *, writer: str, seq: int, prev: bytes, digest: bytes
+        self,
+        index: int,
+        offset: int,
+        *,
+        writer: str,
+        seq: int,
+        prev: bytes,
+        digest: bytes,
+        leaf: bytes,
     ) -> None:
-        """Read the entry at ``index`` (its chain fields and the SHA-256 of its bytes)."""
+        """Read the entry at ``index``: its chain fields, the SHA-256 and leaf hash of its bytes."""
         state = self._writers.get(writer)
         if state is None:
             state = self._writers[writer] = _Writer()
+        if seq < state.next_seq:
+            self._late(index, offset, writer=writer, seq=seq, leaf=leaf, state=state)
+            return  # the chain continues from the furthest entry, not from this one
+        state.place(seq, index)
         if seq == state.next_seq:
             if prev != state.last_hash:
                 self._link_mismatch(index, offset, writer, seq, state)
@@ -105,9 +155,6 @@ class ChainReader:
             state.holes.append(hole)
             if len(self._holes) + len(self._findings) < MAX_FINDINGS:
                 self._holes.append((writer, hole))
-        else:
-            self._late(index, offset, writer, seq, state)
-            return  # the chain continues from the furthest entry, not from this one
         state.next_seq = seq + 1
         state.last_hash = digest
         state.last_index, state.last_offset = index, offset
@@ -146,9 +193,28 @@ class ChainReader:
             )
         )
 
-    def _late(self, index: int, offset: int, writer: str, seq: int, state: _Writer) -> None:
+    def _late(
+        self, index: int, offset: int, *, writer: str, seq: int, leaf: bytes, state: _Writer
+    ) -> None:
+        first = state.index_of(seq)
+        if first != _UNSEEN:
+            if hmac.compare_digest(self._leaf_at(first), leaf):
+                self.duplicates += 1  # the same bytes again: re-sent, not reordered
+                return
+            self._add(
+                Finding(
+                    "sequence_reorder",
+                    index,
+                    offset,
+                    f"writer {writer}: seq {seq} at offset {offset} is not the entry first read "
+                    f"with that number (index {first}): one number, two entries",
+                    index,
+                )
+            )
+            return
         for hole in state.holes:
             if hole.first <= seq < hole.end:
+                state.place(seq, index)
                 if hole.filled_at is None:
                     hole.filled_at = (seq, index, offset)
                 return

@@ -17,7 +17,8 @@ for two purposes::
     at          : int64 big-endian, milliseconds since the epoch
 
 Signing and verification are plugged in (:class:`CheckpointSigner`,
-:data:`VerifySignature`), so the key registry decides the algorithm.
+:data:`VerifySignature`), so the key registry decides the algorithm;
+:func:`checkpoint_verifier` is the registry's: a broker key must have signed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from broker.audit.entries import epoch_ms, from_epoch_ms
 from broker.audit.merkle import HASH_SIZE, MerkleLog, leaf_hash, verify_consistency
 from broker.codec import SchemaCatalog
 from broker.errors import DecodeError, RejectedInput, VerificationError
+from broker.trust.records import KeyRole, PartnerRegistry
+from broker.trust.signatures import verify_signature
 
 __all__ = [
     "CHECKPOINT_SCHEMA",
@@ -42,6 +45,7 @@ __all__ = [
     "check_consistency",
     "check_signature",
     "checkpoint_message",
+    "checkpoint_verifier",
     "decode_checkpoint",
     "encode_checkpoint",
     "log_id_of",
@@ -65,6 +69,18 @@ class CheckpointSigner(Protocol):
     def key_id(self) -> str: ...
 
     def sign(self, message: bytes) -> bytes: ...
+
+
+def checkpoint_verifier(registry: PartnerRegistry) -> VerifySignature:
+    """Checks a checkpoint signature: a broker key of the registry must have made it."""
+
+    def verify(key_id: str, signature: bytes, message: bytes) -> None:
+        key = registry.key(key_id)
+        if key.role is not KeyRole.BROKER:
+            raise VerificationError("wrong_key_role", f"{key_id} is not a broker key")
+        verify_signature(key, signature, message)
+
+    return verify
 
 
 def log_id_of(topic: str, partition: int) -> str:
@@ -220,6 +236,11 @@ class Checkpointer:
         """The tree so far: for receipts and consistency proofs. Do not append to it."""
         return self._log
 
+    @property
+    def unsigned(self) -> int:
+        """Entries added since the last checkpoint (made here or taken by ``resume``)."""
+        return self._log.size - self._last_size
+
     def extend(self, records: Iterable[tuple[int, bytes]]) -> None:
         """Add records without signing: replaying the log after a restart.
 
@@ -230,6 +251,31 @@ class Checkpointer:
         """
         for offset, value in records:
             self._add(offset, value)
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Take ``checkpoint`` (signed before a restart) as the last one made here.
+
+        The log must already reach its size (``extend`` first) and have its
+        root there; otherwise VerificationError (``checkpoint_root_mismatch``
+        or ``checkpoint_beyond_log``): the log is not what was signed, and
+        signing on would sign a fork. The signature is the caller's to check.
+        """
+        if checkpoint.log_id != self.log_id:
+            raise ValueError("the checkpoint must be of this log")
+        size = checkpoint.tree_size
+        if size > self._log.size:
+            raise VerificationError(
+                "checkpoint_beyond_log",
+                f"{self.log_id}: checkpoint of size {size}, log of size {self._log.size}",
+                stage="checkpoint",
+            )
+        if self._log.root_at(size) != checkpoint.root_hash:
+            raise VerificationError(
+                "checkpoint_root_mismatch",
+                f"{self.log_id}: the log's first {size} entries do not have the signed root",
+                stage="checkpoint",
+            )
+        self._last_size = max(size, self._last_size)
 
     def append(self, offset: int, value: bytes) -> Checkpoint | None:
         """Add the record at ``offset``; a checkpoint if one is now due."""

@@ -5,6 +5,10 @@ offsets must run 0, 1, 2, ... (``offset_gap`` names the first missing one),
 every entry must decode (``undecodable_entry``), every writer's chain must
 hold (broker/audit/chains.py: ``chain_broken``, ``sequence_gap``,
 ``sequence_reorder``), and every record's leaf hash goes into a Merkle tree.
+An exact copy of an entry already read from the same writer (a batch the
+producer re-sent after a partial acknowledgement) is counted in
+``duplicates``, not reported: it stays a leaf of the tree, which is over
+every record, so checkpoints sign it like any other.
 Then each checkpoint of the log is checked against that tree:
 
 ==========================  =========================================================
@@ -76,6 +80,7 @@ class VerificationReport:
     consistency_steps: int  # successive checkpoint pairs proven consistent
     root_hash: bytes  # of all the entries read
     problem: Problem | None
+    duplicates: int = 0  # exact repeats of a writer's entries (at-least-once), tolerated
 
     @property
     def ok(self) -> bool:
@@ -108,7 +113,7 @@ def verify_log(
     may be passed; they may come in any order.
     """
     log = MerkleLog()
-    entry_findings, next_offset = _read_entries(records, log, catalog)
+    entry_findings, next_offset, duplicates = _read_entries(records, log, catalog)
     placed, read, steps = _check_checkpoints(
         log_id, checkpoints, log, next_offset=next_offset, verify=verify, catalog=catalog
     )
@@ -121,14 +126,15 @@ def verify_log(
         problem = (
             first if isinstance(first, Problem) else _name_mismatch(log_id, first, entry_findings)
         )
-    return VerificationReport(log_id, log.size, read, steps, log.root(), problem)
+    return VerificationReport(log_id, log.size, read, steps, log.root(), problem, duplicates)
 
 
 def _read_entries(
     records: Iterable[tuple[int, bytes]], log: MerkleLog, catalog: SchemaCatalog
-) -> tuple[list[Finding], int]:
-    """The pass over the entries: findings in the order their evidence appeared."""
-    chains = ChainReader()
+) -> tuple[list[Finding], int, int]:
+    """The pass over the entries: findings in the order their evidence appeared, the next
+    offset, and the duplicates let through."""
+    chains = ChainReader(log.leaf)
     found: list[Finding] = []
     expected = 0
     sha256 = hashlib.sha256
@@ -136,7 +142,8 @@ def _read_entries(
         if offset != expected and len(found) < MAX_FINDINGS:
             found.append(_offset_finding(index, offset, expected))
         expected = offset + 1
-        log.append(leaf_hash(value))
+        leaf = leaf_hash(value)
+        log.append(leaf)
         try:
             record = catalog.decode(value, AUDIT_ENTRY_SCHEMA)
         except DecodeError as exc:
@@ -151,10 +158,11 @@ def _read_entries(
             seq=record["writer_seq"],
             prev=record["writer_prev"],
             digest=sha256(value).digest(),
+            leaf=leaf,
         )
     found.extend(chains.findings())
     found.sort(key=lambda f: f.seen_at)  # stable: at one entry, offsets and decoding come first
-    return found, expected
+    return found, expected, chains.duplicates
 
 
 def _offset_finding(index: int, offset: int, expected: int) -> Finding:

@@ -18,6 +18,18 @@ partition that is still pending, so after a restart (or a rebalance) every
 item not yet released is read again: a held delivery survives restarts and
 is released at least once. Deliveries keep their delivery id, so a repeated
 release is de-duplicated by the recipient like any other repeat.
+
+Each release or refusal is also an entry of the decision log (``released`` /
+``release_refused``), produced in the same ``send_all`` as the delivery or
+the refusal, so both are acknowledged together. The releaser chains its
+entries with its own :class:`AuditWriter`, not the enforcer's: the enforcer
+computes a whole batch of entries before it sends them and re-sends them on
+failure, so a second task taking numbers from the same chain in between
+would land out of sequence in the partition. For the same reason a release
+that was not acknowledged is sent again exactly as it was (same records,
+same entries) before anything else is decided: deciding it afresh would
+leave the first attempt's chain numbers as a gap, or a different entry
+under a number already written.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ from typing import Any
 
 import structlog
 
+from broker.audit.entries import AuditWriter
+from broker.audit.events import release_event
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
@@ -40,6 +54,7 @@ from broker.pipeline.rejections import rejection
 from broker.policy.source import PolicySource
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutboundRecord, OutputProducer, SubmissionConsumer
+from broker.trust.attestation import open_attested
 
 log = structlog.get_logger("ixb.embargo")
 
@@ -53,6 +68,15 @@ class _Pending:
     offset: int
     inbound: InboundRecord = field(compare=False)
     held: dict[str, Any] = field(compare=False)
+    statement: bytes = field(compare=False)  # the attested payload, which the audit digests
+
+
+@dataclass(frozen=True, slots=True)
+class _Release:
+    """Outputs decided for some due items, to be sent (again) until acknowledged."""
+
+    outputs: list[OutboundRecord]
+    done: list[_Pending]
 
 
 @dataclass
@@ -73,6 +97,7 @@ class EmbargoReleaser:
         policy: PolicySource,
         clock: Clock,
         retry_after_s: float = 5.0,
+        audit: AuditWriter | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -81,6 +106,8 @@ class EmbargoReleaser:
         self._policy = policy
         self._clock = clock
         self._retry_after_s = retry_after_s
+        self._audit = audit
+        self._unacknowledged: _Release | None = None
         self._queue: list[_Pending] = []
         self._pending: dict[int, set[int]] = {}  # partition -> offsets not yet done
         self._seen: dict[int, int] = {}  # partition -> next offset after the last record read
@@ -111,6 +138,7 @@ class EmbargoReleaser:
         )
         try:
             held = self._catalog.decode(inbound.value or b"", HELD_SCHEMA)
+            statement = open_attested(self._catalog, held["value"]).payload
         except RejectedInput as exc:
             # Only the enforcer writes this topic; a bad record is a bug, kept visible here.
             self.stats.malformed += 1
@@ -118,10 +146,17 @@ class EmbargoReleaser:
             return
         self._pending.setdefault(inbound.partition, set()).add(inbound.offset)
         due = held["not_before"].timestamp()
-        heapq.heappush(self._queue, _Pending(due, inbound.partition, inbound.offset, inbound, held))
+        item = _Pending(due, inbound.partition, inbound.offset, inbound, held, statement)
+        heapq.heappush(self._queue, item)
 
     async def release_due(self) -> None:
-        """Decide again for every item that is due; produce what may be released."""
+        """Decide again for every item that is due; produce what may be released.
+
+        A release not yet acknowledged is sent again first, unchanged; nothing
+        new is decided until it is.
+        """
+        if self._unacknowledged is not None and not await self._send(self._unacknowledged):
+            return
         now = self._clock()
         due: list[_Pending] = []
         while self._queue and self._queue[0].due_s <= now.timestamp():
@@ -152,6 +187,7 @@ class EmbargoReleaser:
                 and decision.agreement.id == held["agreement_id"]
                 and rules_digest(effective_rules(decision.field_rules)) == held["rules_digest"]
             )
+            refusal_reasons: tuple[str, ...] = ()
             if same_terms:
                 outputs.append(
                     delivery_record(
@@ -161,7 +197,8 @@ class EmbargoReleaser:
                 self.stats.released += 1
                 log.info("embargo_released", delivery_id=held["delivery_id"])
             else:
-                why = ",".join(decision.reasons) or "agreement_or_rules_changed"
+                refusal_reasons = decision.reasons or ("agreement_or_rules_changed",)
+                why = ",".join(refusal_reasons)
                 refusal = RejectedInput(
                     "embargo_release_refused",
                     f"delivery {held['delivery_id']} not released: {why}",
@@ -179,16 +216,34 @@ class EmbargoReleaser:
                 )
                 self.stats.refused += 1
                 log.warning("embargo_release_refused", delivery_id=held["delivery_id"], why=why)
+            if self._audit is not None:
+                event = release_event(
+                    held,
+                    item.statement,
+                    now,
+                    policy_bundle_hash=decision.bundle_hash or None,
+                    refusal_reasons=refusal_reasons,
+                )
+                outputs.append(
+                    OutboundRecord(
+                        self._topics.audit, self._audit.writer.encode(), self._audit.entry(event)
+                    )
+                )
             done.append(item)
+        await self._send(_Release(outputs, done))
+
+    async def _send(self, release: _Release) -> bool:
+        """Send ``release``; True once acknowledged, else it is kept to be sent again."""
         try:
-            await self._producer.send_all(outputs)
+            await self._producer.send_all(release.outputs)
         except TransportError as exc:
             log.warning("embargo_release_not_acknowledged", error=str(exc))
-            for item in done:  # try again: nothing is marked done
-                heapq.heappush(self._queue, item)
-            return
-        for item in done:
+            self._unacknowledged = release
+            return False
+        self._unacknowledged = None
+        for item in release.done:
             self._pending[item.partition].discard(item.offset)
+        return True
 
     async def _commit(self) -> None:
         """Per partition, up to the first item still pending (or everything read)."""

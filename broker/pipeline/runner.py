@@ -51,6 +51,7 @@ log = structlog.get_logger("ixb.enforcer")
 
 Clock = Callable[[], dt.datetime]
 LedgerReader = Callable[[], AsyncIterator[InboundRecord]]
+BatchHook = Callable[[list[InboundRecord], float], None]  # batch, seconds to acknowledgement
 # Longest stretch of CPU work between two yields to the event loop: a cold
 # decision cache made 32 submissions take 2 s, long enough to miss heartbeats.
 _YIELD_AFTER_S = 0.02
@@ -62,7 +63,7 @@ def utc_now() -> dt.datetime:
 
 @dataclass
 class EnforcerStats:
-    """Counters for operators, the demo and tests (Prometheus comes later)."""
+    """Counters for operators, the demo and tests (exported by broker/observability)."""
 
     submissions: int = 0  # processed (outputs computed)
     completed: int = 0  # processed, outputs acknowledged
@@ -93,7 +94,9 @@ class Enforcer:
         stats: EnforcerStats | None = None,
         ledger: LedgerReader | None = None,
         audit: AuditWriter | None = None,
+        on_acknowledged: BatchHook | None = None,
     ) -> None:
+        self._on_acknowledged = on_acknowledged
         self._consumer = consumer
         self._producer = producer
         self._intake = intake
@@ -140,6 +143,7 @@ class Enforcer:
 
     async def _complete(self, batch: list[InboundRecord], stop: asyncio.Event) -> None:
         """Process ``batch``, send its outputs until acknowledged, then commit."""
+        started = time.monotonic()
         outputs = await self.process(batch)  # 2, 3
         while True:
             try:
@@ -152,6 +156,8 @@ class Enforcer:
                     return  # uncommitted: redone after restart or by the next owner
                 await asyncio.sleep(self._retry_backoff_s)
         self.stats.completed += len(batch)
+        if self._on_acknowledged is not None:
+            self._on_acknowledged(batch, time.monotonic() - started)
         try:
             await self._consumer.commit(_next_offsets(batch))  # 5
         except TransportError as exc:

@@ -103,6 +103,11 @@ class ReloadingPolicy:
             self.check()
         return self._active
 
+    @property
+    def active(self) -> ActivePolicy:
+        """The policy in use, without looking for changes (for metrics and probes)."""
+        return self._active
+
     def check(self) -> bool:
         """Reload if anything changed; True when a new bundle was swapped in."""
         fingerprint = self._scan()

@@ -126,6 +126,7 @@ def make_settings(tmp_path: Path, bootstrap: str, policies: Path) -> Settings:
         # Tansu makes a joining member wait half the session timeout; a real
         # Kafka refuses less than its group.min.session.timeout.ms (6 s).
         consumer_session_timeout_ms=6000 if os.environ.get("IXB_KAFKA_BOOTSTRAP") else 2000,
+        metrics_addr="127.0.0.1:0",  # tests run side by side: no fixed port
     )
 
 

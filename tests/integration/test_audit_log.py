@@ -1,4 +1,8 @@
-"""The enforcer writes one decision-log entry per outcome; checkpoints sign it; verify checks it."""
+"""The enforcer writes one decision-log entry per outcome; checkpoints sign it; verify checks it.
+
+That moving an entry is caught (a writer's sequence going back) is shown on
+logs built in memory: tests/unit/test_audit_verify.py.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ from broker.cli_audit import sign_checkpoints, verify_audit
 from broker.transport import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
+from tests.support.audit import edited
 from tests.support.submissions import tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
 
-async def test_every_outcome_is_logged_checkpointed_and_verified_and_a_forged_entry_is_named(
+async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolerated_a_forgery_named(
     exchange: Exchange, tmp_path: Path
 ) -> None:
     good = exchange.seal(make_report("NL"))
@@ -41,14 +46,23 @@ async def test_every_outcome_is_logged_checkpointed_and_verified_and_a_forged_en
         (str(Outcome.WITHHELD), "DE"),  # no agreement
     ]
 
-    # Someone with write access to the topic appends a copy of the first entry
-    # (same key, so the same partition): its writer's chain does not go back.
+    # The producer re-sends a batch Kafka had partly acknowledged (or someone appends an
+    # exact copy): the same bytes under the same writer and number are harmless noise.
     [(log_id, records)] = [(k, v) for k, v in logs.items() if v]
     first = decode_entry(exchange.catalog, records[0][1])
-    copy = OutboundRecord(exchange.topics.audit, first.writer.encode(), records[0][1])
-    await exchange.publish("NL", [copy])
+    key = first.writer.encode()
+    await exchange.publish("NL", [OutboundRecord(exchange.topics.audit, key, records[0][1])])
+    reports, _ = await verify_audit(exchange.settings)
+
+    [report] = [r for r in reports if r.log_id == log_id]
+    assert report.problem is None
+    assert (report.duplicates, report.entries) == (1, len(records) + 1)
+
+    # Another entry under a number the writer already used is named where it appears.
+    forged = edited(exchange.catalog, records[0][1], lambda r: r.update(origin="DE"))
+    await exchange.publish("NL", [OutboundRecord(exchange.topics.audit, key, forged)])
     reports, _ = await verify_audit(exchange.settings)
 
     [report] = [r for r in reports if r.log_id == log_id]
     assert report.problem is not None
-    assert (report.problem.reason, report.problem.offset) == ("sequence_reorder", len(records))
+    assert (report.problem.reason, report.problem.offset) == ("sequence_reorder", len(records) + 1)

@@ -85,6 +85,7 @@ def cli(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Cli:
             "IXB_GROUP_ID": f"g{uuid.uuid4().hex[:8]}",
             # See tests/integration/conftest.make_settings.
             "IXB_CONSUMER_SESSION_TIMEOUT_MS": "6000" if external else "2000",
+            "IXB_METRICS_ADDR": "127.0.0.1:0",  # tests run side by side: no fixed port
         }
     )
 

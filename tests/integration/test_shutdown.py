@@ -60,6 +60,7 @@ def _environment(settings: Settings) -> dict[str, str]:
         IXB_TOPIC_NAMESPACE=settings.topic_namespace,
         IXB_GROUP_ID=settings.group_id,
         IXB_CONSUMER_SESSION_TIMEOUT_MS=str(settings.consumer_session_timeout_ms),
+        IXB_METRICS_ADDR="127.0.0.1:0",  # tests run side by side: no fixed port
         IXB_BATCH_MAX_RECORDS=str(BURST),
     )
     return env

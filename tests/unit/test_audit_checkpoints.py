@@ -183,3 +183,42 @@ def test_a_checkpoint_claiming_a_negative_size_is_refused_on_decode(catalog: Sch
         decode_checkpoint(catalog, catalog.encode("ixb.v1.AuditCheckpoint", record))
 
     assert refused.value.reason == "malformed"
+
+
+def test_a_restarted_checkpointer_resumes_from_the_last_checkpoint_and_signs_only_what_followed(
+    catalog: SchemaCatalog,
+) -> None:
+    built = build_log(catalog, Ed25519CheckpointSigner(), 25, writers=2, every=10)
+    clock = SteppingClock()
+    restarted = Checkpointer(LOG_ID, Ed25519CheckpointSigner(), clock, every_entries=10)
+
+    restarted.extend(built.records[:20])
+    restarted.resume(built.checkpoints[1])
+    assert restarted.unsigned == 0
+    restarted.extend(built.records[20:24])
+    assert restarted.append(24, built.values[24]) is None  # 5 since the resumed one, not 25
+    clock.advance(3600)
+    late = restarted.tick()
+
+    assert late is not None
+    assert late.tree_size == 25
+    check_consistency(built.checkpoints[1], late, restarted.consistency(built.checkpoints[1], late))
+
+
+def test_a_checkpointer_refuses_to_resume_from_a_checkpoint_its_log_does_not_match(
+    catalog: SchemaCatalog,
+) -> None:
+    signer = Ed25519CheckpointSigner()
+    built = build_log(catalog, signer, 20, writers=2, every=10)
+    other = build_log(catalog, signer, 20, writers=3, every=10)
+    restarted = Checkpointer(LOG_ID, signer, SteppingClock(), every_entries=10)
+    restarted.extend(other.records[:15])
+
+    with pytest.raises(VerificationError) as forked:
+        restarted.resume(built.checkpoints[0])
+    with pytest.raises(VerificationError) as beyond:
+        restarted.resume(built.checkpoints[1])
+
+    assert forked.value.reason == "checkpoint_root_mismatch"
+    assert beyond.value.reason == "checkpoint_beyond_log"
+    assert restarted.unsigned == 15

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import hashlib
 import json
 
 import pytest
 
+from broker.audit.checkpoints import Checkpoint, sign_checkpoint
+from broker.audit.entries import AuditWriter, Outcome
 from broker.audit.receipts import (
     Receipt,
     receipt,
+    receipt_for_delivery,
     receipt_from_json,
     receipt_to_json,
     verify_receipt,
 )
 from broker.codec import SchemaCatalog
-from broker.errors import DecodeError, VerificationError
-from tests.support.audit import BuiltLog, Ed25519CheckpointSigner, build_log, verifier
+from broker.errors import DecodeError, RejectedInput, VerificationError
+from tests.support.audit import (
+    LOG_ID,
+    START,
+    BuiltLog,
+    Ed25519CheckpointSigner,
+    build_log,
+    event,
+    verifier,
+)
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +168,98 @@ def test_a_document_that_is_not_a_receipt_is_refused_by_reason(document: object)
         receipt_from_json(document)
 
     assert refused.value.reason == "malformed_receipt"
+
+
+def test_a_receipt_carrying_its_entry_verifies_from_the_json_alone(
+    built: BuiltLog, signer: Ed25519CheckpointSigner
+) -> None:
+    issued = receipt(built.checkpointer.log, 13, built.checkpoints[2], entry=built.values[13])
+    document = json.dumps(receipt_to_json(issued))
+
+    held = _offline(document)
+
+    assert held.entry == built.values[13]
+    verify_receipt(held, None, verifier(signer))
+
+
+def test_a_receipt_without_an_entry_and_none_given_is_refused_by_reason(
+    built: BuiltLog, signer: Ed25519CheckpointSigner
+) -> None:
+    issued = receipt(built.checkpointer.log, 13, built.checkpoints[2])
+
+    with pytest.raises(VerificationError) as refused:
+        verify_receipt(issued, None, verifier(signer))
+
+    assert refused.value.reason == "receipt_entry_missing"
+
+
+def test_no_receipt_is_issued_carrying_bytes_that_are_not_the_logs_entry(built: BuiltLog) -> None:
+    with pytest.raises(ValueError, match="not the log's entry"):
+        receipt(built.checkpointer.log, 13, built.checkpoints[2], entry=built.values[12])
+
+
+def test_a_receipt_whose_carried_entry_is_not_base64_is_malformed(built: BuiltLog) -> None:
+    issued = receipt(built.checkpointer.log, 13, built.checkpoints[2], entry=built.values[13])
+    document = receipt_to_json(issued) | {"entry": "not base64!"}
+
+    with pytest.raises(DecodeError) as refused:
+        receipt_from_json(document)
+
+    assert refused.value.reason == "malformed_receipt"
+
+
+def _delivery_id(number: int) -> str:
+    """The delivery id ``tests.support.audit.event(number)`` names."""
+    return hashlib.sha256(number.to_bytes(8, "big")).digest().hex()[:32]
+
+
+def test_a_delivery_gets_the_receipt_of_its_latest_entry_under_the_largest_covering_checkpoint(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner
+) -> None:
+    built = build_log(catalog, signer, 30, writers=2, every=10)
+    held = event(12)  # a delivery, decided at START
+    assert held.outcome is Outcome.DELIVERED
+    later = dataclasses.replace(held, outcome=Outcome.RELEASED, at=held.at + dt.timedelta(hours=1))
+    values = [*built.values, AuditWriter(catalog, "releaser").entry(later)]
+    built.checkpointer.append(30, values[30])
+    last = built.checkpointer.checkpoint()
+    logs = {LOG_ID: list(enumerate(values))}
+
+    newest = receipt_for_delivery(
+        logs, [*built.checkpoints, last], _delivery_id(12), verifier(signer), catalog=catalog
+    )
+    first = receipt_for_delivery(
+        logs,
+        built.checkpoints,
+        _delivery_id(12),
+        verifier(signer),
+        catalog=catalog,
+        outcome=Outcome.DELIVERED,
+    )
+
+    assert (newest.index, newest.tree_size, newest.entry) == (30, 31, values[30])
+    assert (first.index, first.tree_size, first.entry) == (12, 30, values[12])
+    verify_receipt(newest, None, verifier(signer))
+    verify_receipt(first, None, verifier(signer))
+
+
+def test_no_receipt_for_a_delivery_no_entry_names_or_no_valid_checkpoint_covers(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner
+) -> None:
+    built = build_log(catalog, signer, 36, writers=2, every=10)  # checkpoints 10, 20, 30
+    logs = {LOG_ID: built.records}
+    covered_by_forgery = [*built.checkpoints, _by(Ed25519CheckpointSigner(), built, 36)]
+
+    with pytest.raises(RejectedInput) as unknown:
+        receipt_for_delivery(logs, built.checkpoints, "0" * 32, verifier(signer), catalog=catalog)
+    with pytest.raises(RejectedInput) as uncovered:
+        receipt_for_delivery(
+            logs, covered_by_forgery, _delivery_id(32), verifier(signer), catalog=catalog
+        )
+
+    assert unknown.value.reason == "receipt_no_entry"
+    assert uncovered.value.reason == "receipt_not_checkpointed"
+
+
+def _by(other: Ed25519CheckpointSigner, built: BuiltLog, size: int) -> Checkpoint:
+    return sign_checkpoint(other, LOG_ID, size, built.checkpointer.log.root_at(size), START)

@@ -6,9 +6,13 @@ The log in these tests has 60 entries from three writers taking turns
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from broker.audit.checkpoints import Checkpoint, encode_checkpoint, log_id_of, sign_checkpoint
+from broker.audit.entries import AuditWriter
+from broker.audit.merkle import MerkleLog, leaf_hash
 from broker.audit.verify import VerificationReport, verify_log
 from broker.codec import SchemaCatalog
 from tests.support.audit import (
@@ -18,6 +22,7 @@ from tests.support.audit import (
     Ed25519CheckpointSigner,
     build_log,
     edited,
+    event,
     verifier,
 )
 
@@ -206,7 +211,28 @@ def test_two_entries_of_different_writers_swapped_show_only_in_the_checkpoint(
     assert report.problem.index is None
 
 
-def test_an_entry_written_again_later_is_a_reorder_where_the_copy_appears(
+def test_a_batch_re_sent_after_a_partial_acknowledgement_is_counted_as_duplicates_not_a_fault(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    # Kafka acknowledged entries 50..54 of a batch 50..59 and the producer sent it all again;
+    # meanwhile another process's writer got an entry in between.
+    other = AuditWriter(catalog, "writer-9").entry(event(99))
+    values = [*built.values[:55], other, *built.values[50:60]]
+    tree = MerkleLog()
+    for value in values:
+        tree.append(leaf_hash(value))
+    late = sign_checkpoint(signer, LOG_ID, len(values), tree.root(), START)
+
+    report = _verify(catalog, signer, _renumbered(values), [*built.checkpoints[:5], late])
+
+    assert report.ok, report.problem
+    assert report.duplicates == 5
+    assert report.consistency_steps == 5
+    assert report.entries == len(values)  # the copies are leaves all the same
+    assert report.root_hash == late.root_hash
+
+
+def test_a_copy_of_an_entry_inserted_mid_log_passes_the_chains_but_not_the_checkpoints(
     catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
 ) -> None:
     values = list(built.values)
@@ -215,8 +241,45 @@ def test_an_entry_written_again_later_is_a_reorder_where_the_copy_appears(
     report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
 
     assert report.problem is not None
+    assert report.problem.reason == "checkpoint_root_mismatch"
+    assert report.problem.indices == (20, 30)
+    assert report.duplicates == 1
+
+
+@pytest.mark.parametrize(("original", "seq"), [(59, 19), (20, 6)])
+def test_an_entry_with_a_number_its_writer_already_used_but_other_bytes_is_a_reorder(
+    catalog: SchemaCatalog,
+    signer: Ed25519CheckpointSigner,
+    built: BuiltLog,
+    original: int,
+    seq: int,
+) -> None:
+    """The writer's latest number, or an older one, reused by another entry."""
+    values = [*built.values, _edit_origin(catalog, built.values[original])]
+
+    report = _verify(catalog, signer, _renumbered(values), built.checkpoints)
+
+    assert report.problem is not None
     assert report.problem.reason == "sequence_reorder"
-    assert (report.problem.index, report.problem.offset) == (26, 26)
+    assert (report.problem.index, report.problem.offset) == (ENTRIES, ENTRIES)
+    assert f"seq {seq} " in report.problem.detail
+    assert "two entries" in report.problem.detail
+    assert report.duplicates == 0
+
+
+def test_an_entry_moved_later_is_a_reorder_even_though_its_bytes_are_unchanged(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    values = list(built.values)
+    moved = values.pop(20)  # writer 2's seq 6, now after its seq 7
+    values.insert(25, moved)
+
+    report = _verify(catalog, signer, _renumbered(values), [])
+
+    assert report.problem is not None
+    assert report.problem.reason == "sequence_reorder"
+    assert (report.problem.index, report.problem.offset) == (22, 22)
+    assert report.duplicates == 0
 
 
 def test_a_truncated_log_is_named_by_the_checkpoint_it_no_longer_reaches(
@@ -359,3 +422,19 @@ def _resigned(
         checkpoint.root_hash if root is None else root,
         checkpoint.at,
     )
+
+
+def test_checkpoints_of_one_size_signed_twice_by_two_enforcers_verify_as_consistent(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    # The other process signed the same sizes a little later: same roots, other times.
+    resigned = [
+        sign_checkpoint(signer, LOG_ID, c.tree_size, c.root_hash, c.at + dt.timedelta(seconds=0.7))
+        for c in built.checkpoints
+    ]
+
+    report = _verify(catalog, signer, built.records, [*built.checkpoints, *resigned])
+
+    assert report.ok, report.problem
+    assert report.checkpoints == 12
+    assert report.consistency_steps == 11

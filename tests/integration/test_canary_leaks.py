@@ -1,0 +1,296 @@
+"""No withheld value leaks: canaries in every string field, searched for in every output.
+
+NL publishes one valid report with a unique canary in every string field
+(nation codes and UUIDs excepted: a valid report needs them as they are),
+plus three refused submissions: a tampered copy of it, a report whose every
+string field (nation codes too) is a canary and which fails validation, and
+a truncated submission. The agreements say:
+
+* BE gets the report with ``summary``, travel document numbers and
+  indicators redacted, and names pseudonymised (``canary-nl-be``);
+* FR gets it with names, document numbers and vehicles redacted, under a
+  two-day embargo, so it waits on ``ixb.held`` (``canary-nl-fr``);
+* DE is refused: its agreement does not cover smuggling (``canary-nl-de``).
+
+Where a canary of the valid report may appear, and nowhere else:
+
+* ``ixb.deliver.BE``: exactly the values the NL-BE agreement lets through;
+* ``ixb.held``: exactly the values the NL-FR agreement lets through, inside
+  FR's delivery (the only held one; ``ixb.deliver.FR`` is empty until release);
+* ``ixb.rejected.NL``: NL's own topic. A refusal carries the original
+  submission bytes (nothing is lost, it can be re-driven), so NL's values may
+  appear there, but only inside ``original_value`` and only as bytes NL sent;
+  reason, detail, stage, key and headers carry none. (A refused embargo
+  release would carry the held delivery instead: not exercised here.)
+
+Nowhere else: not on any other topic of the namespace (found by listing the
+cluster's topics, so a new output topic is covered the day it appears:
+``ixb.accepted``, ``ixb.audit``, ``ixb.audit.checkpoints``, other nations'
+delivery and rejected topics), not in the audit export, not in any log event
+(captured for the enforcer's whole life, including shutdown), not in
+``/metrics``, not in any problem a reader reports. Exception messages reach
+the outside only as a rejection's reason and detail (``str(exc)`` is exactly
+``reason: detail``) and in logs, both searched. The submission topics are
+the inputs and are not searched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from broker.audit.export import write_jsonl
+from broker.cli_audit import sign_checkpoints, verify_audit
+from broker.client import FeedProblem, VerifiedDelivery
+from broker.codec import SchemaCatalog
+from broker.domain.report import COUNTRY_CODE_FIELDS
+from broker.pipeline.fanout import HELD_SCHEMA
+from broker.pipeline.rejections import REJECTION_SCHEMA
+from broker.pipeline.runner import EnforcerStats
+from broker.report_codec import REPORT_SCHEMA, record_to_report, report_to_record
+from broker.service import provision_keys, run_enforcer
+from broker.settings import Settings
+from broker.topics import TopicNames
+from broker.transport import InboundRecord, OutboundRecord, TopicAdmin, read_topic
+from tests.factories import make_report
+from tests.integration.conftest import Exchange, make_settings
+from tests.support.canaries import Canaries, abstract, string_paths
+from tests.support.probes import http_get
+from tests.support.submissions import seal_record, tamper_signed_payload
+
+pytestmark = pytest.mark.integration
+
+AGREEMENTS = {
+    "canary-nl-be": """
+id: canary-nl-be
+version: 1
+title: Canary NL-BE
+purpose: leak test
+parties: [NL, BE]
+valid_from: 2020-01-01T00:00:00Z
+report_types: [smuggling]
+max_marking: TLP:AMBER
+field_rules:
+  "*":
+    - {field: summary, action: redact}
+    - {field: "subjects[].full_name", action: pseudonymise}
+    - {field: "subjects[].travel_documents[].number", action: redact}
+    - {field: "indicators[].value", action: redact}
+    - {field: location, action: generalise, to: 0.1deg}
+""",
+    "canary-nl-fr": """
+id: canary-nl-fr
+version: 1
+title: Canary NL-FR
+purpose: leak test
+parties: [NL, FR]
+valid_from: 2020-01-01T00:00:00Z
+report_types: [smuggling]
+max_marking: TLP:AMBER
+field_rules:
+  "*":
+    - {field: "subjects[].full_name", action: redact}
+    - {field: "subjects[].travel_documents[].number", action: redact}
+    - {field: "vehicles[].registration", action: redact}
+    - {field: "vehicles[].description", action: redact}
+    - {action: embargo, after: 2d}
+""",
+    "canary-nl-de": """
+id: canary-nl-de
+version: 1
+title: Canary NL-DE
+purpose: leak test
+parties: [NL, DE]
+valid_from: 2020-01-01T00:00:00Z
+report_types: [terrorism]
+max_marking: TLP:AMBER
+""",
+}
+
+# Who may see each string field of the valid report, by the agreements above.
+SHARED_WITH: dict[str, set[str]] = {
+    "agency": {"BE", "FR"},
+    "title": {"BE", "FR"},
+    "summary": {"FR"},
+    "location.border_sector": {"BE", "FR"},
+    "location.crossing_point": {"FR"},  # BE's location generalisation drops it
+    "subjects[].full_name": set(),  # pseudonymised for BE, redacted for FR
+    "subjects[].travel_documents[].number": set(),
+    "vehicles[].registration": {"BE"},
+    "vehicles[].description": {"BE"},
+    "indicators[].value": {"FR"},
+}
+
+
+def is_nation_code(path: str) -> bool:
+    return path.rsplit(".", 1)[-1] in COUNTRY_CODE_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    exchange: Exchange
+    port: int
+
+
+@contextlib.asynccontextmanager
+async def observed_enforcer(settings: Settings) -> AsyncIterator[Running]:
+    bootstrap = settings.kafka_bootstrap
+    assert bootstrap is not None
+    stats = EnforcerStats()
+    stop, started = asyncio.Event(), asyncio.Event()
+    listening: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run_enforcer(
+            settings,
+            bootstrap,
+            stop,
+            started=started,
+            stats=stats,
+            on_listening=listening.set_result,
+        )
+    )
+    try:
+        await asyncio.wait_for(started.wait(), timeout=30)
+        _, port = await listening
+        yield Running(Exchange(settings, bootstrap, stats, SchemaCatalog.load()), port)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+def record_bytes(record: InboundRecord) -> bytes:
+    """Everything a reader of the record gets: key, value and headers."""
+    headers = b"".join(name.encode() + value for name, value in record.headers)
+    return (record.key or b"") + b"\x00" + (record.value or b"") + b"\x00" + headers
+
+
+async def read_namespace(bootstrap: str, topics: TopicNames) -> dict[str, list[InboundRecord]]:
+    """Every record of every topic in the namespace, by topic."""
+    admin = TopicAdmin(bootstrap)
+    await admin.start()
+    try:
+        names = sorted(t for t in await admin.topics() if t.startswith(f"{topics.namespace}."))
+    finally:
+        await admin.close()
+    return {
+        name: [r async for r in read_topic(bootstrap, name, idle_timeout_s=2.0)] for name in names
+    }
+
+
+async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
+) -> None:
+    for name, text in AGREEMENTS.items():
+        (policies_dir / "agreements" / f"{name}.yaml").write_text(text)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    provision_keys(settings, ["NL"])
+    topics = TopicNames(settings.topic_namespace)
+    admin = TopicAdmin(kafka_bootstrap)
+    await admin.start()
+    await admin.ensure([topics.submit("NL"), topics.held])
+    await admin.close()
+
+    catalog = SchemaCatalog.load()
+    schema = catalog.schema(REPORT_SCHEMA).parsed
+    shared = Canaries()  # the valid report's, decided on by the agreements
+    refused = Canaries()  # the refused submissions' own
+    valid = shared.plant(schema, report_to_record(make_report("NL")), skip=is_nation_code)
+    record_to_report(valid)  # it is valid: the broker accepts it
+    planted = {abstract(p) for p in shared.paths.values()}
+    assert (
+        planted == set(SHARED_WITH) == {p for p in string_paths(schema) if not is_nation_code(p)}
+    ), "every string field of the schema is planted, and classified above"
+    # Every string but the origin (which would be refused before validation, as a mismatch).
+    invalid = refused.plant(schema, report_to_record(make_report("NL")), skip="origin".__eq__)
+    assert {abstract(p) for p in refused.paths.values()} == string_paths(schema) - {"origin"}
+    truncated = refused.plant(schema, report_to_record(make_report("NL")), skip=is_nation_code)
+
+    submit = topics.submit("NL")
+    sealed = seal_record(settings, catalog, valid, key_nation="NL")
+    submissions = [
+        OutboundRecord(submit, str(valid["report_id"]).encode(), sealed),
+        OutboundRecord(submit, b"tampered", tamper_signed_payload(catalog, sealed)),
+        OutboundRecord(
+            submit, b"invalid", seal_record(settings, catalog, invalid, key_nation="NL")
+        ),
+        OutboundRecord(
+            submit, b"truncated", seal_record(settings, catalog, truncated, key_nation="NL")[:-40]
+        ),
+    ]
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
+        async with observed_enforcer(settings) as running:
+            exchange = running.exchange
+            await exchange.publish("NL", submissions)
+            await exchange.wait_completed(len(submissions))
+            status, metrics = await http_get(running.port, "/metrics")
+            feeds = {n: await exchange.feed(n) for n in ("BE", "FR", "DE")}
+            await sign_checkpoints(settings)
+            outputs = await read_namespace(kafka_bootstrap, topics)
+            _, audit_logs = await verify_audit(settings)
+
+    assert status == 200
+    everything = shared.paths.keys() | refused.paths.keys()
+    seen_anywhere: set[str] = set()
+
+    def leaked(data: bytes | str) -> set[str]:
+        """The canaries in ``data`` (searched as raw bytes), remembered as seen."""
+        raw = data.encode() if isinstance(data, str) else data
+        found = {t for t in everything if t.encode() in raw}
+        seen_anywhere.update(found)
+        return found
+
+    # Recipients' topics: exactly what each agreement lets through.
+    for_be = shared.tokens_at({p for p, who in SHARED_WITH.items() if "BE" in who})
+    for_fr = shared.tokens_at({p for p, who in SHARED_WITH.items() if "FR" in who})
+    [be_delivery] = outputs.pop(topics.deliver("BE"))
+    assert leaked(record_bytes(be_delivery)) == for_be
+    [held] = outputs.pop(topics.held)
+    assert catalog.decode(held.value or b"", HELD_SCHEMA)["topic"] == topics.deliver("FR")
+    assert leaked(record_bytes(held)) == for_fr
+    assert outputs.pop(topics.deliver("FR"), []) == []  # under embargo
+    assert outputs.pop(topics.deliver("DE"), []) == []  # refused
+
+    # The origin's rejected topic: its own bytes, verbatim, and nothing else.
+    reasons, originals = [], set()
+    for record in outputs.pop(topics.rejected("NL")):
+        rejection = catalog.decode(record.value or b"", REJECTION_SCHEMA)
+        reasons.append(rejection["reason"])
+        originals.add(rejection.pop("original_value"))
+        assert leaked(repr(rejection)) == set(), rejection["reason"]
+        assert leaked((record.key or b"") + b"".join(v for _, v in record.headers)) == set()
+    assert sorted(reasons) == ["bad_signature", "invalid_report", "truncated"]
+    assert originals == {s.value for s in submissions[1:]}, "exactly the refused bytes NL sent"
+
+    # Every other topic of the namespace, apart from the inputs.
+    for topic, records in outputs.items():
+        if topics.nation_of_submit_topic(topic) is not None:
+            continue
+        assert [leaked(record_bytes(r)) for r in records] == [set()] * len(records), topic
+    assert outputs[topics.accepted], "the ledger was read"
+    assert outputs[topics.audit], "the decision log was read"
+    assert outputs[topics.audit_checkpoints], "checkpoints were signed and read"
+
+    export = io.StringIO()
+    for log_id, entries in audit_logs.items():
+        write_jsonl(export, catalog, log_id, entries)
+    assert export.getvalue()
+    assert leaked(export.getvalue()) == set()
+
+    assert captured, "capture_logs caught nothing: is structlog caching its loggers?"
+    assert {e["event"]: leaked(repr(e)) for e in captured if leaked(repr(e))} == {}
+    assert leaked(metrics) == set()
+    problems = [i for items in feeds.values() for i in items if isinstance(i, FeedProblem)]
+    assert problems == []
+    [delivered] = [i for i in feeds["BE"] if isinstance(i, VerifiedDelivery)]
+    assert leaked(repr(delivered.report)) <= for_be
+    assert feeds["FR"] == feeds["DE"] == []
+    assert seen_anywhere == for_be | for_fr, "no canary of any refused submission was seen"

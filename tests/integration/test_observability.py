@@ -1,0 +1,129 @@
+"""A running enforcer serves its probes and Prometheus metrics, counting what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from broker.codec import SchemaCatalog
+from broker.pipeline.runner import EnforcerStats
+from broker.service import provision_keys, run_enforcer
+from broker.topics import TopicNames
+from broker.transport import TopicAdmin
+from tests.factories import make_report
+from tests.integration.conftest import NL_BE_AGREEMENT, Exchange, make_settings
+from tests.support.probes import http_get, samples
+from tests.support.submissions import tamper_signed_payload
+
+pytestmark = pytest.mark.integration
+
+
+@dataclasses.dataclass
+class Observed:
+    exchange: Exchange
+    port: int
+    readyz_at_listening: tuple[int, str]  # asked as soon as the server listened
+
+
+@pytest.fixture
+async def observed(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
+) -> AsyncIterator[Observed]:
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    assert settings.metrics_addr == "127.0.0.1:0"
+    provision_keys(settings, ["NL", "BE", "DE"])
+    admin = TopicAdmin(kafka_bootstrap)
+    await admin.start()
+    await admin.ensure(TopicNames(settings.topic_namespace).submit(n) for n in ["NL", "BE", "DE"])
+    await admin.close()
+    stats = EnforcerStats()
+    stop, started = asyncio.Event(), asyncio.Event()
+    listening: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        run_enforcer(
+            settings,
+            kafka_bootstrap,
+            stop,
+            started=started,
+            stats=stats,
+            on_listening=listening.set_result,
+        )
+    )
+    _, port = await asyncio.wait_for(listening, timeout=30)
+    # The Kafka clients are starting now; joining the group takes a while longer.
+    readyz_at_listening = await http_get(port, "/readyz")
+    await asyncio.wait_for(started.wait(), timeout=30)
+    yield Observed(
+        Exchange(settings, kafka_bootstrap, stats, SchemaCatalog.load()), port, readyz_at_listening
+    )
+    stop.set()
+    await asyncio.wait_for(task, timeout=30)
+
+
+async def ready(port: int, timeout_s: float = 20.0) -> tuple[int, str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = await http_get(port, "/readyz")
+        if answer[0] == 200 or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.1)
+
+
+async def test_readyz_is_503_until_the_enforcer_owns_partitions_then_200_and_healthz_is_200(
+    observed: Observed,
+) -> None:
+    status, body = observed.readyz_at_listening
+    assert status == 503
+    assert body.startswith("not ready: ")
+    assert await ready(observed.port) == (200, "ready\n")
+    assert await http_get(observed.port, "/healthz") == (200, "ok\n")
+
+
+async def test_metrics_count_a_delivered_a_withheld_and_a_rejected_report(
+    observed: Observed,
+) -> None:
+    exchange = observed.exchange
+    assert (await ready(observed.port))[0] == 200
+    shared = make_report("NL")  # BE gets it; DE has no agreement
+    kept = make_report("NL", report_type="terrorism")  # the agreement does not cover it
+    forged = exchange.seal(make_report("NL"))
+    tampered = dataclasses.replace(
+        forged, value=tamper_signed_payload(exchange.catalog, forged.value)
+    )
+    records = [exchange.seal(shared), exchange.seal(kept), tampered]
+    await exchange.publish("NL", records)
+    await exchange.wait_completed(len(records))
+
+    status, text = await http_get(observed.port, "/metrics")
+
+    assert status == 200
+    got = samples(text)
+    assert got["ixb_submissions_total", ()] == 3
+    assert got["ixb_submissions_completed_total", ()] == 3
+    assert got["ixb_deliveries_total", ()] == 1
+    decisions = {labels: v for (name, labels), v in got.items() if name == "ixb_decisions_total"}
+    assert decisions == {
+        (("outcome", "delivered"), ("reason", "allowed")): 1,
+        (("outcome", "held"), ("reason", "embargo")): 0,
+        (("outcome", "withheld"), ("reason", "no_agreement")): 2,  # DE, for both reports
+        (("outcome", "withheld"), ("reason", "test-nl-be:report_type_not_covered")): 1,
+    }
+    rejected = {labels: v for (name, labels), v in got.items() if name == "ixb_rejected_total"}
+    assert rejected == {
+        (("reason", "bad_signature"),): 1,
+        (("reason", "embargo_release_refused"),): 0,
+    }
+    assert got["ixb_held", ()] == 0
+    assert got["ixb_end_to_end_seconds_count", ()] == 3
+    assert got["ixb_batch_seconds_count", ()] >= 1
+    assert 0 <= got["ixb_decision_cache_hit_ratio", ()] <= 1
+    lag = {labels: v for (name, labels), v in got.items() if name == "ixb_consumer_lag"}
+    submit_nl = exchange.topics.submit("NL")
+    assert any(dict(labels)["topic"] == submit_nl for labels in lag), lag
+    assert set(lag.values()) == {0}, "everything published was fetched"
