@@ -9,12 +9,15 @@ checkpoint's signature and every consistency step and names the first bad
 entry; ``export`` writes JSON Lines and a self-contained HTML report.
 ``receipt`` writes a self-contained receipt for one delivery's entry, and
 ``check-receipt`` verifies one offline, from the receipt and the key
-registry alone.
+registry alone; ``replay`` re-runs the logged decisions
+with the archived bundles (``ixb.bundles``) and submissions, and names every
+one that comes out otherwise (broker/audit/replay.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from collections import defaultdict
@@ -24,6 +27,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from broker.audit.bundles import BundleShelf
 from broker.audit.checkpoints import (
     Checkpoint,
     Checkpointer,
@@ -41,17 +45,27 @@ from broker.audit.receipts import (
     receipt_to_json,
     verify_receipt,
 )
+from broker.audit.received import ReceivedViews
+from broker.audit.replay import LoggedEntry, Replayer, ReplayFilter, ReplayReport
+from broker.audit.replay_output import report_document, report_lines
 from broker.audit.summary import FlowSummary
 from broker.audit.verify import VerificationReport, verify_log
 from broker.codec import SchemaCatalog
 from broker.errors import DecodeError, IxbError, RejectedInput
+from broker.pipeline.intake import Intake
+from broker.pipeline.replay import Position, ReplayGuard
+from broker.policy import PolicyDecisionPoint
+from broker.policy.bundle import PolicyBundle
+from broker.policy.cache import CachedDecisionPoint
+from broker.policy.rego import RegoDecisionPoint
 from broker.service import load_catalog, resolve_bootstrap
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.disclosure import ReportLayout
+from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
 
-audit_app = typer.Typer(help="The decision log: checkpoints, verification, export.")
+audit_app = typer.Typer(help="The decision log: checkpoints, verification, export, replay.")
 out = Console()
 err = Console(stderr=True)
 
@@ -292,3 +306,121 @@ def _describe(catalog: SchemaCatalog, entry: bytes | None) -> None:
         f"delivery {event.delivery_id or '-'} (statement sha256 {digest}), "
         f"at {event.at.isoformat(timespec='milliseconds')}"
     )
+
+
+def replayer_for(
+    settings: Settings,
+    catalog: SchemaCatalog,
+    registry: PartnerRegistry,
+    archives: list[bytes],
+    *,
+    cached: bool = True,
+) -> Replayer:
+    """A replayer judging intake as the enforcer does and deciding with regopy in-process.
+
+    The archived Rego and data are what decided, whichever engine evaluated
+    them (regopy or an OPA server): both go through one decision contract.
+    ``cached`` puts each bundle behind the enforcer's own decision cache
+    (broker/policy/cache.py); without it every decision is evaluated in Rego
+    (about 10 ms each here), independently of the cache's reasoning.
+    """
+
+    def build(bundle: PolicyBundle) -> PolicyDecisionPoint:
+        point = RegoDecisionPoint(bundle)
+        return CachedDecisionPoint(point, bundle.time_boundaries_s()) if cached else point
+
+    layout = ReportLayout.from_catalog(catalog)
+    intake = Intake(
+        catalog,
+        TopicNames(settings.topic_namespace),
+        max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
+        replay=ReplayGuard(dt.timedelta(seconds=settings.max_report_age_s)),
+        layout=layout,
+    )
+    shelf = BundleShelf(archives, catalog, build)
+    return Replayer(intake, registry, shelf, ReceivedViews(layout))
+
+
+async def replay_audit(
+    settings: Settings, admit: ReplayFilter, *, cached: bool = True
+) -> ReplayReport:
+    """Read the log, the bundle archives and the submissions it names; replay what ``admit`` asks.
+
+    Entries are replayed in the order of their time (then log and offset).
+    """
+    bootstrap = resolve_bootstrap(settings)
+    topics = TopicNames(settings.topic_namespace)
+    catalog = load_catalog(settings)
+    registry = RegistryFile(settings.registry_path).current()
+    entries, undecodable = [], 0
+    for log_id, records in (await _read_logs(bootstrap, topics.audit)).items():
+        for offset, value in records:
+            try:
+                entry = decode_entry(catalog, value)
+            except DecodeError:
+                undecodable += 1  # named by `ixb audit verify`
+                continue
+            if admit.admits(entry.event):
+                entries.append(LoggedEntry(log_id, offset, entry))
+    entries.sort(key=lambda e: (e.entry.event.at, e.log_id, e.offset))
+    archives = [
+        record.value
+        async for record in read_topic(bootstrap, topics.bundles, idle_timeout_s=2.0)
+        if record.value is not None
+    ]
+    wanted = {
+        (ref.topic, ref.partition, ref.offset)
+        for e in entries
+        if (ref := e.entry.event.submission) is not None
+    }
+    submissions: dict[Position, bytes | None] = {}
+    for topic in sorted({topic for topic, _, _ in wanted}):
+        async for record in read_topic(bootstrap, topic, idle_timeout_s=2.0):
+            position = (record.topic, record.partition, record.offset)
+            if position in wanted:
+                submissions[position] = record.value
+    replayer = replayer_for(settings, catalog, registry, archives, cached=cached)
+    report = replayer.replay(entries, submissions)
+    if undecodable:
+        skipped = {**report.skipped, "undecodable_entry": undecodable}
+        report = dataclasses.replace(report, skipped=skipped)
+    return report
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO 8601 instant; one without a zone is taken as UTC."""
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
+
+
+@audit_app.command("replay")
+def audit_replay(
+    *,
+    since: Annotated[str, typer.Option(help="first instant to replay, ISO 8601 (UTC if no zone)")],
+    until: Annotated[str, typer.Option(help="replay entries before this instant")],
+    origin: Annotated[str | None, typer.Option(help="only reports from this nation")] = None,
+    recipient: Annotated[str | None, typer.Option(help="only decisions for this nation")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document on stdout")] = False,
+    uncached: Annotated[
+        bool,
+        typer.Option(
+            "--uncached", help="evaluate every decision in Rego, not through the decision cache"
+        ),
+    ] = False,
+) -> None:
+    """Re-run every logged decision with its archived bundle; exit 1 if any comes out otherwise."""
+    admit = ReplayFilter(_instant(since), _instant(until), origin, recipient)
+    try:
+        report = asyncio.run(replay_audit(Settings(), admit, cached=not uncached))
+    except IxbError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(report_document(report), indent=2))
+    else:
+        for line in report_lines(report):
+            out.print(line, markup=False, highlight=False)
+    raise typer.Exit(code=0 if report.ok else 1)

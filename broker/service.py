@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from broker.audit.bundles import BundleArchiver
 from broker.audit.checkpoints import checkpoint_verifier
 from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
@@ -219,6 +220,7 @@ async def run_enforcer(
         max_poll_records=settings.batch_max_records,
         session_timeout_ms=settings.consumer_session_timeout_ms,
     )
+    archiver = BundleArchiver(topics.bundles)
     releaser = EmbargoReleaser(
         consumer=held_consumer,
         producer=producer,
@@ -227,6 +229,7 @@ async def run_enforcer(
         policy=policy,
         clock=utc_now,
         audit=AuditWriter(catalog),
+        archiver=archiver,
     )
     metrics = EnforcerMetrics(
         Watched(
@@ -252,6 +255,7 @@ async def run_enforcer(
         ledger=lambda: read_topic(bootstrap, topics.accepted, idle_timeout_s=5.0),
         audit=AuditWriter(catalog),
         on_acknowledged=metrics.batch_acknowledged,
+        archiver=archiver,
     )
     readiness = Readiness(bundle_hash=policy.active.bundle.content_hash, stop=stop)
     checkpoints = checkpoint_publisher(settings, bootstrap, producer, catalog)
@@ -264,8 +268,12 @@ async def run_enforcer(
             if address is not None and on_listening is not None:
                 on_listening(address)
         await admin.start()
-        await admin.ensure([topics.held, topics.accepted, topics.audit, topics.audit_checkpoints])
+        await admin.ensure(
+            [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+        )
         await producer.start()
+        active = policy.current()  # archived before the first decision made under it
+        await producer.send_all(archiver.records(active.bundle.content_hash, active.archive))
         await consumer.start()
         await held_consumer.start()
         readiness.partitions = lambda: len(consumer.assignment())

@@ -9,6 +9,7 @@
 | ixb.accepted            | report id   | enforcer          | enforcer (replay)   |
 | ixb.audit               | writer id   | enforcer, releaser | auditors, enforcer |
 | ixb.audit.checkpoints   | log id      | enforcer, `ixb audit checkpoint` | auditors |
+| ixb.bundles             | bundle hash | enforcer          | auditors (replay)   |
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
@@ -69,6 +70,11 @@ class TopicNames:
     def audit_checkpoints(self) -> str:
         """Signed checkpoints (log id, size, root, time) of the decision log."""
         return f"{self._base}.audit.checkpoints"
+
+    @property
+    def bundles(self) -> str:
+        """Every policy bundle the enforcer decided with, archived by content hash."""
+        return f"{self._base}.bundles"
 
     def nation_of_submit_topic(self, topic: str) -> str | None:
         """The nation a submission topic belongs to, or None for any other topic."""

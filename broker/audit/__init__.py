@@ -19,6 +19,9 @@ record values in offset order.
   them every N entries or T seconds; consistency proofs between them.
 - ``receipts``: inclusion proofs a recipient verifies offline.
 - ``chains`` and ``verify``: ``ixb audit verify``, naming the first fault.
-- ``archive``: policy bundles archived by content hash (``ixb.bundles``).
+- ``archive``: policy bundles archived by content hash (``ixb.bundles``);
+  ``bundles``: the enforcer writing them, the auditor loading them back.
+- ``replay``, ``received`` and ``replay_output``: ``ixb audit replay``,
+  re-running logged decisions with their archived bundle.
 - ``summary`` and ``export``: ``ixb audit export`` as JSON Lines and HTML.
 """

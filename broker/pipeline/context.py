@@ -20,6 +20,7 @@ class BatchContext:
     policy: PolicyDecisionPoint
     partners: frozenset[str]  # every nation a report could be delivered to
     now: dt.datetime
+    bundle_archive: bytes | None = None  # of ``policy``'s bundle, for ixb.bundles
 
 
 def batch_context(registry: RegistryFile, policy: PolicySource, now: dt.datetime) -> BatchContext:
@@ -31,4 +32,5 @@ def batch_context(registry: RegistryFile, policy: PolicySource, now: dt.datetime
         policy=current_policy.point,
         partners=current_policy.parties | current_registry.nations(),
         now=now,
+        bundle_archive=current_policy.archive,
     )

@@ -43,6 +43,7 @@ from typing import Any
 
 import structlog
 
+from broker.audit.bundles import BundleArchiver
 from broker.audit.entries import AuditWriter
 from broker.audit.events import release_event
 from broker.codec import SchemaCatalog
@@ -98,6 +99,7 @@ class EmbargoReleaser:
         clock: Clock,
         retry_after_s: float = 5.0,
         audit: AuditWriter | None = None,
+        archiver: BundleArchiver | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -107,6 +109,7 @@ class EmbargoReleaser:
         self._clock = clock
         self._retry_after_s = retry_after_s
         self._audit = audit
+        self._archiver = archiver  # shared with the enforcer: one loop, one set of written
         self._unacknowledged: _Release | None = None
         self._queue: list[_Pending] = []
         self._pending: dict[int, set[int]] = {}  # partition -> offsets not yet done
@@ -165,6 +168,8 @@ class EmbargoReleaser:
             return
         policy = self._policy.current()
         outputs: list[OutboundRecord] = []
+        if self._archiver is not None:  # a reload seen here first: archive it first
+            outputs += self._archiver.records(policy.bundle.content_hash, policy.archive)
         done: list[_Pending] = []
         for item in due:
             held = item.held
@@ -234,8 +239,13 @@ class EmbargoReleaser:
 
     async def _send(self, release: _Release) -> bool:
         """Send ``release``; True once acknowledged, else it is kept to be sent again."""
+        bundles = self._topics.bundles
+        archives = [o for o in release.outputs if o.topic == bundles]
+        rest = [o for o in release.outputs if o.topic != bundles]
         try:
-            await self._producer.send_all(release.outputs)
+            for part in (archives, rest):  # a bundle acknowledged before what names it
+                if part:
+                    await self._producer.send_all(part)
         except TransportError as exc:
             log.warning("embargo_release_not_acknowledged", error=str(exc))
             self._unacknowledged = release

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from broker.audit.bundles import BundleArchiver
 from broker.audit.entries import AuditEvent, AuditWriter
 from broker.audit.events import decision_events, refusal_event, submission_ref
 from broker.codec import SchemaCatalog
@@ -95,6 +96,7 @@ class Enforcer:
         ledger: LedgerReader | None = None,
         audit: AuditWriter | None = None,
         on_acknowledged: BatchHook | None = None,
+        archiver: BundleArchiver | None = None,
     ) -> None:
         self._on_acknowledged = on_acknowledged
         self._consumer = consumer
@@ -104,6 +106,7 @@ class Enforcer:
         self._attester = attester
         self._ledger = ledger
         self._audit = audit
+        self._archiver = archiver
         self._assignment: frozenset[tuple[str, int]] | None = None
         self._catalog = catalog
         self._topics = topics
@@ -145,16 +148,12 @@ class Enforcer:
         """Process ``batch``, send its outputs until acknowledged, then commit."""
         started = time.monotonic()
         outputs = await self.process(batch)  # 2, 3
-        while True:
-            try:
-                await self._producer.send_all(outputs)  # 4
-                break
-            except TransportError as exc:
-                self.stats.retries += 1
-                log.warning("batch_not_acknowledged", error=str(exc), records=len(batch))
-                if stop.is_set():
-                    return  # uncommitted: redone after restart or by the next owner
-                await asyncio.sleep(self._retry_backoff_s)
+        # 4: a new bundle's archive is acknowledged before anything decided under it is sent
+        archives = [o for o in outputs if o.topic == self._topics.bundles]
+        rest = [o for o in outputs if o.topic != self._topics.bundles] if archives else outputs
+        for part in (archives, rest):
+            if part and not await self._send_until_acknowledged(part, stop):
+                return  # uncommitted: redone after restart or by the next owner
         self.stats.completed += len(batch)
         if self._on_acknowledged is not None:
             self._on_acknowledged(batch, time.monotonic() - started)
@@ -165,6 +164,21 @@ class Enforcer:
             # partitions moved away, their new owner redoes the batch (same delivery ids).
             log.warning("commit_failed", error=str(exc), records=len(batch))
         self.stats.batches += 1
+
+    async def _send_until_acknowledged(
+        self, outputs: list[OutboundRecord], stop: asyncio.Event
+    ) -> bool:
+        """True once Kafka acknowledged every one; False if asked to stop first."""
+        while True:
+            try:
+                await self._producer.send_all(outputs)
+                return True
+            except TransportError as exc:
+                self.stats.retries += 1
+                log.warning("batch_not_acknowledged", error=str(exc), records=len(outputs))
+                if stop.is_set():
+                    return False
+                await asyncio.sleep(self._retry_backoff_s)
 
     async def process(self, batch: list[InboundRecord]) -> list[OutboundRecord]:
         """Every output for ``batch``; no I/O apart from logging and counters.
@@ -177,6 +191,8 @@ class Enforcer:
         context = batch_context(self._registry, self._policy, self._clock())
         self._intake.replay.forget_older_than(context.now)
         outputs: list[OutboundRecord] = []
+        if self._archiver is not None:  # a bundle is archived before anything decided under it
+            outputs += self._archiver.records(context.policy.bundle_hash, context.bundle_archive)
         pending: list[Pending] = []
         since = time.monotonic()
         for inbound in batch:

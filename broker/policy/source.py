@@ -9,6 +9,12 @@ checks the new bundle, and swaps it in whole. A bundle that does not load is
 refused: the enforcer keeps deciding with the last good one and says so in
 its log, until the files change again. A new bundle brings a new decision
 point and therefore a new, empty decision cache.
+
+Every bundle is also archived as it is loaded (broker/audit/archive.py): the
+archive holds the very files the bundle was loaded from, checked to give the
+same content hash, so the enforcer can write it to ``ixb.bundles`` before
+anything is decided under it. If the files change between the two reads the
+load is refused like any bad bundle, and retried at the next change.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Protocol
 
 import structlog
 
+from broker.audit.archive import archive_bundle
 from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
 from broker.policy import PolicyDecisionPoint
@@ -33,10 +40,15 @@ Fingerprint = tuple[tuple[str, int, int], ...]
 
 @dataclass(frozen=True, slots=True)
 class ActivePolicy:
-    """A decision point and the bundle it evaluates."""
+    """A decision point, the bundle it evaluates and that bundle's archive.
+
+    ``archive`` is the encoded ``ixb.v1.PolicyBundleArchive`` of the files the
+    bundle was loaded from; None for a policy built in memory (tests).
+    """
 
     point: PolicyDecisionPoint
     bundle: PolicyBundle
+    archive: bytes | None = None
 
     @property
     def parties(self) -> frozenset[str]:
@@ -91,8 +103,8 @@ class ReloadingPolicy:
         self._request_file = request_file
         self._check_every_s = check_every_s
         self._fingerprint = self._scan()
-        bundle = load_bundle(directory, catalog)  # at start-up a bad bundle is fatal
-        self._active = ActivePolicy(build(bundle), bundle)
+        bundle, archive = self._load()  # at start-up a bad bundle is fatal
+        self._active = ActivePolicy(build(bundle), bundle, archive)
         self._last_check = time.monotonic()
         self.reloads = 0
 
@@ -116,10 +128,10 @@ class ReloadingPolicy:
         self._fingerprint = fingerprint
         old = self._active.bundle.content_hash
         try:
-            bundle = load_bundle(self._directory, self._catalog)
+            bundle, archive = self._load()
             if bundle.content_hash == old:
                 return False
-            active = ActivePolicy(self._build(bundle), bundle)
+            active = ActivePolicy(self._build(bundle), bundle, archive)
         except ConfigurationError as exc:
             log.error("policy_reload_refused", error=str(exc), kept_bundle_hash=old)
             return False
@@ -127,6 +139,14 @@ class ReloadingPolicy:
         self.reloads += 1
         log.info("policy_reloaded", old_bundle_hash=old, bundle_hash=bundle.content_hash)
         return True
+
+    def _load(self) -> tuple[PolicyBundle, bytes]:
+        """The bundle (errors name the real files) and the archive of exactly its files."""
+        bundle = load_bundle(self._directory, self._catalog)
+        _, archive = archive_bundle(
+            self._directory, self._catalog, expected_hash=bundle.content_hash
+        )
+        return bundle, archive
 
     def _scan(self) -> Fingerprint:
         """Name, modification time and size of every file that makes the bundle."""

@@ -1,0 +1,193 @@
+"""How fast ``ixb audit replay`` re-runs decisions: ``python -m bench.audit_replay``.
+
+The log is recorded as the enforcer writes it, without Kafka: the bench's
+reports and agreements (bench/reports.py) are sealed with real agency keys
+and go through the real ``Enforcer.process`` (intake, fan-out, attestation,
+audit writer, bundle archiver) in batches of 500; a second bundle is swapped
+in halfway, so the replay loads and decides with two archived bundles. Then
+the replayer re-runs every decision (intake again, the archived bundle's
+Rego, the recipient's view) and only that is timed. ``measure`` returns the
+figures for ``bench/run.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import datetime as dt
+import io
+import math
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.reports import FAN_OUT, NATIONS, generate
+from bench.workspace import Workspace
+from broker.audit.bundles import BundleArchiver
+from broker.audit.checkpoints import log_id_of
+from broker.audit.entries import AuditWriter, decode_entry
+from broker.audit.replay import LoggedEntry, ReplayReport
+from broker.cli_audit import replayer_for
+from broker.pipeline.replay import Position
+from broker.pipeline.runner import Enforcer
+from broker.report_codec import report_to_record
+from broker.service import build_stages, signer_for
+from broker.settings import Settings
+from broker.transport import InboundRecord, OutputProducer, SubmissionConsumer, TopicAdmin
+from broker.trust.disclosure import ReportLayout
+from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.submission import seal_submission
+
+UNUSED_BOOTSTRAP = "127.0.0.1:1"  # Enforcer.process does no I/O; nothing connects
+BATCH = 500
+SECOND_BUNDLE = '  smuggling:\n    - {field: "vehicles[].registration", action: redact}\n'
+
+
+class Recording:
+    """The log, archives and submissions of one in-memory enforcer run."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.entries: list[LoggedEntry] = []
+        self.archives: list[bytes] = []
+        self.submissions: dict[Position, bytes | None] = {}
+
+    async def record(self, sealed: list[tuple[str, bytes]], now: dt.datetime) -> None:
+        settings = self.workspace.settings
+        catalog = self.workspace.catalog
+        stages = build_stages(settings)
+        topics = stages.topics
+        consumer = SubmissionConsumer(
+            UNUSED_BOOTSTRAP, group_id="bench", pattern=topics.submit_pattern, max_poll_records=1
+        )
+        producer = OutputProducer(UNUSED_BOOTSTRAP, TopicAdmin(UNUSED_BOOTSTRAP))
+        enforcer = Enforcer(
+            consumer=consumer,
+            producer=producer,
+            intake=stages.intake,
+            fanout=stages.fanout,
+            attester=stages.attester,
+            catalog=catalog,
+            topics=topics,
+            registry=stages.registry,
+            policy=stages.policy,
+            clock=lambda: now,
+            audit=AuditWriter(catalog),
+            archiver=BundleArchiver(topics.bundles),
+        )
+        log_id = log_id_of(topics.audit, 0)
+        batch = max(1, min(BATCH, len(sealed) // 2))  # a small run still sees both bundles
+        try:
+            for start in range(0, len(sealed), batch):
+                if start >= len(sealed) // 2 and stages.policy.reloads == 0:
+                    _change_agreement(settings.policies_dir)
+                    stages.policy.check()
+                inbound = []
+                for offset, (nation, value) in enumerate(sealed[start : start + batch], start):
+                    topic = topics.submit(nation)
+                    self.submissions[topic, 0, offset] = value
+                    inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+                for output in await enforcer.process(inbound):
+                    if output.topic == topics.audit:
+                        entry = decode_entry(catalog, output.value)
+                        self.entries.append(LoggedEntry(log_id, len(self.entries), entry))
+                    elif output.topic == topics.bundles:
+                        self.archives.append(output.value)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+
+def _change_agreement(policies: Path) -> None:
+    path = policies / "agreements" / "bench-frontier-group.yaml"
+    path.write_text(path.read_text().replace("version: 1", "version: 2") + SECOND_BUNDLE)
+
+
+def _seal(workspace: Workspace, count: int, now: dt.datetime) -> list[tuple[str, bytes]]:
+    catalog = workspace.catalog
+    layout = ReportLayout.from_catalog(catalog)
+    signers = {
+        n: signer_for(workspace.settings, catalog, role=KeyRole.AGENCY, nation=n) for n in NATIONS
+    }
+    return [
+        (r.origin, seal_submission(catalog, layout, signers[r.origin], report_to_record(r)))
+        for r in generate(count, now=now - dt.timedelta(seconds=30))
+    ]
+
+
+def measure(decisions: int = 100_000, *, profile: bool = False) -> dict[str, Any]:
+    """Decisions replayed per second over ``decisions`` logged decisions (about; whole reports)."""
+    reports = math.ceil(decisions / FAN_OUT)
+    now = dt.datetime.now(dt.UTC)
+    with tempfile.TemporaryDirectory(prefix="ixb-bench-replay-") as tmp:
+        base = Settings(kafka_bootstrap=UNUSED_BOOTSTRAP, policy_check_interval_s=3600)
+        workspace = Workspace(Path(tmp), base)
+        started = time.perf_counter()
+        sealed = _seal(workspace, reports, now)
+        sealed_s = time.perf_counter() - started
+        recording = Recording(workspace)
+        started = time.perf_counter()
+        asyncio.run(recording.record(sealed, now))
+        recorded_s = time.perf_counter() - started
+        del sealed
+        settings = workspace.settings
+        registry = RegistryFile(settings.registry_path).current()
+        replayer = replayer_for(settings, workspace.catalog, registry, recording.archives)
+        profiler = cProfile.Profile() if profile else None
+        cpu, started = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        report = replayer.replay(recording.entries, recording.submissions)
+        if profiler:
+            profiler.disable()
+        replay_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    _check(report, len(recording.entries))
+    figures: dict[str, Any] = {
+        "replay_decisions": len(report.replayed),
+        "replay_submissions": reports,
+        "replay_bundles": len({r.bundle_hash for r in report.replayed}),
+        "replay_seconds": round(replay_s, 3),
+        "replay_cpu_seconds": round(cpu_s, 3),
+        "replay_decisions_per_s": round(len(report.replayed) / replay_s, 1),
+        "replay_seal_seconds": round(sealed_s, 3),
+        "replay_record_seconds": round(recorded_s, 3),
+    }
+    if profiler:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
+        figures["replay_profile"] = text.getvalue()
+    return figures
+
+
+def _check(report: ReplayReport, entries: int) -> None:
+    """A bench of a replay that finds differences, or replays less than logged, measures a bug."""
+    if not report.ok or len(report.replayed) != entries:
+        raise AssertionError(
+            f"{len(report.findings)} findings and {len(report.replayed)} of {entries} replayed"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--decisions", type=int, default=100_000)
+    parser.add_argument("--profile", action="store_true", help="print the cProfile top 25")
+    args = parser.parse_args()
+    figures = measure(args.decisions, profile=args.profile)
+    print(
+        f"sealed {figures['replay_submissions']} reports in {figures['replay_seal_seconds']} s, "
+        f"recorded them in {figures['replay_record_seconds']} s (not timed)"
+    )
+    print(
+        f"replayed {figures['replay_decisions']} decisions under {figures['replay_bundles']} "
+        f"bundles in {figures['replay_seconds']} s (cpu {figures['replay_cpu_seconds']} s): "
+        f"{figures['replay_decisions_per_s']:,.0f} decisions/s"
+    )
+    if args.profile:
+        print(figures["replay_profile"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""``ixb audit replay`` against a real enforcer's log, across an agreement change."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from broker.audit.archive import decode_archive
+from broker.audit.replay import ReplayFilter
+from broker.cli import app
+from broker.cli_audit import replay_audit
+from broker.codec import SchemaCatalog
+from broker.policy.bundle import load_bundle
+from broker.policy.source import request_reload
+from broker.settings import Settings
+from broker.transport import read_topic
+from tests.factories import make_report
+from tests.integration.rules_support import RULES, enforcer, rules_settings, write_agreement
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Settings:
+    return await rules_settings(tmp_path, kafka_bootstrap, policies_dir)
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    assert settings.kafka_bootstrap is not None
+    return {
+        "IXB_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "IXB_HOME": str(settings.home),
+        "IXB_TOPIC_NAMESPACE": settings.topic_namespace,
+        "IXB_POLICIES_DIR": str(settings.policies_dir),
+    }
+
+
+async def test_a_replay_across_an_agreement_change_decides_each_side_with_its_own_bundle(
+    settings: Settings, catalog: SchemaCatalog
+) -> None:
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    before, after = make_report("NL"), make_report("NL")
+    v1 = load_bundle(settings.policies_dir, catalog).content_hash
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(before)])
+        await exchange.wait_completed(1)
+        write_agreement(
+            settings.policies_dir,
+            version=2,
+            rules=RULES + "  smuggling:\n    - {field: summary, action: redact}\n",
+        )
+        v2 = load_bundle(settings.policies_dir, catalog).content_hash
+        request_reload(settings.reload_request_file, v2)
+        await asyncio.sleep(0.5)
+        await exchange.publish("NL", [exchange.seal(after)])
+        await exchange.wait_completed(2)
+        archives = [
+            r.value
+            async for r in read_topic(exchange.bootstrap, exchange.topics.bundles, idle_timeout_s=2)
+        ]
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+
+    report = await replay_audit(settings, ReplayFilter(since, until))
+    cli = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["audit", "replay", "--since", since.isoformat(), "--until", until.isoformat(), "--json"],
+        env=_env(settings),
+    )
+
+    assert v1 != v2
+    assert {decode_archive(catalog, a or b"").content_hash for a in archives} == {v1, v2}
+    assert report.ok, report.findings
+    assert sorted((r.report_id, r.recipient, r.bundle_hash) for r in report.replayed) == sorted(
+        [
+            (str(before.report_id), "BE", v1),
+            (str(before.report_id), "DE", v1),
+            (str(after.report_id), "BE", v2),
+            (str(after.report_id), "DE", v2),
+        ]
+    )
+    versions = {r.report_id: r.replayed.agreement_version for r in report.replayed if r.replayed}
+    assert versions == {str(before.report_id): 1, str(after.report_id): 2}
+    after_view = {r.received for r in report.replayed if r.report_id == str(after.report_id)}
+    assert all(v is not None and "summary" in v.withheld for v in after_view)
+    assert cli.exit_code == 0, cli.output
+    document = json.loads(cli.output)
+    assert (document["replayed"], document["findings"]) == (4, 0)
+    assert document["bundles"] == {v1: 2, v2: 2}
+    assert "Adrian Varga" not in cli.output
