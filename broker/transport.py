@@ -29,12 +29,16 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
+from aiokafka.partitioner import DefaultPartitioner
 
 from broker.errors import TransportError
 
 log = structlog.get_logger("ixb.transport")
 
 Headers = tuple[tuple[str, bytes], ...]
+# One produce batch per partition and send: a bench batch's deliveries to one
+# recipient partition fit in one (statements are some 6 KB each).
+_BATCH_BYTES = 1024 * 1024
 _GRACE_S = 0.1  # beyond a fetch's own timeout, before it stops waiting for the group
 Partition = tuple[str, int]  # (topic, partition)
 RevokeHook = Callable[[frozenset[Partition]], Awaitable[None]]
@@ -173,7 +177,7 @@ class OutputProducer:
     topic then fails after the request timeout with NotLeaderForPartition.
     """
 
-    __slots__ = ("_admin", "_producer", "_tracked")
+    __slots__ = ("_admin", "_partitioner", "_producer", "_tracked")
 
     def __init__(self, bootstrap: str, admin: TopicAdmin, *, client_id: str = "ixb") -> None:
         self._admin = admin
@@ -184,7 +188,9 @@ class OutputProducer:
             enable_idempotence=False,  # Tansu cannot serve InitProducerId (DESIGN.md)
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
+            max_batch_size=_BATCH_BYTES,
         )
+        self._partitioner = DefaultPartitioner()
         self._tracked: set[str] = set()
 
     async def start(self) -> None:
@@ -207,13 +213,44 @@ class OutputProducer:
             if untracked:
                 await asyncio.gather(*(self._producer.client.add_topic(t) for t in untracked))
                 self._tracked |= untracked
-            pending = [
-                await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
-                for r in records
-            ]
+            pending = []
+            for (topic, partition), group in (await self._by_partition(records)).items():
+                pending += await self._send_batches(topic, partition, group)
             await asyncio.gather(*pending)
         except KafkaError as exc:
             raise TransportError(f"output not acknowledged: {exc}") from exc
+
+    async def _by_partition(
+        self, records: Sequence[OutboundRecord]
+    ) -> dict[tuple[str, int], list[OutboundRecord]]:
+        """Records grouped by the partition aiokafka's default partitioner gives their key."""
+        partitions: dict[str, list[int]] = {}
+        groups: dict[tuple[str, int], list[OutboundRecord]] = {}
+        for r in records:
+            known = partitions.get(r.topic)
+            if known is None:
+                known = partitions[r.topic] = sorted(await self._producer.partitions_for(r.topic))
+            partition = self._partitioner(r.key, known, known)
+            groups.setdefault((r.topic, partition), []).append(r)
+        return groups
+
+    async def _send_batches(
+        self, topic: str, partition: int, records: list[OutboundRecord]
+    ) -> list[asyncio.Future[Any]]:
+        """One batch per partition (more if it fills): no future and no lookup per record."""
+        futures = []
+        batch = self._producer.create_batch()
+        for r in records:
+            headers = list(r.headers)
+            if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                batch.close()
+                futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+                batch = self._producer.create_batch()
+                if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
+                    raise TransportError(f"a record for {topic} exceeds the producer's batch size")
+        batch.close()
+        futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+        return futures
 
 
 class SubmissionConsumer:
