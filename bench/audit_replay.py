@@ -90,7 +90,7 @@ class Recording:
                     topic = topics.submit(nation)
                     self.submissions[topic, 0, offset] = value
                     inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
-                for output in await enforcer.process(inbound):
+                for output in (await enforcer.process(inbound)).outputs:
                     if output.topic == topics.audit:
                         entry = decode_entry(catalog, output.value)
                         self.entries.append(LoggedEntry(log_id, len(self.entries), entry))

@@ -54,15 +54,24 @@ def free_loopback_port() -> int:
 class EmbeddedKafka:
     """A Tansu process; use as a context manager or call start()/stop()."""
 
-    def __init__(self, *, port: int | None = None, startup_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        advertised_port: int | None = None,
+        startup_timeout_s: float = 30.0,
+    ) -> None:
+        """``advertised_port``: clients are told to connect there (a proxy in front, in tests)."""
         self.port = port or free_loopback_port()
+        self.advertised_port = advertised_port or self.port
         self.startup_timeout_s = startup_timeout_s
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.tansu_pid: int | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """The address clients use: the advertised one."""
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self) -> EmbeddedKafka:
         """Start Tansu and block until it answers a metadata request."""
@@ -71,6 +80,7 @@ class EmbeddedKafka:
         except Exception as exc:
             raise ConfigurationError(f"no Tansu binary: {exc}") from exc
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         self._watchdog = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
             [
                 sys.executable,
@@ -81,7 +91,7 @@ class EmbeddedKafka:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                advertised,
                 "--storage-engine",
                 "memory://tansu/",
                 "--silent",

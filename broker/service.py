@@ -24,6 +24,7 @@ from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
 from broker.observability.metrics import EnforcerMetrics, Watched
 from broker.observability.server import Readiness, serving
+from broker.pipeline.backoff import PartitionBackoff
 from broker.pipeline.checkpointing import CheckpointPublisher
 from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import FanOut
@@ -39,7 +40,13 @@ from broker.policy.source import ReloadingPolicy
 from broker.publisher import Publisher
 from broker.settings import Settings, split_host_port
 from broker.topics import TopicNames
-from broker.transport import OutputProducer, SubmissionConsumer, TopicAdmin, read_topic
+from broker.transport import (
+    OutputProducer,
+    Partition,
+    SubmissionConsumer,
+    TopicAdmin,
+    read_topic,
+)
 from broker.trust.attestation import BatchAttester
 from broker.trust.disclosure import ReportLayout
 from broker.trust.envelopes import Signer
@@ -213,12 +220,17 @@ async def run_enforcer(
         max_poll_records=settings.batch_max_records,
         session_timeout_ms=settings.consumer_session_timeout_ms,
     )
+
+    async def forget_revoked(revoked: frozenset[Partition]) -> None:
+        await releaser.forget(revoked)  # built below, before the consumer starts
+
     held_consumer = SubmissionConsumer(
         bootstrap,
         group_id=f"{settings.group_id}.embargo",
         pattern="^" + re.escape(topics.held) + "$",
         max_poll_records=settings.batch_max_records,
         session_timeout_ms=settings.consumer_session_timeout_ms,
+        on_revoke=forget_revoked,
     )
     archiver = BundleArchiver(topics.bundles)
     releaser = EmbargoReleaser(
@@ -256,6 +268,9 @@ async def run_enforcer(
         audit=AuditWriter(catalog),
         on_acknowledged=metrics.batch_acknowledged,
         archiver=archiver,
+        policy_backoff=PartitionBackoff(
+            initial_s=settings.policy_retry_initial_s, max_s=settings.policy_retry_max_s
+        ),
     )
     readiness = Readiness(bundle_hash=policy.active.bundle.content_hash, stop=stop)
     checkpoints = checkpoint_publisher(settings, bootstrap, producer, catalog)

@@ -70,6 +70,14 @@ class Settings(BaseSettings):
         "verify: only check that the server already holds exactly them",
     )
     opa_timeout_s: Annotated[float, Field(gt=0, le=30)] = 2.0
+    policy_retry_initial_s: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=0.5,
+        description="how long a partition waits after a submission the policy could not "
+        "decide before it is tried again; doubled at each further failure in a row",
+    )
+    policy_retry_max_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=30.0, description="the longest such wait, however long the engine stays down"
+    )
     policy_check_interval_s: Annotated[float, Field(ge=0)] = Field(
         default=1.0, description="how often the enforcer looks for changed policy files"
     )

@@ -14,6 +14,11 @@ When the consumer group rebalances, the submission consumer lets the batch
 in flight finish and commit before its partitions go (see
 :class:`SubmissionConsumer`), so a rebalance does not make the next owner
 redo work that was already delivered.
+
+A partition can also be paused at a record the caller cannot process yet
+(the policy engine could not decide): :meth:`SubmissionConsumer.pause_at`
+rewinds it there and fetches nothing from it until the pause ends, so an
+outage leaves the backlog in Kafka instead of in memory.
 """
 
 from __future__ import annotations
@@ -40,6 +45,14 @@ Headers = tuple[tuple[str, bytes], ...]
 # recipient partition fit in one (statements are some 6 KB each).
 _BATCH_BYTES = 1024 * 1024
 _GRACE_S = 0.1  # beyond a fetch's own timeout, before it stops waiting for the group
+# What one fetch response may hold. A response stays in memory until every
+# partition's share of it is consumed, so these bound the fetch buffer: at
+# 8 MiB a 40,000-report backlog peaked 27 MB above a 20,000 one, at 2 MiB
+# 2 MB, at the same throughput (bench/backlog_memory.py, 12 partitions). A
+# record up to the codec's 1 MB limit still comes through (a partition's share
+# is 1 MiB, and Kafka returns at least one batch).
+FETCH_MAX_BYTES = 2 * 1024 * 1024
+PARTITION_FETCH_MAX_BYTES = 1024 * 1024
 Partition = tuple[str, int]  # (topic, partition)
 RevokeHook = Callable[[frozenset[Partition]], Awaitable[None]]
 
@@ -270,6 +283,15 @@ class SubmissionConsumer:
     simply not committed, and the next owner redoes all of it (at least once,
     never a half-processed batch). ``on_revoke`` then runs with the revoked
     partitions, for callers that keep per-partition state.
+
+    Memory does not grow with the backlog: a fetch hands the caller at most
+    ``max_poll_records`` records, and aiokafka fetches again for a partition
+    only once everything it buffered for it was handed over. A response
+    (at most :data:`PARTITION_FETCH_MAX_BYTES` per partition and
+    :data:`FETCH_MAX_BYTES` in all) stays in memory until the last of its
+    partitions is handed over, so the buffer is bounded by the number of
+    partitions owned times a response, whatever waits in Kafka
+    (bench/backlog_memory.py measures it).
     """
 
     __slots__ = (
@@ -279,6 +301,7 @@ class SubmissionConsumer:
         "_last_committed",
         "_on_revoke",
         "_pattern",
+        "_paused",
         "_revoke_wait_s",
         "_settled",
         "revocations",
@@ -304,6 +327,7 @@ class SubmissionConsumer:
         self._settled.set()
         self._last_committed = False  # whether the last batch ended committed
         self._fetching: asyncio.Future[Any] | None = None  # a getmany still waiting
+        self._paused: dict[Partition, float] = {}  # monotonic time each pause ends
         self.revocations = RevocationStats()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -312,6 +336,8 @@ class SubmissionConsumer:
             auto_offset_reset="earliest",
             max_poll_records=max_poll_records,
             fetch_max_wait_ms=100,
+            fetch_max_bytes=FETCH_MAX_BYTES,
+            max_partition_fetch_bytes=PARTITION_FETCH_MAX_BYTES,
             metadata_max_age_ms=metadata_max_age_ms,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
@@ -370,6 +396,7 @@ class SubmissionConsumer:
         buffer before the caller is there to receive it.
         """
         self._settle()
+        self._resume_due()
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(
                 self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -405,6 +432,44 @@ class SubmissionConsumer:
         if not self._in_flight:
             self._settle(committed=True)
 
+    def pause_at(self, offsets: Mapping[Partition, int], *, for_s: float) -> None:
+        """Rewind each partition to its offset and fetch nothing from it for ``for_s`` seconds.
+
+        For a record the caller cannot process yet: it commits what it
+        processed before that record, then gives the rest of the batch in
+        flight on that partition back with this call. Those records are
+        fetched again when the pause ends (by :meth:`fetch`), or by the
+        partition's next owner from the committed offset, which is the same
+        place. Partitions no longer ours are skipped for that reason.
+        """
+        owned = self._consumer.assignment()
+        resume_at = time.monotonic() + for_s
+        for partition, offset in offsets.items():
+            self._in_flight.pop(partition, None)  # given back: not waited for on revoke
+            tp = TopicPartition(*partition)
+            if tp not in owned:
+                continue
+            self._consumer.seek(tp, offset)  # also drops what aiokafka buffered beyond it
+            self._consumer.pause(tp)
+            self._paused[partition] = resume_at
+        if not self._in_flight:
+            self._settle(committed=True)
+
+    def paused(self) -> frozenset[Partition]:
+        """The partitions :meth:`pause_at` paused whose pause has not ended yet."""
+        return frozenset(self._paused)
+
+    def _resume_due(self) -> None:
+        if not self._paused:
+            return
+        now = time.monotonic()
+        owned = self._consumer.assignment()
+        for partition in [p for p, at in self._paused.items() if at <= now]:
+            del self._paused[partition]
+            tp = TopicPartition(*partition)
+            if tp in owned:
+                self._consumer.resume(tp)
+
     def _settle(self, *, committed: bool = False) -> None:
         """No batch is in flight any more; ``committed`` says how the last one ended."""
         if not self._settled.is_set():
@@ -417,6 +482,8 @@ class SubmissionConsumer:
         if not revoked:
             return  # the first join: nothing was ours yet
         self.revocations.revoked += 1
+        for partition in revoked:
+            self._paused.pop(partition, None)  # a partition comes back unpaused
         waiting_on = revoked & self._in_flight.keys()
         if waiting_on:
             await self._wait_for_batch(len(waiting_on))

@@ -30,6 +30,11 @@ that was not acknowledged is sent again exactly as it was (same records,
 same entries) before anything else is decided: deciding it afresh would
 leave the first attempt's chain numbers as a gap, or a different entry
 under a number already written.
+
+When the group takes partitions of the held topic away, :meth:`EmbargoReleaser.forget`
+drops what was read from them: their next owner reads those items again from
+the committed offset and releases them; keeping them here would release them
+twice and hold their memory for nothing.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +59,13 @@ from broker.pipeline.fanout import HELD_SCHEMA, delivery_record, rules_digest
 from broker.pipeline.rejections import rejection
 from broker.policy.source import PolicySource
 from broker.topics import TopicNames
-from broker.transport import InboundRecord, OutboundRecord, OutputProducer, SubmissionConsumer
+from broker.transport import (
+    InboundRecord,
+    OutboundRecord,
+    OutputProducer,
+    Partition,
+    SubmissionConsumer,
+)
 from broker.trust.attestation import open_attested
 
 log = structlog.get_logger("ixb.embargo")
@@ -121,6 +132,24 @@ class EmbargoReleaser:
     def waiting(self) -> int:
         """Held deliveries read and not yet released or refused."""
         return len(self._queue)
+
+    async def forget(self, revoked: Iterable[Partition]) -> None:
+        """Drop everything read from partitions of the held topic that are no longer ours.
+
+        The held consumer's ``on_revoke`` hook: it runs before the group
+        rejoins, so the partitions' next owner reads from the offsets
+        committed here, which never pass an item still pending.
+        """
+        gone = {partition for topic, partition in revoked if topic == self._topics.held}
+        if not gone:
+            return
+        self._queue = [item for item in self._queue if item.partition not in gone]
+        heapq.heapify(self._queue)
+        for partition in gone:
+            self._pending.pop(partition, None)
+            self._seen.pop(partition, None)
+            self._committed.pop(partition, None)
+        log.info("held_partitions_forgotten", partitions=sorted(gone), waiting=len(self._queue))
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -248,11 +277,13 @@ class EmbargoReleaser:
                     await self._producer.send_all(part)
         except TransportError as exc:
             log.warning("embargo_release_not_acknowledged", error=str(exc))
-            self._unacknowledged = release
+            self._unacknowledged = release  # sent again as it is, even if its partition went
             return False
         self._unacknowledged = None
         for item in release.done:
-            self._pending[item.partition].discard(item.offset)
+            pending = self._pending.get(item.partition)  # None: the partition went meanwhile
+            if pending is not None:
+                pending.discard(item.offset)
         return True
 
     async def _commit(self) -> None:

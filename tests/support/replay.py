@@ -105,7 +105,7 @@ class Recorder:
             self._offsets[topic] = offset + 1
             self.submissions[topic, 0, offset] = value
             inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
-        outputs = await self.enforcer.process(inbound)
+        outputs = (await self.enforcer.process(inbound)).outputs
         log_id = log_id_of(self.topics.audit, 0)
         for output in outputs:
             if output.topic == self.topics.audit:
