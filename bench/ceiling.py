@@ -1,31 +1,36 @@
 """The ceiling: ixb's own per-report work in a tight loop, without Kafka.
 
-The stages are built as ``broker.service.run_enforcer`` builds them and
-called as the enforcer's runner calls them: one :class:`BatchContext` per
-batch, then ``Intake.check`` (envelope, signature, decode, validation) and
-``FanOut.route`` (cached decisions, one derivative per rule set, delivery
-statements, broker signatures) for every report. Whatever those stages do
-per report is what this measures, so the ceiling follows the pipeline as it
-changes. Reports are pre-signed; a warm-up covering every decision input
-fills the decision cache first, as a long-running enforcer's would be.
+The enforcer is built from the stages ``broker.service.run_enforcer``
+builds, and its own :meth:`Enforcer.process` is called on each batch: the
+batch context, intake (envelope, signature, disclosures, validation, replay
+guard), fan-out (cached decisions, selections, derived values, statements),
+the batch attestation, the intake ledger, the decision-log entries and the
+output records. Only fetching, producing and committing are left out, so
+the ceiling follows the pipeline as it changes. Reports are pre-signed; a
+warm-up covering every decision input fills the decision cache first, as a
+long-running enforcer's would be.
 """
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
-import datetime as dt
 import io
 import pstats
 import time
 from dataclasses import dataclass
 
 from bench.workspace import Sealed
-from broker.errors import PolicyUndecided, RejectedInput
-from broker.pipeline.context import BatchContext, batch_context
+from broker.audit.bundles import BundleArchiver
+from broker.audit.entries import AuditWriter
+from broker.pipeline.runner import Enforcer, EnforcerStats
 from broker.policy.cache import CachedDecisionPoint
+from broker.service import Stages as BuiltStages
 from broker.service import build_stages
 from broker.settings import Settings
-from broker.transport import InboundRecord
+from broker.transport import InboundRecord, OutputProducer, SubmissionConsumer, TopicAdmin
+
+_NEVER_STARTED = "127.0.0.1:1"  # the ceiling's clients are built, never connected
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,41 +61,63 @@ class CeilingResult:
 
 
 class Stages:
-    """The enforcer's own stages (``broker.service.build_stages``), driven batch by batch."""
+    """The enforcer itself (``broker.service.build_stages``), its batches fed by hand.
+
+    Its Kafka clients are built but never started: :meth:`Enforcer.process`
+    does no I/O. Everything the runner computes for a batch is included:
+    intake, decisions, selections and derived values, statements, the batch
+    attestation, the intake-ledger lines, the decision-log entries and the
+    output records.
+    """
 
     def __init__(self, settings: Settings) -> None:
         built = build_stages(settings)
         self.topics = built.topics
         self.policy = built.policy
-        self.registry = built.registry
         self.intake = built.intake
-        self.fanout = built.fanout
-        self.attester = built.attester
+        self.stats = EnforcerStats()
+        # aiokafka clients are made inside an event loop; this one also runs every batch.
+        self._loop = asyncio.new_event_loop()
+        self.enforcer = self._loop.run_until_complete(self._enforcer(built))
 
-    def context(self) -> BatchContext:
-        """As the runner builds it for every batch (a policy reload is picked up here)."""
-        return batch_context(self.registry, self.policy, dt.datetime.now(dt.UTC))
+    async def _enforcer(self, built: BuiltStages) -> Enforcer:
+        self._consumer = SubmissionConsumer(
+            _NEVER_STARTED, group_id="ceiling", pattern="^$", max_poll_records=1
+        )
+        self._producer = OutputProducer(_NEVER_STARTED, TopicAdmin(_NEVER_STARTED))
+        return Enforcer(
+            consumer=self._consumer,
+            producer=self._producer,
+            intake=built.intake,
+            fanout=built.fanout,
+            attester=built.attester,
+            catalog=built.catalog,
+            topics=built.topics,
+            registry=built.registry,
+            policy=built.policy,
+            stats=self.stats,
+            audit=AuditWriter(built.catalog),
+            archiver=BundleArchiver(built.topics.bundles),
+        )
+
+    def close(self) -> None:
+        """Release the never-started clients and the loop."""
+        self._loop.run_until_complete(self._consumer.stop())
+        self._loop.run_until_complete(self._producer.stop())
+        self._loop.close()
 
     def cache_misses(self) -> int:
         point = self.policy.current().point
         return point.misses if isinstance(point, CachedDecisionPoint) else 0
 
     def process(self, batch: list[InboundRecord]) -> tuple[int, int]:
-        """Outputs (deliveries, held) and refusals for one batch, computed as the runner does.
-
-        Includes the batch attestation (one signature, a proof per statement).
-        """
-        context = self.context()
-        statements: list[bytes] = []
-        rejected = 0
-        for inbound in batch:
-            try:
-                accepted = self.intake.check(inbound, context)
-                routed = self.fanout.route(accepted, context)
-                statements.extend(p.statement for p in routed.pending)
-            except (RejectedInput, PolicyUndecided):
-                rejected += 1
-        return len(self.attester.attest(statements)), rejected
+        """Deliveries (and held) and refusals for one batch, by the runner's own code."""
+        before = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))
+        processed = self._loop.run_until_complete(self.enforcer.process(batch))
+        if processed.stalled:
+            raise RuntimeError("the policy could not decide during the ceiling run")
+        after = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))
+        return after[0] - before[0], after[1] - before[1]
 
 
 def measure(
@@ -101,7 +128,7 @@ def measure(
     batch_size: int,
     profile: bool = False,
 ) -> tuple[CeilingResult, str | None]:
-    """Reports per second through intake and fan-out; the cProfile top 15 if asked.
+    """Reports per second through the enforcer's processing; the cProfile top 15 if asked.
 
     ``warm_up`` goes through first, untimed, so every decision comes from the
     cache; the profile is taken on a separate pass, so it never slows the figure.
@@ -124,6 +151,7 @@ def measure(
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     timed_misses = stages.cache_misses() - misses
     top = _profiled(stages, batches) if profile else None
+    stages.close()
     result = CeilingResult(
         reports=len(inbound),
         deliveries=deliveries,

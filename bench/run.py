@@ -179,8 +179,10 @@ class Bench:
     async def ceiling(self) -> None:
         """Synchronous on purpose: nothing else runs while the loop is timed."""
         count = min(len(self.sealed), MAX_CEILING_REPORTS)
-        self.say(f"ceiling: intake + fan-out on {count:,} reports, no Kafka")
-        result, profile = ceiling.measure(
+        self.say(f"ceiling: the enforcer's processing of {count:,} reports, no Kafka")
+        # In a thread: the ceiling runs its own event loop, nothing else runs meanwhile.
+        result, profile = await asyncio.to_thread(
+            ceiling.measure,
             self.workspace.settings,
             self.warm,
             self.sealed[:count],
