@@ -38,6 +38,7 @@ from bench.results import environment, print_table, ratio, verdicts, write_json
 from bench.workspace import Phase, Sealed, Workspace
 from broker.errors import IxbError
 from broker.kafka_embedded import EmbeddedKafka
+from broker.logs import configure as configure_logging
 from broker.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -386,6 +387,8 @@ async def _main(config: Config, console: Console) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     config = Config.from_args(argv)
+    # The ceiling runs the enforcer in this process: it logs as `ixb run` does.
+    configure_logging(level="INFO")
     return asyncio.run(_main(config, Console()))
 
 
