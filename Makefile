@@ -39,6 +39,10 @@ fuzz: $(STAMP) ## Fuzz the decoder and envelope parser with atheris for FUZZ_SEC
 bench: $(STAMP) ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
 	$(BIN)/python -m bench.run
 
+bench-audit: $(STAMP) ## Verify and replay 100,000 decision-log entries (about 2 minutes)
+	$(BIN)/python -m bench.audit_verify
+	$(BIN)/python -m bench.audit_replay
+
 resilience: $(STAMP) ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
 	$(BIN)/python -m bench.resilience
 
@@ -49,4 +53,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint test fuzz bench resilience format clean
+.PHONY: help install demo lint test fuzz bench bench-audit resilience format clean

@@ -31,6 +31,7 @@ from broker.audit.checkpoints import log_id_of
 from broker.audit.entries import AuditWriter, decode_entry
 from broker.audit.replay import LoggedEntry, ReplayReport
 from broker.cli_audit import replayer_for
+from broker.logs import configure as configure_logging
 from broker.pipeline.replay import Position
 from broker.pipeline.runner import Enforcer
 from broker.report_codec import report_to_record
@@ -175,6 +176,7 @@ def main() -> None:
     parser.add_argument("--decisions", type=int, default=100_000)
     parser.add_argument("--profile", action="store_true", help="print the cProfile top 25")
     args = parser.parse_args()
+    configure_logging(level="WARNING")  # the recording enforcer logs every delivery at debug
     figures = measure(args.decisions, profile=args.profile)
     print(
         f"sealed {figures['replay_submissions']} reports in {figures['replay_seal_seconds']} s, "
