@@ -26,23 +26,20 @@ from typing import Any
 
 from bench.reports import FAN_OUT, NATIONS, generate
 from bench.workspace import Workspace
-from broker.audit.bundles import BundleArchiver
 from broker.audit.checkpoints import log_id_of
-from broker.audit.entries import AuditWriter, decode_entry
+from broker.audit.entries import decode_entry
 from broker.audit.replay import LoggedEntry, ReplayReport
 from broker.cli_audit import replayer_for
 from broker.logs import configure as configure_logging
 from broker.pipeline.replay import Position
-from broker.pipeline.runner import Enforcer
 from broker.report_codec import report_to_record
 from broker.service import build_stages, signer_for
 from broker.settings import Settings
-from broker.transport import InboundRecord, OutputProducer, SubmissionConsumer, TopicAdmin
+from broker.transport import InboundRecord
 from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole, RegistryFile
 from broker.trust.submission import seal_submission
 
-UNUSED_BOOTSTRAP = "127.0.0.1:1"  # Enforcer.process does no I/O; nothing connects
 BATCH = 500
 SECOND_BUNDLE = '  smuggling:\n    - {field: "vehicles[].registration", action: redact}\n'
 
@@ -61,45 +58,24 @@ class Recording:
         catalog = self.workspace.catalog
         stages = build_stages(settings)
         topics = stages.topics
-        consumer = SubmissionConsumer(
-            UNUSED_BOOTSTRAP, group_id="bench", pattern=topics.submit_pattern, max_poll_records=1
-        )
-        producer = OutputProducer(UNUSED_BOOTSTRAP, TopicAdmin(UNUSED_BOOTSTRAP))
-        enforcer = Enforcer(
-            consumer=consumer,
-            producer=producer,
-            intake=stages.intake,
-            fanout=stages.fanout,
-            attester=stages.attester,
-            catalog=catalog,
-            topics=topics,
-            registry=stages.registry,
-            policy=stages.policy,
-            clock=lambda: now,
-            audit=AuditWriter(catalog),
-            archiver=BundleArchiver(topics.bundles),
-        )
+        processor = stages.processor(clock=lambda: now)
         log_id = log_id_of(topics.audit, 0)
         batch = max(1, min(BATCH, len(sealed) // 2))  # a small run still sees both bundles
-        try:
-            for start in range(0, len(sealed), batch):
-                if start >= len(sealed) // 2 and stages.policy.reloads == 0:
-                    _change_agreement(settings.policies_dir)
-                    stages.policy.check()
-                inbound = []
-                for offset, (nation, value) in enumerate(sealed[start : start + batch], start):
-                    topic = topics.submit(nation)
-                    self.submissions[topic, 0, offset] = value
-                    inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
-                for output in (await enforcer.process(inbound)).outputs:
-                    if output.topic == topics.audit:
-                        entry = decode_entry(catalog, output.value)
-                        self.entries.append(LoggedEntry(log_id, len(self.entries), entry))
-                    elif output.topic == topics.bundles:
-                        self.archives.append(output.value)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+        for start in range(0, len(sealed), batch):
+            if start >= len(sealed) // 2 and stages.policy.reloads == 0:
+                _change_agreement(settings.policies_dir)
+                stages.policy.check()
+            inbound = []
+            for offset, (nation, value) in enumerate(sealed[start : start + batch], start):
+                topic = topics.submit(nation)
+                self.submissions[topic, 0, offset] = value
+                inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+            processed = await processor.process(inbound)
+            self.archives += [a.value for a in processed.archives]
+            for output in processed.outputs:
+                if output.topic == topics.audit:
+                    entry = decode_entry(catalog, output.value)
+                    self.entries.append(LoggedEntry(log_id, len(self.entries), entry))
 
 
 def _change_agreement(policies: Path) -> None:
@@ -124,7 +100,7 @@ def measure(decisions: int = 100_000, *, profile: bool = False) -> dict[str, Any
     reports = math.ceil(decisions / FAN_OUT)
     now = dt.datetime.now(dt.UTC)
     with tempfile.TemporaryDirectory(prefix="ixb-bench-replay-") as tmp:
-        base = Settings(kafka_bootstrap=UNUSED_BOOTSTRAP, policy_check_interval_s=3600)
+        base = Settings(policy_check_interval_s=3600)  # reloads only when the bench says so
         workspace = Workspace(Path(tmp), base)
         started = time.perf_counter()
         sealed = _seal(workspace, reports, now)

@@ -1,7 +1,7 @@
 """The ceiling: ixb's own per-report work in a tight loop, without Kafka.
 
-The enforcer is built from the stages ``broker.service.run_enforcer``
-builds, and its own :meth:`Enforcer.process` is called on each batch: the
+The enforcer's :class:`~broker.pipeline.processor.BatchProcessor` is built
+as ``broker.service.run_enforcer`` builds it and called on each batch: the
 batch context, intake (envelope, signature, disclosures, validation, replay
 guard), fan-out (cached decisions, selections, derived values, statements),
 the batch attestation, the intake ledger, the decision-log entries and the
@@ -21,16 +21,10 @@ import time
 from dataclasses import dataclass
 
 from bench.workspace import Sealed
-from broker.audit.bundles import BundleArchiver
-from broker.audit.entries import AuditWriter
-from broker.pipeline.runner import Enforcer, EnforcerStats
 from broker.policy.cache import CachedDecisionPoint
-from broker.service import Stages as BuiltStages
 from broker.service import build_stages
 from broker.settings import Settings
-from broker.transport import InboundRecord, OutputProducer, SubmissionConsumer, TopicAdmin
-
-_NEVER_STARTED = "127.0.0.1:1"  # the ceiling's clients are built, never connected
+from broker.transport import InboundRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,49 +55,22 @@ class CeilingResult:
 
 
 class Stages:
-    """The enforcer itself (``broker.service.build_stages``), its batches fed by hand.
+    """The enforcer's batch processing (``broker.service.build_stages``), fed by hand.
 
-    Its Kafka clients are built but never started: :meth:`Enforcer.process`
-    does no I/O. Everything the runner computes for a batch is included:
-    intake, decisions, selections and derived values, statements, the batch
-    attestation, the intake-ledger lines, the decision-log entries and the
-    output records.
+    :class:`BatchProcessor` does no I/O, so everything the runner computes
+    for a batch is included: intake, decisions, selections and derived
+    values, statements, the batch attestation, the intake-ledger lines, the
+    decision-log entries and the output records.
     """
 
     def __init__(self, settings: Settings) -> None:
-        built = build_stages(settings)
-        self.topics = built.topics
-        self.policy = built.policy
-        self.intake = built.intake
-        self.stats = EnforcerStats()
-        # aiokafka clients are made inside an event loop; this one also runs every batch.
-        self._loop = asyncio.new_event_loop()
-        self.enforcer = self._loop.run_until_complete(self._enforcer(built))
-
-    async def _enforcer(self, built: BuiltStages) -> Enforcer:
-        self._consumer = SubmissionConsumer(
-            _NEVER_STARTED, group_id="ceiling", pattern="^$", max_poll_records=1
-        )
-        self._producer = OutputProducer(_NEVER_STARTED, TopicAdmin(_NEVER_STARTED))
-        return Enforcer(
-            consumer=self._consumer,
-            producer=self._producer,
-            intake=built.intake,
-            fanout=built.fanout,
-            attester=built.attester,
-            catalog=built.catalog,
-            topics=built.topics,
-            registry=built.registry,
-            policy=built.policy,
-            stats=self.stats,
-            audit=AuditWriter(built.catalog),
-            archiver=BundleArchiver(built.topics.bundles),
-        )
+        self.processor = build_stages(settings).processor()
+        self.topics = self.processor.topics
+        self.policy = self.processor.policy
+        self.stats = self.processor.stats
+        self._loop = asyncio.new_event_loop()  # process() yields to a loop now and then
 
     def close(self) -> None:
-        """Release the never-started clients and the loop."""
-        self._loop.run_until_complete(self._consumer.stop())
-        self._loop.run_until_complete(self._producer.stop())
         self._loop.close()
 
     def cache_misses(self) -> int:
@@ -113,7 +80,7 @@ class Stages:
     def process(self, batch: list[InboundRecord]) -> tuple[int, int]:
         """Deliveries (and held) and refusals for one batch, by the runner's own code."""
         before = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))
-        processed = self._loop.run_until_complete(self.enforcer.process(batch))
+        processed = self._loop.run_until_complete(self.processor.process(batch))
         if processed.stalled:
             raise RuntimeError("the policy could not decide during the ceiling run")
         after = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))

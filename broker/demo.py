@@ -31,7 +31,7 @@ from broker.domain.report import ThreatReport
 from broker.errors import IxbError
 from broker.kafka_embedded import EmbeddedKafka
 from broker.pipeline.fanout import HELD_SCHEMA
-from broker.pipeline.runner import EnforcerStats
+from broker.pipeline.processor import EnforcerStats
 from broker.pipeline.statements import DELIVERY_SCHEMA
 from broker.render import print_delivery, print_rejection, rejection_json
 from broker.report_codec import report_to_record

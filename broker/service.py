@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import structlog
 
-from broker.audit.bundles import BundleArchiver
 from broker.audit.checkpoints import checkpoint_verifier
 from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
@@ -29,8 +28,9 @@ from broker.pipeline.checkpointing import CheckpointPublisher
 from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
+from broker.pipeline.processor import BatchProcessor, Clock, EnforcerStats, utc_now
 from broker.pipeline.replay import ReplayGuard
-from broker.pipeline.runner import Enforcer, EnforcerStats, utc_now
+from broker.pipeline.runner import Enforcer
 from broker.policy import PolicyDecisionPoint
 from broker.policy.bundle import PolicyBundle
 from broker.policy.cache import CachedDecisionPoint
@@ -143,6 +143,22 @@ class Stages:
     fanout: FanOut
     attester: BatchAttester
 
+    def processor(
+        self, *, clock: Clock = utc_now, stats: EnforcerStats | None = None
+    ) -> BatchProcessor:
+        """The enforcer's batch processing over these stages; it needs no Kafka."""
+        return BatchProcessor(
+            intake=self.intake,
+            fanout=self.fanout,
+            attester=self.attester,
+            catalog=self.catalog,
+            topics=self.topics,
+            registry=self.registry,
+            policy=self.policy,
+            clock=clock,
+            stats=stats,
+        )
+
 
 def build_stages(settings: Settings) -> Stages:
     """One assembly for the enforcer and anything that measures it (bench/)."""
@@ -210,7 +226,8 @@ async def run_enforcer(
     """
     stages = build_stages(settings)
     catalog, topics, policy = stages.catalog, stages.topics, stages.policy
-    stats = stats if stats is not None else EnforcerStats()
+    processor = stages.processor(stats=stats)
+    stats = processor.stats
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
     consumer = SubmissionConsumer(
@@ -232,7 +249,6 @@ async def run_enforcer(
         session_timeout_ms=settings.consumer_session_timeout_ms,
         on_revoke=forget_revoked,
     )
-    archiver = BundleArchiver(topics.bundles)
     releaser = EmbargoReleaser(
         consumer=held_consumer,
         producer=producer,
@@ -241,7 +257,7 @@ async def run_enforcer(
         policy=policy,
         clock=utc_now,
         audit=AuditWriter(catalog),
-        archiver=archiver,
+        archiver=processor.archiver,  # whichever decides first under a bundle archives it
     )
     metrics = EnforcerMetrics(
         Watched(
@@ -255,19 +271,10 @@ async def run_enforcer(
     enforcer = Enforcer(
         consumer=consumer,
         producer=producer,
-        intake=stages.intake,
-        fanout=stages.fanout,
-        attester=stages.attester,
-        catalog=catalog,
-        topics=topics,
-        registry=stages.registry,
-        policy=policy,
+        processor=processor,
         batch_max_records=settings.batch_max_records,
-        stats=stats,
         ledger=lambda: read_topic(bootstrap, topics.accepted, idle_timeout_s=5.0),
-        audit=AuditWriter(catalog),
         on_acknowledged=metrics.batch_acknowledged,
-        archiver=archiver,
         policy_backoff=PartitionBackoff(
             initial_s=settings.policy_retry_initial_s, max_s=settings.policy_retry_max_s
         ),
@@ -288,7 +295,9 @@ async def run_enforcer(
         )
         await producer.start()
         active = policy.current()  # archived before the first decision made under it
-        await producer.send_all(archiver.records(active.bundle.content_hash, active.archive))
+        await producer.send_all(
+            processor.archiver.records(active.bundle.content_hash, active.archive)
+        )
         await consumer.start()
         await held_consumer.start()
         readiness.partitions = lambda: len(consumer.assignment())

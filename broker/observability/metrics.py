@@ -1,7 +1,7 @@
 """Prometheus metrics of one enforcer, in a registry of its own.
 
 Counters are not kept twice: the pipeline already counts what it does
-(:class:`~broker.pipeline.runner.EnforcerStats`,
+(:class:`~broker.pipeline.processor.EnforcerStats`,
 :class:`~broker.pipeline.embargo.EmbargoStats`, the decision cache's hits and
 misses), and a collector reads those at scrape time. Only durations need
 observing as they happen; the runner reports each acknowledged batch through
@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from broker.pipeline.embargo import EmbargoStats
-from broker.pipeline.runner import EnforcerStats
+from broker.pipeline.processor import EnforcerStats
 from broker.policy import PolicyDecisionPoint
 from broker.policy.cache import CachedDecisionPoint
 from broker.transport import InboundRecord, Partition

@@ -87,6 +87,7 @@ class _Pending:
 class _Release:
     """Outputs decided for some due items, to be sent (again) until acknowledged."""
 
+    archives: list[OutboundRecord]  # bundles first archived here: acknowledged first
     outputs: list[OutboundRecord]
     done: list[_Pending]
 
@@ -197,8 +198,9 @@ class EmbargoReleaser:
             return
         policy = self._policy.current()
         outputs: list[OutboundRecord] = []
+        archives = []
         if self._archiver is not None:  # a reload seen here first: archive it first
-            outputs += self._archiver.records(policy.bundle.content_hash, policy.archive)
+            archives = self._archiver.records(policy.bundle.content_hash, policy.archive)
         done: list[_Pending] = []
         for item in due:
             held = item.held
@@ -264,15 +266,12 @@ class EmbargoReleaser:
                     )
                 )
             done.append(item)
-        await self._send(_Release(outputs, done))
+        await self._send(_Release(archives, outputs, done))
 
     async def _send(self, release: _Release) -> bool:
         """Send ``release``; True once acknowledged, else it is kept to be sent again."""
-        bundles = self._topics.bundles
-        archives = [o for o in release.outputs if o.topic == bundles]
-        rest = [o for o in release.outputs if o.topic != bundles]
         try:
-            for part in (archives, rest):  # a bundle acknowledged before what names it
+            for part in (release.archives, release.outputs):  # a bundle before what names it
                 if part:
                     await self._producer.send_all(part)
         except TransportError as exc:

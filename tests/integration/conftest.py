@@ -15,8 +15,8 @@ import pytest
 from broker.client import FeedProblem, VerifiedDelivery, read_feed
 from broker.codec import SchemaCatalog
 from broker.domain.report import ThreatReport
+from broker.pipeline.processor import EnforcerStats
 from broker.pipeline.rejections import REJECTION_SCHEMA
-from broker.pipeline.runner import EnforcerStats
 from broker.report_codec import report_to_record
 from broker.service import provision_keys, run_enforcer
 from broker.settings import Settings

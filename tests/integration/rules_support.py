@@ -10,7 +10,7 @@ from pathlib import Path
 
 from broker.client import FeedProblem, VerifiedDelivery
 from broker.codec import SchemaCatalog
-from broker.pipeline.runner import EnforcerStats
+from broker.pipeline.processor import EnforcerStats
 from broker.service import provision_keys, run_enforcer
 from broker.settings import Settings
 from broker.topics import TopicNames

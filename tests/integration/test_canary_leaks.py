@@ -53,8 +53,8 @@ from broker.client import FeedProblem, VerifiedDelivery
 from broker.codec import SchemaCatalog
 from broker.domain.report import COUNTRY_CODE_FIELDS
 from broker.pipeline.fanout import HELD_SCHEMA
+from broker.pipeline.processor import EnforcerStats
 from broker.pipeline.rejections import REJECTION_SCHEMA
-from broker.pipeline.runner import EnforcerStats
 from broker.report_codec import REPORT_SCHEMA, record_to_report, report_to_record
 from broker.service import provision_keys, run_enforcer
 from broker.settings import Settings

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from broker.codec import SchemaCatalog
-from broker.pipeline.runner import EnforcerStats
+from broker.pipeline.processor import EnforcerStats
 from broker.service import provision_keys, run_enforcer
 from broker.topics import TopicNames
 from broker.transport import TopicAdmin

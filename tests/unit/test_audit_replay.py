@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,9 +34,7 @@ def _report(issued_at: dt.datetime = T - dt.timedelta(seconds=10)) -> ThreatRepo
 
 
 @pytest.fixture
-async def recorder(
-    tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path
-) -> AsyncIterator[Recorder]:
+def recorder(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> Recorder:
     write_agreement(policies_dir)
     settings = Settings(
         home=tmp_path / "home",
@@ -46,9 +43,7 @@ async def recorder(
         policy_check_interval_s=3600,  # reloads only when a test says so
     )
     provision_keys(settings, ["NL", "BE", "DE"])
-    recorder = Recorder(settings, catalog, now=T)
-    yield recorder
-    await recorder.close()
+    return Recorder(settings, catalog, now=T)
 
 
 def _bundle_hash(recorder: Recorder) -> str:

@@ -18,7 +18,7 @@ from broker.domain.report import HandlingCode, Marking, ReportType
 from broker.observability.metrics import EnforcerMetrics, Watched, reason_label
 from broker.observability.server import ProbeServer, Readiness, serving
 from broker.pipeline.embargo import EmbargoStats
-from broker.pipeline.runner import EnforcerStats
+from broker.pipeline.processor import EnforcerStats
 from broker.policy.bundle import POLICIES_DIR, PolicyBundle, load_bundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint

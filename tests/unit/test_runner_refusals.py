@@ -1,6 +1,6 @@
 """A policy engine that cannot decide holds the submission: never a refusal, never a delivery.
 
-The enforcer's ``process`` is pure (no I/O), so the stall logic is tested
+The enforcer's batch processing is pure (no I/O), so the stall logic is tested
 here with the real intake, fan-out, attester, audit writer and Rego engine;
 the only stand-in is an engine wrapper that, like an engine that is down,
 cannot decide for reports of one marking.
@@ -9,22 +9,22 @@ cannot decide for reports of one marking.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from broker.audit.entries import AuditWriter, decode_entry
+from broker.audit.archive import archive_bundle
+from broker.audit.entries import decode_entry
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import Decision, DecisionInput
 from broker.errors import PolicyUndecided
 from broker.pipeline.backoff import PartitionBackoff
 from broker.pipeline.fanout import FanOut
 from broker.pipeline.intake import Intake
+from broker.pipeline.processor import BatchProcessor
 from broker.pipeline.replay import ACCEPTED_SCHEMA, ReplayGuard
-from broker.pipeline.runner import Enforcer
-from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
 from broker.report_codec import report_to_record
@@ -34,9 +34,6 @@ from broker.topics import TopicNames
 from broker.transport import (
     InboundRecord,
     OutboundRecord,
-    OutputProducer,
-    SubmissionConsumer,
-    TopicAdmin,
 )
 from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole, RegistryFile
@@ -45,7 +42,6 @@ from broker.trust.submission import seal_submission
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT
 
-UNUSED_BOOTSTRAP = "127.0.0.1:1"  # process() does no I/O; nothing connects
 UNDECIDED_MARKING = "TLP:GREEN"
 
 
@@ -68,9 +64,8 @@ class _EngineDownForOneMarking:
 
 @dataclass
 class _Rig:
-    enforcer: Enforcer
+    processor: BatchProcessor
     engine: _EngineDownForOneMarking
-    audit: AuditWriter
     topics: TopicNames
     catalog: SchemaCatalog
     submit: str
@@ -81,22 +76,15 @@ class _Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> AsyncIterator[_Rig]:
+def rig(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> _Rig:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
-    bundle = load_bundle(policies_dir, catalog)
-    settings = Settings(home=tmp_path, kafka_bootstrap=UNUSED_BOOTSTRAP)
+    bundle, archive = archive_bundle(policies_dir, catalog)
+    settings = Settings(home=tmp_path)
     provision_keys(settings, ["NL", "BE"])
     topics = TopicNames()
     engine = _EngineDownForOneMarking(RegoDecisionPoint(bundle))
-    audit = AuditWriter(catalog)
     layout = ReportLayout.from_catalog(catalog)
-    consumer = SubmissionConsumer(
-        UNUSED_BOOTSTRAP, group_id="g", pattern=topics.submit_pattern, max_poll_records=1
-    )
-    producer = OutputProducer(UNUSED_BOOTSTRAP, TopicAdmin(UNUSED_BOOTSTRAP))
-    enforcer = Enforcer(
-        consumer=consumer,
-        producer=producer,
+    processor = BatchProcessor(
         intake=Intake(
             catalog,
             topics,
@@ -109,8 +97,7 @@ async def rig(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> Asy
         catalog=catalog,
         topics=topics,
         registry=RegistryFile(settings.registry_path),
-        policy=FixedPolicy(ActivePolicy(engine, bundle)),
-        audit=audit,
+        policy=FixedPolicy(ActivePolicy(engine, bundle, archive)),
     )
     nl = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="NL")
 
@@ -119,11 +106,7 @@ async def rig(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> Asy
             catalog, layout, nl, report_to_record(make_report("NL", marking=marking))
         )
 
-    try:
-        yield _Rig(enforcer, engine, audit, topics, catalog, topics.submit("NL"), seal)
-    finally:
-        await consumer.stop()
-        await producer.stop()
+    return _Rig(processor, engine, topics, catalog, topics.submit("NL"), seal)
 
 
 def _on(topic: str, outputs: tuple[OutboundRecord, ...]) -> tuple[OutboundRecord, ...]:
@@ -146,7 +129,7 @@ async def test_an_undecided_submission_stops_its_partition_leaving_no_trace_of_i
         rig.inbound(1, 21),
     ]
 
-    processed = await rig.enforcer.process(batch)
+    processed = await rig.processor.process(batch)
 
     assert processed.stalled == {(rig.submit, 0): 11}
     assert [(r.partition, r.offset) for r in processed.done(batch)] == [(0, 10), (1, 20), (1, 21)]
@@ -162,7 +145,7 @@ async def test_an_undecided_submission_stops_its_partition_leaving_no_trace_of_i
     # The audit chain has no gap: every entry created is among the outputs, in order.
     audit = [o for o in processed.outputs if o.topic == rig.topics.audit]
     assert [decode_entry(rig.catalog, o.value).writer_seq for o in audit] == list(
-        range(rig.audit.next_seq)
+        range(rig.processor.audit.next_seq)
     )
     audited_offsets = {
         entry.event.submission.offset
@@ -170,20 +153,20 @@ async def test_an_undecided_submission_stops_its_partition_leaving_no_trace_of_i
         if entry.event.submission is not None
     }
     assert audited_offsets == {10, 20, 21}
-    assert len(rig.enforcer._intake.replay) == 3, "the held reports are not remembered"
-    assert rig.enforcer.stats.submissions == 3
-    assert rig.enforcer.stats.rejected == {}
+    assert len(rig.processor.intake.replay) == 3, "the held reports are not remembered"
+    assert rig.processor.stats.submissions == 3
+    assert rig.processor.stats.rejected == {}
 
 
 async def test_a_held_submission_goes_through_once_the_policy_decides_again(rig: _Rig) -> None:
     held = rig.inbound(0, 11, marking=UNDECIDED_MARKING)
     after = rig.inbound(0, 12)
-    first = await rig.enforcer.process([held, after])
+    first = await rig.processor.process([held, after])
     assert first.stalled == {(rig.submit, 0): 11}
     assert first.outputs == ()
 
     rig.engine.down = False
-    again = await rig.enforcer.process([held, after])  # refetched from the stalled offset
+    again = await rig.processor.process([held, after])  # refetched from the stalled offset
 
     assert again.stalled == {}
     assert sorted(_ledger_positions(rig, _on(rig.topics.accepted, again.outputs))) == [
@@ -191,7 +174,7 @@ async def test_a_held_submission_goes_through_once_the_policy_decides_again(rig:
         (0, 12),
     ]
     assert len([o for o in again.outputs if o.topic == rig.topics.deliver("BE")]) == 2
-    assert rig.enforcer.stats.rejected == {}, "not refused as a replay of its first attempt"
+    assert rig.processor.stats.rejected == {}, "not refused as a replay of its first attempt"
 
 
 def test_the_policy_backoff_doubles_per_partition_up_to_its_cap_and_restarts_after_progress() -> (
