@@ -151,7 +151,7 @@ class DeliveryVerifier:
             derived_fields=[f.field for f in derived_fields],
         )
         _check_replaced_digests(signed, disclosures, derived)
-        unexplained = disclosed.unexplained_holes(withheld)
+        unexplained = disclosed.unexplained_holes(self._layout, withheld)
         if unexplained:
             raise DisclosureError(
                 "unexplained_withholding",

@@ -433,6 +433,18 @@ def _patterns(layout: ReportLayout, texts: Iterable[str]) -> set[str]:
     return patterns
 
 
+def stated_patterns(layout: ReportLayout, texts: Iterable[str], where: str) -> set[str]:
+    """Patterns a delivery statement states: one that names no disclosable field is a refusal.
+
+    They come from the broker, so a bad one refuses that delivery (a
+    DisclosureError) instead of breaking the reader with a FieldPathError.
+    """
+    try:
+        return _patterns(layout, texts)
+    except FieldPathError as exc:
+        raise DisclosureError("bad_field_pattern", f"{where}: {exc}") from None
+
+
 def _covered(abstract: str, patterns: set[str]) -> bool:
     if not patterns:
         return False
@@ -460,9 +472,9 @@ class DisclosedReport:
     provenance: dict[str, Provenance]
     holes: tuple[str, ...]
 
-    def unexplained_holes(self, withheld: Iterable[str]) -> tuple[str, ...]:
+    def unexplained_holes(self, layout: ReportLayout, withheld: Iterable[str]) -> tuple[str, ...]:
         """Holes no pattern in ``withheld`` accounts for: withheld without saying so."""
-        patterns = {FieldPath.parse(p).text.removesuffix("[]") for p in withheld}
+        patterns = stated_patterns(layout, withheld, "withheld_fields")
         return tuple(h for h in self.holes if not _covered(abstract_path(h), patterns))
 
 
@@ -493,7 +505,7 @@ def verify_disclosures(
     values: dict[str, Any] = {}
     provenance: dict[str, Provenance] = dict.fromkeys(HEADER_FIELDS, Provenance.SIGNED)
     listed = _take_signed(layout, disclosures, signed_set, values, provenance)
-    derived_patterns = _patterns(layout, derived_fields)
+    derived_patterns = stated_patterns(layout, derived_fields, "derived_fields")
     for path, value in derived:
         check_path_shape(path)
         if len(value) > MAX_VALUE_BYTES:

@@ -142,7 +142,24 @@ def test_withholding_document_numbers_nulls_them_and_keeps_everything_else(
         "subjects[0].travel_documents[1].number",
     )
     assert "subjects[0].travel_documents[0].number" not in disclosed.provenance
-    assert disclosed.unexplained_holes([NUMBERS]) == ()
+    assert disclosed.unexplained_holes(layout, [NUMBERS]) == ()
+
+
+@pytest.mark.parametrize("stated", ["marking", "subjects..full_name", "no_such_field"])
+def test_a_statement_naming_no_disclosable_field_is_a_refusal_not_a_crash(
+    catalog: SchemaCatalog, layout: ReportLayout, stated: str
+) -> None:
+    """The patterns come from the broker: a bad one refuses that delivery, nothing more."""
+    issued = issue(layout, decoded(catalog))
+    sd, received = over_the_wire(catalog, issued.sd_payload_record, issued.disclosures.values())
+    disclosed = verify_disclosures(layout, sd, received)
+
+    with pytest.raises(DisclosureError) as withheld:
+        disclosed.unexplained_holes(layout, [stated])
+    with pytest.raises(DisclosureError) as derived:
+        verify_disclosures(layout, sd, received, derived_fields=[stated])
+
+    assert withheld.value.reason == derived.value.reason == "bad_field_pattern"
 
 
 def test_withholding_a_whole_list_hides_its_length(
@@ -166,7 +183,7 @@ def test_a_broker_withholding_more_than_it_states_is_caught_by_the_holes(
     passed_on = select(layout, issued.disclosures.values(), [NUMBERS, "subjects[].full_name"])
     disclosed = verify_disclosures(layout, issued.sd_payload_record, passed_on)
 
-    assert disclosed.unexplained_holes([NUMBERS]) == (
+    assert disclosed.unexplained_holes(layout, [NUMBERS]) == (
         "subjects[0].full_name",
         "subjects[1].full_name",
     )
@@ -577,7 +594,7 @@ def test_withholding_by_disclosure_equals_withholding_the_field(
     for pattern in patterns:
         withhold(expected, FieldPath.parse(pattern))
     assert disclosed.record == expected
-    assert disclosed.unexplained_holes(patterns) == ()
+    assert disclosed.unexplained_holes(layout, patterns) == ()
     assert len(sd["digests"]) % 16 == 0
 
 
