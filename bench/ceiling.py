@@ -81,6 +81,7 @@ class Stages:
         """Deliveries (and held) and refusals for one batch, by the runner's own code."""
         before = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))
         processed = self._loop.run_until_complete(self.processor.process(batch))
+        self.processor.archiver.acknowledged(processed.archives)  # as the runner does once sent
         if processed.stalled:
             raise RuntimeError("the policy could not decide during the ceiling run")
         after = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))

@@ -295,9 +295,9 @@ async def run_enforcer(
         )
         await producer.start()
         active = policy.current()  # archived before the first decision made under it
-        await producer.send_all(
-            processor.archiver.records(active.bundle.content_hash, active.archive)
-        )
+        archived = processor.archiver.records(active.bundle.content_hash, active.archive)
+        await producer.send_all(archived)
+        processor.archiver.acknowledged(archived)
         await consumer.start()
         await held_consumer.start()
         readiness.partitions = lambda: len(consumer.assignment())

@@ -31,9 +31,12 @@ __all__ = ["BundleArchiver", "BundleShelf"]
 class BundleArchiver:
     """Which bundles this process has written to ``ixb.bundles``; the records for the rest.
 
-    Not thread-safe: used by the enforcer's loop only. A bundle counts as
-    written once its record has been handed out: the caller sends it with
-    (and before) the outputs decided under it, retrying until acknowledged.
+    Not thread-safe: shared by the enforcer and the embargo releaser on one
+    event loop. A bundle counts as written only once Kafka acknowledged its
+    record (:meth:`acknowledged`): until then every caller gets the record
+    and sends it before what it decided under the bundle, so neither can
+    name a bundle that is not archived while the other is still retrying.
+    A bundle written twice is harmless (readers keep one per hash).
     """
 
     __slots__ = ("_topic", "_written")
@@ -53,8 +56,11 @@ class BundleArchiver:
             return []
         if archive is None:
             raise ConfigurationError(f"policy bundle {bundle_hash} has no archive to write")
-        self._written.add(bundle_hash)
         return [OutboundRecord(topic=self._topic, key=bundle_hash.encode(), value=archive)]
+
+    def acknowledged(self, records: Iterable[OutboundRecord]) -> None:
+        """Kafka acknowledged these records from :meth:`records`: their bundles are written."""
+        self._written.update(r.key.decode() for r in records if r.key is not None)
 
 
 BuildPoint = Callable[[PolicyBundle], PolicyDecisionPoint]

@@ -279,6 +279,8 @@ class EmbargoReleaser:
             self._unacknowledged = release  # sent again as it is, even if its partition went
             return False
         self._unacknowledged = None
+        if self._archiver is not None:
+            self._archiver.acknowledged(release.archives)
         for item in release.done:
             pending = self._pending.get(item.partition)  # None: the partition went meanwhile
             if pending is not None:

@@ -133,6 +133,7 @@ class Enforcer:
         for part in (processed.archives, processed.outputs):
             if part and not await self._send_until_acknowledged(part, stop):
                 return  # uncommitted: redone after restart or by the next owner
+        self._processor.archiver.acknowledged(processed.archives)
         done = processed.done(batch)
         self.stats.completed += len(done)
         if self._on_acknowledged is not None:

@@ -20,6 +20,7 @@ from broker.audit.replay import LoggedEntry, Replayer
 from broker.cli_audit import replayer_for
 from broker.codec import SchemaCatalog
 from broker.domain.report import ThreatReport
+from broker.pipeline.processor import Processed
 from broker.pipeline.replay import Position
 from broker.report_codec import report_to_record
 from broker.service import build_stages
@@ -75,8 +76,8 @@ class Recorder:
             self.settings, self.catalog, report_to_record(report), key_nation=report.origin
         )
 
-    async def batch(self, sealed: Iterable[tuple[str, bytes]]) -> list[str]:
-        """Process one batch of (nation, submission); the topics of its outputs, in order."""
+    async def batch(self, sealed: Iterable[tuple[str, bytes]]) -> Processed:
+        """Process one batch of (nation, submission) and keep what would be sent."""
         inbound = []
         for nation, value in sealed:
             topic = self.topics.submit(nation)
@@ -85,15 +86,14 @@ class Recorder:
             self.submissions[topic, 0, offset] = value
             inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
         processed = await self.processor.process(inbound)
-        outputs = processed.archives + processed.outputs
+        self.processor.archiver.acknowledged(processed.archives)  # as if Kafka had
+        self.archives += [a.value for a in processed.archives]
         log_id = log_id_of(self.topics.audit, 0)
-        for output in outputs:
+        for output in processed.outputs:
             if output.topic == self.topics.audit:
                 entry = decode_entry(self.catalog, output.value)
                 self.entries.append(LoggedEntry(log_id, len(self.entries), entry))
-            elif output.topic == self.topics.bundles:
-                self.archives.append(output.value)
-        return [o.topic for o in outputs]
+        return processed
 
     def replayer(self, archives: Iterable[bytes] | None = None) -> Replayer:
         """A replayer as ``ixb audit replay`` builds one, over this run's (or other) archives.
