@@ -35,6 +35,7 @@ from broker.audit.checkpoints import (
     decode_checkpoint,
     encode_checkpoint,
     log_id_of,
+    signed_checkpoints,
 )
 from broker.audit.entries import Outcome, decode_entry
 from broker.audit.export import render_html, write_jsonl
@@ -138,10 +139,21 @@ async def sign_checkpoints(settings: Settings) -> list[Checkpoint]:
     record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
     signer = keystore.private_key(record.key_id)
     now = dt.datetime.now(dt.UTC)
+    earlier, _ = signed_checkpoints(
+        catalog,
+        [
+            r
+            for records in (await _read_logs(bootstrap, topics.audit_checkpoints)).values()
+            for r in records
+        ],
+        checkpoint_verifier(registry),
+    )
     signed = []
     for log_id, records in (await _read_logs(bootstrap, topics.audit)).items():
         checkpointer = Checkpointer(log_id, signer, lambda: now)
         checkpointer.extend(records)
+        for before in earlier.get(log_id, []):  # still what was signed: never sign a fork
+            checkpointer.resume(before)
         signed.append(checkpointer.checkpoint())
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-audit-checkpoint")

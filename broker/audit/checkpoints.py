@@ -316,3 +316,30 @@ class Checkpointer:
                 stage="checkpoint",
             )
         self._log.append(leaf_hash(value))
+
+
+def signed_checkpoints(
+    catalog: SchemaCatalog, records: Iterable[tuple[int, bytes]], verify: VerifySignature
+) -> tuple[dict[str, list[Checkpoint]], list[tuple[int, str]]]:
+    """Per log, every non-empty checkpoint whose signature verifies, smallest first.
+
+    ``records`` are (offset, value) from the checkpoints topic. Also returns
+    the (offset, reason) of every record left out because it does not
+    decode or verify (``ixb audit verify`` names those). Whoever signs a new
+    checkpoint must find the log still has each of these roots
+    (:meth:`Checkpointer.resume`), or it would sign a fork.
+    """
+    signed: dict[str, list[Checkpoint]] = {}
+    ignored: list[tuple[int, str]] = []
+    for offset, value in records:
+        try:
+            checkpoint = decode_checkpoint(catalog, value)
+            check_signature(checkpoint, verify)
+        except RejectedInput as exc:
+            ignored.append((offset, exc.reason))
+            continue
+        if checkpoint.tree_size:  # the empty tree gives nothing to carry on from
+            signed.setdefault(checkpoint.log_id, []).append(checkpoint)
+    for checkpoints in signed.values():
+        checkpoints.sort(key=lambda c: c.tree_size)
+    return signed, ignored

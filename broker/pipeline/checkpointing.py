@@ -44,10 +44,9 @@ from broker.audit.checkpoints import (
     Checkpointer,
     CheckpointSigner,
     VerifySignature,
-    check_signature,
-    decode_checkpoint,
     encode_checkpoint,
     log_id_of,
+    signed_checkpoints,
 )
 from broker.codec import SchemaCatalog
 from broker.errors import RejectedInput, TransportError
@@ -149,24 +148,16 @@ class CheckpointPublisher:
 
     async def _latest_checkpoints(self) -> dict[str, Checkpoint]:
         """Per log, the largest checkpoint a broker key signed, from before this start."""
-        latest: dict[str, Checkpoint] = {}
         try:
-            async for record in self._read_checkpoints():
-                try:
-                    checkpoint = decode_checkpoint(self._catalog, record.value or b"")
-                    check_signature(checkpoint, self._verify)
-                except RejectedInput as exc:  # not ours to sign on from; verify names it
-                    log.warning("checkpoint_ignored", reason=exc.reason, offset=record.offset)
-                    continue
-                best = latest.get(checkpoint.log_id)
-                if checkpoint.tree_size == 0:
-                    continue  # nothing to carry on from: the empty tree
-                if best is None or checkpoint.tree_size > best.tree_size:
-                    latest[checkpoint.log_id] = checkpoint
+            records = [(r.offset, r.value or b"") async for r in self._read_checkpoints()]
         except TransportError as exc:
             # Without them the trees are rebuilt all the same; only the root check is lost.
             log.warning("checkpoints_unread", error=str(exc))
-        return latest
+            return {}
+        signed, ignored = signed_checkpoints(self._catalog, records, self._verify)
+        for offset, reason in ignored:  # not ours to sign on from; verify names them
+            log.warning("checkpoint_ignored", reason=reason, offset=offset)
+        return {log_id: checkpoints[-1] for log_id, checkpoints in signed.items()}
 
     async def _tail(self, queue: asyncio.Queue[InboundRecord], stop: asyncio.Event) -> None:
         """Feed every audit record to ``queue``; read again from the start if the reader ends."""

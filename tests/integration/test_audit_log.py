@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from broker.audit.checkpoints import encode_checkpoint, sign_checkpoint
 from broker.audit.entries import Outcome, decode_entry
 from broker.cli_audit import sign_checkpoints, verify_audit
+from broker.errors import VerificationError
 from broker.transport import OutboundRecord
+from broker.trust.keys import Keystore
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
 from tests.support.audit import edited
@@ -66,3 +69,30 @@ async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolera
     [report] = [r for r in reports if r.log_id == log_id]
     assert report.problem is not None
     assert (report.problem.reason, report.problem.offset) == ("sequence_reorder", len(records) + 1)
+
+
+async def test_checkpointing_from_the_cli_refuses_a_log_that_is_not_what_was_signed(
+    exchange: Exchange,
+) -> None:
+    """A signed checkpoint whose root the log no longer has: signing on would sign a fork."""
+    await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+    await exchange.wait_completed(1)
+    [first] = [c for c in await sign_checkpoints(exchange.settings) if c.tree_size]
+    keystore = Keystore(exchange.settings.keystore_dir)
+    signer = keystore.private_key(first.signer_key_id)
+    other_root = sign_checkpoint(signer, first.log_id, first.tree_size, b"\x07" * 32, first.at)
+    await exchange.publish(
+        "NL",
+        [
+            OutboundRecord(
+                exchange.topics.audit_checkpoints,
+                first.log_id.encode(),
+                encode_checkpoint(exchange.catalog, other_root),
+            )
+        ],
+    )
+
+    with pytest.raises(VerificationError) as refused:
+        await sign_checkpoints(exchange.settings)
+
+    assert refused.value.reason == "checkpoint_root_mismatch"
