@@ -99,9 +99,7 @@ def attester_for(settings: Settings, catalog: SchemaCatalog) -> BatchAttester:
     keystore = Keystore(settings.keystore_dir)
     registry = RegistryFile(settings.registry_path).current()
     record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
-    return BatchAttester(
-        record.key_id, keystore.private_key(record.key_id), catalog, record.algorithm
-    )
+    return BatchAttester(keystore.private_key(record.key_id), catalog)
 
 
 def decision_point_for(settings: Settings, bundle: PolicyBundle) -> CachedDecisionPoint:

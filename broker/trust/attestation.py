@@ -21,22 +21,17 @@ import struct
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from broker.audit.merkle import MerkleLog, leaf_hash, root_from_inclusion
 from broker.codec import SchemaCatalog
 from broker.errors import VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
-from broker.trust.signatures import verify_signature
+from broker.trust.signatures import SigningKey, verify_signature
 
 ATTESTED_SCHEMA = "ixb.v1.AttestedEnvelope"
 _CONTEXT = b"ixb-batch-v1\x00"
 _SIZE = struct.Struct(">Q")
 MAX_AUDIT_PATH = 64  # a tree of 2**64 leaves; a longer path is a forgery
-
-
-class RawSigner(Protocol):
-    def sign(self, message: bytes, /) -> bytes: ...
 
 
 def batch_signing_input(key_id: str, tree_size: int, root: bytes) -> bytes:
@@ -57,15 +52,13 @@ class Attested:
 class BatchAttester:
     """Attests the statements of one batch with a single signature."""
 
-    __slots__ = ("_algorithm", "_catalog", "_private", "key_id")
+    __slots__ = ("_catalog", "_private", "key_id")
 
-    def __init__(
-        self, key_id: str, private: RawSigner, catalog: SchemaCatalog, algorithm: str = "ed25519"
-    ) -> None:
-        self.key_id = key_id
+    def __init__(self, private: SigningKey, catalog: SchemaCatalog) -> None:
+        # The key names itself and its algorithm: nothing to pass that could disagree.
+        self.key_id = private.key_id
         self._private = private
         self._catalog = catalog
-        self._algorithm = algorithm
 
     def attest(self, payloads: Sequence[bytes]) -> list[bytes]:
         """The encoded attested envelope of every payload, in order."""
@@ -81,7 +74,7 @@ class BatchAttester:
                 ATTESTED_SCHEMA,
                 {
                     "signer_key_id": self.key_id,
-                    "algorithm": self._algorithm,
+                    "algorithm": self._private.algorithm,
                     "payload": payload,
                     "tree_size": size,
                     "leaf_index": index,

@@ -24,7 +24,7 @@ NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
 def _attested(catalog: SchemaCatalog) -> bytes:
     """A delivery as the enforcer seals it (the releaser digests its statement for the log)."""
     key = SigningKey.generate("ed25519", prefix="broker")
-    return BatchAttester("broker-test", key, catalog).attest([b"a statement"])[0]
+    return BatchAttester(key, catalog).attest([b"a statement"])[0]
 
 
 def _held(catalog: SchemaCatalog, topics: TopicNames, partition: int, offset: int) -> InboundRecord:
