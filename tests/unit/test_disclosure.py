@@ -14,12 +14,11 @@ from hypothesis import strategies as st
 
 from broker.codec import SchemaCatalog
 from broker.domain.fields import FieldPath, FieldPathError, withhold
-from broker.errors import ConfigurationError, VerificationError
+from broker.errors import ConfigurationError
 from broker.report_codec import REPORT_SCHEMA, encode_report, record_to_report
 from broker.trust.disclosure import (
     DISCLOSURE_SCHEMA,
     HEADER_FIELDS,
-    SALT_BYTES,
     SD_REPORT_SCHEMA,
     Disclosure,
     DisclosureError,
@@ -210,7 +209,6 @@ def test_every_disclosure_has_its_own_salt_of_at_least_128_bits(
     issued = issue(layout, four_by_two_report(catalog))
     salts = [d.salt for d in issued.disclosures.values()]
 
-    assert SALT_BYTES >= 16
     assert all(len(s) >= 16 for s in salts)
     assert len(set(salts)) == len(salts)
 
@@ -395,7 +393,6 @@ def test_a_disclosure_with_any_bit_flipped_is_refused(
         {"disclosure_not_signed", "malformed_path"} if part == "path" else {"disclosure_not_signed"}
     )
     assert error.reason in expected
-    assert isinstance(error, VerificationError)
 
 
 def test_refusals_name_the_path_never_the_value(

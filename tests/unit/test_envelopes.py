@@ -317,24 +317,6 @@ def test_flipping_any_single_bit_of_a_sealed_envelope_is_refused(
     assert single_bit_flips_accepted(catalog, registry, sealed, range(len(sealed))) == []
 
 
-def test_flipping_any_single_bit_outside_the_algorithm_field_is_refused(
-    catalog: SchemaCatalog,
-    keystore: Keystore,
-    nl_key: tuple[KeyRecord, SigningKey],
-    payload: bytes,
-) -> None:
-    record, private = nl_key
-    broker, _ = keystore.generate(role=KeyRole.BROKER, nation=None, now=NOW)
-    registry = PartnerRegistry([record, broker])
-    sealed = Signer(record.key_id, private, catalog).seal(payload)
-    # header, then the key id (a one-byte length and its text), then the algorithm's enum index
-    algorithm_at = HEADER_LEN + 1 + len(record.key_id)
-    assert sealed[algorithm_at] == 0
-    positions = [p for p in range(len(sealed)) if p != algorithm_at]
-
-    assert single_bit_flips_accepted(catalog, registry, sealed, positions) == []
-
-
 def test_a_tampered_payload_is_refused_as_bad_signature(
     catalog: SchemaCatalog, nl_key: tuple[KeyRecord, SigningKey], payload: bytes
 ) -> None:
