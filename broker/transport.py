@@ -455,10 +455,6 @@ class SubmissionConsumer:
         if not self._in_flight:
             self._settle(committed=True)
 
-    def paused(self) -> frozenset[Partition]:
-        """The partitions :meth:`pause_at` paused whose pause has not ended yet."""
-        return frozenset(self._paused)
-
     def _resume_due(self) -> None:
         if not self._paused:
             return

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.resilience.workload import Refusal, Submission
+from bench.resilience.workload import Submission
 from broker.client import FeedProblem, read_feed
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput, decision_inputs
@@ -230,7 +230,3 @@ def judge(expectation: Expectation, seen: Observation) -> Verdict:
     for name in VIOLATIONS:
         counts[name] = len(violations[name])
     return Verdict(counts, violations)
-
-
-def refusal_kinds(submissions: Iterable[Submission]) -> Counter[Refusal]:
-    return Counter(s.refusal for s in submissions if s.refusal is not None)

@@ -84,10 +84,6 @@ class Workload:
     def valid(self) -> list[ThreatReport]:
         return [s.report for s in self.submissions if s.refusal is None]
 
-    @property
-    def refused(self) -> list[Submission]:
-        return [s for s in self.submissions if s.refusal is not None]
-
 
 def reports(count: int, *, seed: int, now: dt.datetime) -> list[ThreatReport]:
     """``count`` valid reports from the seven nations, interleaved, decision inputs varied."""

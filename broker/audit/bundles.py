@@ -96,11 +96,6 @@ class BundleShelf:
             if data not in copies:  # every restart writes its bundle again
                 copies.append(data)
 
-    @property
-    def hashes(self) -> frozenset[str]:
-        """Every content hash some archive claims."""
-        return frozenset(self._raw)
-
     def point(self, bundle_hash: str) -> PolicyDecisionPoint:
         point = self._points.get(bundle_hash)
         if point is not None:

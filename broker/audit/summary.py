@@ -7,7 +7,6 @@ field paths); there are no values in an entry to count.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 
 from broker.audit.entries import AuditEvent, Outcome
 
@@ -47,10 +46,6 @@ class FlowSummary:
         self.flows.setdefault((event.origin, recipient), Counter())[event.outcome] += 1
         if event.outcome in (Outcome.DELIVERED, Outcome.HELD):
             self.withheld.update(event.withheld_fields)
-
-    def add_all(self, events: Iterable[AuditEvent]) -> None:
-        for event in events:
-            self.add(event)
 
     def add_undecodable(self) -> None:
         self.entries += 1

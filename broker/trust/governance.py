@@ -213,11 +213,6 @@ def accept(
     )
 
 
-def signatures_needed(document: RegistryDocument, trusted: TrustedGovernance) -> int:
-    """How many more valid signatures by ``trusted`` keys ``document`` needs."""
-    return max(0, trusted.threshold - len(_valid_signers(document, trusted)))
-
-
 def _require_threshold(document: RegistryDocument, trusted: TrustedGovernance, whose: str) -> None:
     valid = len(_valid_signers(document, trusted))
     if valid < trusted.threshold:

@@ -198,11 +198,6 @@ class RegistryFile:
         _atomic_write(target, document_bytes(document), mode=0o644)
         return target
 
-    def trusted_governance(self) -> TrustedGovernance | None:
-        """The governance that must sign the next version (None before any acceptance)."""
-        last = self._last_accepted()
-        return last.governance if last else None
-
     def _read(self) -> None:
         document = parse_document(self.path.read_bytes())
         with self._locked():

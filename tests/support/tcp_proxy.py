@@ -25,7 +25,6 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
-        self.cuts = 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
@@ -34,7 +33,6 @@ class TcpProxy:
 
     async def cut(self) -> None:
         """Refuse new connections and drop every open one."""
-        self.cuts += 1
         server, self._server = self._server, None
         if server is not None:
             server.close()
