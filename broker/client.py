@@ -25,7 +25,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,7 +150,7 @@ class DeliveryVerifier:
             derived=[(d["path"], d["value"]) for d in derived],
             derived_fields=[f.field for f in derived_fields],
         )
-        _check_replaced_digests(signed, disclosures, derived)
+        _check_replaced_digests(signed, disclosed.digests.values(), derived)
         unexplained = disclosed.unexplained_holes(self._layout, withheld)
         if unexplained:
             raise DisclosureError(
@@ -211,10 +211,10 @@ class DeliveryVerifier:
 
 
 def _check_replaced_digests(
-    signed: Mapping[str, Any], disclosures: list[Disclosure], derived: list[dict[str, Any]]
+    signed: Mapping[str, Any], disclosed: Iterable[bytes], derived: list[dict[str, Any]]
 ) -> None:
     """A derived value may only name, as what it replaces, a signed digest left undisclosed."""
-    given = {d.digest() for d in disclosures}
+    given = set(disclosed)
     signed_digests = set(signed["digests"])
     for value in derived:
         digest = value["original_digest"]

@@ -201,11 +201,10 @@ class FanOut:
             return _View(disclosures, derived_array(()))
         pseudonymiser = self._pseudonyms.for_agreement(scope) if scope else None
         record = self._deriver.derive(accepted.record, rule_set, pseudonymiser)
-        originals = {d.path: d for d in accepted.disclosures}
-        derived = []
-        for path, value in derived_values(self._layout, record, derived_fields):
-            original = originals.get(path)
-            derived.append((path, value, None if original is None else original.digest()))
+        derived = [
+            (path, value, accepted.digests.get(path))
+            for path, value in derived_values(self._layout, record, derived_fields)
+        ]
         return _View(disclosures, derived_array(derived))
 
     def _state(

@@ -56,6 +56,7 @@ class Accepted:
     envelope: bytes  # the originator's signed envelope, passed on to recipients
     payload_sha256: bytes  # of the exact signed payload (header and digests)
     disclosures: tuple[Disclosure, ...]
+    digests: dict[str, bytes]  # of each disclosure, by path (what derived values replace)
     key: KeyRecord
     position: Position
 
@@ -128,6 +129,7 @@ class Intake:
             envelope=submission.envelope_bytes,
             payload_sha256=hashlib.sha256(envelope.payload).digest(),
             disclosures=submission.disclosures,
+            digests=disclosed.digests,
             key=key,
             position=position,
         )

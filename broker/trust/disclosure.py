@@ -471,6 +471,7 @@ class DisclosedReport:
     record: dict[str, Any]
     provenance: dict[str, Provenance]
     holes: tuple[str, ...]
+    digests: dict[str, bytes]  # of each disclosure given, by path
 
     def unexplained_holes(self, layout: ReportLayout, withheld: Iterable[str]) -> tuple[str, ...]:
         """Holes no pattern in ``withheld`` accounts for: withheld without saying so."""
@@ -504,7 +505,9 @@ def verify_disclosures(
         raise DisclosureError("duplicate_digest", "a digest appears twice in the signed list")
     values: dict[str, Any] = {}
     provenance: dict[str, Provenance] = dict.fromkeys(HEADER_FIELDS, Provenance.SIGNED)
-    listed = _take_signed(layout, disclosures, signed_set, values, provenance)
+    digests: dict[str, bytes] = {}
+    listed = _take_signed(layout, disclosures, signed_set, values, digests)
+    provenance.update(dict.fromkeys(digests, Provenance.SIGNED))
     derived_patterns = stated_patterns(layout, derived_fields, "derived_fields")
     for path, value in derived:
         check_path_shape(path)
@@ -525,7 +528,7 @@ def verify_disclosures(
         raise DisclosureError(
             "orphan_disclosure", f"outside the disclosed structure: {_names(values)}"
         )
-    return DisclosedReport(record, provenance, tuple(holes))
+    return DisclosedReport(record, provenance, tuple(holes), digests)
 
 
 def _take_signed(
@@ -533,9 +536,11 @@ def _take_signed(
     disclosures: Iterable[Disclosure],
     signed: set[bytes],
     values: dict[str, Any],
-    provenance: dict[str, Provenance],
+    digests: dict[str, bytes],
 ) -> int:
     """Check each disclosure against the signed digests and decode it into ``values``.
+
+    ``digests`` learns each disclosure's digest by path, so nobody hashes it again.
 
     Returns the list items the disclosed lengths claim (each has a digest of
     its own). Nothing unsigned is interpreted beyond its shape.
@@ -550,10 +555,11 @@ def _take_signed(
             raise DisclosureError("value_too_large", f"{path}: value is too large")
         if not SALT_BYTES <= len(salt) <= MAX_SALT_BYTES:
             raise DisclosureError("bad_salt", f"{path}: salt length out of range")
-        if disclosure.digest() not in signed:
+        digest = disclosure.digest()
+        if digest not in signed:
             raise DisclosureError("disclosure_not_signed", f"{path} is not signed")
         listed += _take(known or layout.slot_of(path), path, disclosure.value, values)
-        provenance[path] = Provenance.SIGNED
+        digests[path] = digest
     return listed
 
 
