@@ -76,7 +76,7 @@ def decision_events(
                 agreement_id=decision.agreement.id,
                 agreement_version=decision.agreement.version,
                 withheld_fields=rules.withheld,
-                derived_fields=tuple(r.field for r in rules.derived if r.field),
+                derived_fields=rules.derived_fields,
                 **common,
             )
         )

@@ -308,7 +308,7 @@ class Replayer:
             decision.agreement.id,
             decision.agreement.version,
             withheld_fields=rules.withheld,
-            derived_fields=tuple(r.field for r in rules.derived if r.field),
+            derived_fields=rules.derived_fields,
         )
         return verdict, self._views.view(accepted.disclosures, rules)
 

@@ -41,6 +41,11 @@ class RuleSet:
         return tuple(r for r in self.rules if r.action is not FieldAction.REDACT)
 
     @property
+    def derived_fields(self) -> tuple[str, ...]:
+        """The paths of :attr:`derived`, as statements and the decision log name them."""
+        return tuple(r.field for r in self.derived if r.field)
+
+    @property
     def pseudonymises(self) -> bool:
         return any(r.action is FieldAction.PSEUDONYMISE for r in self.rules)
 

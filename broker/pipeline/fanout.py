@@ -194,7 +194,7 @@ class FanOut:
         return Routed(tuple(pending), tuple(decisions))
 
     def _view(self, accepted: Accepted, rule_set: RuleSet, scope: str) -> _View:
-        derived_fields = [r.field for r in rule_set.derived if r.field]
+        derived_fields = list(rule_set.derived_fields)
         hidden = [*rule_set.withheld, *derived_fields]
         disclosures = disclosures_array(select(self._layout, accepted.disclosures, hidden))
         if not derived_fields:

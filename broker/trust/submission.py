@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.codec import HEADER_LEN, SchemaCatalog
+from broker.codec import HEADER_LEN, AvroSchema, SchemaCatalog
 from broker.errors import ConfigurationError, DecodeError
 from broker.trust.disclosure import SD_REPORT_SCHEMA, Disclosure, ReportLayout, issue
 from broker.trust.envelopes import Envelope, Signer, open_envelope
@@ -67,7 +67,7 @@ def open_submission(catalog: SchemaCatalog, data: bytes) -> Submission:
             f"expected {SUBMISSION_SCHEMA}, message is {schema.name}",
             stage="envelope",
         )
-    _expect_shape(schema.parsed)
+    _expect_shape(schema)
     limits = catalog.guard_limits
     try:
         envelope_bytes, pos = read_bytes(data, HEADER_LEN, limits.max_bytes)
@@ -102,13 +102,14 @@ _EXPECTED_FIELDS = (
     ("envelope", "bytes"),
     ("disclosures", ("salt", "bytes"), ("path", "string"), ("value", "bytes")),
 )
-_checked: set[int] = set()
+_checked: set[bytes] = set()  # fingerprints of schemas found to have the expected shape
 
 
-def _expect_shape(parsed: Any) -> None:
+def _expect_shape(schema: AvroSchema) -> None:
     """The hand-written reader follows sd_submission.avsc: refuse to run if they part."""
-    if id(parsed) in _checked:
+    if schema.fingerprint in _checked:
         return
+    parsed = schema.parsed
     fields = parsed["fields"]
     items = fields[1]["type"]["items"] if len(fields) == 2 else {"fields": []}
     shape = (
@@ -117,7 +118,7 @@ def _expect_shape(parsed: Any) -> None:
     )
     if shape != _EXPECTED_FIELDS:
         raise ConfigurationError(f"{SUBMISSION_SCHEMA} changed: update broker/trust/submission.py")
-    _checked.add(id(parsed))
+    _checked.add(schema.fingerprint)
 
 
 def signed_payload_sha256(catalog: SchemaCatalog, data: bytes) -> bytes:
