@@ -30,8 +30,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.enforcers import Enforcer, RunFailed, start_group
-from bench.kafka import GroupProbe
+from bench.enforcers import Enforcer, start_group
+from bench.kafka import GroupProbe, RunFailed
 from bench.reports import NATIONS, generate
 from bench.workspace import Sealed, Workspace
 from broker.kafka_embedded import EmbeddedKafka

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from bench.kafka import GroupProbe, Span
+from bench.kafka import GroupProbe, RunFailed, Span
 from bench.reports import NATIONS
 from bench.workspace import Phase, Sealed
 
@@ -148,10 +148,6 @@ class PipelineResult:
 
     def _counter(self, key: str) -> int:
         return sum(int(s.get(key, 0)) for s in self.enforcer_summaries)
-
-
-class RunFailed(RuntimeError):
-    """An enforcer died, the group did not form, or the backlog was not done in time."""
 
 
 async def start_group(

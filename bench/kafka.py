@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from broker.transport import OutboundRecord, OutputProducer, TopicAdmin
+
 
 @dataclass(frozen=True, slots=True)
 class Span:
@@ -38,6 +40,11 @@ class Span:
     def per_s(self) -> float:
         elapsed = self.elapsed_s
         return (self.total - self.at_start) / elapsed if elapsed > 0 else float("nan")
+
+
+class RunFailed(RuntimeError):
+    """A measured run did not complete (an enforcer died, a group did not form, time ran
+    out): no figure is better than a wrong one."""
 
 
 def _producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
@@ -78,23 +85,27 @@ async def passthrough(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 5),
     )
-    producer = _producer(bootstrap, "ixb-bench-passthrough")
+    # Produced as the enforcer produces (broker.transport: one batch per partition).
+    admin = TopicAdmin(bootstrap)
+    producer = OutputProducer(bootstrap, admin, client_id="ixb-bench-passthrough")
     consumer.subscribe(pattern=pattern)
     await consumer.start()
+    await admin.start()
     await producer.start()
     done, first, first_done, last = 0, 0.0, 0, 0.0
     deadline = time.monotonic() + timeout_s
     try:
         while done < expected and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200, max_records=batch_max)
-            pending = []
-            for messages in batches.values():
-                for m in messages:
-                    for topic in routes[m.topic]:
-                        pending.append(await producer.send(topic, m.value, key=m.key))
-            if not pending:
+            outputs = [
+                OutboundRecord(topic, m.key, m.value)
+                for messages in batches.values()
+                for m in messages
+                for topic in routes[m.topic]
+            ]
+            if not outputs:
                 continue
-            await asyncio.gather(*pending)
+            await producer.send_all(outputs)
             await consumer.commit(
                 {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
             )
@@ -104,7 +115,10 @@ async def passthrough(
                 first, first_done = last, done - warm_up
     finally:
         await producer.stop()
+        await admin.close()
         await consumer.stop()
+    if done < expected or not first:
+        raise RunFailed(f"passthrough moved {done} of {expected} records in {timeout_s:.0f} s")
     return Span(done - warm_up, first_done, first, last)
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.enforcers import Enforcer, RunFailed, start_group
-from bench.kafka import DeliveryWatcher, GroupProbe, PacedProducer
+from bench.enforcers import Enforcer, start_group
+from bench.kafka import DeliveryWatcher, GroupProbe, PacedProducer, RunFailed
 from bench.reports import NATIONS
 from bench.workspace import Phase, Sealed
 from broker.pipeline.fanout import delivery_id

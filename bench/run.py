@@ -31,8 +31,8 @@ from typing import Any
 from rich.console import Console
 
 from bench import ceiling, latency
-from bench.enforcers import RunFailed, run_backlog
-from bench.kafka import passthrough
+from bench.enforcers import run_backlog
+from bench.kafka import RunFailed, passthrough
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
 from bench.results import environment, print_table, ratio, verdicts, write_json
 from bench.workspace import Phase, Sealed, Workspace
