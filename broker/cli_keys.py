@@ -124,6 +124,13 @@ def keys_generate(
     registry_file, keystore = _open()
     try:
         registry = registry_file.current()
+        if threshold is not None:  # refused before a private key is written for nothing
+            rule = registry.governance
+            members = (len(rule.key_ids) if rule else 0) + 1
+            if threshold > members:
+                raise ConfigurationError(
+                    f"governance threshold {threshold}: more than the {members} governance keys"
+                )
         record, _ = keystore.generate(role=role, nation=nation, algorithm=algorithm)
         registry = registry.with_key(record)
         if role is KeyRole.GOVERNANCE:

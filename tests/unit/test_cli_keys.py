@@ -125,6 +125,19 @@ def test_a_revocation_time_without_a_zone_is_refused(ixb: Ixb) -> None:
     assert "time zone" in result.output
 
 
+def test_a_threshold_above_the_governance_keys_is_refused_before_a_key_is_made(
+    ixb: Ixb,
+) -> None:
+    ixb.ok("generate", "--governance")
+    keys_before = sorted((ixb.home / "keys").iterdir())
+
+    result = ixb("generate", "--governance", "--threshold", "3")
+
+    assert result.exit_code == 2
+    assert "threshold 3" in result.output
+    assert sorted((ixb.home / "keys").iterdir()) == keys_before, "no orphan private key"
+
+
 def test_revoking_a_key_that_is_not_registered_fails(ixb: Ixb) -> None:
     ixb.ok("generate", "--nation", "NL")
 
