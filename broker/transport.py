@@ -274,7 +274,9 @@ class SubmissionConsumer:
 
     The batch in flight is the records the last :meth:`fetch` returned, from
     that return until :meth:`commit` covers them or the caller fetches again
-    (it has finished with them, committed or not). When the group takes
+    (it has finished with them, committed or not). A caller that commits
+    one batch while it processes the next fetches with ``overlapping``: both
+    are then in flight until committed. When the group takes
     partitions away, aiokafka has already stopped fetching and waits for our
     listener before it rejoins; the listener waits, at most ``revoke_wait_s``,
     for a batch in flight on those partitions to be committed, so their next
@@ -385,17 +387,23 @@ class SubmissionConsumer:
             lags[tp.topic, tp.partition] = max(0, highwater - position)
         return lags
 
-    async def fetch(self, *, timeout_ms: int, max_records: int) -> list[InboundRecord]:
+    async def fetch(
+        self, *, timeout_ms: int, max_records: int, overlapping: bool = False
+    ) -> list[InboundRecord]:
         """The next batch, or none after ``timeout_ms``, even while the group rebalances.
 
-        Calling it again means the caller has finished the last batch.
+        Calling it again means the caller has finished the last batch, unless
+        ``overlapping``: the last batch is still being committed, and stays in
+        flight with this one (see the class docstring).
+
         aiokafka's ``getmany`` waits out a rebalance in progress whatever its
         timeout, which would keep the caller from seeing its stop signal for
         as long as the group keeps rebalancing. So the wait goes on in a task
         that the next call picks up: no record is taken from the fetcher's
         buffer before the caller is there to receive it.
         """
-        self._settle()
+        if not overlapping:
+            self._settle()
         self._resume_due()
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(
@@ -411,7 +419,8 @@ class SubmissionConsumer:
             raise TransportError(f"fetch failed: {exc}") from exc
         records = [_inbound(m) for messages in batches.values() for m in messages]
         if records:
-            self._in_flight = offsets_after(records)
+            for partition, offset in offsets_after(records).items():
+                self._in_flight[partition] = max(self._in_flight.get(partition, 0), offset)
             self._last_committed = False
             self._settled.clear()
         return records

@@ -17,6 +17,15 @@ The commit path, in order (DESIGN.md decision 2, STYLE.md 6):
    (broker/pipeline/backoff.py); the record is fetched and decided again
    after it. The backlog meanwhile stays in Kafka, not in memory.
 
+Steps 4 and 5 of one batch overlap steps 1 to 3 of the next: while Kafka
+acknowledges a batch's outputs and takes its commit, the next batch is
+fetched and processed (the CPU work). The next batch's outputs are sent
+only after that commit, so outputs and commits keep their order and a
+batch is never committed before the one before it. A batch in which a
+partition stopped is finished whole (send, commit, rewind) before the next
+fetch, which must not read past the rewound record; so is the batch in
+flight before the ledger is read back or a batch is handed back.
+
 If step 4 fails (Kafka unavailable), nothing is committed and the same
 outputs are sent again after a back-off until acknowledged; a failed fetch
 or intake-ledger read is likewise tried again after a back-off. If the process
@@ -36,7 +45,7 @@ import structlog
 
 from broker.errors import TransportError
 from broker.pipeline.backoff import PartitionBackoff
-from broker.pipeline.processor import BatchProcessor, EnforcerStats
+from broker.pipeline.processor import BatchProcessor, EnforcerStats, Processed
 from broker.transport import (
     InboundRecord,
     OutboundRecord,
@@ -75,30 +84,56 @@ class Enforcer:
         self._on_acknowledged = on_acknowledged
         self._policy_backoff = policy_backoff or PartitionBackoff()
         self._assignment: frozenset[tuple[str, int]] | None = None
+        self._pending: asyncio.Future[None] | None = None  # the batch being acknowledged
         self.stats = processor.stats
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process batches until ``stop`` is set; the batch in flight is finished first."""
+        """Process batches until ``stop`` is set; the batches in flight are finished first."""
         bundle_hash = self._processor.policy.current().bundle.content_hash
         log.info("enforcer_started", bundle_hash=bundle_hash)
-        while not stop.is_set():
-            try:
-                batch = await self._consumer.fetch(  # 1
-                    timeout_ms=200, max_records=self._batch_max_records
-                )
-            except TransportError as exc:
-                self.stats.retries += 1
-                log.warning("fetch_failed", error=str(exc))
-                await asyncio.sleep(self._retry_backoff_s)
-                continue
-            if not await self._follow_assignment():
-                # Without the ledger, replay protection would be blind: the batch waits.
-                self._consumer.pause_at(_first_offsets(batch), for_s=self._retry_backoff_s)
-                await asyncio.sleep(self._retry_backoff_s)
-                continue
-            if batch:
-                await self._complete(batch, stop)
+        try:
+            while not stop.is_set():
+                await self._step(stop)
+        finally:
+            await self._finish_pending()
         log.info("enforcer_stopped", **_summary(self.stats))
+
+    async def _step(self, stop: asyncio.Event) -> None:
+        """One batch: fetched and processed while the one before is acknowledged."""
+        try:
+            batch = await self._consumer.fetch(  # 1
+                timeout_ms=200,
+                max_records=self._batch_max_records,
+                overlapping=self._pending is not None,
+            )
+        except TransportError as exc:
+            self.stats.retries += 1
+            log.warning("fetch_failed", error=str(exc))
+            await asyncio.sleep(self._retry_backoff_s)
+            return
+        if self._consumer.assignment() != self._assignment:
+            await self._finish_pending()  # its partitions may be gone; the ledger must hold it
+        if not await self._follow_assignment():
+            # Without the ledger, replay protection would be blind: the batch waits.
+            self._consumer.pause_at(_first_offsets(batch), for_s=self._retry_backoff_s)
+            await asyncio.sleep(self._retry_backoff_s)
+            return
+        if not batch:
+            return
+        started = time.monotonic()
+        processed = await self._processor.process(batch)  # 2, 3
+        await self._finish_pending()
+        finishing = self._finish(batch, processed, started, stop)
+        if processed.stalled:
+            await finishing  # the rewind must come before the next fetch
+        else:
+            self._pending = asyncio.ensure_future(finishing)
+
+    async def _finish_pending(self) -> None:
+        """Wait until the batch in flight is acknowledged and committed (or given up)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await pending
 
     async def _follow_assignment(self) -> bool:
         """Read the intake ledger back when the partitions we own change (and at the start).
@@ -125,10 +160,10 @@ class Enforcer:
         log.info("ledger_read", partitions=len(assignment), new_ids=len(replay) - before)
         return True
 
-    async def _complete(self, batch: list[InboundRecord], stop: asyncio.Event) -> None:
-        """Process ``batch``, send its outputs until acknowledged, commit, hold the undecided."""
-        started = time.monotonic()
-        processed = await self._processor.process(batch)  # 2, 3
+    async def _finish(
+        self, batch: list[InboundRecord], processed: Processed, started: float, stop: asyncio.Event
+    ) -> None:
+        """Send ``processed`` until acknowledged, commit ``batch``, hold the undecided."""
         # 4: a new bundle's archive is acknowledged before anything decided under it is sent
         for part in (processed.archives, processed.outputs):
             if part and not await self._send_until_acknowledged(part, stop):
