@@ -205,7 +205,7 @@ def run() -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        await run_enforcer(settings, resolve_bootstrap(settings), stop)
+        await run_enforcer(settings, resolve_bootstrap(settings), stop, own_process=True)
 
     _run(go())
 
