@@ -2,7 +2,7 @@
 
 The passthrough is the yardstick for the pipeline, so it uses the client
 settings of ``broker/transport.py`` (group consumer without auto-commit,
-``acks=all`` producer without idempotence, the same linger and fetch wait)
+``acks=all`` producer without idempotence, closed batches, the same fetch wait)
 and does everything the enforcer does except ixb's own work: consume a
 batch, produce each record to three topics, wait for every acknowledgement,
 commit. The probes only read committed offsets and group membership, or
@@ -48,12 +48,15 @@ class RunFailed(RuntimeError):
 
 
 def _producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(  # as broker.transport.OutputProducer
+    # As broker.transport.OutputProducer, except the linger: ixb (the enforcer and
+    # the publisher) sends closed batches, which never linger; the paced producer
+    # sends record by record, and a linger would add its wait to every latency.
+    return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         acks="all",
         enable_idempotence=False,
-        linger_ms=5,
+        linger_ms=0,
         max_request_size=4 * 1024 * 1024,
     )
 
@@ -174,7 +177,9 @@ class DeliveryWatcher:
             bootstrap_servers=bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=5,  # small, so the watcher adds little to what it measures
+            # Tansu answers a waiting fetch as soon as a record arrives (as Kafka does), so
+            # a longer wait adds no latency; it spares the shared broker empty polls.
+            fetch_max_wait_ms=100,
             max_poll_records=5000,
         )
 

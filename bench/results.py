@@ -139,6 +139,7 @@ def print_table(console: Console, figures: dict[str, Any]) -> None:
         ("ratio_to_ceiling", "ratio pipeline / ceiling", "{:.2f}"),
         ("ratio_to_passthrough", "ratio pipeline / passthrough", "{:.2f}"),
         ("ratio_2proc_to_1proc", "ratio 2 processes / 1 process", "{:.2f}"),
+        ("machine_speed_spread", "machine speed, fastest / slowest sample", "{:.2f}"),
         None,
         ("latency_ms_p50", "latency p50 at {latency_rate_per_s:.0f}/s, ms", "{:,.1f}"),
         ("latency_ms_p99", "latency p99 at {latency_rate_per_s:.0f}/s, ms", "{:,.1f}"),

@@ -30,7 +30,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import ceiling, latency
+from bench import ceiling, latency, speed
 from bench.enforcers import run_backlog
 from bench.kafka import RunFailed, passthrough
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
@@ -43,7 +43,9 @@ from broker.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_CEILING_REPORTS = 10_000
+SPEED_SPREAD_NOTED = 1.15  # beyond this, the note says ratios between phases are noisy
 MAX_SATURATION_REPORTS = 30_000
+PHASES = ("ceiling", "passthrough", "pipeline1", "pipeline2", "latency")
 REQUIRED_KEYS = (  # issue 7: runs are compared by these
     "reports_per_s_1proc",
     "reports_per_s_2proc",
@@ -71,6 +73,7 @@ class Config:
     profile: bool
     check: bool
     output: Path
+    phases: tuple[str, ...]
 
     @classmethod
     def from_args(cls, argv: list[str] | None) -> Config:
@@ -90,6 +93,12 @@ class Config:
         parser.add_argument("--profile", action="store_true", help="cProfile the ceiling loop")
         parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
         parser.add_argument("--output", type=Path, default=REPO / "bench-results.json")
+        parser.add_argument(
+            "--only",
+            choices=PHASES,
+            action="append",
+            help="run this phase alone (repeatable); the others are reported as skipped",
+        )
         args = parser.parse_args(argv)
         quick = bool(args.quick)
         return cls(
@@ -103,6 +112,7 @@ class Config:
             profile=bool(args.profile),
             check=bool(args.check),
             output=args.output,
+            phases=tuple(args.only or PHASES),
         )
 
 
@@ -122,6 +132,7 @@ class Bench:
         self.figures: dict[str, Any] = {}
         self.notes: list[str] = []
         self.failed: list[str] = []
+        self.speeds: dict[str, tuple[float, float]] = {}  # per phase, before and after
         self.broker_pid: int | None = None  # the current phase's embedded Kafka
         self.sealed: list[Sealed] = []  # the measured reports, signed
         self.warm: list[Sealed] = []  # the warm-up, signed
@@ -152,12 +163,14 @@ class Bench:
         return phase
 
     async def guarded(self, name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        before = speed.sample()  # nothing of ours runs between phases
         try:
             await work()
         except (RunFailed, IxbError, OSError) as exc:
             self.failed.append(name)
             self.notes.append(f"{name} failed: {exc}")
             self.say(f"[red]{name} failed[/red]: {exc}")
+        self.speeds[name] = (before, speed.sample())
 
     async def run(self) -> dict[str, Any]:
         c = self.config
@@ -170,11 +183,18 @@ class Bench:
         async with self.kafka() as bootstrap:
             self.sealed = await self.workspace.seal(reports, bootstrap)
             self.warm = await self.workspace.seal(warm, bootstrap)
-        await self.guarded("ceiling", self.ceiling)
-        await self.guarded("passthrough", self.passthrough)
-        await self.guarded("pipeline (1 process)", lambda: self.pipeline(1))
-        await self.guarded("pipeline (2 processes)", lambda: self.pipeline(2))
-        await self.guarded("latency", self.latency)
+        phases: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "ceiling": self.ceiling,
+            "passthrough": self.passthrough,
+            "pipeline1": lambda: self.pipeline(1),
+            "pipeline2": lambda: self.pipeline(2),
+            "latency": self.latency,
+        }
+        for name, work in phases.items():
+            if name in c.phases:
+                await self.guarded(name, work)
+            else:
+                self.notes.append(f"{name}: skipped (--only)")
         return self.summary()
 
     async def ceiling(self) -> None:
@@ -358,7 +378,15 @@ class Bench:
             ),
             failed_phases=self.failed,
             notes=self.notes,
+            machine_speed_by_phase={k: list(v) for k, v in self.speeds.items()},
+            machine_speed_spread=speed.spread([x for v in self.speeds.values() for x in v]),
         )
+        if f["machine_speed_spread"] > SPEED_SPREAD_NOTED:
+            self.notes.append(
+                f"the machine's speed changed {f['machine_speed_spread']:.2f}x across the run "
+                "(bench/speed.py, sampled around each phase): ratios between phases carry "
+                "that error"
+            )
         f.setdefault("latency_rate_per_s", self.config.latency_rate)
         for key in REQUIRED_KEYS:
             f.setdefault(key, nan)  # a failed phase: null in the JSON, MISS in the table
