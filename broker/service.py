@@ -21,7 +21,7 @@ import structlog
 from broker.audit.checkpoints import checkpoint_verifier
 from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
-from broker.errors import ConfigurationError
+from broker.errors import ConfigurationError, TransportError
 from broker.observability.metrics import EnforcerMetrics, Watched
 from broker.observability.server import Readiness, serving
 from broker.pipeline.backoff import PartitionBackoff
@@ -297,6 +297,7 @@ async def run_enforcer(
         await admin.ensure(
             [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
         )
+        await _warn_of_drift(admin, [topics.audit, topics.audit_checkpoints, topics.bundles])
         await producer.start()
         active = policy.current()  # archived before the first decision made under it
         archived = processor.archiver.records(active.bundle.content_hash, active.archive)
@@ -321,6 +322,22 @@ async def run_enforcer(
             await producer.stop()
             await admin.close()
     return enforcer.stats
+
+
+async def _warn_of_drift(admin: TopicAdmin, evidence: list[str]) -> None:
+    """Say so at start if the audit evidence may be deleted by the cluster's retention.
+
+    Not fatal: the topics are the operator's to change (``kafka-configs``),
+    and a cluster may not let ixb read topic settings at all.
+    """
+    for topic in evidence:
+        try:
+            drift = await admin.drift(topic)
+        except TransportError as exc:
+            log.warning("topic_settings_unread", topic=topic, error=str(exc))
+            continue
+        if drift:
+            log.warning("topic_settings_differ", topic=topic, held=drift)
 
 
 def _log_summaries(

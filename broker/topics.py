@@ -13,12 +13,19 @@
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
+
+Most topics are created with the admin's defaults; the evidence auditors
+rely on is not (:func:`shape_of`): a cluster's default retention (a week on
+Kafka) would quietly delete the decision log, its checkpoints and the
+policy archive that ``ixb audit verify`` and ``replay`` need.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +86,32 @@ class TopicNames:
     def nation_of_submit_topic(self, topic: str) -> str | None:
         """The nation a submission topic belongs to, or None for any other topic."""
         return topic.rsplit(".", 1)[1] if self._submit.match(topic) else None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicShape:
+    """How ixb creates a topic it finds missing."""
+
+    partitions: int | None = None  # None: the creating admin's default
+    configs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+_KEPT_FOREVER = MappingProxyType({"retention.ms": "-1", "retention.bytes": "-1"})
+_SHAPES = (
+    # Every entry ever written: the chains and trees are checked from offset 0.
+    (re.compile(r"(?:^|\.)ixb\.audit$"), TopicShape(None, _KEPT_FOREVER)),
+    (re.compile(r"(?:^|\.)ixb\.audit\.checkpoints$"), TopicShape(1, _KEPT_FOREVER)),
+    # One record per bundle hash, never superseded: compaction keeps them all.
+    (
+        re.compile(r"(?:^|\.)ixb\.bundles$"),
+        TopicShape(1, MappingProxyType({"cleanup.policy": "compact"})),
+    ),
+)
+
+
+def shape_of(topic: str) -> TopicShape:
+    """The partitions and settings ``topic`` is created with (under any namespace)."""
+    for pattern, shape in _SHAPES:
+        if pattern.search(topic):
+            return shape
+    return TopicShape()

@@ -33,10 +33,12 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
 from aiokafka.partitioner import DefaultPartitioner
 
 from broker.errors import TransportError
+from broker.topics import shape_of
 
 log = structlog.get_logger("ixb.transport")
 
@@ -153,7 +155,12 @@ class TopicAdmin:
         missing = sorted(set(topics) - self._known)
         if not missing:
             return
-        new = [NewTopic(t, self.partitions, self.replication) for t in missing]
+        new = []
+        for topic in missing:
+            shape = shape_of(topic)
+            partitions = shape.partitions or self.partitions
+            configs = dict(shape.configs)
+            new.append(NewTopic(topic, partitions, self.replication, topic_configs=configs))
         try:
             response = await self._admin.create_topics(new)
         except KafkaError as exc:
@@ -165,6 +172,28 @@ class TopicAdmin:
         if failures:
             raise TransportError(f"cannot create topics: {'; '.join(failures)}")
         self._known.update(missing)
+
+    async def drift(self, topic: str) -> dict[str, str | None]:
+        """The settings of :func:`broker.topics.shape_of` that ``topic`` does not have.
+
+        Each maps to what the cluster holds instead (None: not reported). A
+        topic made before ixb set them, or by hand, keeps what it was made
+        with; the enforcer says so at start rather than changing it.
+        """
+        wanted = shape_of(topic).configs
+        if not wanted:
+            return {}
+        # All of them: Tansu drops the connection when asked for named keys.
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        try:
+            responses = await self._admin.describe_configs([resource])
+        except KafkaError as exc:
+            raise TransportError(f"cannot describe {topic}: {exc}") from exc
+        held: dict[str, str | None] = {}
+        for response in responses:
+            for _code, _message, _type, _name, entries in response.resources:
+                held.update((entry[0], entry[1]) for entry in entries)
+        return {key: held.get(key) for key, value in wanted.items() if held.get(key) != value}
 
 
 def creation_failures(topic_errors: Iterable[tuple[str, int, str | None]]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from broker.topics import TopicNames, TopicShape, shape_of
 from broker.transport import creation_failures
 
 
@@ -19,3 +20,14 @@ def test_any_other_error_code_names_the_topic_and_the_error() -> None:
     assert failures == [
         "ixb.submit.NL: InvalidReplicationFactorError Replication factor: 3 larger than brokers: 1"
     ]
+
+
+def test_audit_evidence_is_kept_forever_and_the_bundle_archive_compacted_in_any_namespace() -> None:
+    for names in (TopicNames(), TopicNames("eu.west")):
+        assert shape_of(names.audit).configs == {"retention.ms": "-1", "retention.bytes": "-1"}
+        assert shape_of(names.audit).partitions is None
+        assert shape_of(names.audit_checkpoints).partitions == 1
+        assert shape_of(names.audit_checkpoints).configs["retention.ms"] == "-1"
+        assert shape_of(names.bundles) == TopicShape(1, {"cleanup.policy": "compact"})
+        for other in (names.submit("NL"), names.deliver("BE"), names.held, names.accepted):
+            assert shape_of(other) == TopicShape()
