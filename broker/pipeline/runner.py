@@ -84,7 +84,7 @@ class Enforcer:
         self._on_acknowledged = on_acknowledged
         self._policy_backoff = policy_backoff or PartitionBackoff()
         self._assignment: frozenset[tuple[str, int]] | None = None
-        self._pending: asyncio.Future[None] | None = None  # the batch being acknowledged
+        self._pending: asyncio.Future[bool] | None = None  # the batch being acknowledged
         self.stats = processor.stats
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -111,8 +111,8 @@ class Enforcer:
             log.warning("fetch_failed", error=str(exc))
             await asyncio.sleep(self._retry_backoff_s)
             return
-        if self._consumer.assignment() != self._assignment:
-            await self._finish_pending()  # its partitions may be gone; the ledger must hold it
+        if self._consumer.assignment() != self._assignment and not await self._finish_pending():
+            return  # stopping, the batch before given up: this one must not pass it
         if not await self._follow_assignment():
             # Without the ledger, replay protection would be blind: the batch waits.
             self._consumer.pause_at(_first_offsets(batch), for_s=self._retry_backoff_s)
@@ -122,18 +122,18 @@ class Enforcer:
             return
         started = time.monotonic()
         processed = await self._processor.process(batch)  # 2, 3
-        await self._finish_pending()
+        if not await self._finish_pending():
+            return  # stopping, the batch before given up: committing this one would pass it
         finishing = self._finish(batch, processed, started, stop)
         if processed.stalled:
             await finishing  # the rewind must come before the next fetch
         else:
             self._pending = asyncio.ensure_future(finishing)
 
-    async def _finish_pending(self) -> None:
-        """Wait until the batch in flight is acknowledged and committed (or given up)."""
+    async def _finish_pending(self) -> bool:
+        """Wait for the batch in flight; False if it was given up (asked to stop first)."""
         pending, self._pending = self._pending, None
-        if pending is not None:
-            await pending
+        return True if pending is None else await pending
 
     async def _follow_assignment(self) -> bool:
         """Read the intake ledger back when the partitions we own change (and at the start).
@@ -162,12 +162,16 @@ class Enforcer:
 
     async def _finish(
         self, batch: list[InboundRecord], processed: Processed, started: float, stop: asyncio.Event
-    ) -> None:
-        """Send ``processed`` until acknowledged, commit ``batch``, hold the undecided."""
+    ) -> bool:
+        """Send ``processed`` until acknowledged, commit ``batch``, hold the undecided.
+
+        False if asked to stop before Kafka acknowledged every output: the
+        batch stays uncommitted, and so must every batch after it.
+        """
         # 4: a new bundle's archive is acknowledged before anything decided under it is sent
         for part in (processed.archives, processed.outputs):
             if part and not await self._send_until_acknowledged(part, stop):
-                return  # uncommitted: redone after restart or by the next owner
+                return False  # uncommitted: redone after restart or by the next owner
         self._processor.archiver.acknowledged(processed.archives)
         done = processed.done(batch)
         self.stats.completed += len(done)
@@ -181,6 +185,7 @@ class Enforcer:
             log.warning("commit_failed", error=str(exc), records=len(batch))
         self._hold(processed.stalled, progressed={(r.topic, r.partition) for r in done})  # 6
         self.stats.batches += 1
+        return True
 
     async def _send_until_acknowledged(
         self, outputs: Sequence[OutboundRecord], stop: asyncio.Event

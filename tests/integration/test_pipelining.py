@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from broker.codec import SchemaCatalog
+from broker.errors import TransportError
 from broker.pipeline.processor import Processed
 from broker.pipeline.runner import Enforcer
 from broker.report_codec import report_to_record
 from broker.service import build_stages, provision_keys
+from broker.settings import Settings
 from broker.transport import (
     InboundRecord,
     OutboundRecord,
@@ -36,6 +38,7 @@ from tests.support.submissions import seal_record
 
 REPORTS = 40
 BATCH = 5
+Process = Callable[[list[InboundRecord]], Awaitable[Processed]]
 
 
 class _NotedProducer(OutputProducer):
@@ -58,94 +61,139 @@ class _NotedConsumer(SubmissionConsumer):
         self.note(next_offsets)
 
 
-async def test_the_next_batch_is_processed_while_the_last_is_acknowledged_and_sent_after_it(
-    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+class _Rig:
+    """A real enforcer over a backlog of NL reports, its every step noted in ``events``."""
+
+    def __init__(self, kafka_bootstrap: str, settings: Settings) -> None:
+        self.settings = settings
+        self.stages = build_stages(settings)
+        self.admin = TopicAdmin(kafka_bootstrap)
+        self.producer = _NotedProducer(kafka_bootstrap, self.admin)
+        self.consumer = _NotedConsumer(
+            kafka_bootstrap,
+            group_id=settings.group_id,
+            pattern=self.stages.topics.submit_pattern,
+            max_poll_records=BATCH,
+            session_timeout_ms=settings.consumer_session_timeout_ms,
+        )
+        self.processor = self.stages.processor()
+        self.events: list[tuple[str, int]] = []  # (what, batch number), in order
+        self.committed: list[Mapping[Partition, int]] = []
+        self._batch_of: dict[int, int] = {}  # id of a batch's outputs -> its number
+        self._kept: list[tuple[OutboundRecord, ...]] = []  # so that no id is reused meanwhile
+        self.producer.note = self.sending
+        self.consumer.note = self._committed
+
+    @property
+    def batches(self) -> int:
+        return len(self._batch_of)
+
+    def batch_of(self, records: Sequence[OutboundRecord]) -> int | None:
+        """The number of the batch whose outputs these are (None: a bundle archive)."""
+        return self._batch_of.get(id(records))
+
+    async def start(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        await self.admin.start()
+        await self.producer.start()
+        catalog = SchemaCatalog.load()
+        backlog = [
+            OutboundRecord(
+                self.stages.topics.submit("NL"),
+                str(report.report_id).encode(),
+                seal_record(self.settings, catalog, report_to_record(report), key_nation="NL"),
+            )
+            for report in (make_report("NL") for _ in range(REPORTS))
+        ]
+        await self.producer.send_all(backlog)  # all waiting before the enforcer starts
+        monkeypatch.setattr(self.processor, "process", self._processing(self.processor.process))
+        await self.consumer.start()
+
+    async def run(self, stop: asyncio.Event, *, until_completed: int) -> None:
+        enforcer = Enforcer(
+            consumer=self.consumer,
+            producer=self.producer,
+            processor=self.processor,
+            batch_max_records=BATCH,
+        )
+        running = asyncio.create_task(enforcer.run(stop))
+        deadline = time.monotonic() + 30
+        while self.processor.stats.completed < until_completed and not stop.is_set():
+            assert time.monotonic() < deadline, f"completed {self.processor.stats.completed}"
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.admin.close()
+
+    def _processing(self, process: Process) -> Process:
+        async def processing(batch: list[InboundRecord]) -> Processed:
+            number = len(self._batch_of)
+            self.events.append(("processing", number))
+            processed = await process(batch)
+            self._batch_of[id(processed.outputs)] = number
+            self._kept.append(processed.outputs)
+            return processed
+
+        return processing
+
+    def sending(self, records: Sequence[OutboundRecord]) -> None:
+        number = self.batch_of(records)
+        if number is not None:
+            self.events.append(("sending", number))
+
+    def _committed(self, next_offsets: Mapping[Partition, int]) -> None:
+        self.events.append(("committed", len(self.committed)))
+        self.committed.append(dict(next_offsets))
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> _Rig:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
     provision_keys(settings, ["NL", "BE"])
-    catalog = SchemaCatalog.load()
-    stages = build_stages(settings)
-    topics = stages.topics
-    admin = TopicAdmin(kafka_bootstrap)
-    producer = _NotedProducer(kafka_bootstrap, admin)
-    await admin.start()
-    await producer.start()
-    backlog = [
-        OutboundRecord(
-            topics.submit("NL"),
-            str(report.report_id).encode(),
-            seal_record(settings, catalog, report_to_record(report), key_nation="NL"),
-        )
-        for report in (make_report("NL") for _ in range(REPORTS))
-    ]
-    await producer.send_all(backlog)  # all waiting before the enforcer starts
+    return _Rig(kafka_bootstrap, settings)
 
-    events: list[tuple[str, int]] = []  # (what, batch number), in the order it happened
-    processor = stages.processor()
-    batch_of: dict[int, int] = {}  # id of a batch's outputs -> its number
-    kept: list[tuple[OutboundRecord, ...]] = []  # so that no id is reused meanwhile
 
-    process = processor.process
+async def test_the_next_batch_is_processed_while_the_last_is_acknowledged_and_sent_after_it(
+    rig: _Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await rig.start(monkeypatch)
+    await rig.run(asyncio.Event(), until_completed=REPORTS)
 
-    async def processing(batch: list[InboundRecord]) -> Processed:
-        number = len(batch_of)
-        events.append(("processing", number))
-        processed = await process(batch)
-        batch_of[id(processed.outputs)] = number
-        kept.append(processed.outputs)
-        return processed
-
-    def sending(records: Sequence[OutboundRecord]) -> None:
-        number = batch_of.get(id(records))
-        if number is not None:  # a batch's outputs (not its bundle archive)
-            events.append(("sending", number))
-
-    committed: list[Mapping[Partition, int]] = []
-
-    def committing(next_offsets: Mapping[Partition, int]) -> None:
-        events.append(("committed", len(committed)))
-        committed.append(dict(next_offsets))
-
-    producer.note = sending
-    consumer = _NotedConsumer(
-        kafka_bootstrap,
-        group_id=settings.group_id,
-        pattern=topics.submit_pattern,
-        max_poll_records=BATCH,
-        session_timeout_ms=settings.consumer_session_timeout_ms,
-    )
-    consumer.note = committing
-    monkeypatch.setattr(processor, "process", processing)
-    enforcer = Enforcer(
-        consumer=consumer, producer=producer, processor=processor, batch_max_records=BATCH
-    )
-    await consumer.start()
-    stop = asyncio.Event()
-    running = asyncio.create_task(enforcer.run(stop))
-    deadline = time.monotonic() + 30
-    while processor.stats.completed < REPORTS:
-        assert time.monotonic() < deadline, f"completed {processor.stats.completed} of {REPORTS}"
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.wait_for(running, timeout=30)
-    await consumer.stop()
-    await producer.stop()
-    await admin.close()
-
+    events, committed = rig.events, rig.committed
     position = {event: i for i, event in enumerate(events)}
-    batches = len(batch_of)
-    assert batches >= REPORTS // BATCH
-    assert len(committed) == batches, "every batch committed once, at the end"
+    assert rig.batches >= REPORTS // BATCH
+    assert len(committed) == rig.batches, "every batch committed once, at the end"
     overlapped = [
-        n for n in range(1, batches) if position["processing", n] < position["committed", n - 1]
+        n for n in range(1, rig.batches) if position["processing", n] < position["committed", n - 1]
     ]
     assert overlapped, f"no batch was processed while the one before was in flight: {events}"
-    for n in range(1, batches):
+    for n in range(1, rig.batches):
         assert position["committed", n - 1] < position["sending", n], (
             f"batch {n} was sent before batch {n - 1} was committed: {events}"
         )
     for earlier, later in itertools.pairwise(committed):
         for partition, offset in later.items():
             assert offset > earlier.get(partition, -1), "commits went backwards"
-    assert processor.stats.deliveries == REPORTS, "each report delivered to BE"
+    assert rig.processor.stats.deliveries == REPORTS, "each report delivered to BE"
+
+
+async def test_a_batch_given_up_at_stop_is_not_passed_by_the_next_one_already_processed(
+    rig: _Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stop = asyncio.Event()
+
+    def kafka_refuses_the_first_batch(records: Sequence[OutboundRecord]) -> None:
+        rig.sending(records)
+        if rig.batch_of(records) == 0:
+            stop.set()  # the operator stops the enforcer while Kafka refuses
+            raise TransportError("not acknowledged (injected)")
+
+    rig.producer.note = kafka_refuses_the_first_batch
+    await rig.start(monkeypatch)
+    await rig.run(stop, until_completed=REPORTS)
+
+    assert ("processing", 1) in rig.events, "the next batch was processed meanwhile"
+    assert ("sending", 1) not in rig.events, f"batch 1 was sent after batch 0 failed: {rig.events}"
+    assert rig.committed == [], "nothing committed: both batches are redone after the restart"
