@@ -4,12 +4,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from pathlib import Path
 
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from structlog.testing import capture_logs
 
+from broker.service import provision_keys, run_enforcer
 from broker.topics import TopicNames
 from broker.transport import TopicAdmin
+from tests.integration.conftest import NL_BE_AGREEMENT, make_settings
 
 
 async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be_kept(
@@ -36,30 +42,38 @@ async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be
     assert partitions == {topics.audit: 3, topics.audit_checkpoints: 1, topics.bundles: 1}
 
 
-async def test_a_decision_log_made_with_the_cluster_defaults_is_named_with_what_it_holds(
-    kafka_bootstrap: str,
+async def test_an_enforcer_started_on_a_decision_log_made_with_the_defaults_names_it(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
 ) -> None:
-    topics = TopicNames(f"t{uuid.uuid4().hex[:12]}")
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    provision_keys(settings, ["NL", "BE"])
+    topics = TopicNames(settings.topic_namespace)
     raw = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await raw.start()
-    try:
+    try:  # as an operator, or an ixb from before the topics had their settings
         await raw.create_topics(
             [
                 NewTopic(topics.audit, 3, 1, topic_configs={"retention.ms": "604800000"}),
-                NewTopic(topics.bundles, 1, 1),
+                NewTopic(topics.bundles, 1, 1, topic_configs={"cleanup.policy": "delete"}),
             ]
         )
     finally:
         await raw.close()
-    admin = TopicAdmin(kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.ensure([topics.audit, topics.bundles])  # exist already: left as they are
-        audit, bundles = await admin.drift(topics.audit), await admin.drift(topics.bundles)
-    finally:
-        await admin.close()
+    stop, started = asyncio.Event(), asyncio.Event()
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
+        running = asyncio.create_task(
+            run_enforcer(settings, kafka_bootstrap, stop, started=started)
+        )
+        try:
+            await asyncio.wait_for(started.wait(), timeout=30)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, timeout=30)
 
-    assert audit.keys() == {"retention.ms", "retention.bytes"}
-    assert audit["retention.ms"] == "604800000"
-    assert bundles.keys() == {"cleanup.policy"}
-    assert bundles["cleanup.policy"] != "compact"
+    named = {e["topic"]: e["held"] for e in captured if e["event"] == "topic_settings_differ"}
+    assert named == {
+        # Tansu reports only the settings a topic was created with: the others are None
+        topics.audit: {"retention.ms": "604800000", "retention.bytes": None},
+        topics.bundles: {"cleanup.policy": "delete"},
+    }

@@ -24,10 +24,9 @@ def test_any_other_error_code_names_the_topic_and_the_error() -> None:
 
 def test_audit_evidence_is_kept_forever_and_the_bundle_archive_compacted_in_any_namespace() -> None:
     for names in (TopicNames(), TopicNames("eu.west")):
-        assert shape_of(names.audit).configs == {"retention.ms": "-1", "retention.bytes": "-1"}
-        assert shape_of(names.audit).partitions is None
-        assert shape_of(names.audit_checkpoints).partitions == 1
-        assert shape_of(names.audit_checkpoints).configs["retention.ms"] == "-1"
+        kept = {"retention.ms": "-1", "retention.bytes": "-1"}
+        assert shape_of(names.audit) == TopicShape(None, kept)
+        assert shape_of(names.audit_checkpoints) == TopicShape(1, kept)
         assert shape_of(names.bundles) == TopicShape(1, {"cleanup.policy": "compact"})
         for other in (names.submit("NL"), names.deliver("BE"), names.held, names.accepted):
             assert shape_of(other) == TopicShape()
