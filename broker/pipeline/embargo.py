@@ -178,9 +178,17 @@ class EmbargoReleaser:
             log.error("held_record_malformed", reason=exc.reason, offset=inbound.offset)
             return
         self._pending.setdefault(inbound.partition, set()).add(inbound.offset)
+        if self._awaiting_resend(inbound.partition, inbound.offset):
+            return  # read again after a rebalance: decided once, its release is being resent
         due = held["not_before"].timestamp()
         item = _Pending(due, inbound.partition, inbound.offset, inbound, held, statement)
         heapq.heappush(self._queue, item)
+
+    def _awaiting_resend(self, partition: int, offset: int) -> bool:
+        release = self._unacknowledged
+        return release is not None and any(
+            (item.partition, item.offset) == (partition, offset) for item in release.done
+        )
 
     async def release_due(self) -> None:
         """Decide again for every item that is due; produce what may be released.
