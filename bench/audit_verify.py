@@ -81,7 +81,7 @@ def main() -> None:
 
     public = signer.private.public_key()
 
-    def verify(key_id: str, signature: bytes, message: bytes) -> None:
+    def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
         try:
             public.verify(signature, message)
         except InvalidSignature:

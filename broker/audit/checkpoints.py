@@ -58,8 +58,13 @@ _MAX_LOG_ID_BYTES = 0xFFFF
 
 Clock = Callable[[], dt.datetime]
 
-VerifySignature = Callable[[str, bytes, bytes], None]
-"""``verify(key_id, signature, message)``: returns, or raises VerificationError."""
+VerifySignature = Callable[[str, bytes, bytes, dt.datetime], None]
+"""``verify(key_id, signature, message, signed_at)``: returns, or raises VerificationError.
+
+``signed_at`` is the time the checkpoint states: the key must have been
+valid then (not yet revoked, within its validity), as for every other
+signature the registry vouches for.
+"""
 
 
 class CheckpointSigner(Protocol):
@@ -72,12 +77,16 @@ class CheckpointSigner(Protocol):
 
 
 def checkpoint_verifier(registry: PartnerRegistry) -> VerifySignature:
-    """Checks a checkpoint signature: a broker key of the registry must have made it."""
+    """Checks a checkpoint signature: a broker key of the registry, valid when it signed."""
 
-    def verify(key_id: str, signature: bytes, message: bytes) -> None:
+    def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
         key = registry.key(key_id)
         if key.role is not KeyRole.BROKER:
             raise VerificationError("wrong_key_role", f"{key_id} is not a broker key")
+        if not key.valid_at(signed_at):
+            raise VerificationError(
+                "key_not_valid", f"{key_id} is revoked or outside its validity at {signed_at}"
+            )
         verify_signature(key, signature, message)
 
     return verify
@@ -137,7 +146,7 @@ def sign_checkpoint(
 
 def check_signature(checkpoint: Checkpoint, verify: VerifySignature) -> None:
     """Raise VerificationError unless the checkpoint's signer signed exactly this checkpoint."""
-    verify(checkpoint.signer_key_id, checkpoint.signature, checkpoint.message())
+    verify(checkpoint.signer_key_id, checkpoint.signature, checkpoint.message(), checkpoint.at)
 
 
 def check_consistency(old: Checkpoint, new: Checkpoint, proof: Iterable[bytes]) -> None:

@@ -51,7 +51,7 @@ def verifier(*signers: Ed25519CheckpointSigner) -> VerifySignature:
     """A verify function knowing exactly these signers' public keys."""
     keys = {s.key_id: s.public for s in signers}
 
-    def verify(key_id: str, signature: bytes, message: bytes) -> None:
+    def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
         key = keys.get(key_id)
         if key is None:
             raise VerificationError("unknown_key", f"no key {key_id!r}")

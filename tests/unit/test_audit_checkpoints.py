@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import struct
 
 import pytest
@@ -12,6 +13,7 @@ from broker.audit.checkpoints import (
     check_consistency,
     check_signature,
     checkpoint_message,
+    checkpoint_verifier,
     decode_checkpoint,
     encode_checkpoint,
     log_id_of,
@@ -21,6 +23,9 @@ from broker.audit.entries import AuditWriter
 from broker.audit.merkle import MerkleLog, leaf_hash
 from broker.codec import SchemaCatalog
 from broker.errors import DecodeError, RejectedInput, VerificationError
+from broker.trust.keys import KeyRole
+from broker.trust.records import KeyRecord, PartnerRegistry
+from broker.trust.signatures import SigningKey
 from tests.support.audit import (
     LOG_ID,
     START,
@@ -220,3 +225,34 @@ def test_a_checkpointer_refuses_to_resume_from_a_checkpoint_its_log_does_not_mat
     assert forked.value.reason == "checkpoint_root_mismatch"
     assert beyond.value.reason == "checkpoint_beyond_log"
     assert restarted.unsigned == 15
+
+
+def test_a_broker_key_signs_checkpoints_only_while_the_registry_holds_it_valid() -> None:
+    key = SigningKey.generate("ed25519", prefix="broker")
+    revoked_at = dt.datetime(2026, 11, 22, 12, tzinfo=dt.UTC)
+    registry = PartnerRegistry(
+        [
+            KeyRecord(
+                key_id=key.key_id,
+                role=KeyRole.BROKER,
+                public_key=key.public_key_b64(),
+                not_before=revoked_at - dt.timedelta(days=30),
+                revoked_at=revoked_at,
+            )
+        ]
+    )
+    verify = checkpoint_verifier(registry)
+
+    def signed_at(when: dt.datetime) -> Checkpoint:
+        checkpointer = Checkpointer("ixb.audit/0", key, lambda: when)
+        checkpointer.extend([(0, b"an entry")])
+        return checkpointer.checkpoint()
+
+    check_signature(signed_at(revoked_at - dt.timedelta(minutes=1)), verify)
+    for late in (revoked_at, revoked_at + dt.timedelta(days=1)):
+        with pytest.raises(VerificationError) as refused:
+            check_signature(signed_at(late), verify)
+        assert refused.value.reason == "key_not_valid"
+    with pytest.raises(VerificationError) as early:
+        check_signature(signed_at(revoked_at - dt.timedelta(days=31)), verify)
+    assert early.value.reason == "key_not_valid"

@@ -7,6 +7,7 @@ there, as ``ixb keys generate --broker`` does; no Kafka is involved.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,9 @@ def document(home: Path, catalog: SchemaCatalog) -> dict[str, Any]:
     keystore = Keystore(settings.keystore_dir)
     registry = RegistryFile(settings.registry_path).current()
     record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
-    checkpointer = Checkpointer(LOG_ID, keystore.private_key(record.key_id), SteppingClock())
+    # signed while the key is valid: it was generated just now
+    signed_at = SteppingClock(record.not_before + dt.timedelta(seconds=1))
+    checkpointer = Checkpointer(LOG_ID, keystore.private_key(record.key_id), signed_at)
     writer = AuditWriter(catalog, "enforcer-1")
     values = [writer.entry(event(n)) for n in range(12)]
     checkpointer.extend(enumerate(values))
