@@ -326,6 +326,7 @@ class SubmissionConsumer:
     """
 
     __slots__ = (
+        "_commit_failed",
         "_consumer",
         "_fetching",
         "_in_flight",
@@ -357,6 +358,7 @@ class SubmissionConsumer:
         self._settled = asyncio.Event()  # no batch in flight
         self._settled.set()
         self._last_committed = False  # whether the last batch ended committed
+        self._commit_failed = False  # a commit failed since the consumer last settled
         self._fetching: asyncio.Future[Any] | None = None  # a getmany still waiting
         self._paused: dict[Partition, float] = {}  # monotonic time each pause ends
         self.revocations = RevocationStats()
@@ -462,8 +464,14 @@ class SubmissionConsumer:
         try:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
-            self._settle()  # the batch stays uncommitted: its next owner redoes it
+            # Those records stay uncommitted (their next owner redoes them); a later
+            # batch fetched meanwhile is still in flight, and still waited for.
+            self._commit_failed = True
+            self._no_longer_in_flight(next_offsets)
             raise TransportError(f"commit failed: {exc}") from exc
+        self._no_longer_in_flight(next_offsets)
+
+    def _no_longer_in_flight(self, next_offsets: Mapping[Partition, int]) -> None:
         for partition, offset in next_offsets.items():
             if self._in_flight.get(partition, offset + 1) <= offset:
                 del self._in_flight[partition]
@@ -507,7 +515,8 @@ class SubmissionConsumer:
     def _settle(self, *, committed: bool = False) -> None:
         """No batch is in flight any more; ``committed`` says how the last one ended."""
         if not self._settled.is_set():
-            self._last_committed = committed
+            self._last_committed = committed and not self._commit_failed
+        self._commit_failed = False
         self._in_flight = {}
         self._settled.set()
 

@@ -52,6 +52,7 @@ from broker.transport import (
     OutputProducer,
     Partition,
     SubmissionConsumer,
+    offsets_after,
 )
 
 log = structlog.get_logger("ixb.enforcer")
@@ -94,6 +95,11 @@ class Enforcer:
         try:
             while not stop.is_set():
                 await self._step(stop)
+        except asyncio.CancelledError:
+            if self._pending is not None:  # its sends would retry until stop is set
+                self._pending.cancel()  # uncommitted: redone after restart
+                self._pending = None
+            raise
         finally:
             await self._finish_pending()
         log.info("enforcer_stopped", **_summary(self.stats))
@@ -178,7 +184,7 @@ class Enforcer:
         if self._on_acknowledged is not None:
             self._on_acknowledged(done, time.monotonic() - started)
         try:
-            await self._consumer.commit(_next_offsets(done))  # 5
+            await self._consumer.commit(offsets_after(done))  # 5
         except TransportError as exc:
             # Outputs are acknowledged. A later commit covers these offsets; if the
             # partitions moved away, their new owner redoes the batch (same delivery ids).
@@ -223,14 +229,6 @@ def _first_offsets(batch: list[InboundRecord]) -> dict[Partition, int]:
     for r in batch:
         key = (r.topic, r.partition)
         offsets[key] = min(offsets.get(key, r.offset), r.offset)
-    return offsets
-
-
-def _next_offsets(batch: list[InboundRecord]) -> dict[tuple[str, int], int]:
-    offsets: dict[tuple[str, int], int] = {}
-    for r in batch:
-        key = (r.topic, r.partition)
-        offsets[key] = max(offsets.get(key, 0), r.offset + 1)
     return offsets
 
 

@@ -92,7 +92,7 @@ class _Rig:
         """The number of the batch whose outputs these are (None: a bundle archive)."""
         return self._batch_of.get(id(records))
 
-    async def start(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def start(self, monkeypatch: pytest.MonkeyPatch, *, reports: int = REPORTS) -> None:
         await self.admin.start()
         await self.producer.start()
         catalog = SchemaCatalog.load()
@@ -102,7 +102,7 @@ class _Rig:
                 str(report.report_id).encode(),
                 seal_record(self.settings, catalog, report_to_record(report), key_nation="NL"),
             )
-            for report in (make_report("NL") for _ in range(REPORTS))
+            for report in (make_report("NL") for _ in range(reports))
         ]
         await self.producer.send_all(backlog)  # all waiting before the enforcer starts
         monkeypatch.setattr(self.processor, "process", self._processing(self.processor.process))
@@ -197,3 +197,44 @@ async def test_a_batch_given_up_at_stop_is_not_passed_by_the_next_one_already_pr
     assert ("processing", 1) in rig.events, "the next batch was processed meanwhile"
     assert ("sending", 1) not in rig.events, f"batch 1 was sent after batch 0 failed: {rig.events}"
     assert rig.committed == [], "nothing committed: both batches are redone after the restart"
+
+
+async def test_a_cancelled_enforcer_ends_even_while_the_batch_in_flight_is_being_retried(
+    rig: _Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retried = asyncio.Event()
+    attempts = 0
+
+    def kafka_refuses_the_batch(records: Sequence[OutboundRecord]) -> None:
+        nonlocal attempts
+        rig.sending(records)
+        if rig.batch_of(records) == 0:
+            attempts += 1
+            if attempts > 1:
+                retried.set()
+            raise TransportError("not acknowledged (injected)")
+
+    rig.producer.note = kafka_refuses_the_batch
+    # One batch only: while it is retried, the loop goes on fetching (nothing).
+    await rig.start(monkeypatch, reports=BATCH)
+    enforcer = Enforcer(
+        consumer=rig.consumer,
+        producer=rig.producer,
+        processor=rig.processor,
+        batch_max_records=BATCH,
+        retry_backoff_s=0.05,
+    )
+    running = asyncio.create_task(enforcer.run(asyncio.Event()))  # never asked to stop
+    try:
+        await asyncio.wait_for(retried.wait(), timeout=30)
+        await asyncio.sleep(0.3)  # the loop is back in a fetch
+        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=5)
+    finally:
+        await rig.consumer.stop()
+        await rig.producer.stop()
+        await rig.admin.close()
+
+    assert done, "the cancelled enforcer still retries the batch in flight"
+    assert running.cancelled()
+    assert rig.committed == []
