@@ -40,7 +40,7 @@ from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ReloadingPolicy
 from broker.publisher import Publisher
 from broker.settings import Settings, split_host_port
-from broker.topics import TopicNames
+from broker.topics import TopicNames, ledger_retention
 from broker.transport import (
     OutputProducer,
     Partition,
@@ -232,7 +232,11 @@ async def run_enforcer(
     catalog, topics, policy = stages.catalog, stages.topics, stages.policy
     processor = stages.processor(stats=stats)
     stats = processor.stats
-    admin = TopicAdmin(bootstrap)
+    retention = ledger_retention(
+        dt.timedelta(seconds=settings.max_report_age_s),
+        dt.timedelta(seconds=settings.max_clock_skew_s),
+    )
+    admin = TopicAdmin(bootstrap, ledger_retention=retention)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
     consumer = SubmissionConsumer(
         bootstrap,
@@ -277,7 +281,9 @@ async def run_enforcer(
         producer=producer,
         processor=processor,
         batch_max_records=settings.batch_max_records,
-        ledger=lambda: read_topic(bootstrap, topics.accepted, idle_timeout_s=5.0),
+        ledger=lambda: read_topic(
+            bootstrap, topics.accepted, idle_timeout_s=5.0, since=utc_now() - retention
+        ),
         on_acknowledged=metrics.batch_acknowledged,
         policy_backoff=PartitionBackoff(
             initial_s=settings.policy_retry_initial_s, max_s=settings.policy_retry_max_s
@@ -297,7 +303,9 @@ async def run_enforcer(
         await admin.ensure(
             [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
         )
-        await _warn_of_drift(admin, [topics.audit, topics.audit_checkpoints, topics.bundles])
+        await _warn_of_drift(
+            admin, [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+        )
         await producer.start()
         active = policy.current()  # archived before the first decision made under it
         archived = processor.archiver.records(active.bundle.content_hash, active.archive)
@@ -324,13 +332,16 @@ async def run_enforcer(
     return enforcer.stats
 
 
-async def _warn_of_drift(admin: TopicAdmin, evidence: list[str]) -> None:
-    """Say so at start if the audit evidence may be deleted by the cluster's retention.
+async def _warn_of_drift(admin: TopicAdmin, shaped: list[str]) -> None:
+    """Say so at start if a topic ixb shapes was made otherwise (broker/topics.py).
 
-    Not fatal: the topics are the operator's to change (``kafka-configs``),
-    and a cluster may not let ixb read topic settings at all.
+    The audit evidence may be deleted by the cluster's retention; an intake
+    ledger kept too briefly weakens replay protection, one kept too long
+    slows every start and rebalance. Not fatal: the topics are the
+    operator's to change (``kafka-configs``), and a cluster may not let ixb
+    read topic settings at all.
     """
-    for topic in evidence:
+    for topic in shaped:
         try:
             drift = await admin.drift(topic)
         except TransportError as exc:

@@ -14,14 +14,19 @@
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
 
-Most topics are created with the admin's defaults; the evidence auditors
-rely on is not (:func:`shape_of`): a cluster's default retention (a week on
-Kafka) would quietly delete the decision log, its checkpoints and the
-policy archive that ``ixb audit verify`` and ``replay`` need.
+Most topics are created with the admin's defaults; two kinds are not
+(:func:`shape_of`). A cluster's default retention (a week on Kafka) would
+quietly delete the decision log, its checkpoints and the policy archive
+that ``ixb audit verify`` and ``replay`` need, so those are kept forever.
+The intake ledger is the opposite: every enforcer reads it back whenever
+its partitions change, and only lines of reports still inside the
+freshness window matter (:func:`ledger_retention`), so a week of it would
+be a week of start-up reading.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -109,9 +114,33 @@ _SHAPES = (
 )
 
 
-def shape_of(topic: str) -> TopicShape:
-    """The partitions and settings ``topic`` is created with (under any namespace)."""
+_LEDGER = re.compile(r"(?:^|\.)ixb\.accepted$")
+
+
+def ledger_retention(max_report_age: dt.timedelta, max_clock_skew: dt.timedelta) -> dt.timedelta:
+    """How long an intake-ledger line can still matter to replay protection.
+
+    A line matters while its report is fresh (issued at most ``max_report_age``
+    ago); the report was issued at most ``max_clock_skew`` after the line's
+    record time, and the enforcer reading the ledger back may run on a host
+    whose clock differs by as much again.
+    """
+    return max_report_age + 2 * max_clock_skew
+
+
+def shape_of(topic: str, *, ledger_retention: dt.timedelta | None = None) -> TopicShape:
+    """The partitions and settings ``topic`` is created with (under any namespace).
+
+    The intake ledger's retention depends on the enforcer's settings: without
+    ``ledger_retention`` it gets the admin's defaults.
+    """
     for pattern, shape in _SHAPES:
         if pattern.search(topic):
             return shape
+    if ledger_retention is not None and _LEDGER.search(topic):
+        millis = int(ledger_retention.total_seconds() * 1000)
+        # Kafka deletes whole segments, and rolls one a week by default: a
+        # segment per quarter of the retention keeps at most 25 % extra.
+        configs = {"retention.ms": str(millis), "segment.ms": str(max(millis // 4, 60_000))}
+        return TopicShape(None, MappingProxyType(configs))
     return TopicShape()

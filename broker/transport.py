@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -126,13 +127,21 @@ async def _wait_for_listener(bootstrap: str, deadline: float) -> None:
 class TopicAdmin:
     """Creates topics on demand (a real cluster may not auto-create them)."""
 
-    __slots__ = ("_admin", "_known", "partitions", "replication")
+    __slots__ = ("_admin", "_known", "ledger_retention", "partitions", "replication")
 
-    def __init__(self, bootstrap: str, *, partitions: int = 3, replication: int = 1) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 3,
+        replication: int = 1,
+        ledger_retention: dt.timedelta | None = None,
+    ) -> None:
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         self._known: set[str] = set()
         self.partitions = partitions
         self.replication = replication
+        self.ledger_retention = ledger_retention  # see broker.topics.shape_of
 
     async def start(self) -> None:
         try:
@@ -157,7 +166,7 @@ class TopicAdmin:
             return
         new = []
         for topic in missing:
-            shape = shape_of(topic)
+            shape = shape_of(topic, ledger_retention=self.ledger_retention)
             partitions = shape.partitions or self.partitions
             configs = dict(shape.configs)
             new.append(NewTopic(topic, partitions, self.replication, topic_configs=configs))
@@ -180,7 +189,7 @@ class TopicAdmin:
         topic made before ixb set them, or by hand, keeps what it was made
         with; the enforcer says so at start rather than changing it.
         """
-        wanted = shape_of(topic).configs
+        wanted = shape_of(topic, ledger_retention=self.ledger_retention).configs
         if not wanted:
             return {}
         # All of them: Tansu drops the connection when asked for named keys.
@@ -578,13 +587,21 @@ def offsets_after(records: Iterable[InboundRecord]) -> dict[Partition, int]:
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, idle_timeout_s: float, follow: bool = False
+    bootstrap: str,
+    topic: str,
+    *,
+    idle_timeout_s: float,
+    follow: bool = False,
+    since: dt.datetime | None = None,
 ) -> AsyncIterator[InboundRecord]:
     """Every record of ``topic`` from the beginning, without joining a group.
 
     Without ``follow`` it stops at the end of the topic as it was when the
     read began, or after ``idle_timeout_s`` without progress, whichever comes
-    first; with ``follow`` it keeps waiting for new records.
+    first; with ``follow`` it keeps waiting for new records. With ``since``
+    each partition is read from its first record stamped at or after that
+    time, where the cluster can say which that is (Kafka can; the embedded
+    broker answers with the first record, so everything is read).
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -601,7 +618,7 @@ async def read_topic(
         if not assigned:
             return  # the topic does not exist (yet): nothing to read
         consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
+        await _seek_to_start(consumer, assigned, since)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
         idle_since = time.monotonic()
         while follow or time.monotonic() - idle_since < idle_timeout_s:
@@ -617,6 +634,23 @@ async def read_topic(
         raise TransportError(f"cannot read {topic}: {exc}") from exc
     finally:
         await consumer.stop()
+
+
+async def _seek_to_start(
+    consumer: AIOKafkaConsumer, assigned: list[TopicPartition], since: dt.datetime | None
+) -> None:
+    """Each partition's first record, or its first stamped at or after ``since``."""
+    if since is None:
+        await consumer.seek_to_beginning(*assigned)
+        return
+    stamp = int(since.timestamp() * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(assigned, stamp))
+    for tp in assigned:
+        at = found.get(tp)  # None: nothing that recent in the partition
+        if at is None:
+            await consumer.seek_to_end(tp)
+        else:
+            consumer.seek(tp, at.offset)
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

@@ -1,4 +1,5 @@
-"""The audit evidence is created to be kept, and a topic made otherwise is named at start."""
+"""The audit evidence is created to be kept, the intake ledger to be kept only as long as
+replay protection needs it, and a topic made otherwise is named at start."""
 
 # ruff: noqa: TID251 - the test makes a topic as an operator (or an older ixb) would, not via ixb
 
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
 from broker.service import provision_keys, run_enforcer
+from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import TopicAdmin
 from tests.integration.conftest import NL_BE_AGREEMENT, make_settings
@@ -42,7 +45,24 @@ async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be
     assert partitions == {topics.audit: 3, topics.audit_checkpoints: 1, topics.bundles: 1}
 
 
-async def test_an_enforcer_started_on_a_decision_log_made_with_the_defaults_names_it(
+async def test_an_enforcer_creates_its_intake_ledger_kept_for_the_freshness_window_and_skew(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
+) -> None:
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir).model_copy(
+        update={"max_report_age_s": 600, "max_clock_skew_s": 60}
+    )
+    provision_keys(settings, ["NL", "BE"])
+    topics = TopicNames(settings.topic_namespace)
+
+    await _run_briefly(settings, kafka_bootstrap)
+
+    held = await _configs(kafka_bootstrap, topics.accepted)
+    # 600 s fresh + 2 x 60 s skew; Kafka deletes whole segments, so one per quarter of that
+    assert (held.get("retention.ms"), held.get("segment.ms")) == ("720000", "180000")
+
+
+async def test_an_enforcer_started_on_topics_made_with_the_defaults_names_them(
     tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
 ) -> None:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
@@ -56,24 +76,44 @@ async def test_an_enforcer_started_on_a_decision_log_made_with_the_defaults_name
             [
                 NewTopic(topics.audit, 3, 1, topic_configs={"retention.ms": "604800000"}),
                 NewTopic(topics.bundles, 1, 1, topic_configs={"cleanup.policy": "delete"}),
+                NewTopic(topics.accepted, 3, 1, topic_configs={"retention.ms": "604800000"}),
             ]
         )
     finally:
         await raw.close()
-    stop, started = asyncio.Event(), asyncio.Event()
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
-        running = asyncio.create_task(
-            run_enforcer(settings, kafka_bootstrap, stop, started=started)
-        )
-        try:
-            await asyncio.wait_for(started.wait(), timeout=30)
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, timeout=30)
+        await _run_briefly(settings, kafka_bootstrap)
 
     named = {e["topic"]: e["held"] for e in captured if e["event"] == "topic_settings_differ"}
     assert named == {
         # Tansu reports only the settings a topic was created with: the others are None
         topics.audit: {"retention.ms": "604800000", "retention.bytes": None},
         topics.bundles: {"cleanup.policy": "delete"},
+        topics.accepted: {"retention.ms": "604800000", "segment.ms": None},
+    }
+
+
+async def _run_briefly(settings: Settings, bootstrap: str) -> None:
+    """Start an enforcer, and stop it as soon as it has started."""
+    stop, started = asyncio.Event(), asyncio.Event()
+    running = asyncio.create_task(run_enforcer(settings, bootstrap, stop, started=started))
+    try:
+        await asyncio.wait_for(started.wait(), timeout=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, timeout=30)
+
+
+async def _configs(bootstrap: str, topic: str) -> dict[str, str]:
+    raw = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await raw.start()
+    try:
+        responses = await raw.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await raw.close()
+    return {
+        entry[0]: entry[1]
+        for response in responses
+        for *_, entries in response.resources
+        for entry in entries
     }

@@ -1,8 +1,10 @@
-"""Topic creation failures reported inside a CreateTopics response are not ignored."""
+"""Topic creation failures are not ignored, and the topics ixb shapes get their settings."""
 
 from __future__ import annotations
 
-from broker.topics import TopicNames, TopicShape, shape_of
+import datetime as dt
+
+from broker.topics import TopicNames, TopicShape, ledger_retention, shape_of
 from broker.transport import creation_failures
 
 
@@ -30,3 +32,17 @@ def test_audit_evidence_is_kept_forever_and_the_bundle_archive_compacted_in_any_
         assert shape_of(names.bundles) == TopicShape(1, {"cleanup.policy": "compact"})
         for other in (names.submit("NL"), names.deliver("BE"), names.held, names.accepted):
             assert shape_of(other) == TopicShape()
+
+
+def test_the_intake_ledger_is_kept_for_the_freshness_window_and_twice_the_clock_skew() -> None:
+    hour, five_minutes = dt.timedelta(hours=1), dt.timedelta(minutes=5)
+    assert ledger_retention(hour, five_minutes) == dt.timedelta(minutes=70)
+    for names in (TopicNames(), TopicNames("eu.west")):
+        shape = shape_of(names.accepted, ledger_retention=dt.timedelta(minutes=70))
+        assert shape == TopicShape(None, {"retention.ms": "4200000", "segment.ms": "1050000"})
+        # Segments are rolled no more than once a minute, however short the window.
+        short = shape_of(names.accepted, ledger_retention=dt.timedelta(minutes=2))
+        assert short.configs["segment.ms"] == "60000"
+        # Only the ledger: the other topics' shapes do not depend on the window.
+        for other in (names.audit, names.held, names.submit("NL")):
+            assert shape_of(other, ledger_retention=hour) == shape_of(other)
