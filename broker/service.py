@@ -24,6 +24,7 @@ from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError, TransportError
 from broker.observability.metrics import EnforcerMetrics, Watched
 from broker.observability.server import Readiness, serving
+from broker.observability.start_up import StartUpWatch, unless_stopped
 from broker.pipeline.backoff import PartitionBackoff
 from broker.pipeline.checkpointing import CheckpointPublisher
 from broker.pipeline.embargo import EmbargoReleaser
@@ -299,20 +300,19 @@ async def run_enforcer(
             )
             if address is not None and on_listening is not None:
                 on_listening(address)
-        await admin.start()
-        await admin.ensure(
-            [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
-        )
-        await _warn_of_drift(
-            admin, [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
-        )
-        await producer.start()
-        active = policy.current()  # archived before the first decision made under it
-        archived = processor.archiver.records(active.bundle.content_hash, active.archive)
-        await producer.send_all(archived)
-        processor.archiver.acknowledged(archived)
-        await consumer.start()
-        await held_consumer.start()
+        watch = StartUpWatch(warn_after_s=START_UP_WARN_S)
+        watching = asyncio.create_task(watch.watch())
+        try:
+            clients = _Clients(admin, producer, consumer, held_consumer)
+            exits.push_async_callback(clients.close)
+            begun = _start_clients(
+                clients, watch, processor=processor, policy=policy, topics=topics
+            )
+            if not await unless_stopped(begun, stop):
+                log.info("stopped_during_start_up", step=watch.step)
+                return enforcer.stats
+        finally:
+            watching.cancel()
         readiness.partitions = lambda: len(consumer.assignment())
         if own_process:
             _freeze_start_up_heap()
@@ -325,11 +325,62 @@ async def run_enforcer(
                 tasks.create_task(checkpoints.run(stop))
         finally:
             _log_summaries(policy, releaser, checkpoints)
-            # Each group's leave waits out a join round on the embedded broker: in parallel.
-            await asyncio.gather(held_consumer.stop(), consumer.stop())
-            await producer.stop()
-            await admin.close()
     return enforcer.stats
+
+
+START_UP_WARN_S = 10.0  # a step waited on this long is named in the log (start_up_slow)
+
+
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    """An enforcer's Kafka clients: started in order, closed together."""
+
+    admin: TopicAdmin
+    producer: OutputProducer
+    consumer: SubmissionConsumer
+    held_consumer: SubmissionConsumer
+
+    async def close(self) -> None:
+        """Close every client, whether it started, is half-way or never began."""
+        # Each group's leave waits out a join round on the embedded broker: in parallel.
+        await asyncio.gather(self.held_consumer.stop(), self.consumer.stop())
+        await self.producer.stop()
+        await self.admin.close()
+
+
+async def _start_clients(
+    clients: _Clients,
+    watch: StartUpWatch,
+    *,
+    processor: BatchProcessor,
+    policy: ReloadingPolicy,
+    topics: TopicNames,
+) -> None:
+    """Start the Kafka clients, naming each step to ``watch``.
+
+    The order matters: the bundle is archived before the first decision made
+    under it, and the submission group is joined before the embargo group.
+    """
+    watch.at("reaching Kafka")
+    await clients.admin.start()
+    await clients.admin.ensure(
+        [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+    )
+    await _warn_of_drift(
+        clients.admin, [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+    )
+    watch.at("starting the producer")
+    await clients.producer.start()
+    watch.at("archiving the policy bundle")
+    active = policy.current()  # archived before the first decision made under it
+    archived = processor.archiver.records(active.bundle.content_hash, active.archive)
+    await clients.producer.send_all(archived)
+    processor.archiver.acknowledged(archived)
+    watch.at("joining the submission group")
+    await clients.consumer.start()
+    watch.at("joining the embargo group")
+    await clients.held_consumer.start()
+    watch.at("started")
 
 
 async def _warn_of_drift(admin: TopicAdmin, shaped: list[str]) -> None:
