@@ -37,7 +37,7 @@ from broker.audit.checkpoints import (
     log_id_of,
     signed_checkpoints,
 )
-from broker.audit.entries import Outcome, decode_entry
+from broker.audit.entries import FirstWritten, Outcome, decode_entry
 from broker.audit.export import render_html, write_jsonl
 from broker.audit.receipts import (
     Receipt,
@@ -364,7 +364,7 @@ async def replay_audit(
     topics = TopicNames(settings.topic_namespace)
     catalog = load_catalog(settings)
     registry = RegistryFile(settings.registry_path).current()
-    entries, undecodable = [], 0
+    entries, undecodable, first = [], 0, FirstWritten()
     for log_id, records in (await _read_logs(bootstrap, topics.audit)).items():
         for offset, value in records:
             try:
@@ -372,7 +372,7 @@ async def replay_audit(
             except DecodeError:
                 undecodable += 1  # named by `ixb audit verify`
                 continue
-            if admit.admits(entry.event):
+            if admit.admits(entry.event) and first.first(entry):
                 entries.append(LoggedEntry(log_id, offset, entry))
     entries.sort(key=lambda e: (e.entry.event.at, e.log_id, e.offset))
     archives = [
@@ -393,8 +393,9 @@ async def replay_audit(
                 submissions[position] = record.value
     replayer = replayer_for(settings, catalog, registry, archives, cached=cached)
     report = replayer.replay(entries, submissions)
-    if undecodable:
-        skipped = {**report.skipped, "undecodable_entry": undecodable}
+    unread = {"undecodable_entry": undecodable, "repeated_entry": first.repeats}
+    if any(unread.values()):
+        skipped = {**report.skipped, **{k: n for k, n in unread.items() if n}}
         report = dataclasses.replace(report, skipped=skipped)
     return report
 

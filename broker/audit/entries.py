@@ -35,6 +35,7 @@ __all__ = [
     "AuditEntry",
     "AuditEvent",
     "AuditWriter",
+    "FirstWritten",
     "Outcome",
     "SubmissionRef",
     "decode_entry",
@@ -111,6 +112,32 @@ class AuditEntry:
     writer_seq: int
     writer_prev: bytes
     event: AuditEvent
+
+
+class FirstWritten:
+    """Passes each entry a writer numbered once, the first time the log holds it.
+
+    Kafka producers are at-least-once: an entry whose acknowledgement was
+    lost is sent again, and the log holds the same bytes twice. Counting or
+    replaying both would report one decision as two. An entry is known by
+    its writer and number; a second entry under one number that is *not*
+    the same bytes is tampering or a bug, which ``ixb audit verify`` names
+    (``sequence_reorder``): here too only the first is passed on.
+    """
+
+    __slots__ = ("_seen", "repeats")
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, int]] = set()
+        self.repeats = 0  # entries not passed on
+
+    def first(self, entry: AuditEntry) -> bool:
+        key = (entry.writer, entry.writer_seq)
+        if key in self._seen:
+            self.repeats += 1
+            return False
+        self._seen.add(key)
+        return True
 
 
 class AuditWriter:

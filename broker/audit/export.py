@@ -89,7 +89,7 @@ def write_jsonl(
             if entry is None:
                 summary.add_undecodable()
             else:
-                summary.add(entry.event)
+                summary.add(entry)
     return lines
 
 
@@ -171,6 +171,11 @@ def _totals(summary: FlowSummary) -> list[str]:
     cells += f"<tr><td>{_swatch(_REFUSAL_COLOUR)}refused at intake</td><td>{refused}</td></tr>"
     if summary.undecodable:
         cells += f"<tr><td>undecodable entries</td><td>{summary.undecodable}</td></tr>"
+    if summary.repeats:
+        cells += (
+            f"<tr><td>entries held twice (re-sent), counted once</td>"
+            f"<td>{summary.repeats}</td></tr>"
+        )
     return [
         "<h2>Outcomes</h2>",
         "<table>",

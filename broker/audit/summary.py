@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from broker.audit.entries import AuditEvent, Outcome
+from broker.audit.entries import AuditEntry, FirstWritten, Outcome
 
 __all__ = ["FLOW_OUTCOMES", "FlowSummary"]
 
@@ -25,18 +25,35 @@ FLOW_OUTCOMES = (
 class FlowSummary:
     """Running counts over the events of one or more logs."""
 
-    __slots__ = ("entries", "flows", "refusals", "refusals_by_origin", "undecodable", "withheld")
+    __slots__ = (
+        "_first",
+        "entries",
+        "flows",
+        "refusals",
+        "refusals_by_origin",
+        "undecodable",
+        "withheld",
+    )
 
     def __init__(self) -> None:
-        self.entries = 0
+        self.entries = 0  # read, repeats included
         self.undecodable = 0
+        self._first = FirstWritten()
         self.flows: dict[tuple[str, str], Counter[Outcome]] = {}
         self.refusals: Counter[str] = Counter()  # reason -> submissions refused at intake
         self.refusals_by_origin: Counter[str] = Counter()
         self.withheld: Counter[str] = Counter()  # field path -> deliveries it was withheld from
 
-    def add(self, event: AuditEvent) -> None:
+    @property
+    def repeats(self) -> int:
+        """Entries read again (at-least-once re-sends), not counted twice."""
+        return self._first.repeats
+
+    def add(self, entry: AuditEntry) -> None:
         self.entries += 1
+        if not self._first.first(entry):
+            return
+        event = entry.event
         if event.outcome is Outcome.REFUSED:
             self.refusals_by_origin[event.origin] += 1
             for reason in event.reasons or ("unspecified",):

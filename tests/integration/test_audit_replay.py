@@ -18,7 +18,7 @@ from broker.codec import SchemaCatalog
 from broker.policy.bundle import load_bundle
 from broker.policy.source import request_reload
 from broker.settings import Settings
-from broker.transport import read_topic
+from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
 from tests.factories import make_report
 from tests.integration.rules_support import RULES, enforcer, rules_settings, write_agreement
 
@@ -93,3 +93,31 @@ async def test_a_replay_across_an_agreement_change_decides_each_side_with_its_ow
     assert (document["replayed"], document["findings"]) == (4, 0)
     assert document["bundles"] == {v1: 2, v2: 2}
     assert "Adrian Varga" not in cli.output
+
+
+async def test_an_entry_the_log_holds_twice_is_replayed_once_and_the_repeat_counted(
+    settings: Settings,
+) -> None:
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.wait_completed(1)
+        audit = exchange.topics.audit
+        [first, *_] = [r async for r in read_topic(exchange.bootstrap, audit, idle_timeout_s=2)]
+        # The producer re-sending an entry whose acknowledgement was lost.
+        admin = TopicAdmin(exchange.bootstrap)
+        producer = OutputProducer(exchange.bootstrap, admin, client_id="re-sender")
+        await admin.start()
+        await producer.start()
+        try:
+            await producer.send_all([OutboundRecord(audit, first.key, first.value)])
+        finally:
+            await producer.stop()
+            await admin.close()
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+
+    report = await replay_audit(settings, ReplayFilter(since, until))
+
+    assert report.ok, report.findings
+    assert sorted(r.recipient or "" for r in report.replayed) == ["BE", "DE"]
+    assert report.skipped.get("repeated_entry") == 1

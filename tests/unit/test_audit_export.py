@@ -172,3 +172,24 @@ def test_text_from_the_log_is_escaped_and_cannot_become_markup(catalog: SchemaCa
     assert hostile in " ".join(parsed.text)
     assert "&lt;script&gt;" in document
     assert "a&amp;b" in document
+
+
+def test_an_entry_the_log_holds_twice_is_two_lines_but_counted_once(
+    catalog: SchemaCatalog,
+) -> None:
+    built = build_log(catalog, Ed25519CheckpointSigner(), 12, writers=2, every=5)
+    once, twice = FlowSummary(), FlowSummary()
+    write_jsonl(io.StringIO(), catalog, LOG_ID, built.records, once)
+    # The producer re-sent entries 3 and 7 after their acknowledgement was lost.
+    values = [*built.values[:8], built.values[3], built.values[7], *built.values[8:]]
+    out = io.StringIO()
+
+    written = write_jsonl(out, catalog, LOG_ID, list(enumerate(values)), twice)
+
+    assert written == 14  # line n is still entry n
+    assert (twice.entries, twice.repeats, once.repeats) == (14, 2, 0)
+    assert twice.flows == once.flows
+    assert (twice.refusals, twice.withheld) == (once.refusals, once.withheld)
+    assert "entries held twice (re-sent), counted once</td><td>2<" in render_html(
+        twice, [], generated_at=GENERATED
+    )
