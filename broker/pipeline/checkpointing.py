@@ -27,6 +27,10 @@ extends it. Another root means the log is not what was signed: signing on
 would sign a fork, so that log gets no more checkpoints and an error is
 logged (``ixb audit verify`` names the fault). What the previous process
 wrote after its last checkpoint is signed within ``every_s`` of catching up.
+A log that stays shorter than its latest checkpoint (the topic was made
+anew, or lost entries) cannot be signed either, and would wait in silence:
+once the tail has had nothing new for ``_CAUGHT_UP_S``, such a log is named
+(``checkpoint_beyond_log``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -60,6 +65,7 @@ TopicReader = Callable[[], AsyncIterator[InboundRecord]]
 _QUEUE_RECORDS = 10_000  # between the tail and the trees: bounds memory if hashing falls behind
 _DRAIN_RECORDS = 1_000  # hashed between two yields to the loop: about 6 ms
 _POLL_S = 0.2  # how long to wait for audit records before looking at the clock
+_CAUGHT_UP_S = 10.0  # a tail with nothing new this long has read the whole log
 
 
 @dataclass
@@ -67,6 +73,7 @@ class CheckpointStats:
     entries: int = 0  # audit records added to a tree
     signed: int = 0  # checkpoints produced and acknowledged
     resumed: int = 0  # logs that carried on from a checkpoint signed before the start
+    beyond_log: int = 0  # logs found shorter than their latest checkpoint, so unsigned
     stopped_logs: int = 0  # logs that no longer get checkpoints (diverged or unreadable)
 
 
@@ -123,6 +130,7 @@ class CheckpointPublisher:
         self._retry_after_s = retry_after_s
         self._logs: dict[str, _Log] = {}
         self._resume_points: dict[str, Checkpoint] = {}
+        self._named_short: set[str] = set()  # logs named shorter than their checkpoint
         self._unsent: list[Checkpoint] = []
         self.stats = CheckpointStats()
 
@@ -130,9 +138,15 @@ class CheckpointPublisher:
         self._resume_points = await self._latest_checkpoints()
         queue: asyncio.Queue[InboundRecord] = asyncio.Queue(maxsize=_QUEUE_RECORDS)
         tail = asyncio.create_task(self._tail(queue, stop))
+        idle_since = time.monotonic()
         try:
             while not stop.is_set():
-                signed = [c for r in await _drain(queue, _POLL_S) if (c := self._add(r))]
+                records = await _drain(queue, _POLL_S)
+                if records:
+                    idle_since = time.monotonic()
+                elif time.monotonic() - idle_since >= _CAUGHT_UP_S:
+                    self._name_logs_short_of_their_checkpoint()
+                signed = [c for r in records if (c := self._add(r))]
                 signed.extend(
                     c for s in self._logs.values() if s.live and (c := s.checkpointer.tick())
                 )
@@ -158,6 +172,22 @@ class CheckpointPublisher:
         for offset, reason in ignored:  # not ours to sign on from; verify names them
             log.warning("checkpoint_ignored", reason=reason, offset=offset)
         return {log_id: checkpoints[-1] for log_id, checkpoints in signed.items()}
+
+    def _name_logs_short_of_their_checkpoint(self) -> None:
+        """Once caught up: every log still short of its latest checkpoint, named once."""
+        for log_id, checkpoint in self._resume_points.items():
+            state = self._logs.get(log_id)
+            waiting = state is None or (state.resume_at is not None and not state.stopped)
+            if not waiting or log_id in self._named_short:
+                continue
+            self._named_short.add(log_id)
+            self.stats.beyond_log += 1
+            log.error(
+                "checkpoint_beyond_log",
+                log_id=log_id,
+                log_size=0 if state is None else state.checkpointer.log.size,
+                checkpoint_size=checkpoint.tree_size,
+            )
 
     async def _tail(self, queue: asyncio.Queue[InboundRecord], stop: asyncio.Event) -> None:
         """Feed every audit record to ``queue``; read again from the start if the reader ends."""

@@ -1,0 +1,83 @@
+"""The running checkpoint publisher names a log that stays short of its latest checkpoint.
+
+Such a log (the audit topic made anew, or entries lost) can never be signed
+on from that checkpoint; before, the publisher waited for it without a word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from broker.codec import SchemaCatalog
+from broker.pipeline import checkpointing
+from broker.pipeline.checkpointing import CheckpointPublisher
+from broker.topics import TopicNames
+from broker.transport import InboundRecord, OutputProducer, TopicAdmin
+from tests.support.audit import LOG_ID, Ed25519CheckpointSigner, SteppingClock, build_log, verifier
+
+
+@pytest.mark.parametrize(("in_log", "named_short"), [(7, True), (10, False), (12, False)])
+async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_is_idle(
+    catalog: SchemaCatalog,
+    kafka_bootstrap: str,
+    monkeypatch: pytest.MonkeyPatch,
+    in_log: int,
+    named_short: bool,
+) -> None:
+    monkeypatch.setattr(checkpointing, "_CAUGHT_UP_S", 0.3)
+    signer = Ed25519CheckpointSigner()
+    built = build_log(catalog, signer, 12, writers=2, every=5)
+    assert [c.tree_size for c in built.checkpoints] == [5, 10]  # signed before this start
+    encoded = built.encoded_checkpoints(catalog)
+
+    async def checkpoints() -> AsyncIterator[InboundRecord]:
+        for offset, value in enumerate(encoded):
+            yield InboundRecord("ixb.audit.checkpoints", 0, offset, LOG_ID.encode(), value, (), 0)
+
+    async def audit_log() -> AsyncIterator[InboundRecord]:  # then nothing more
+        for offset, value in built.records[:in_log]:
+            yield InboundRecord("ixb.audit", 0, offset, b"writer", value, (), 0)
+        await asyncio.Event().wait()
+
+    admin = TopicAdmin(kafka_bootstrap)
+    producer = OutputProducer(kafka_bootstrap, admin)  # where the final checkpoint goes
+    await admin.start()
+    await producer.start()
+    publisher = CheckpointPublisher(
+        read_log=audit_log,
+        read_checkpoints=checkpoints,
+        producer=producer,
+        catalog=catalog,
+        topics=TopicNames(f"t{uuid.uuid4().hex[:12]}"),
+        signer=signer,
+        verify=verifier(signer),
+        clock=SteppingClock(),
+        every_entries=5,
+        every_s=3600,
+    )
+    stop = asyncio.Event()
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
+        running = asyncio.create_task(publisher.run(stop))
+        await asyncio.sleep(1.2)  # several idle polls after the first naming
+        stop.set()
+        await asyncio.wait_for(running, timeout=5)
+    await producer.stop()
+    await admin.close()
+
+    named = [e for e in captured if e["event"] == "checkpoint_beyond_log"]
+    stats = publisher.stats
+    if named_short:
+        assert [(e["log_id"], e["log_size"], e["checkpoint_size"]) for e in named] == [
+            (LOG_ID, in_log, 10)
+        ]
+        assert (stats.beyond_log, stats.resumed, stats.entries) == (1, 0, in_log)
+    else:  # it reached the checkpoint, checked the root there and carried on
+        assert named == []
+        assert (stats.beyond_log, stats.resumed, stats.entries) == (0, 1, in_log)
+        assert stats.signed == (1 if in_log > 10 else 0)  # what grew after it, at stop
