@@ -359,7 +359,10 @@ async def _start_clients(
     """Start the Kafka clients, naming each step to ``watch``.
 
     The order matters: the bundle is archived before the first decision made
-    under it, and the submission group is joined before the embargo group.
+    under it, and the submission group is joined last. A member of a group
+    holds the partitions it is given whether or not it fetches yet; held
+    deliveries wait for their embargo anyway, submissions should not wait
+    while this process joins another group.
     """
     watch.at("reaching Kafka")
     await clients.admin.start()
@@ -376,10 +379,10 @@ async def _start_clients(
     archived = processor.archiver.records(active.bundle.content_hash, active.archive)
     await clients.producer.send_all(archived)
     processor.archiver.acknowledged(archived)
-    watch.at("joining the submission group")
-    await clients.consumer.start()
     watch.at("joining the embargo group")
     await clients.held_consumer.start()
+    watch.at("joining the submission group")
+    await clients.consumer.start()
     watch.at("started")
 
 
