@@ -104,6 +104,7 @@ async def test_an_entry_the_log_holds_twice_is_replayed_once_and_the_repeat_coun
         await exchange.wait_completed(1)
         audit = exchange.topics.audit
         [first, *_] = [r async for r in read_topic(exchange.bootstrap, audit, idle_timeout_s=2)]
+        assert first.value is not None
         # The producer re-sending an entry whose acknowledgement was lost.
         admin = TopicAdmin(exchange.bootstrap)
         producer = OutputProducer(exchange.bootstrap, admin, client_id="re-sender")
