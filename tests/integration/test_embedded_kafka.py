@@ -136,7 +136,10 @@ def test_the_embedded_broker_keeps_running_after_the_thread_that_started_it_ends
         kafka.stop()
 
 
-def test_ixb_kafka_up_publishes_its_address_and_removes_it_on_ctrl_c(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
+def test_ixb_kafka_up_publishes_its_address_and_removes_it_when_stopped(
+    tmp_path: Path, stop_with: signal.Signals
+) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
     env["IXB_HOME"] = str(home)
@@ -149,8 +152,7 @@ def test_ixb_kafka_up_publishes_its_address_and_removes_it_on_ctrl_c(tmp_path: P
         text=True,
     ) as up:
         try:
-            # The address file is written first, then the announcement is printed; only
-            # after that does Ctrl-C reach the loop that cleans up.
+            # The address file is written first, then the announcement is printed.
             lines = _Lines(up)
             announced = lines.next(30)
             assert "listening on" in announced
@@ -161,7 +163,7 @@ def test_ixb_kafka_up_publishes_its_address_and_removes_it_on_ctrl_c(tmp_path: P
             assert host == "127.0.0.1"
             asyncio.run(wait_until_ready(bootstrap, timeout_s=10))
 
-            up.send_signal(signal.SIGINT)
+            up.send_signal(stop_with)
             assert up.wait(timeout=15) == 0
         finally:
             if up.poll() is None:
