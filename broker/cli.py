@@ -86,7 +86,7 @@ def kafka_up(port: Annotated[int, typer.Option(help="0 picks a free port")] = 0)
     with EmbeddedKafka(port=port or None) as kafka:
         # A flag, not KeyboardInterrupt: an exception raised wherever the signal
         # lands can leave Popen.poll's lock taken, and stopping Tansu then waits
-        # out every timeout (seen in a test run: 15 s instead of 1).
+        # out every timeout (most likely what a test run saw: 15 s instead of 1).
         asked: list[int] = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda number, _frame: asked.append(number))
