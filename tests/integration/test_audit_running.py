@@ -31,6 +31,7 @@ from tests.integration.rules_support import (
     enforcer,
     feed_until,
     rules_settings,
+    verified,
     write_agreement,
 )
 
@@ -104,13 +105,14 @@ async def test_an_embargoed_delivery_is_logged_held_then_released_with_the_same_
     assert [r.problem for r in reports] == [None] * len(reports)
 
 
-async def test_a_release_refused_after_an_agreement_change_is_logged_with_its_reasons(
+async def test_a_release_refused_after_an_agreement_change_is_refused_and_logged_with_reasons(
     settings: Settings,
 ) -> None:
     report = make_report("NL", report_type="terrorism", observed_at=dt.datetime.now(dt.UTC))
     async with enforcer(settings) as exchange:
         await exchange.publish("NL", [exchange.seal(report)])
         await exchange.wait_completed(1)
+        # The parties tighten the agreement during the embargo: names now redacted.
         stricter = RULES.replace(
             '{field: "subjects[].full_name", action: pseudonymise}',
             '{field: "subjects[].full_name", action: redact}',
@@ -118,12 +120,20 @@ async def test_a_release_refused_after_an_agreement_change_is_logged_with_its_re
         write_agreement(settings.policies_dir, version=2, rules=stricter)
         deadline = time.monotonic() + WAIT_S
         refused: list[AuditEntry] = []
-        while len(refused) < 2 and time.monotonic() < deadline:
+        refusals: list[dict[str, object]] = []
+        while (len(refused) < 2 or len(refusals) < 2) and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             entries = await _entries(settings)
             refused = [e for e in entries if e.event.outcome is Outcome.RELEASE_REFUSED]
+            refusals = await exchange.rejections("NL")
+        assert verified(await exchange.feed("BE")) == []
     reports, _ = await verify_audit(settings)
 
+    # Told to the origin on its rejected topic ...
+    assert [r["reason"] for r in refusals] == ["embargo_release_refused"] * 2
+    assert {r["stage"] for r in refusals} == {"embargo"}
+    assert all("agreement_or_rules_changed" in str(r["detail"]) for r in refusals)
+    # ... and in the decision log, against the digest that was held.
     assert sorted(e.event.recipient or "" for e in refused) == ["BE", "DE"]
     assert {e.event.reasons for e in refused} == {("agreement_or_rules_changed",)}
     held = {e.event.delivery_id: e for e in entries if e.event.outcome is Outcome.HELD}
