@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +135,13 @@ def make_settings(tmp_path: Path, bootstrap: str, policies: Path) -> Settings:
 async def exchange(
     tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
 ) -> AsyncIterator[Exchange]:
+    settings = await nl_be_settings(tmp_path, kafka_bootstrap, policies_dir)
+    async with enforcer(settings) as running:
+        yield running
+
+
+async def nl_be_settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Settings:
+    """Settings under the NL-BE test agreement, keys for NL, BE, DE and their submit topics."""
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
     provision_keys(settings, ["NL", "BE", "DE"])
@@ -141,14 +149,32 @@ async def exchange(
     # sees them at once instead of at its next metadata refresh.
     admin = TopicAdmin(kafka_bootstrap)
     await admin.start()
-    await admin.ensure(TopicNames(settings.topic_namespace).submit(n) for n in ["NL", "BE", "DE"])
-    await admin.close()
+    try:
+        await admin.ensure(
+            TopicNames(settings.topic_namespace).submit(n) for n in ["NL", "BE", "DE"]
+        )
+    finally:
+        await admin.close()
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def enforcer(
+    settings: Settings, *, on_listening: Callable[[tuple[str, int]], None] | None = None
+) -> AsyncIterator[Exchange]:
+    """A real enforcer in this process, from started until the block ends (stopped even then)."""
+    bootstrap = settings.kafka_bootstrap
+    assert bootstrap is not None
     stats = EnforcerStats()
     stop, started = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(
-        run_enforcer(settings, kafka_bootstrap, stop, started=started, stats=stats)
+        run_enforcer(
+            settings, bootstrap, stop, started=started, stats=stats, on_listening=on_listening
+        )
     )
-    await asyncio.wait_for(started.wait(), timeout=30)
-    yield Exchange(settings, kafka_bootstrap, stats, SchemaCatalog.load())
-    stop.set()
-    await asyncio.wait_for(task, timeout=30)
+    try:
+        await asyncio.wait_for(started.wait(), timeout=30)
+        yield Exchange(settings, bootstrap, stats, SchemaCatalog.load())
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 from broker.client import FeedProblem, VerifiedDelivery
-from broker.codec import SchemaCatalog
-from broker.pipeline.processor import EnforcerStats
-from broker.service import provision_keys, run_enforcer
+from broker.service import provision_keys
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import TopicAdmin
@@ -61,23 +57,6 @@ async def rules_settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Pat
     await admin.ensure([*(topics.submit(n) for n in ["NL", "BE", "DE"]), topics.held])
     await admin.close()
     return settings
-
-
-@contextlib.asynccontextmanager
-async def enforcer(settings: Settings) -> AsyncIterator[Exchange]:
-    stats = EnforcerStats()
-    stop, started = asyncio.Event(), asyncio.Event()
-    bootstrap = settings.kafka_bootstrap
-    assert bootstrap is not None
-    task = asyncio.create_task(
-        run_enforcer(settings, bootstrap, stop, started=started, stats=stats)
-    )
-    await asyncio.wait_for(started.wait(), timeout=30)
-    try:
-        yield Exchange(settings, bootstrap, stats, SchemaCatalog.load())
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
 
 
 def verified(items: list[VerifiedDelivery | FeedProblem]) -> list[VerifiedDelivery]:

@@ -17,9 +17,9 @@ from broker.policy.source import request_reload
 from broker.settings import Settings
 from broker.transport import read_topic
 from tests.factories import make_report
+from tests.integration.conftest import enforcer
 from tests.integration.rules_support import (
     RULES,
-    enforcer,
     feed_until,
     rules_settings,
     verified,

@@ -20,7 +20,8 @@ from broker.policy.source import request_reload
 from broker.settings import Settings
 from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
 from tests.factories import make_report
-from tests.integration.rules_support import RULES, enforcer, rules_settings, write_agreement
+from tests.integration.conftest import enforcer
+from tests.integration.rules_support import RULES, rules_settings, write_agreement
 
 pytestmark = pytest.mark.integration
 

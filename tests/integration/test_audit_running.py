@@ -26,9 +26,9 @@ from broker.topics import TopicNames
 from broker.transport import TopicAdmin, read_topic
 from broker.trust.keys import RegistryFile
 from tests.factories import make_report
+from tests.integration.conftest import enforcer
 from tests.integration.rules_support import (
     RULES,
-    enforcer,
     feed_until,
     rules_settings,
     verified,

@@ -53,15 +53,14 @@ from broker.client import FeedProblem, VerifiedDelivery
 from broker.codec import SchemaCatalog
 from broker.domain.report import COUNTRY_CODE_FIELDS
 from broker.pipeline.fanout import HELD_SCHEMA
-from broker.pipeline.processor import EnforcerStats
 from broker.pipeline.rejections import REJECTION_SCHEMA
 from broker.report_codec import REPORT_SCHEMA, record_to_report, report_to_record
-from broker.service import provision_keys, run_enforcer
+from broker.service import provision_keys
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutboundRecord, TopicAdmin, read_topic
 from tests.factories import make_report
-from tests.integration.conftest import Exchange, make_settings
+from tests.integration.conftest import Exchange, enforcer, make_settings
 from tests.support.canaries import Canaries, abstract, string_paths
 from tests.support.probes import http_get
 from tests.support.submissions import seal_record, tamper_signed_payload
@@ -142,28 +141,10 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def observed_enforcer(settings: Settings) -> AsyncIterator[Running]:
-    bootstrap = settings.kafka_bootstrap
-    assert bootstrap is not None
-    stats = EnforcerStats()
-    stop, started = asyncio.Event(), asyncio.Event()
     listening: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        run_enforcer(
-            settings,
-            bootstrap,
-            stop,
-            started=started,
-            stats=stats,
-            on_listening=listening.set_result,
-        )
-    )
-    try:
-        await asyncio.wait_for(started.wait(), timeout=30)
+    async with enforcer(settings, on_listening=listening.set_result) as exchange:
         _, port = await listening
-        yield Running(Exchange(settings, bootstrap, stats, SchemaCatalog.load()), port)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=30)
+        yield Running(exchange, port)
 
 
 def record_bytes(record: InboundRecord) -> bytes:

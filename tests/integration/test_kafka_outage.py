@@ -25,7 +25,8 @@ import pytest
 from broker.kafka_embedded import EmbeddedKafka, free_loopback_port
 from broker.settings import Settings
 from tests.factories import make_report
-from tests.integration.rules_support import enforcer, feed_until, rules_settings
+from tests.integration.conftest import enforcer
+from tests.integration.rules_support import feed_until, rules_settings
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration

@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.codec import SchemaCatalog
-from broker.pipeline.processor import EnforcerStats
-from broker.service import provision_keys, run_enforcer
-from broker.topics import TopicNames
-from broker.transport import TopicAdmin
 from tests.factories import make_report
-from tests.integration.conftest import NL_BE_AGREEMENT, Exchange, make_settings
+from tests.integration.conftest import Exchange, enforcer, nl_be_settings
 from tests.support.probes import http_get, samples
 from tests.support.submissions import tamper_signed_payload
 
@@ -34,36 +29,18 @@ class Observed:
 async def observed(
     tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
 ) -> AsyncIterator[Observed]:
-    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
-    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    settings = await nl_be_settings(tmp_path, kafka_bootstrap, policies_dir)
     assert settings.metrics_addr == "127.0.0.1:0"
-    provision_keys(settings, ["NL", "BE", "DE"])
-    admin = TopicAdmin(kafka_bootstrap)
-    await admin.start()
-    await admin.ensure(TopicNames(settings.topic_namespace).submit(n) for n in ["NL", "BE", "DE"])
-    await admin.close()
-    stats = EnforcerStats()
-    stop, started = asyncio.Event(), asyncio.Event()
-    listening: asyncio.Future[tuple[str, int]] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(
-        run_enforcer(
-            settings,
-            kafka_bootstrap,
-            stop,
-            started=started,
-            stats=stats,
-            on_listening=listening.set_result,
-        )
-    )
-    _, port = await asyncio.wait_for(listening, timeout=30)
-    # The Kafka clients are starting now; joining the group takes a while longer.
-    readyz_at_listening = await http_get(port, "/readyz")
-    await asyncio.wait_for(started.wait(), timeout=30)
-    yield Observed(
-        Exchange(settings, kafka_bootstrap, stats, SchemaCatalog.load()), port, readyz_at_listening
-    )
-    stop.set()
-    await asyncio.wait_for(task, timeout=30)
+    # Asked as soon as the server listens: the Kafka clients are starting then, and
+    # joining the group takes a while longer.
+    listened: list[tuple[int, asyncio.Task[tuple[int, str]]]] = []
+
+    def ask_readyz(address: tuple[str, int]) -> None:
+        listened.append((address[1], asyncio.ensure_future(http_get(address[1], "/readyz"))))
+
+    async with enforcer(settings, on_listening=ask_readyz) as exchange:
+        [(port, asked)] = listened
+        yield Observed(exchange, port, await asked)
 
 
 async def ready(port: int, timeout_s: float = 20.0) -> tuple[int, str]:

@@ -16,7 +16,8 @@ import pytest
 
 from broker.settings import Settings
 from tests.factories import make_report
-from tests.integration.rules_support import enforcer, feed_until, rules_settings, verified
+from tests.integration.conftest import enforcer
+from tests.integration.rules_support import feed_until, rules_settings, verified
 from tests.support.opa_double import OpaDataApiDouble
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,8 @@ from broker.settings import Settings
 from broker.transport import read_topic
 from broker.trust.keys import KeyRole, Keystore, RegistryFile
 from tests.factories import make_report
-from tests.integration.rules_support import enforcer, feed_until, rules_settings
+from tests.integration.conftest import enforcer
+from tests.integration.rules_support import feed_until, rules_settings
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ replay protection needs it, and a topic made otherwise is named at start."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 
@@ -14,11 +13,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from broker.service import provision_keys, run_enforcer
+from broker.service import provision_keys
 from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import TopicAdmin
-from tests.integration.conftest import NL_BE_AGREEMENT, make_settings
+from tests.integration.conftest import NL_BE_AGREEMENT, enforcer, make_settings
 
 
 async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be_kept(
@@ -55,7 +54,7 @@ async def test_an_enforcer_creates_its_intake_ledger_kept_for_the_freshness_wind
     provision_keys(settings, ["NL", "BE"])
     topics = TopicNames(settings.topic_namespace)
 
-    await _run_briefly(settings, kafka_bootstrap)
+    await _run_briefly(settings)
 
     held = await _configs(kafka_bootstrap, topics.accepted)
     # 600 s fresh + 2 x 60 s skew; Kafka deletes whole segments, so one per quarter of that
@@ -82,7 +81,7 @@ async def test_an_enforcer_started_on_topics_made_with_the_defaults_names_them(
     finally:
         await raw.close()
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
-        await _run_briefly(settings, kafka_bootstrap)
+        await _run_briefly(settings)
 
     named = {e["topic"]: e["held"] for e in captured if e["event"] == "topic_settings_differ"}
     assert named == {
@@ -93,15 +92,10 @@ async def test_an_enforcer_started_on_topics_made_with_the_defaults_names_them(
     }
 
 
-async def _run_briefly(settings: Settings, bootstrap: str) -> None:
+async def _run_briefly(settings: Settings) -> None:
     """Start an enforcer, and stop it as soon as it has started."""
-    stop, started = asyncio.Event(), asyncio.Event()
-    running = asyncio.create_task(run_enforcer(settings, bootstrap, stop, started=started))
-    try:
-        await asyncio.wait_for(started.wait(), timeout=30)
-    finally:
-        stop.set()
-        await asyncio.wait_for(running, timeout=30)
+    async with enforcer(settings):
+        pass
 
 
 async def _configs(bootstrap: str, topic: str) -> dict[str, str]:
