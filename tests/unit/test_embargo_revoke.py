@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
+from broker.domain.decisions import DecisionInput
 from broker.errors import TransportError
+from broker.pipeline.derive import effective_rules
 from broker.pipeline.embargo import EmbargoReleaser
-from broker.pipeline.fanout import HELD_SCHEMA
+from broker.pipeline.fanout import HELD_SCHEMA, rules_digest
 from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
@@ -26,6 +29,7 @@ from broker.transport import (
 )
 from broker.trust.attestation import BatchAttester
 from broker.trust.signatures import SigningKey
+from tests.integration.conftest import NL_BE_AGREEMENT
 
 UNUSED_BOOTSTRAP = "127.0.0.1:1"  # nothing here connects
 NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
@@ -42,7 +46,10 @@ def _held(
     topics: TopicNames,
     partition: int,
     offset: int,
-    decision_input: dict[str, object] | None = None,
+    decision_input: DecisionInput | None = None,
+    *,
+    agreement_id: str = "a",
+    digest: str = "r",
 ) -> InboundRecord:
     value = catalog.encode(
         HELD_SCHEMA,
@@ -50,10 +57,10 @@ def _held(
             "delivery_id": f"d-{partition}-{offset}",
             "not_before": NOW + dt.timedelta(minutes=60 - 10 * partition - offset),
             "held_at": NOW,
-            "decision_input": json.dumps(decision_input or {}),
-            "agreement_id": "a",
+            "decision_input": "{}" if decision_input is None else decision_input.model_dump_json(),
+            "agreement_id": agreement_id,
             "agreement_version": 1,
-            "rules_digest": "r",
+            "rules_digest": digest,
             "topic": topics.deliver("BE"),
             "value": _attested(catalog),
         },
@@ -111,10 +118,24 @@ class _RefusedOnce(OutputProducer):
         self.records.extend(records)
 
 
+@pytest.mark.integration
 async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sent_once(
     catalog: SchemaCatalog, policies_dir: Path, kafka_bootstrap: str
 ) -> None:
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     bundle = load_bundle(policies_dir, catalog)
+    point = RegoDecisionPoint(bundle)
+    decision_input = DecisionInput(
+        origin="NL",
+        recipient="BE",
+        report_type="smuggling",
+        marking="TLP:GREEN",
+        handling_code="H0",
+        now_s=int(NOW.timestamp()),
+    )
+    held_under = point.decide(decision_input)  # the terms the delivery was held under
+    assert held_under.allow
+    assert held_under.agreement is not None
     topics = TopicNames(f"t{uuid.uuid4().hex[:12]}")
     admin = TopicAdmin(kafka_bootstrap)
     producer = _RefusedOnce(kafka_bootstrap, admin)
@@ -126,22 +147,22 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
         producer=producer,
         catalog=catalog,
         topics=topics,
-        policy=FixedPolicy(ActivePolicy(RegoDecisionPoint(bundle), bundle)),
+        policy=FixedPolicy(ActivePolicy(point, bundle)),
         clock=lambda: NOW + dt.timedelta(hours=2),  # every item is due
         audit=AuditWriter(catalog),
     )
-    decision_input = {
-        "origin": "NL",
-        "recipient": "BE",
-        "report_type": "smuggling",
-        "marking": "TLP:GREEN",
-        "handling_code": "H0",
-        "now_s": 0,
-    }
-    held = _held(catalog, topics, 0, 0, decision_input)
-    await admin.start()
-    await producer.start()
+    held = _held(
+        catalog,
+        topics,
+        0,
+        0,
+        decision_input,
+        agreement_id=held_under.agreement.id,
+        digest=rules_digest(effective_rules(held_under.field_rules)),
+    )
     try:
+        await admin.start()
+        await producer.start()
         releaser._admit(held)
         await releaser.release_due()  # decided; Kafka does not acknowledge: kept to resend
         await releaser.forget({(topics.held, 0)})  # a rebalance takes the partition ...
@@ -153,7 +174,10 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
         await producer.stop()
         await admin.close()
 
-    assert releaser.stats.released + releaser.stats.refused == 1, "decided once"
-    assert [r.topic for r in producer.records].count(topics.audit) == 1, "one audit entry"
+    assert (releaser.stats.released, releaser.stats.refused) == (1, 0), "released once"
+    sent = [r.topic for r in producer.records]
+    assert sent.count(topics.deliver("BE")) == 1, sent
+    assert sent.count(topics.audit) == 1, "one audit entry"
+    assert topics.rejected("NL") not in sent
     assert releaser.waiting == 0
     assert releaser._pending[0] == set(), "nothing pending: the offset may be committed"
