@@ -79,9 +79,9 @@ class Exchange:
         """Send records sealed elsewhere, as ``nation``'s adapter (which needs no key to send)."""
         admin = TopicAdmin(self.bootstrap)
         producer = OutputProducer(self.bootstrap, admin, client_id=f"test-publisher-{nation}")
-        await admin.start()
-        await producer.start()
         try:
+            await admin.start()
+            await producer.start()
             await producer.send_all(records)
         finally:
             await producer.stop()

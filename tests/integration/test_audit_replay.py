@@ -18,7 +18,7 @@ from broker.codec import SchemaCatalog
 from broker.policy.bundle import load_bundle
 from broker.policy.source import request_reload
 from broker.settings import Settings
-from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
+from broker.transport import OutboundRecord, read_topic
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import RULES, rules_settings, write_agreement
@@ -107,15 +107,7 @@ async def test_an_entry_the_log_holds_twice_is_replayed_once_and_the_repeat_coun
         [first, *_] = [r async for r in read_topic(exchange.bootstrap, audit, idle_timeout_s=2)]
         assert first.value is not None
         # The producer re-sending an entry whose acknowledgement was lost.
-        admin = TopicAdmin(exchange.bootstrap)
-        producer = OutputProducer(exchange.bootstrap, admin, client_id="re-sender")
-        await admin.start()
-        await producer.start()
-        try:
-            await producer.send_all([OutboundRecord(audit, first.key, first.value)])
-        finally:
-            await producer.stop()
-            await admin.close()
+        await exchange.publish("NL", [OutboundRecord(audit, first.key, first.value)])
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
     report = await replay_audit(settings, ReplayFilter(since, until))

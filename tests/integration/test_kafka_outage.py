@@ -93,7 +93,6 @@ async def test_the_enforcer_waits_out_a_kafka_outage_and_then_delivers_every_rep
             assert time.monotonic() < deadline, "the second burst was never fetched"
             await asyncio.sleep(0.002)
         await outage.begin(kind)
-        cut_at = time.monotonic()
         await asyncio.sleep(1.0)  # what was acknowledged as the cut came is counted by now
         completed_at_cut = exchange.stats.completed
         await asyncio.sleep(OUTAGE_S - 1.0)
@@ -101,7 +100,6 @@ async def test_the_enforcer_waits_out_a_kafka_outage_and_then_delivers_every_rep
         await outage.end(kind)
         await exchange.publish("NL", [exchange.seal(r) for r in third])
         be = await feed_until(exchange, "BE", 3 * BURST, timeout_s=60)
-        back_after_s = time.monotonic() - cut_at
         de = await feed_until(exchange, "DE", 3 * BURST, timeout_s=30)
         refused = await exchange.rejections("NL")
 
@@ -110,5 +108,4 @@ async def test_the_enforcer_waits_out_a_kafka_outage_and_then_delivers_every_rep
     assert sorted(str(d.report.report_id) for d in be) == expected, "a report was lost"
     assert sorted(str(d.report.report_id) for d in de) == expected, "a report was lost"
     assert refused == []
-    assert back_after_s < OUTAGE_S + 60
     assert exchange.stats.rejected == {}

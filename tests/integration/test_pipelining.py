@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -35,6 +35,8 @@ from broker.transport import (
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT, make_settings
 from tests.support.submissions import seal_record
+
+pytestmark = pytest.mark.integration
 
 REPORTS = 40
 BATCH = 5
@@ -116,12 +118,17 @@ class _Rig:
             batch_max_records=BATCH,
         )
         running = asyncio.create_task(enforcer.run(stop))
-        deadline = time.monotonic() + 30
-        while self.processor.stats.completed < until_completed and not stop.is_set():
-            assert time.monotonic() < deadline, f"completed {self.processor.stats.completed}"
-            await asyncio.sleep(0.05)
-        stop.set()
-        await asyncio.wait_for(running, timeout=30)
+        try:
+            deadline = time.monotonic() + 30
+            while self.processor.stats.completed < until_completed and not stop.is_set():
+                assert time.monotonic() < deadline, f"completed {self.processor.stats.completed}"
+                await asyncio.sleep(0.05)
+            stop.set()
+            await asyncio.wait_for(running, timeout=30)
+        finally:
+            running.cancel()  # only if it did not end: nothing outlives the test
+
+    async def close(self) -> None:
         await self.consumer.stop()
         await self.producer.stop()
         await self.admin.close()
@@ -148,11 +155,15 @@ class _Rig:
 
 
 @pytest.fixture
-async def rig(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> _Rig:
+async def rig(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> AsyncIterator[_Rig]:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
     provision_keys(settings, ["NL", "BE"])
-    return _Rig(kafka_bootstrap, settings)
+    rig = _Rig(kafka_bootstrap, settings)
+    try:
+        yield rig
+    finally:
+        await rig.close()
 
 
 async def test_the_next_batch_is_processed_while_the_last_is_acknowledged_and_sent_after_it(
@@ -231,9 +242,7 @@ async def test_a_cancelled_enforcer_ends_even_while_the_batch_in_flight_is_being
         running.cancel()
         done, _ = await asyncio.wait({running}, timeout=5)
     finally:
-        await rig.consumer.stop()
-        await rig.producer.stop()
-        await rig.admin.close()
+        running.cancel()  # a no-op once it ended
 
     assert done, "the cancelled enforcer still retries the batch in flight"
     assert running.cancelled()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -18,6 +19,8 @@ from broker.settings import Settings
 from broker.topics import TopicNames
 from broker.transport import TopicAdmin
 from tests.integration.conftest import NL_BE_AGREEMENT, enforcer, make_settings
+
+pytestmark = pytest.mark.integration
 
 
 async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be_kept(

@@ -107,7 +107,7 @@ async def test_a_decision_replayed_with_another_bundle_than_the_one_that_made_it
     assert honest.ok, honest.findings
     assert first != second
     assert replayed.finding == "differs"
-    assert {"agreement_version", "withheld_fields"} <= set(replayed.differences)
+    assert replayed.differences == ("agreement_version", "withheld_fields")
     assert replayed.recorded.agreement_version == 2
     assert replayed.replayed is not None
     assert replayed.replayed.agreement_version == 1

@@ -21,6 +21,8 @@ from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutputProducer, TopicAdmin
 from tests.support.audit import LOG_ID, Ed25519CheckpointSigner, SteppingClock, build_log, verifier
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize(("in_log", "named_short"), [(7, True), (10, False), (12, False)])
 async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_is_idle(
@@ -47,8 +49,6 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
 
     admin = TopicAdmin(kafka_bootstrap)
     producer = OutputProducer(kafka_bootstrap, admin)  # where the final checkpoint goes
-    await admin.start()
-    await producer.start()
     publisher = CheckpointPublisher(
         read_log=audit_log,
         read_checkpoints=checkpoints,
@@ -62,13 +62,17 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
         every_s=3600,
     )
     stop = asyncio.Event()
-    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
-        running = asyncio.create_task(publisher.run(stop))
-        await asyncio.sleep(1.2)  # several idle polls after the first naming
-        stop.set()
-        await asyncio.wait_for(running, timeout=5)
-    await producer.stop()
-    await admin.close()
+    try:
+        await admin.start()
+        await producer.start()
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
+            running = asyncio.create_task(publisher.run(stop))
+            await asyncio.sleep(1.2)  # several idle polls after the first naming
+            stop.set()
+            await asyncio.wait_for(running, timeout=5)
+    finally:
+        await producer.stop()
+        await admin.close()
 
     named = [e for e in captured if e["event"] == "checkpoint_beyond_log"]
     stats = publisher.stats
