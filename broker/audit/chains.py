@@ -48,8 +48,10 @@ MAX_FINDINGS = 1000
 """Findings kept per log: the first is reported, the rest only help name it."""
 
 _MAX_SEQ_JUMP = 1 << 20
-"""A writer's sequence jumping further than this is not indexed on (its repeats then
-read as reorders): a forged huge number must not make the reader allocate for it."""
+"""Index slots allowed beyond one per entry read, over all writers together. A sequence
+number past that budget is not indexed (its repeats then read as reorders): forged huge
+numbers, or a new writer per entry, must not make the reader allocate for them. An
+honest log never reaches it: each writer's numbers are dense, one slot per entry."""
 _UNSEEN = -1
 
 
@@ -93,15 +95,22 @@ class _Writer:
     def index_of(self, seq: int) -> int:
         return self.indices[seq] if seq < len(self.indices) else _UNSEEN
 
-    def place(self, seq: int, index: int) -> None:
-        """Remember where ``seq`` was first read (a later repeat is compared with it)."""
+    def place(self, seq: int, index: int, room: int) -> int:
+        """Remember where ``seq`` was first read (a later repeat is compared with it).
+
+        At most ``room`` new slots are allocated; returns how many were.
+        """
         known = len(self.indices)
         if seq < known:
             if self.indices[seq] == _UNSEEN:
                 self.indices[seq] = index
-        elif seq - known <= _MAX_SEQ_JUMP:
-            self.indices.extend([_UNSEEN] * (seq - known))
-            self.indices.append(index)
+            return 0
+        added = seq + 1 - known
+        if added > room:
+            return 0
+        self.indices.extend([_UNSEEN] * (seq - known))
+        self.indices.append(index)
+        return added
 
 
 class ChainReader:
@@ -112,11 +121,12 @@ class ChainReader:
     repeats let through.
     """
 
-    __slots__ = ("_findings", "_holes", "_leaf_at", "_writers", "duplicates")
+    __slots__ = ("_findings", "_holes", "_leaf_at", "_slots", "_writers", "duplicates")
 
     def __init__(self, leaf_at: Callable[[int], bytes]) -> None:
         self._leaf_at = leaf_at
         self._writers: dict[str, _Writer] = {}
+        self._slots = 0  # index slots of all writers together (see _MAX_SEQ_JUMP)
         self._findings: list[Finding] = []
         self._holes: list[tuple[str, _Hole]] = []
         self.duplicates = 0
@@ -139,7 +149,7 @@ class ChainReader:
         if seq < state.next_seq:
             self._late(index, offset, writer=writer, seq=seq, leaf=leaf, state=state)
             return  # the chain continues from the furthest entry, not from this one
-        state.place(seq, index)
+        self._place(state, seq, index)
         if seq == state.next_seq:
             if prev != state.last_hash:
                 self._link_mismatch(index, offset, writer, seq, state)
@@ -158,6 +168,9 @@ class ChainReader:
         state.next_seq = seq + 1
         state.last_hash = digest
         state.last_index, state.last_offset = index, offset
+
+    def _place(self, state: _Writer, seq: int, index: int) -> None:
+        self._slots += state.place(seq, index, room=index + 1 + _MAX_SEQ_JUMP - self._slots)
 
     def findings(self) -> list[Finding]:
         """Everything found, in the order the evidence appeared; holes decided by now."""
@@ -214,7 +227,7 @@ class ChainReader:
             return
         for hole in state.holes:
             if hole.first <= seq < hole.end:
-                state.place(seq, index)
+                self._place(state, seq, index)
                 if hole.filled_at is None:
                     hole.filled_at = (seq, index, offset)
                 return

@@ -10,6 +10,7 @@ import datetime as dt
 
 import pytest
 
+from broker.audit.chains import _MAX_SEQ_JUMP, ChainReader
 from broker.audit.checkpoints import Checkpoint, encode_checkpoint, log_id_of, sign_checkpoint
 from broker.audit.entries import AuditWriter
 from broker.audit.merkle import MerkleLog, leaf_hash
@@ -438,3 +439,17 @@ def test_checkpoints_of_one_size_signed_twice_by_two_enforcers_verify_as_consist
     assert report.ok, report.problem
     assert report.checkpoints == 12
     assert report.consistency_steps == 11
+
+
+def test_forged_sequence_numbers_cannot_make_the_reader_allocate_beyond_its_budget() -> None:
+    """Huge jumps, or a new writer per entry, each once cost 8 MiB of index per entry."""
+    jumps, writers = ChainReader(lambda _: b""), ChainReader(lambda _: b"")
+    for i in range(60):
+        jumps.read(i, i, writer="w", seq=i * ((1 << 20) + 1), prev=b"", digest=b"", leaf=b"")
+        writers.read(i, i, writer=f"w{i}", seq=1 << 20, prev=b"", digest=b"", leaf=b"")
+
+    for reader in (jumps, writers):
+        slots = sum(len(w.indices) for w in reader._writers.values())
+        assert slots <= 60 + _MAX_SEQ_JUMP
+        # Still a finding for what was forged: the reader did not stop reading.
+        assert reader.findings(), "every jump is a hole"
