@@ -372,7 +372,7 @@ async def replay_audit(
             except DecodeError:
                 undecodable += 1  # named by `ixb audit verify`
                 continue
-            if admit.admits(entry.event) and first.first(entry):
+            if admit.admits(entry.event) and first.first(entry, value):
                 entries.append(LoggedEntry(log_id, offset, entry))
     entries.sort(key=lambda e: (e.entry.event.at, e.log_id, e.offset))
     archives = [

@@ -115,29 +115,34 @@ class AuditEntry:
 
 
 class FirstWritten:
-    """Passes each entry a writer numbered once, the first time the log holds it.
+    """Holds back the exact copies of an entry the log holds more than once.
 
     Kafka producers are at-least-once: an entry whose acknowledgement was
     lost is sent again, and the log holds the same bytes twice. Counting or
-    replaying both would report one decision as two. An entry is known by
-    its writer and number; a second entry under one number that is *not*
-    the same bytes is tampering or a bug, which ``ixb audit verify`` names
-    (``sequence_reorder``): here too only the first is passed on.
+    replaying both would report one decision as two. A copy is the same
+    writer, number *and* bytes, as ``ixb audit verify`` tolerates it
+    (broker/audit/chains.py); another entry under a used number is not a
+    copy but tampering or a bug, which verify names (``sequence_reorder``),
+    and it is passed on here so that it is counted and replayed, not hidden.
     """
 
-    __slots__ = ("_seen", "repeats")
+    __slots__ = ("_digests", "repeats")
 
     def __init__(self) -> None:
-        self._seen: set[tuple[str, int]] = set()
-        self.repeats = 0  # entries not passed on
+        self._digests: dict[tuple[str, int], bytes] = {}  # (writer, seq) -> SHA-256 of bytes
+        self.repeats = 0  # exact copies held back
 
-    def first(self, entry: AuditEntry) -> bool:
-        key = (entry.writer, entry.writer_seq)
-        if key in self._seen:
+    def first(self, entry: AuditEntry, value: bytes) -> bool:
+        """False for an exact copy of an entry already passed on."""
+        key, digest = (entry.writer, entry.writer_seq), hashlib.sha256(value).digest()
+        first = self._digests.get(key)
+        if first is None:
+            self._digests[key] = digest
+            return True
+        if first == digest:
             self.repeats += 1
             return False
-        self._seen.add(key)
-        return True
+        return True  # another entry under a used number: verify names it
 
 
 class AuditWriter:

@@ -89,7 +89,7 @@ def write_jsonl(
             if entry is None:
                 summary.add_undecodable()
             else:
-                summary.add(entry)
+                summary.add(entry, value)
     return lines
 
 

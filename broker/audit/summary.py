@@ -49,9 +49,10 @@ class FlowSummary:
         """Entries read again (at-least-once re-sends), not counted twice."""
         return self._first.repeats
 
-    def add(self, entry: AuditEntry) -> None:
+    def add(self, entry: AuditEntry, value: bytes) -> None:
+        """Count ``entry`` (decoded from ``value``), unless it is a copy already counted."""
         self.entries += 1
-        if not self._first.first(entry):
+        if not self._first.first(entry, value):
             return
         event = entry.event
         if event.outcome is Outcome.REFUSED:

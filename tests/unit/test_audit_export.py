@@ -193,3 +193,19 @@ def test_an_entry_the_log_holds_twice_is_two_lines_but_counted_once(
     assert "entries held twice (re-sent), counted once</td><td>2<" in render_html(
         twice, [], generated_at=GENERATED
     )
+
+
+def test_another_entry_under_a_used_number_is_counted_not_taken_for_a_copy(
+    catalog: SchemaCatalog,
+) -> None:
+    built = build_log(catalog, Ed25519CheckpointSigner(), 4, writers=1, every=5)
+    # Entry 1 rewritten under its own writer and number, and appended: not a re-send.
+    forged = edited(catalog, built.values[1], lambda r: r.update(outcome="refused"))
+    summary = FlowSummary()
+
+    write_jsonl(io.StringIO(), catalog, LOG_ID, list(enumerate([*built.values, forged])), summary)
+
+    assert (summary.entries, summary.repeats) == (5, 0)
+    assert summary.total(Outcome.REFUSED) == 1 + sum(
+        1 for v in built.values if catalog.decode(v, "ixb.v1.AuditEntry")["outcome"] == "refused"
+    )
