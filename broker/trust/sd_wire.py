@@ -248,6 +248,14 @@ def _step(schema: Any) -> _Step | None:
 
 
 def _union(branches: list[Any]) -> _Step | None:
+    """An optional value (null and one other type) only.
+
+    With two non-null branches fastavro picks the branch from the value
+    (an int fits "int" and "long"), so the branch index is not the only
+    thing to check; such unions are left to decoding and re-encoding.
+    """
+    if len(branches) != 2 or "null" not in branches:
+        return None
     steps = [_step(b) for b in branches]
     if any(s is None for s in steps):
         return None

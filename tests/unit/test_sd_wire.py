@@ -238,3 +238,10 @@ def test_received_disclosures_are_spliced_byte_for_byte_as_fastavro_writes_them(
     out = io.BytesIO()
     fastavro.schemaless_writer(out, schema, [d.to_record() for d in disclosures])
     assert write_array([d.encoded() for d in disclosures]) == out.getvalue()
+
+
+def test_only_optional_unions_get_a_hand_written_reader() -> None:
+    """["null", "int", "long"] reads b"\\x04\\x0a" as 5 where fastavro writes b"\\x02\\x0a"."""
+    assert leaf_reader(fastavro.parse_schema(["null", "int", "long"])) is None
+    assert leaf_reader(fastavro.parse_schema(["null", "string", "boolean"])) is None
+    assert leaf_reader(fastavro.parse_schema(["null", "long"])) is not None
