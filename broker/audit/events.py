@@ -98,7 +98,8 @@ def refusal_event(
 
 def release_event(
     held: Mapping[str, Any],
-    statement: bytes,
+    decision_input: DecisionInput,
+    statement_sha256: bytes,
     at: dt.datetime,
     *,
     policy_bundle_hash: str | None,
@@ -106,18 +107,18 @@ def release_event(
 ) -> AuditEvent:
     """A held delivery (the decoded ``ixb.v1.HeldDelivery``) released, or refused with reasons.
 
-    ``statement`` is the delivery statement inside the held delivery (the
-    payload of its attested envelope): its digest is the one the held event
-    recorded, so the two entries name the same delivery.
+    ``decision_input`` is the held delivery's, parsed; ``statement_sha256``
+    the digest of the delivery statement inside it (the payload of its
+    attested envelope), the one the held event recorded, so the two entries
+    name the same delivery.
     """
-    decision_input = DecisionInput.model_validate_json(held["decision_input"])
     return AuditEvent(
         Outcome.RELEASE_REFUSED if refusal_reasons else Outcome.RELEASED,
         at=at,
         origin=decision_input.origin,
         recipient=decision_input.recipient,
         delivery_id=held["delivery_id"],
-        delivery_sha256=hashlib.sha256(statement).digest(),
+        delivery_sha256=statement_sha256,
         agreement_id=held["agreement_id"],
         agreement_version=held["agreement_version"],
         policy_bundle_hash=policy_bundle_hash,

@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
 from broker.audit.bundles import BundleArchiver
 from broker.audit.entries import AuditWriter
@@ -80,7 +82,8 @@ class _Pending:
     offset: int
     inbound: InboundRecord = field(compare=False)
     held: dict[str, Any] = field(compare=False)
-    statement: bytes = field(compare=False)  # the attested payload, which the audit digests
+    decision_input: DecisionInput = field(compare=False)  # parsed once, at admission
+    statement_sha256: bytes = field(compare=False)  # of the attested payload, for the audit
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,16 +175,26 @@ class EmbargoReleaser:
         try:
             held = self._catalog.decode(inbound.value or b"", HELD_SCHEMA)
             statement = open_attested(self._catalog, held["value"]).payload
-        except RejectedInput as exc:
+            decision_input = DecisionInput.model_validate_json(held["decision_input"])
+        except (RejectedInput, ValidationError) as exc:
             # Only the enforcer writes this topic; a bad record is a bug, kept visible here.
+            reason = exc.reason if isinstance(exc, RejectedInput) else "invalid_decision_input"
             self.stats.malformed += 1
-            log.error("held_record_malformed", reason=exc.reason, offset=inbound.offset)
+            log.error("held_record_malformed", reason=reason, offset=inbound.offset)
             return
         self._pending.setdefault(inbound.partition, set()).add(inbound.offset)
         if self._awaiting_resend(inbound.partition, inbound.offset):
             return  # read again after a rebalance: decided once, its release is being resent
         due = held["not_before"].timestamp()
-        item = _Pending(due, inbound.partition, inbound.offset, inbound, held, statement)
+        item = _Pending(
+            due,
+            inbound.partition,
+            inbound.offset,
+            inbound,
+            held,
+            decision_input,
+            hashlib.sha256(statement).digest(),
+        )
         heapq.heappush(self._queue, item)
 
     def _awaiting_resend(self, partition: int, offset: int) -> bool:
@@ -211,8 +224,7 @@ class EmbargoReleaser:
             archives = self._archiver.records(policy.bundle.content_hash, policy.archive)
         done: list[_Pending] = []
         for item in due:
-            held = item.held
-            decision_input = DecisionInput.model_validate_json(held["decision_input"])
+            held, decision_input = item.held, item.decision_input
             try:
                 decision = policy.point.decide(
                     decision_input.model_copy(update={"now_s": int(now.timestamp())})
@@ -263,7 +275,8 @@ class EmbargoReleaser:
             if self._audit is not None:
                 event = release_event(
                     held,
-                    item.statement,
+                    decision_input,
+                    item.statement_sha256,
                     now,
                     policy_bundle_hash=decision.bundle_hash or None,
                     refusal_reasons=refusal_reasons,

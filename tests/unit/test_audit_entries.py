@@ -17,6 +17,7 @@ from broker.audit.entries import (
 )
 from broker.audit.events import decision_events, refusal_event, release_event, submission_ref
 from broker.codec import SchemaCatalog
+from broker.domain.decisions import DecisionInput
 from broker.errors import DecodeError, RejectedInput
 from broker.pipeline.context import batch_context
 from broker.report_codec import report_to_record
@@ -91,26 +92,31 @@ def test_a_refusal_event_names_the_submission_and_reason_but_carries_nothing_of_
 
 
 def test_a_release_event_names_the_held_delivery_and_its_digest(catalog: SchemaCatalog) -> None:
+    decision_input = DecisionInput.model_validate_json(
+        '{"origin":"NL","recipient":"BE","report_type":"terrorism",'
+        '"marking":"TLP:AMBER","handling_code":"H1","now_s":0}'
+    )
     held = {
         "delivery_id": "d1",
-        "decision_input": '{"origin":"NL","recipient":"BE","report_type":"terrorism",'
-        '"marking":"TLP:AMBER","handling_code":"H1","now_s":0}',
+        "decision_input": decision_input.model_dump_json(),
         "agreement_id": "benelux-joint-patrol",
         "agreement_version": 3,
         "value": b"the attested delivery",
     }
 
-    released = release_event(held, b"its statement", START, policy_bundle_hash="sha256:b")
+    digest = hashlib.sha256(b"its statement").digest()
+    released = release_event(held, decision_input, digest, START, policy_bundle_hash="sha256:b")
     refused = release_event(
         held,
-        b"its statement",
+        decision_input,
+        digest,
         START,
         policy_bundle_hash="sha256:b",
         refusal_reasons=("no_agreement",),
     )
 
     assert (released.outcome, released.origin, released.recipient) == (Outcome.RELEASED, "NL", "BE")
-    assert released.delivery_sha256 == hashlib.sha256(b"its statement").digest()
+    assert released.delivery_sha256 == digest
     assert refused.outcome is Outcome.RELEASE_REFUSED
     assert refused.reasons == ("no_agreement",)
 

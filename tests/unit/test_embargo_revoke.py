@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -41,6 +42,16 @@ def _attested(catalog: SchemaCatalog) -> bytes:
     return BatchAttester(key, catalog).attest([b"a statement"])[0]
 
 
+_NL_TO_BE = DecisionInput(
+    origin="NL",
+    recipient="BE",
+    report_type="smuggling",
+    marking="TLP:GREEN",
+    handling_code="H0",
+    now_s=int(NOW.timestamp()),
+)
+
+
 def _held(
     catalog: SchemaCatalog,
     topics: TopicNames,
@@ -57,7 +68,7 @@ def _held(
             "delivery_id": f"d-{partition}-{offset}",
             "not_before": NOW + dt.timedelta(minutes=60 - 10 * partition - offset),
             "held_at": NOW,
-            "decision_input": "{}" if decision_input is None else decision_input.model_dump_json(),
+            "decision_input": (decision_input or _NL_TO_BE).model_dump_json(),
             "agreement_id": agreement_id,
             "agreement_version": 1,
             "rules_digest": digest,
@@ -88,6 +99,12 @@ async def test_held_deliveries_of_revoked_partitions_are_forgotten_and_the_other
     try:
         for partition, offset in [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1)]:
             releaser._admit(_held(catalog, topics, partition, offset))
+        # One whose decision input does not parse is named at once, not at its release.
+        broken = _held(catalog, topics, 3, 0)
+        held = catalog.decode(broken.value or b"", HELD_SCHEMA)
+        held["decision_input"] = "{}"
+        releaser._admit(dataclasses.replace(broken, value=catalog.encode(HELD_SCHEMA, held)))
+        assert releaser.stats.malformed == 1
         assert releaser.waiting == 5
 
         await releaser.forget({(topics.held, 1), (topics.submit("NL"), 0)})
@@ -125,14 +142,7 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     bundle = load_bundle(policies_dir, catalog)
     point = RegoDecisionPoint(bundle)
-    decision_input = DecisionInput(
-        origin="NL",
-        recipient="BE",
-        report_type="smuggling",
-        marking="TLP:GREEN",
-        handling_code="H0",
-        now_s=int(NOW.timestamp()),
-    )
+    decision_input = _NL_TO_BE
     held_under = point.decide(decision_input)  # the terms the delivery was held under
     assert held_under.allow
     assert held_under.agreement is not None
