@@ -290,7 +290,7 @@ async def run_enforcer(
             initial_s=settings.policy_retry_initial_s, max_s=settings.policy_retry_max_s
         ),
     )
-    readiness = Readiness(bundle_hash=policy.active.bundle.content_hash, stop=stop)
+    readiness = Readiness(stop=stop)
     checkpoints = checkpoint_publisher(settings, bootstrap, producer, catalog)
     async with contextlib.AsyncExitStack() as exits:
         if settings.metrics_addr:

@@ -297,8 +297,8 @@ class OutputProducer:
                 batch.close()
                 futures.append(await self._producer.send_batch(batch, topic, partition=partition))
                 batch = self._producer.create_batch()
-                if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
-                    raise TransportError(f"a record for {topic} exceeds the producer's batch size")
+                # An empty batch takes any record (Kafka's max.request.size still applies).
+                batch.append(key=r.key, value=r.value, timestamp=None, headers=headers)
         batch.close()
         futures.append(await self._producer.send_batch(batch, topic, partition=partition))
         return futures

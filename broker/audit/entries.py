@@ -28,6 +28,7 @@ from typing import Any
 
 from broker.codec import SchemaCatalog
 from broker.errors import DecodeError
+from broker.transport import OutboundRecord
 
 __all__ = [
     "AUDIT_ENTRY_SCHEMA",
@@ -165,6 +166,13 @@ class AuditWriter:
     @property
     def next_seq(self) -> int:
         return self._seq
+
+    def record(self, topic: str, event: AuditEvent) -> OutboundRecord:
+        """The entry for ``event`` as a record of ``topic``, keyed by this writer.
+
+        The key keeps a writer's chain in one partition of the decision log.
+        """
+        return OutboundRecord(topic=topic, key=self.writer.encode(), value=self.entry(event))
 
     def entry(self, event: AuditEvent) -> bytes:
         """The encoded entry for ``event``, chained after this writer's previous one."""

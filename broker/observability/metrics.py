@@ -121,9 +121,13 @@ class _StatsCollector:
             "Submissions whose outputs were all acknowledged.",
             stats.completed,
         )
-        yield _counter("ixb_batches", "Batches completed and committed.", stats.batches)
         yield _counter(
-            "ixb_send_retries", "Batches whose outputs had to be sent again.", stats.retries
+            "ixb_batches", "Batches completed (acknowledged; commit attempted).", stats.batches
+        )
+        yield _counter(
+            "ixb_send_retries",
+            "Kafka operations tried again: fetches, ledger reads and output sends.",
+            stats.retries,
         )
         yield _counter(
             "ixb_deliveries",

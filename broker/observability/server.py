@@ -38,13 +38,13 @@ _TEXT = "text/plain; charset=utf-8"
 class Readiness:
     """What ``/readyz`` checks, set by whoever runs the enforcer as it starts and stops.
 
-    Ready means: the policy bundle is loaded, the Kafka clients started, the
+    Ready means: the Kafka clients started (the policy bundle is loaded before
+    the enforcer is built, or it does not start at all), the
     submission consumer owns at least one partition (a member of a group with
     more members than partitions is a standby and says so), and no stop was
     requested.
     """
 
-    bundle_hash: str | None = None
     stop: asyncio.Event | None = None  # the enforcer's stop signal
     partitions: Callable[[], int] | None = None  # set once the consumer has started
 
@@ -52,8 +52,6 @@ class Readiness:
         """The first condition not met, in a few words; None when ready."""
         if self.stop is not None and self.stop.is_set():
             return "stopping"
-        if self.bundle_hash is None:
-            return "policy not loaded"
         if self.partitions is None:
             return "kafka clients not started"
         if self.partitions() == 0:

@@ -281,11 +281,7 @@ class EmbargoReleaser:
                     policy_bundle_hash=decision.bundle_hash or None,
                     refusal_reasons=refusal_reasons,
                 )
-                outputs.append(
-                    OutboundRecord(
-                        self._topics.audit, self._audit.writer.encode(), self._audit.entry(event)
-                    )
-                )
+                outputs.append(self._audit.record(self._topics.audit, event))
             done.append(item)
         await self._send(_Release(archives, outputs, done))
 

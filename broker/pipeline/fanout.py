@@ -162,7 +162,9 @@ class FanOut:
         recipients = sorted(context.partners - {report.origin})
         for decision_input in decision_inputs(report, recipients, now_s=now_s):
             recipient = decision_input.recipient
-            decision = context.policy.decide(decision_input)  # PolicyUndecided: caller refuses
+            decision = context.policy.decide(
+                decision_input
+            )  # PolicyUndecided: the partition is held
             decisions.append((recipient, decision))
             if not decision.allow:
                 continue

@@ -265,8 +265,4 @@ class BatchProcessor:
 
     def _audited(self, events: list[AuditEvent]) -> list[OutboundRecord]:
         """The decision-log entries for ``events``, in order, all under this writer's key."""
-        key = self.audit.writer.encode()
-        return [
-            OutboundRecord(topic=self.topics.audit, key=key, value=self.audit.entry(e))
-            for e in events
-        ]
+        return [self.audit.record(self.topics.audit, e) for e in events]

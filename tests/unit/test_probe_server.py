@@ -67,8 +67,6 @@ async def test_readyz_names_the_first_unmet_condition_until_the_enforcer_consume
     port: int, readiness: Readiness
 ) -> None:
     stop = asyncio.Event()
-    assert await _get(port, "/readyz") == (503, b"not ready: policy not loaded\n")
-    readiness.bundle_hash = "sha256:abc"
     readiness.stop = stop
     assert await _get(port, "/readyz") == (503, b"not ready: kafka clients not started\n")
     owned = 0
