@@ -191,7 +191,9 @@ def checkpoint_publisher(
     registry = RegistryFile(settings.registry_path).current()
     record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
     return CheckpointPublisher(
-        read_log=lambda: read_topic(bootstrap, topics.audit, idle_timeout_s=5.0, follow=True),
+        read_log=lambda read_from: read_topic(
+            bootstrap, topics.audit, idle_timeout_s=5.0, follow=True, start=read_from
+        ),
         read_checkpoints=lambda: read_topic(
             bootstrap, topics.audit_checkpoints, idle_timeout_s=2.0
         ),

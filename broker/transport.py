@@ -593,6 +593,7 @@ async def read_topic(
     idle_timeout_s: float,
     follow: bool = False,
     since: dt.datetime | None = None,
+    start: Mapping[int, int] | None = None,
 ) -> AsyncIterator[InboundRecord]:
     """Every record of ``topic`` from the beginning, without joining a group.
 
@@ -601,7 +602,8 @@ async def read_topic(
     first; with ``follow`` it keeps waiting for new records. With ``since``
     each partition is read from its first record stamped at or after that
     time, where the cluster can say which that is (Kafka can; the embedded
-    broker answers with the first record, so everything is read).
+    broker answers with the first record, so everything is read). ``start``
+    gives partitions (by number) an offset to begin at instead.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -619,6 +621,9 @@ async def read_topic(
             return  # the topic does not exist (yet): nothing to read
         consumer.assign(assigned)
         await _seek_to_start(consumer, assigned, since)
+        for tp in assigned:
+            if start is not None and tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
         ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
         idle_since = time.monotonic()
         while follow or time.monotonic() - idle_since < idle_timeout_s:

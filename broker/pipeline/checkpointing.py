@@ -39,7 +39,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -62,6 +62,8 @@ log = structlog.get_logger("ixb.checkpoints")
 
 Clock = Callable[[], dt.datetime]
 TopicReader = Callable[[], AsyncIterator[InboundRecord]]
+LogReader = Callable[[Mapping[int, int]], AsyncIterator[InboundRecord]]
+"""Follows the decision log; the mapping gives partitions an offset to begin at."""
 _QUEUE_RECORDS = 10_000  # between the tail and the trees: bounds memory if hashing falls behind
 _DRAIN_RECORDS = 1_000  # hashed between two yields to the loop: about 6 ms
 _POLL_S = 0.2  # how long to wait for audit records before looking at the clock
@@ -80,9 +82,12 @@ class CheckpointStats:
 class _Log:
     """One partition's tree, and where it stands before checkpoints may be signed."""
 
-    __slots__ = ("checkpointer", "resume_at", "stopped")
+    __slots__ = ("checkpointer", "partition", "resume_at", "stopped")
 
-    def __init__(self, checkpointer: Checkpointer, resume_at: Checkpoint | None) -> None:
+    def __init__(
+        self, partition: int, checkpointer: Checkpointer, resume_at: Checkpoint | None
+    ) -> None:
+        self.partition = partition
         self.checkpointer = checkpointer
         self.resume_at = resume_at  # the latest earlier checkpoint, until the tree reaches it
         self.stopped = False
@@ -95,7 +100,8 @@ class _Log:
 class CheckpointPublisher:
     """Tails the decision log and produces its signed checkpoints; one task, one loop.
 
-    ``read_log`` follows ``ixb.audit`` from the beginning of every partition;
+    ``read_log`` follows ``ixb.audit`` from the beginning of every partition
+    (after a failure, from where each partition's tree ends);
     ``read_checkpoints`` reads ``ixb.audit.checkpoints`` to its current end
     (at start, to resume). Checkpoints that Kafka does not acknowledge are
     sent again with the next ones; at stop, every live log that grew since
@@ -105,7 +111,7 @@ class CheckpointPublisher:
     def __init__(
         self,
         *,
-        read_log: TopicReader,
+        read_log: LogReader,
         read_checkpoints: TopicReader,
         producer: OutputProducer,
         catalog: SchemaCatalog,
@@ -190,10 +196,17 @@ class CheckpointPublisher:
             )
 
     async def _tail(self, queue: asyncio.Queue[InboundRecord], stop: asyncio.Event) -> None:
-        """Feed every audit record to ``queue``; read again from the start if the reader ends."""
+        """Feed every audit record to ``queue``; if the reader fails, read on from each tree.
+
+        The log is kept forever: reading it again from offset 0 after every
+        broker hiccup would hold back new entries' checkpoints until the
+        re-read caught up. Records queued meanwhile and read again are
+        skipped by :meth:`_add`.
+        """
         while not stop.is_set():
+            read_from = {s.partition: s.checkpointer.log.size for s in self._logs.values()}
             try:
-                async for record in self._read_log():
+                async for record in self._read_log(read_from):
                     await queue.put(record)
             except TransportError as exc:
                 log.warning("audit_tail_failed", error=str(exc))
@@ -211,7 +224,9 @@ class CheckpointPublisher:
                 every_entries=self._every_entries,
                 every_s=self._every_s,
             )
-            state = self._logs[log_id] = _Log(checkpointer, self._resume_points.get(log_id))
+            state = self._logs[log_id] = _Log(
+                record.partition, checkpointer, self._resume_points.get(log_id)
+            )
         tree = state.checkpointer
         if state.stopped or record.offset < tree.log.size:
             return None  # a log given up on, or a record read again after the tail restarted

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
 from broker.codec import SchemaCatalog
+from broker.errors import TransportError
 from broker.pipeline import checkpointing
-from broker.pipeline.checkpointing import CheckpointPublisher
+from broker.pipeline.checkpointing import CheckpointPublisher, LogReader, TopicReader
 from broker.topics import TopicNames
 from broker.transport import InboundRecord, OutputProducer, TopicAdmin
 from tests.support.audit import LOG_ID, Ed25519CheckpointSigner, SteppingClock, build_log, verifier
@@ -42,37 +43,15 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
         for offset, value in enumerate(encoded):
             yield InboundRecord("ixb.audit.checkpoints", 0, offset, LOG_ID.encode(), value, (), 0)
 
-    async def audit_log() -> AsyncIterator[InboundRecord]:  # then nothing more
-        for offset, value in built.records[:in_log]:
+    async def audit_log(read_from: Mapping[int, int]) -> AsyncIterator[InboundRecord]:
+        for offset, value in built.records[read_from.get(0, 0) : in_log]:  # then nothing more
             yield InboundRecord("ixb.audit", 0, offset, b"writer", value, (), 0)
         await asyncio.Event().wait()
 
-    admin = TopicAdmin(kafka_bootstrap)
-    producer = OutputProducer(kafka_bootstrap, admin)  # where the final checkpoint goes
-    publisher = CheckpointPublisher(
-        read_log=audit_log,
-        read_checkpoints=checkpoints,
-        producer=producer,
-        catalog=catalog,
-        topics=TopicNames(f"t{uuid.uuid4().hex[:12]}"),
-        signer=signer,
-        verify=verifier(signer),
-        clock=SteppingClock(),
-        every_entries=5,
-        every_s=3600,
-    )
-    stop = asyncio.Event()
-    try:
-        await admin.start()
-        await producer.start()
-        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
-            running = asyncio.create_task(publisher.run(stop))
-            await asyncio.sleep(1.2)  # several idle polls after the first naming
-            stop.set()
-            await asyncio.wait_for(running, timeout=5)
-    finally:
-        await producer.stop()
-        await admin.close()
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
+        publisher = await _run_for(
+            1.2, kafka_bootstrap, catalog, signer, read_log=audit_log, read_checkpoints=checkpoints
+        )
 
     named = [e for e in captured if e["event"] == "checkpoint_beyond_log"]
     stats = publisher.stats
@@ -85,3 +64,78 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
         assert named == []
         assert (stats.beyond_log, stats.resumed, stats.entries) == (0, 1, in_log)
         assert stats.signed == (1 if in_log > 10 else 0)  # what grew after it, at stop
+
+
+async def test_after_a_failed_read_the_tail_reads_on_from_where_each_tree_ends(
+    catalog: SchemaCatalog, kafka_bootstrap: str
+) -> None:
+    """The log is kept forever: a broker hiccup must not mean reading it all again."""
+    signer = Ed25519CheckpointSigner()
+    built = build_log(catalog, signer, 8, writers=2, every=100)
+    asked: list[dict[int, int]] = []
+
+    async def no_checkpoints() -> AsyncIterator[InboundRecord]:
+        return
+        yield  # an async generator with nothing in it
+
+    async def failing_once(read_from: Mapping[int, int]) -> AsyncIterator[InboundRecord]:
+        asked.append(dict(read_from))
+        end = 5 if len(asked) == 1 else len(built.values)
+        for offset, value in built.records[read_from.get(0, 0) : end]:
+            yield InboundRecord("ixb.audit", 0, offset, b"writer", value, (), 0)
+        if len(asked) == 1:
+            raise TransportError("the broker went away (injected)")
+        await asyncio.Event().wait()
+
+    publisher = await _run_for(
+        0.8,
+        kafka_bootstrap,
+        catalog,
+        signer,
+        read_log=failing_once,
+        read_checkpoints=no_checkpoints,
+        retry_after_s=0.1,
+    )
+
+    assert asked == [{}, {0: 5}]
+    assert publisher.stats.entries == 8  # every entry once
+
+
+async def _run_for(
+    seconds: float,
+    bootstrap: str,
+    catalog: SchemaCatalog,
+    signer: Ed25519CheckpointSigner,
+    *,
+    read_log: LogReader,
+    read_checkpoints: TopicReader,
+    retry_after_s: float = 1.0,
+) -> CheckpointPublisher:
+    """A publisher run for ``seconds``; what it signs at stop goes to a fresh namespace."""
+    admin = TopicAdmin(bootstrap)
+    producer = OutputProducer(bootstrap, admin)
+    publisher = CheckpointPublisher(
+        read_log=read_log,
+        read_checkpoints=read_checkpoints,
+        producer=producer,
+        catalog=catalog,
+        topics=TopicNames(f"t{uuid.uuid4().hex[:12]}"),
+        signer=signer,
+        verify=verifier(signer),
+        clock=SteppingClock(),
+        every_entries=5,
+        every_s=3600,
+        retry_after_s=retry_after_s,
+    )
+    stop = asyncio.Event()
+    try:
+        await admin.start()
+        await producer.start()
+        running = asyncio.create_task(publisher.run(stop))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.wait_for(running, timeout=5)
+    finally:
+        await producer.stop()
+        await admin.close()
+    return publisher
