@@ -50,7 +50,11 @@ _DOUBLE = struct.Struct("<d")
 
 
 class WireError(ValueError):
-    """Bytes that are not the one encoding of a value; ``reason`` is a code, never data."""
+    """Bytes that are not the one encoding of a value; ``reason`` is a code, never data.
+
+    Where the decode guard (broker/avro_guard.py) refuses the same thing, the
+    code is the guard's: a refusal reads the same whichever reader met it.
+    """
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -80,12 +84,12 @@ def read_long(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             break
         if pos >= end:
-            raise WireError("malformed", "a number runs over ten bytes")
+            raise WireError("varint_too_long", "a number runs over ten bytes")
         shift += 7
     if byte == 0:
         raise WireError("non_canonical", "a number has an over-long encoding")
     if raw >= _LONG_LIMIT:
-        raise WireError("malformed", "a number exceeds 64 bits")
+        raise WireError("varint_too_long", "a number exceeds 64 bits")
     return (raw >> 1) ^ -(raw & 1), pos
 
 
@@ -102,9 +106,9 @@ def write_long(value: int) -> bytes:
 def _length(data: bytes, pos: int, limit: int) -> tuple[int, int]:
     size, pos = read_long(data, pos)
     if size < 0:
-        raise WireError("malformed", "a negative length")
+        raise WireError("negative_length", "a negative length")
     if size > limit:
-        raise WireError("value_too_large", f"a length of {size} exceeds {limit}")
+        raise WireError("bytes_too_long", f"a length of {size} exceeds {limit}")
     return size, pos
 
 
@@ -164,7 +168,7 @@ def read_disclosures(
         try:
             text = path.decode()
         except UnicodeDecodeError:
-            raise WireError("malformed", "a disclosure path is not UTF-8") from None
+            raise WireError("invalid_utf8", "a disclosure path is not UTF-8") from None
         items.append((salt, text, value, data[start:pos]))
     end, pos = read_long(data, pos)
     if end != 0:

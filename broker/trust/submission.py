@@ -70,7 +70,7 @@ def open_submission(catalog: SchemaCatalog, data: bytes) -> Submission:
     _expect_shape(schema)
     limits = catalog.guard_limits
     try:
-        envelope_bytes, pos = read_bytes(data, HEADER_LEN, limits.max_bytes)
+        envelope_bytes, pos = read_bytes(data, HEADER_LEN, limits.max_bytes_field)
         items, pos = read_disclosures(
             data,
             pos,

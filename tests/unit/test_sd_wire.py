@@ -22,7 +22,14 @@ from broker.codec import HEADER_LEN, SchemaCatalog
 from broker.errors import DecodeError
 from broker.report_codec import REPORT_SCHEMA, encode_report
 from broker.trust.envelopes import Signer, open_envelope
-from broker.trust.sd_wire import WireError, leaf_reader, read_long, write_array, write_long
+from broker.trust.sd_wire import (
+    WireError,
+    leaf_reader,
+    read_long,
+    write_array,
+    write_bytes,
+    write_long,
+)
 from broker.trust.signatures import SigningKey
 from broker.trust.submission import SUBMISSION_SCHEMA, open_submission, seal_submission
 from tests.factories import make_report
@@ -160,7 +167,7 @@ def test_an_over_long_number_is_refused_as_non_canonical() -> None:
 def test_a_number_over_ten_bytes_is_refused() -> None:
     with pytest.raises(WireError) as caught:
         read_long(b"\xff" * 11, 0)
-    assert caught.value.reason == "malformed"
+    assert caught.value.reason == "varint_too_long"  # the decode guard's code
 
 
 # --- whole submissions --------------------------------------------------------
@@ -245,3 +252,39 @@ def test_only_optional_unions_get_a_hand_written_reader() -> None:
     assert leaf_reader(fastavro.parse_schema(["null", "int", "long"])) is None
     assert leaf_reader(fastavro.parse_schema(["null", "string", "boolean"])) is None
     assert leaf_reader(fastavro.parse_schema(["null", "long"])) is not None
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("salt over the field limit", "bytes_too_long"),
+        ("path not UTF-8", "invalid_utf8"),
+        ("envelope over the field limit", "bytes_too_long"),
+        ("length negative", "negative_length"),
+        ("number over ten bytes", "varint_too_long"),
+    ],
+)
+def test_a_refusal_reads_the_same_as_the_decode_guard_s(
+    catalog: SchemaCatalog, case: str, reason: str
+) -> None:
+    """Refusal codes are logged and replayed: one defect, one code, whichever reader met it."""
+    header = catalog.schema(SUBMISSION_SCHEMA).header
+    big = catalog.guard_limits.max_bytes_field + 1
+
+    def one(salt: bytes, path: bytes) -> bytes:
+        item = write_bytes(salt) + write_bytes(path) + write_bytes(b"\x02a")
+        return header + write_bytes(b"e") + write_long(1) + item + b"\x00"
+
+    data = {
+        "salt over the field limit": one(b"s" * big, b"title"),
+        "path not UTF-8": one(b"s" * 16, b"\xff\xfe"),
+        "envelope over the field limit": header + write_bytes(b"e" * big) + b"\x00",
+        "length negative": header + write_long(-3) + b"e",
+        "number over ten bytes": header + b"\xff" * 11 + b"\x00",
+    }[case]
+    with pytest.raises(DecodeError) as guarded:
+        catalog.decode_canonical(data, SUBMISSION_SCHEMA, stage="envelope")
+    with pytest.raises(DecodeError) as by_hand:
+        open_submission(catalog, data)
+
+    assert (guarded.value.reason, by_hand.value.reason) == (reason, reason)
