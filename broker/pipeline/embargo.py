@@ -112,9 +112,9 @@ class EmbargoReleaser:
         topics: TopicNames,
         policy: PolicySource,
         clock: Clock,
+        audit: AuditWriter,
+        archiver: BundleArchiver,
         retry_after_s: float = 5.0,
-        audit: AuditWriter | None = None,
-        archiver: BundleArchiver | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -219,9 +219,8 @@ class EmbargoReleaser:
             return
         policy = self._policy.current()
         outputs: list[OutboundRecord] = []
-        archives = []
-        if self._archiver is not None:  # a reload seen here first: archive it first
-            archives = self._archiver.records(policy.bundle.content_hash, policy.archive)
+        # A reload seen here first: archive it before anything decided under it.
+        archives = self._archiver.records(policy.bundle.content_hash, policy.archive)
         done: list[_Pending] = []
         for item in due:
             held, decision_input = item.held, item.decision_input
@@ -272,16 +271,15 @@ class EmbargoReleaser:
                 )
                 self.stats.refused += 1
                 log.warning("embargo_release_refused", delivery_id=held["delivery_id"], why=why)
-            if self._audit is not None:
-                event = release_event(
-                    held,
-                    decision_input,
-                    item.statement_sha256,
-                    now,
-                    policy_bundle_hash=decision.bundle_hash or None,
-                    refusal_reasons=refusal_reasons,
-                )
-                outputs.append(self._audit.record(self._topics.audit, event))
+            event = release_event(
+                held,
+                decision_input,
+                item.statement_sha256,
+                now,
+                policy_bundle_hash=decision.bundle_hash or None,
+                refusal_reasons=refusal_reasons,
+            )
+            outputs.append(self._audit.record(self._topics.audit, event))
             done.append(item)
         await self._send(_Release(archives, outputs, done))
 
@@ -296,8 +294,7 @@ class EmbargoReleaser:
             self._unacknowledged = release  # sent again as it is, even if its partition went
             return False
         self._unacknowledged = None
-        if self._archiver is not None:
-            self._archiver.acknowledged(release.archives)
+        self._archiver.acknowledged(release.archives)
         for item in release.done:
             pending = self._pending.get(item.partition)  # None: the partition went meanwhile
             if pending is not None:

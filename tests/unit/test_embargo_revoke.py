@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from broker.audit.archive import archive_bundle
+from broker.audit.bundles import BundleArchiver
 from broker.audit.entries import AuditWriter
 from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
@@ -17,7 +19,6 @@ from broker.errors import TransportError
 from broker.pipeline.derive import effective_rules
 from broker.pipeline.embargo import EmbargoReleaser
 from broker.pipeline.fanout import HELD_SCHEMA, rules_digest
-from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
 from broker.topics import TopicNames
@@ -82,7 +83,7 @@ def _held(
 async def test_held_deliveries_of_revoked_partitions_are_forgotten_and_the_others_kept(
     catalog: SchemaCatalog, policies_dir: Path
 ) -> None:
-    bundle = load_bundle(policies_dir, catalog)
+    bundle, archive = archive_bundle(policies_dir, catalog)
     topics = TopicNames()
     consumer = SubmissionConsumer(
         UNUSED_BOOTSTRAP, group_id="g", pattern=topics.held, max_poll_records=1
@@ -93,8 +94,10 @@ async def test_held_deliveries_of_revoked_partitions_are_forgotten_and_the_other
         producer=producer,
         catalog=catalog,
         topics=topics,
-        policy=FixedPolicy(ActivePolicy(RegoDecisionPoint(bundle), bundle)),
+        policy=FixedPolicy(ActivePolicy(RegoDecisionPoint(bundle), bundle, archive)),
         clock=lambda: NOW,
+        audit=AuditWriter(catalog),
+        archiver=BundleArchiver(topics.bundles),
     )
     try:
         for partition, offset in [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1)]:
@@ -140,7 +143,7 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
     catalog: SchemaCatalog, policies_dir: Path, kafka_bootstrap: str
 ) -> None:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
-    bundle = load_bundle(policies_dir, catalog)
+    bundle, archive = archive_bundle(policies_dir, catalog)
     point = RegoDecisionPoint(bundle)
     decision_input = _NL_TO_BE
     held_under = point.decide(decision_input)  # the terms the delivery was held under
@@ -157,9 +160,10 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
         producer=producer,
         catalog=catalog,
         topics=topics,
-        policy=FixedPolicy(ActivePolicy(point, bundle)),
+        policy=FixedPolicy(ActivePolicy(point, bundle, archive)),
         clock=lambda: NOW + dt.timedelta(hours=2),  # every item is due
         audit=AuditWriter(catalog),
+        archiver=BundleArchiver(topics.bundles),
     )
     held = _held(
         catalog,
