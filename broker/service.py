@@ -54,6 +54,7 @@ from broker.trust.disclosure import ReportLayout
 from broker.trust.envelopes import Signer
 from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
+from broker.trust.signatures import SigningKey
 
 log = structlog.get_logger("ixb.service")
 
@@ -87,21 +88,27 @@ def load_catalog(settings: Settings) -> SchemaCatalog:
     return SchemaCatalog.load(max_message_bytes=settings.max_message_bytes)
 
 
-def signer_for(
-    settings: Settings, catalog: SchemaCatalog, *, role: KeyRole, nation: str | None
-) -> Signer:
+def newest_key(
+    settings: Settings, *, role: KeyRole, nation: str | None
+) -> tuple[SigningKey, PartnerRegistry]:
+    """This host's newest usable key for ``role``, and the registry it was chosen by."""
     keystore = Keystore(settings.keystore_dir)
     registry = RegistryFile(settings.registry_path).current()
     record = keystore.newest_usable(registry, role=role, nation=nation)
-    return Signer(record.key_id, keystore.private_key(record.key_id), catalog)
+    return keystore.private_key(record.key_id), registry
+
+
+def signer_for(
+    settings: Settings, catalog: SchemaCatalog, *, role: KeyRole, nation: str | None
+) -> Signer:
+    key, _ = newest_key(settings, role=role, nation=nation)
+    return Signer(key.key_id, key, catalog)
 
 
 def attester_for(settings: Settings, catalog: SchemaCatalog) -> BatchAttester:
     """The broker's batch attester, with its newest usable broker key."""
-    keystore = Keystore(settings.keystore_dir)
-    registry = RegistryFile(settings.registry_path).current()
-    record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
-    return BatchAttester(keystore.private_key(record.key_id), catalog)
+    key, _ = newest_key(settings, role=KeyRole.BROKER, nation=None)
+    return BatchAttester(key, catalog)
 
 
 def decision_point_for(settings: Settings, bundle: PolicyBundle) -> CachedDecisionPoint:
@@ -187,9 +194,7 @@ def checkpoint_publisher(
 ) -> CheckpointPublisher:
     """The task that signs decision-log checkpoints, with the newest usable broker key."""
     topics = TopicNames(settings.topic_namespace)
-    keystore = Keystore(settings.keystore_dir)
-    registry = RegistryFile(settings.registry_path).current()
-    record = keystore.newest_usable(registry, role=KeyRole.BROKER, nation=None)
+    key, registry = newest_key(settings, role=KeyRole.BROKER, nation=None)
     return CheckpointPublisher(
         read_log=lambda read_from: read_topic(
             bootstrap, topics.audit, idle_timeout_s=5.0, follow=True, start=read_from
@@ -200,7 +205,7 @@ def checkpoint_publisher(
         producer=producer,
         catalog=catalog,
         topics=topics,
-        signer=keystore.private_key(record.key_id),
+        signer=key,
         verify=checkpoint_verifier(registry),
         clock=utc_now,
         every_entries=settings.audit_checkpoint_every,
