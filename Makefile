@@ -21,10 +21,14 @@ install: $(STAMP) ## Create .venv and install ixb with its development tools
 demo: $(STAMP) ## Run the multi-nation scenario end to end on the embedded broker
 	$(BIN)/ixb demo
 
-lint: $(STAMP) ## ruff and mypy --strict
+lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute)
+	$(BIN)/pytest tests/unit -q
 
 test: $(STAMP) lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
 	$(BIN)/pytest
@@ -53,4 +57,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint test fuzz bench bench-audit resilience format clean
+.PHONY: help install demo lint check test fuzz bench bench-audit resilience format clean

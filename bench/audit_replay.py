@@ -26,19 +26,19 @@ from typing import Any
 
 from bench.reports import FAN_OUT, NATIONS, generate
 from bench.workspace import Workspace
-from broker.audit.checkpoints import log_id_of
-from broker.audit.entries import decode_entry
-from broker.audit.replay import LoggedEntry, ReplayReport
-from broker.cli_audit import replayer_for
-from broker.logs import configure as configure_logging
-from broker.pipeline.replay import Position
-from broker.report_codec import report_to_record
-from broker.service import build_stages, signer_for
-from broker.settings import Settings
-from broker.transport import InboundRecord
-from broker.trust.disclosure import ReportLayout
+from broker.app.assembly import build_stages, signer_for
+from broker.app.logs import configure as configure_logging
+from broker.app.settings import Settings
+from broker.auditlog.checkpoints import log_id_of
+from broker.auditlog.entries import decode_entry
+from broker.auditor.replay import LoggedEntry, ReplayReport
+from broker.cli.audit import replayer_for
+from broker.enforcer.stages.replay_guard import Position
 from broker.trust.keys import KeyRole, RegistryFile
-from broker.trust.submission import seal_submission
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.submission import seal_submission
+from broker.wire.records import InboundRecord
+from broker.wire.report import report_to_record
 
 BATCH = 500
 SECOND_BUNDLE = '  smuggling:\n    - {field: "vehicles[].registration", action: redact}\n'

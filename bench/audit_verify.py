@@ -15,11 +15,11 @@ import time
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.audit.checkpoints import Checkpoint, Checkpointer, encode_checkpoint, log_id_of
-from broker.audit.entries import AuditEvent, AuditWriter, Outcome, SubmissionRef
-from broker.audit.verify import verify_log
-from broker.codec import SchemaCatalog
+from broker.auditlog.checkpoints import Checkpoint, Checkpointer, encode_checkpoint, log_id_of
+from broker.auditlog.entries import AuditEvent, AuditWriter, Outcome, SubmissionRef
+from broker.auditor.verify import verify_log
 from broker.errors import VerificationError
+from broker.wire.codec import SchemaCatalog
 
 WRITERS = 4
 CHECKPOINT_EVERY = 1000

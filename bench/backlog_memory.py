@@ -7,11 +7,11 @@ and its resident set (``VmRSS`` in ``/proc/<pid>/status``) is sampled every
 
 The claim: the consumer holds one batch (``IXB_BATCH_MAX_RECORDS``) and a
 fetch buffer bounded by partitions times the fetch response size
-(broker/transport.py), so beyond a few MiB per partition what waits in Kafka
+(broker/kafka/consumer.py), so beyond a few MiB per partition what waits in Kafka
 never comes into memory. What does grow with the number of
 reports *accepted* is the replay guard: one entry per report id inside the
 freshness window (``IXB_MAX_REPORT_AGE_S``, 1 h by default), by design
-(broker/pipeline/replay.py). Its cost per id is measured here too, in this
+(broker/enforcer/stages/replay_guard.py). Its cost per id is measured here too, in this
 process with tracemalloc, so the two can be told apart.
 """
 
@@ -34,9 +34,9 @@ from bench.enforcers import Enforcer, start_group
 from bench.kafka import GroupProbe, RunFailed
 from bench.reports import NATIONS, generate
 from bench.workspace import Sealed, Workspace
-from broker.kafka_embedded import EmbeddedKafka
-from broker.pipeline.replay import ReplayGuard
-from broker.settings import Settings
+from broker.app.settings import Settings
+from broker.enforcer.stages.replay_guard import ReplayGuard
+from broker.kafka.embedded.tansu import EmbeddedKafka
 
 SAMPLE_S = 0.5
 MARKS = (25, 50, 75, 100)  # progress points reported, in percent

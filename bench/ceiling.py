@@ -1,7 +1,7 @@
 """The ceiling: ixb's own per-report work in a tight loop, without Kafka.
 
-The enforcer's :class:`~broker.pipeline.processor.BatchProcessor` is built
-as ``broker.service.run_enforcer`` builds it and called on each batch: the
+The enforcer's :class:`~broker.enforcer.processor.BatchProcessor` is built
+as ``broker.app.assembly.run_enforcer`` builds it and called on each batch: the
 batch context, intake (envelope, signature, disclosures, validation, replay
 guard), fan-out (cached decisions, selections, derived values, statements),
 the batch attestation, the intake ledger, the decision-log entries and the
@@ -21,10 +21,10 @@ import time
 from dataclasses import dataclass
 
 from bench.workspace import Sealed
+from broker.app.assembly import build_stages
+from broker.app.settings import Settings
 from broker.policy.cache import CachedDecisionPoint
-from broker.service import build_stages
-from broker.settings import Settings
-from broker.transport import InboundRecord
+from broker.wire.records import InboundRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class CeilingResult:
 
 
 class Stages:
-    """The enforcer's batch processing (``broker.service.build_stages``), fed by hand.
+    """The enforcer's batch processing (``broker.app.assembly.build_stages``), fed by hand.
 
     :class:`BatchProcessor` does no I/O, so everything the runner computes
     for a batch is included: intake, decisions, selections and derived

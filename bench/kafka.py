@@ -1,7 +1,7 @@
 """Raw aiokafka for the bench: the passthrough baseline and the probes that watch ixb.
 
 The passthrough is the yardstick for the pipeline, so it uses the client
-settings of ``broker/transport.py`` (group consumer without auto-commit,
+settings of ``broker/kafka/`` (group consumer without auto-commit,
 ``acks=all`` producer without idempotence, closed batches, the same fetch wait)
 and does everything the enforcer does except ixb's own work: consume a
 batch, produce each record to three topics, wait for every acknowledgement,
@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from broker.transport import OutboundRecord, OutputProducer, TopicAdmin
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.producer import OutputProducer
+from broker.wire.records import OutboundRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class RunFailed(RuntimeError):
 
 
 def _producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
-    # As broker.transport.OutputProducer, except the linger: ixb (the enforcer and
+    # As broker.kafka.producer.OutputProducer, except the linger: ixb (the enforcer and
     # the publisher) sends closed batches, which never linger; the paced producer
     # sends record by record, and a linger would add its wait to every latency.
     return AIOKafkaProducer(
@@ -77,7 +79,7 @@ async def passthrough(
 
     The clock starts after the first ``warm_up`` records, as for the enforcers.
     """
-    consumer = AIOKafkaConsumer(  # as broker.transport.SubmissionConsumer
+    consumer = AIOKafkaConsumer(  # as broker.kafka.consumer.SubmissionConsumer
         bootstrap_servers=bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
@@ -88,7 +90,7 @@ async def passthrough(
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 5),
     )
-    # Produced as the enforcer produces (broker.transport: one batch per partition).
+    # Produced as the enforcer produces (broker.kafka.producer: one batch per partition).
     admin = TopicAdmin(bootstrap)
     producer = OutputProducer(bootstrap, admin, client_id="ixb-bench-passthrough")
     consumer.subscribe(pattern=pattern)

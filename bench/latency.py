@@ -23,7 +23,7 @@ from bench.enforcers import Enforcer, start_group
 from bench.kafka import DeliveryWatcher, GroupProbe, PacedProducer, RunFailed
 from bench.reports import NATIONS
 from bench.workspace import Phase, Sealed
-from broker.pipeline.fanout import delivery_id
+from broker.enforcer.stages.fanout import delivery_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ import random
 import uuid
 from pathlib import Path
 
+from broker.cli.demo.scenario import AGENCIES, FAMILY, GIVEN, SECTORS, TITLES
 from broker.domain.report import (
     DocumentType,
     HandlingCode,
@@ -43,7 +44,6 @@ from broker.domain.report import (
     Vehicle,
     VehicleKind,
 )
-from broker.scenario import AGENCIES, FAMILY, GIVEN, SECTORS, TITLES
 
 NATIONS = ("NL", "DE", "BE", "FR")
 ORIGIN_WEIGHTS = (0.4, 0.3, 0.2, 0.1)  # in the order of NATIONS

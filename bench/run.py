@@ -36,10 +36,10 @@ from bench.kafka import RunFailed, passthrough
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
 from bench.results import environment, print_table, ratio, verdicts, write_json
 from bench.workspace import Phase, Sealed, Workspace
+from broker.app.logs import configure as configure_logging
+from broker.app.settings import Settings
 from broker.errors import IxbError
-from broker.kafka_embedded import EmbeddedKafka
-from broker.logs import configure as configure_logging
-from broker.settings import Settings
+from broker.kafka.embedded.tansu import EmbeddedKafka
 
 REPO = Path(__file__).resolve().parent.parent
 MAX_CEILING_REPORTS = 10_000
@@ -331,7 +331,7 @@ class Bench:
         for result in results:
             if not result.deliveries and result.unmatched:
                 self.notes.append(
-                    "latency: no delivery key matched broker.pipeline.fanout.delivery_id; "
+                    "latency: no delivery key matched broker.enforcer.stages.fanout.delivery_id; "
                     "bench/latency.py must follow the new key scheme"
                 )
             elif result.missing:

@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.reports import NATIONS, write_agreements
-from broker.codec import SchemaCatalog
+from broker.app.assembly import load_catalog, open_publisher, provision_keys
+from broker.app.settings import Settings
 from broker.domain.report import ThreatReport
-from broker.policy.bundle import POLICIES_DIR
-from broker.service import load_catalog, open_publisher, provision_keys
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import InboundRecord, OutboundRecord, OutputProducer, TopicAdmin
-from broker.trust.submission import signed_payload_sha256
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.producer import OutputProducer
+from broker.resources import POLICIES_DIR
+from broker.trust.sd.submission import signed_payload_sha256
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord, OutboundRecord
+from broker.wire.topics import TopicNames
 
 
 @dataclass(frozen=True, slots=True)

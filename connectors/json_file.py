@@ -15,9 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from broker.domain.report import ThreatReport
-from broker.errors import ConfigurationError
-from broker.report_codec import describe_validation_error
+from broker import ConfigurationError, ThreatReport, describe_validation_error
 
 
 def load_reports(path: Path, *, now: dt.datetime | None = None) -> list[ThreatReport]:

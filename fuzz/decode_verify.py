@@ -43,13 +43,13 @@ from typing import Any
 
 import fastavro
 
-from broker.avro_guard import AvroGuardError, check
-from broker.codec import HEADER_LEN, SchemaCatalog
 from broker.domain.report import ThreatReport
 from broker.errors import RejectedInput
-from broker.report_codec import REPORT_SCHEMA, decode_report, encode_report
 from broker.trust.envelopes import Signer, open_envelope
 from broker.trust.signatures import ED25519, SigningKey
+from broker.wire.codec import HEADER_LEN, SchemaCatalog
+from broker.wire.guard import AvroGuardError, check
+from broker.wire.report import REPORT_SCHEMA, decode_report, encode_report
 
 CATALOG = SchemaCatalog.load()
 REPORT = CATALOG.schema(REPORT_SCHEMA)

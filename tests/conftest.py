@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.codec import SchemaCatalog
-from broker.kafka_embedded import EmbeddedKafka
+from broker.kafka.embedded.tansu import EmbeddedKafka
+from broker.wire.codec import SchemaCatalog
 
 REPO = Path(__file__).resolve().parent.parent
 

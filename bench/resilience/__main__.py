@@ -14,8 +14,8 @@ from rich.table import Table
 
 from bench.resilience.harness import QUICK, Outcome, Preset, run_resilience
 from bench.resilience.oracle import EXAMPLES
-from broker import logs
-from broker.settings import Settings
+from broker.app import logs
+from broker.app.settings import Settings
 
 
 def preset_from(argv: list[str] | None) -> tuple[Preset, Path | None]:

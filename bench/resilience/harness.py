@@ -35,15 +35,16 @@ from bench.resilience.fleet import Fleet
 from bench.resilience.oracle import Verdict, expected, judge, observe
 from bench.resilience.workload import SealerFor, Workload, reports, workload
 from bench.workspace import Phase
-from broker.kafka_embedded import EmbeddedKafka
-from broker.publisher import Publisher
-from broker.scenario import NATIONS
-from broker.service import load_catalog, provision_keys, signer_for
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import OutputProducer, TopicAdmin
+from broker.app.assembly import load_catalog, provision_keys, signer_for
+from broker.app.settings import Settings
+from broker.cli.demo.scenario import NATIONS
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.embedded.tansu import EmbeddedKafka
+from broker.kafka.producer import OutputProducer
+from broker.parties.agency import Publisher
 from broker.trust.envelopes import Signer
 from broker.trust.keys import KeyRole, Keystore
+from broker.wire.topics import TopicNames
 
 Say = Callable[[str], None]
 BASE = "enforcer-"  # the slots started first and kept to the end; extras come and go

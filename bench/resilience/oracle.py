@@ -8,9 +8,9 @@ embargo; :func:`expected` refuses a run in which either could differ
 between the moment the oracle decides and the moment an enforcer does.
 
 What happened is read back only through the public readers: a recipient's
-verified feed (:func:`broker.client.read_feed`, without de-duplication so
+verified feed (:func:`broker.parties.recipient.read_feed`, without de-duplication so
 repeats can be counted) and the rejected topics (rendered by
-:func:`broker.render.rejection_json`).
+:func:`broker.cli.render.rejection_json`).
 """
 
 from __future__ import annotations
@@ -22,17 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.resilience.workload import Submission
-from broker.client import FeedProblem, read_feed
-from broker.codec import SchemaCatalog
+from broker.cli.render import rejection_json
 from broker.domain.decisions import DecisionInput, decision_inputs
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
-from broker.render import rejection_json
-from broker.topics import TopicNames
-from broker.transport import read_topic
 from broker.trust.keys import PartnerRegistry
+from broker.wire.codec import SchemaCatalog
+from broker.wire.topics import TopicNames
 
 Pair = tuple[str, str]  # (report id, recipient)
 RUN_WINDOW = dt.timedelta(hours=6)  # no agreement may start or end this close to the run

@@ -1,6 +1,6 @@
 """What the resilience run publishes: varied valid reports and submissions that must be refused.
 
-Valid reports come from the seven-nation scenario (broker/scenario.py) with
+Valid reports come from the seven-nation scenario (broker/cli/demo/scenario.py) with
 the fields the policy decides on (type, marking, handling code) varied, so
 the agreements allow some (report, recipient) pairs and refuse others for
 many different reasons. Every observation lies more than the longest
@@ -11,7 +11,7 @@ Four kinds of submission must be refused at intake, each with its reason
 code: a signature altered in transit, a report sent on another nation's
 topic, a report signed by one agency claiming another's origin, and a
 report signed by a key the registry does not know. All are made through
-the public :class:`~broker.publisher.Publisher`, so they keep working when
+the public :class:`~broker.parties.agency.Publisher`, so they keep working when
 the wire format changes.
 """
 
@@ -25,14 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from broker.codec import SchemaCatalog
+from broker.cli.demo.scenario import NATIONS, TYPES_BY_REGION, build
 from broker.domain.report import HandlingCode, Marking, ReportType, ThreatReport
-from broker.publisher import Publisher
-from broker.scenario import NATIONS, TYPES_BY_REGION, build
-from broker.topics import TopicNames
-from broker.transport import OutboundRecord
+from broker.parties.agency import Publisher
 from broker.trust.envelopes import ENVELOPE_SCHEMA
-from broker.trust.submission import SUBMISSION_SCHEMA
+from broker.trust.sd.submission import SUBMISSION_SCHEMA
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import OutboundRecord
+from broker.wire.topics import TopicNames
 
 # Longer than any embargo in policies/agreements/ (6 h); the oracle checks it.
 OBSERVED_AT_LEAST = dt.timedelta(hours=7)

@@ -20,13 +20,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from broker.codec import SchemaCatalog
 from broker.domain.agreements import Agreement
 from broker.domain.fields import FieldPathError, check_rule
 from broker.errors import ConfigurationError
-from broker.report_codec import REPORT_SCHEMA
-
-POLICIES_DIR = Path(__file__).resolve().parent.parent.parent / "policies"
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import REPORT_SCHEMA
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ refused: the enforcer keeps deciding with the last good one and says so in
 its log, until the files change again. A new bundle brings a new decision
 point and therefore a new, empty decision cache.
 
-Every bundle is also archived as it is loaded (broker/audit/archive.py): the
+Every bundle is also archived as it is loaded (broker/policy/archive.py): the
 archive holds the very files the bundle was loaded from, checked to give the
 same content hash, so the enforcer can write it to ``ixb.bundles`` before
 anything is decided under it. If the files change between the two reads the
@@ -27,11 +27,11 @@ from typing import Protocol
 
 import structlog
 
-from broker.audit.archive import archive_bundle
-from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
 from broker.policy import PolicyDecisionPoint
+from broker.policy.archive import archive_bundle
 from broker.policy.bundle import PolicyBundle, agreement_files, load_bundle
+from broker.wire.codec import SchemaCatalog
 
 log = structlog.get_logger("ixb.policy")
 

@@ -22,11 +22,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from broker.audit.merkle import MerkleLog, leaf_hash, root_from_inclusion
-from broker.codec import SchemaCatalog
 from broker.errors import VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.merkle import MerkleLog, leaf_hash, root_from_inclusion
 from broker.trust.signatures import SigningKey, verify_signature
+from broker.wire.codec import SchemaCatalog
 
 ATTESTED_SCHEMA = "ixb.v1.AttestedEnvelope"
 _CONTEXT = b"ixb-batch-v1\x00"

@@ -27,10 +27,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from broker.codec import SchemaCatalog
 from broker.errors import VerificationError
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import ED25519, HYBRID, SigningKey, verify_signature
+from broker.wire.codec import SchemaCatalog
 
 ENVELOPE_SCHEMA = "ixb.v1.SignedEnvelope"
 _CONTEXT = b"ixb-envelope-v1\x00"

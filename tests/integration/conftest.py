@@ -13,17 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import FeedProblem, VerifiedDelivery, read_feed
-from broker.codec import SchemaCatalog
+from broker.app.assembly import provision_keys, run_enforcer
+from broker.app.settings import Settings
 from broker.domain.report import ThreatReport
-from broker.pipeline.processor import EnforcerStats
-from broker.pipeline.rejections import REJECTION_SCHEMA
-from broker.report_codec import report_to_record
-from broker.service import provision_keys, run_enforcer
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import OutboundRecord, OutputProducer, TopicAdmin, read_topic
+from broker.enforcer.processor import EnforcerStats
+from broker.enforcer.stages.rejections import REJECTION_SCHEMA
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.producer import OutputProducer
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 from broker.trust.keys import RegistryFile
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import OutboundRecord
+from broker.wire.report import report_to_record
+from broker.wire.topics import TopicNames
 from tests.support.submissions import seal_record
 
 pytestmark = pytest.mark.integration

@@ -6,11 +6,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from broker.client import FeedProblem, VerifiedDelivery
-from broker.service import provision_keys
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import TopicAdmin
+from broker.app.assembly import provision_keys
+from broker.app.settings import Settings
+from broker.kafka.admin import TopicAdmin
+from broker.parties.recipient import FeedProblem, VerifiedDelivery
+from broker.wire.topics import TopicNames
 from tests.integration.conftest import Exchange, make_settings
 
 AGREEMENT = """

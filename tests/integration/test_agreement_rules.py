@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import VerifiedDelivery
+from broker.app.settings import Settings
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import VerifiedDelivery
 from broker.policy.source import request_reload
-from broker.settings import Settings
-from broker.transport import read_topic
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import (

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.checkpoints import encode_checkpoint, sign_checkpoint
-from broker.audit.entries import Outcome, decode_entry
-from broker.cli_audit import sign_checkpoints, verify_audit
+from broker.auditlog.checkpoints import encode_checkpoint, sign_checkpoint
+from broker.auditlog.entries import Outcome, decode_entry
+from broker.cli.audit import sign_checkpoints, verify_audit
 from broker.errors import VerificationError
-from broker.transport import OutboundRecord
 from broker.trust.keys import Keystore
+from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
 from tests.support.audit import edited

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker.audit.archive import decode_archive
-from broker.audit.replay import ReplayFilter
-from broker.cli import app
-from broker.cli_audit import replay_audit
-from broker.codec import SchemaCatalog
+from broker.app.settings import Settings
+from broker.auditor.replay import ReplayFilter
+from broker.cli.audit import replay_audit
+from broker.cli.main import app
+from broker.kafka.reader import read_topic
+from broker.policy.archive import decode_archive
 from broker.policy.bundle import load_bundle
 from broker.policy.source import request_reload
-from broker.settings import Settings
-from broker.transport import OutboundRecord, read_topic
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import RULES, rules_settings, write_agreement

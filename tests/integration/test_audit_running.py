@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from broker.audit.checkpoints import Checkpoint, checkpoint_verifier, decode_checkpoint
-from broker.audit.entries import AuditEntry, Outcome, decode_entry
-from broker.audit.receipts import receipt_from_json, receipt_to_json, verify_receipt
-from broker.cli_audit import audit_app, issue_receipt, verify_audit
-from broker.codec import SchemaCatalog
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import TopicAdmin, read_topic
+from broker.app.settings import Settings
+from broker.auditlog.checkpoints import Checkpoint, checkpoint_verifier, decode_checkpoint
+from broker.auditlog.entries import AuditEntry, Outcome, decode_entry
+from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_receipt
+from broker.cli.audit import audit_app, issue_receipt, verify_audit
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.reader import read_topic
 from broker.trust.keys import RegistryFile
+from broker.wire.codec import SchemaCatalog
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import (

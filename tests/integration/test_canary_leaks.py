@@ -47,18 +47,20 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from broker.audit.export import write_jsonl
-from broker.cli_audit import sign_checkpoints, verify_audit
-from broker.client import FeedProblem, VerifiedDelivery
-from broker.codec import SchemaCatalog
+from broker.app.assembly import provision_keys
+from broker.app.settings import Settings
+from broker.auditor.export import write_jsonl
+from broker.cli.audit import sign_checkpoints, verify_audit
 from broker.domain.report import COUNTRY_CODE_FIELDS
-from broker.pipeline.fanout import HELD_SCHEMA
-from broker.pipeline.rejections import REJECTION_SCHEMA
-from broker.report_codec import REPORT_SCHEMA, record_to_report, report_to_record
-from broker.service import provision_keys
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import InboundRecord, OutboundRecord, TopicAdmin, read_topic
+from broker.enforcer.stages.fanout import HELD_SCHEMA
+from broker.enforcer.stages.rejections import REJECTION_SCHEMA
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import FeedProblem, VerifiedDelivery
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord, OutboundRecord
+from broker.wire.report import REPORT_SCHEMA, record_to_report, report_to_record
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.integration.conftest import Exchange, enforcer, make_settings
 from tests.support.canaries import Canaries, abstract, string_paths

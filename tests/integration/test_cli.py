@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from broker.topics import TopicNames
+from broker.wire.topics import TopicNames
 from connectors.json_file import dump_report
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.kafka_embedded import EmbeddedKafka
-from broker.transport import wait_until_ready
+from broker.kafka.admin import wait_until_ready
+from broker.kafka.embedded.tansu import EmbeddedKafka
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ IXB = Path(sys.executable).parent / "ixb"
 
 CHILD = """
 import time
-from broker.kafka_embedded import EmbeddedKafka
+from broker.kafka.embedded.tansu import EmbeddedKafka
 
 kafka = EmbeddedKafka().start()
 assert kafka.tansu_pid is not None

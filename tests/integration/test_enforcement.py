@@ -7,12 +7,13 @@ import uuid
 
 import pytest
 
-from broker.client import FeedProblem, VerifiedDelivery, verify_delivery
-from broker.codec import MAGIC
 from broker.errors import RejectedInput
-from broker.transport import OutboundRecord, read_topic
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import FeedProblem, VerifiedDelivery, verify_delivery
 from broker.trust.keys import RegistryFile
-from broker.trust.submission import SUBMISSION_SCHEMA
+from broker.trust.sd.submission import SUBMISSION_SCHEMA
+from broker.wire.codec import MAGIC
+from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
 from tests.support.submissions import tamper_disclosure, tamper_signed_payload
@@ -137,7 +138,7 @@ async def test_a_submission_on_another_nations_topic_is_refused(exchange: Exchan
 async def test_an_unknown_schema_fingerprint_is_refused_even_when_correctly_signed(
     exchange: Exchange,
 ) -> None:
-    from broker.service import signer_for
+    from broker.app.assembly import signer_for
     from broker.trust.keys import KeyRole
 
     signer = signer_for(exchange.settings, exchange.catalog, role=KeyRole.AGENCY, nation="NL")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.kafka_embedded import EmbeddedKafka, free_loopback_port
-from broker.settings import Settings
+from broker.app.settings import Settings
+from broker.kafka.embedded.tansu import EmbeddedKafka, free_loopback_port
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings

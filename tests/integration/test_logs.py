@@ -10,10 +10,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from broker.client import VerifiedDelivery
 from broker.domain.report import ThreatReport
-from broker.report_codec import report_to_record
-from broker.transport import OutboundRecord
+from broker.parties.recipient import VerifiedDelivery
+from broker.wire.records import OutboundRecord
+from broker.wire.report import report_to_record
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
 from tests.support.submissions import seal_record, tamper_signed_payload

@@ -17,21 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from broker.codec import SchemaCatalog
+from broker.app.assembly import build_stages, provision_keys
+from broker.app.settings import Settings
+from broker.enforcer.processor import Processed
+from broker.enforcer.runtime.runner import Enforcer
 from broker.errors import TransportError
-from broker.pipeline.processor import Processed
-from broker.pipeline.runner import Enforcer
-from broker.report_codec import report_to_record
-from broker.service import build_stages, provision_keys
-from broker.settings import Settings
-from broker.transport import (
-    InboundRecord,
-    OutboundRecord,
-    OutputProducer,
-    Partition,
-    SubmissionConsumer,
-    TopicAdmin,
-)
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.consumer import SubmissionConsumer
+from broker.kafka.producer import OutputProducer
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord, OutboundRecord, Partition
+from broker.wire.report import report_to_record
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT, make_settings
 from tests.support.submissions import seal_record

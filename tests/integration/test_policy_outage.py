@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.settings import Settings
+from broker.app.settings import Settings
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings, verified

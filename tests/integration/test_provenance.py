@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import FieldProvenance
-from broker.settings import Settings
-from broker.transport import read_topic
+from broker.app.settings import Settings
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import FieldProvenance
 from broker.trust.keys import KeyRole, Keystore, RegistryFile
 from tests.factories import make_report
 from tests.integration.conftest import enforcer

@@ -11,7 +11,7 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from broker.transport import read_topic
+from broker.kafka.reader import read_topic
 
 pytestmark = pytest.mark.integration
 

@@ -17,17 +17,11 @@ from dataclasses import dataclass
 import pytest
 
 from broker.errors import TransportError
-from broker.topics import TopicNames
-from broker.transport import (
-    InboundRecord,
-    OutboundRecord,
-    OutputProducer,
-    Partition,
-    RevokeHook,
-    SubmissionConsumer,
-    TopicAdmin,
-    offsets_after,
-)
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.consumer import RevokeHook, SubmissionConsumer
+from broker.kafka.producer import OutputProducer
+from broker.wire.records import InboundRecord, OutboundRecord, Partition, offsets_after
+from broker.wire.topics import TopicNames
 
 pytestmark = pytest.mark.integration
 

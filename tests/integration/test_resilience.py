@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.resilience import QUICK, run_resilience
-from broker.settings import Settings
+from broker.app.settings import Settings
 
 pytestmark = pytest.mark.integration
 

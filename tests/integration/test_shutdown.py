@@ -24,13 +24,14 @@ from typing import IO
 import pytest
 
 from bench.kafka import GroupProbe
-from broker.client import VerifiedDelivery, read_feed
-from broker.codec import SchemaCatalog
-from broker.service import open_publisher, provision_keys
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import TopicAdmin, read_topic
+from broker.app.assembly import open_publisher, provision_keys
+from broker.app.settings import Settings
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import VerifiedDelivery, read_feed
 from broker.trust.keys import RegistryFile
+from broker.wire.codec import SchemaCatalog
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from structlog.testing import capture_logs
 
-from broker.service import provision_keys
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import TopicAdmin
+from broker.app.assembly import provision_keys
+from broker.app.settings import Settings
+from broker.kafka.admin import TopicAdmin
+from broker.wire.topics import TopicNames
 from tests.integration.conftest import NL_BE_AGREEMENT, enforcer, make_settings
 
 pytestmark = pytest.mark.integration

@@ -16,16 +16,22 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from broker.audit.checkpoints import (
+from broker.auditlog.checkpoints import (
     Checkpoint,
     Checkpointer,
     VerifySignature,
     encode_checkpoint,
     log_id_of,
 )
-from broker.audit.entries import AUDIT_ENTRY_SCHEMA, AuditEvent, AuditWriter, Outcome, SubmissionRef
-from broker.codec import SchemaCatalog
+from broker.auditlog.entries import (
+    AUDIT_ENTRY_SCHEMA,
+    AuditEvent,
+    AuditWriter,
+    Outcome,
+    SubmissionRef,
+)
 from broker.errors import VerificationError
+from broker.wire.codec import SchemaCatalog
 
 LOG_ID = log_id_of("ixb.audit", 0)
 START = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -1,7 +1,7 @@
 """A recorded enforcer run without Kafka, for replay tests.
 
-The enforcer's own :class:`~broker.pipeline.processor.BatchProcessor`
-(built from ``broker.service.build_stages``, with its audit writer and
+The enforcer's own :class:`~broker.enforcer.processor.BatchProcessor`
+(built from ``broker.app.assembly.build_stages``, with its audit writer and
 bundle archiver) processes submissions sealed with real agency keys; it
 does no I/O, so the outputs are taken as they would be sent: bundle
 archives, audit entries in the order written (one log), and the
@@ -14,19 +14,19 @@ import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
-from broker.audit.checkpoints import log_id_of
-from broker.audit.entries import decode_entry
-from broker.audit.replay import LoggedEntry, Replayer
-from broker.cli_audit import replayer_for
-from broker.codec import SchemaCatalog
+from broker.app.assembly import build_stages
+from broker.app.settings import Settings
+from broker.auditlog.checkpoints import log_id_of
+from broker.auditlog.entries import decode_entry
+from broker.auditor.replay import LoggedEntry, Replayer
+from broker.cli.audit import replayer_for
 from broker.domain.report import ThreatReport
-from broker.pipeline.processor import Processed
-from broker.pipeline.replay import Position
-from broker.report_codec import report_to_record
-from broker.service import build_stages
-from broker.settings import Settings
-from broker.transport import InboundRecord
+from broker.enforcer.processor import Processed
+from broker.enforcer.stages.replay_guard import Position
 from broker.trust.keys import RegistryFile
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord
+from broker.wire.report import report_to_record
 from tests.support.submissions import seal_record
 
 UNUSED_BOOTSTRAP = "127.0.0.1:1"  # nothing here connects to Kafka

@@ -6,13 +6,13 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from broker.codec import SchemaCatalog
-from broker.service import signer_for
-from broker.settings import Settings
-from broker.trust.disclosure import ReportLayout
+from broker.app.assembly import signer_for
+from broker.app.settings import Settings
 from broker.trust.envelopes import ENVELOPE_SCHEMA
 from broker.trust.keys import KeyRole
-from broker.trust.submission import SUBMISSION_SCHEMA, seal_submission
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.submission import SUBMISSION_SCHEMA, seal_submission
+from broker.wire.codec import SchemaCatalog
 
 
 @functools.cache

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.codec import SchemaCatalog
 from broker.domain.agreements import Agreement, Direction, FieldAction, FieldRule
 from broker.domain.report import Marking, ReportType
 from broker.errors import ConfigurationError
 from broker.policy.bundle import load_bundle, parse_agreement_file
+from broker.wire.codec import SchemaCatalog
 
 SHARING_REGO = Path(__file__).resolve().parents[2] / "policies" / "ixb" / "sharing.rego"
 

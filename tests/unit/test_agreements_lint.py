@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker.cli import app
-from broker.policy.bundle import POLICIES_DIR
+from broker.cli.main import app
+from broker.resources import POLICIES_DIR
 
 runner = CliRunner()
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.archive import (
+from broker.errors import ConfigurationError, DecodeError, VerificationError
+from broker.policy.archive import (
     ARCHIVE_SCHEMA,
     CHUNK_BYTES,
     BundleArchive,
@@ -18,9 +19,9 @@ from broker.audit.archive import (
     encode_archive,
     load_archived_bundle,
 )
-from broker.codec import SchemaCatalog
-from broker.errors import ConfigurationError, DecodeError, VerificationError
-from broker.policy.bundle import POLICIES_DIR, load_bundle
+from broker.policy.bundle import load_bundle
+from broker.resources import POLICIES_DIR
+from broker.wire.codec import SchemaCatalog
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from broker.audit.checkpoints import (
+from broker.auditlog.checkpoints import (
     Checkpoint,
     Checkpointer,
     check_consistency,
@@ -19,13 +19,13 @@ from broker.audit.checkpoints import (
     log_id_of,
     sign_checkpoint,
 )
-from broker.audit.entries import AuditWriter
-from broker.audit.merkle import MerkleLog, leaf_hash
-from broker.codec import SchemaCatalog
+from broker.auditlog.entries import AuditWriter
 from broker.errors import DecodeError, RejectedInput, VerificationError
 from broker.trust.keys import KeyRole
+from broker.trust.merkle import MerkleLog, leaf_hash
 from broker.trust.records import KeyRecord, PartnerRegistry
 from broker.trust.signatures import SigningKey
+from broker.wire.codec import SchemaCatalog
 from tests.support.audit import (
     LOG_ID,
     START,

@@ -8,26 +8,31 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.entries import (
+from broker.app.assembly import build_stages, provision_keys, signer_for
+from broker.app.settings import Settings
+from broker.auditlog.entries import (
     ZERO_HASH,
     AuditWriter,
     Outcome,
     SubmissionRef,
     decode_entry,
 )
-from broker.audit.events import decision_events, refusal_event, release_event, submission_ref
-from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
+from broker.enforcer.stages.audit_events import (
+    decision_events,
+    refusal_event,
+    release_event,
+    submission_ref,
+)
+from broker.enforcer.stages.context import batch_context
 from broker.errors import DecodeError, RejectedInput
-from broker.pipeline.context import batch_context
-from broker.report_codec import report_to_record
-from broker.service import build_stages, provision_keys, signer_for
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import InboundRecord
-from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole
-from broker.trust.submission import seal_submission
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.submission import seal_submission
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord
+from broker.wire.report import report_to_record
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.support.audit import START, event
 

@@ -7,12 +7,12 @@ import io
 import json
 from html.parser import HTMLParser
 
-from broker.audit.entries import AuditEvent, AuditWriter, Outcome, SubmissionRef
-from broker.audit.export import render_html, write_jsonl
-from broker.audit.merkle import leaf_hash
-from broker.audit.summary import FlowSummary
-from broker.audit.verify import verify_log
-from broker.codec import SchemaCatalog
+from broker.auditlog.entries import AuditEvent, AuditWriter, Outcome, SubmissionRef
+from broker.auditor.export import render_html, write_jsonl
+from broker.auditor.summary import FlowSummary
+from broker.auditor.verify import verify_log
+from broker.trust.merkle import leaf_hash
+from broker.wire.codec import SchemaCatalog
 from tests.support.audit import (
     LOG_ID,
     NATIONS,

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from broker.audit.checkpoints import Checkpoint, sign_checkpoint
-from broker.audit.entries import AuditWriter, Outcome
-from broker.audit.receipts import (
+from broker.auditlog.checkpoints import Checkpoint, sign_checkpoint
+from broker.auditlog.entries import AuditWriter, Outcome
+from broker.auditlog.receipts import (
     Receipt,
     receipt,
     receipt_for_delivery,
@@ -19,8 +19,8 @@ from broker.audit.receipts import (
     receipt_to_json,
     verify_receipt,
 )
-from broker.codec import SchemaCatalog
 from broker.errors import DecodeError, RejectedInput, VerificationError
+from broker.wire.codec import SchemaCatalog
 from tests.support.audit import (
     LOG_ID,
     START,

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.archive import decode_archive, load_archived_bundle
-from broker.audit.bundles import BundleArchiver
-from broker.audit.entries import Outcome
-from broker.audit.replay import ACCEPTED, ReplayFilter
-from broker.codec import SchemaCatalog
+from broker.app.assembly import provision_keys
+from broker.app.settings import Settings
+from broker.auditlog.bundles import BundleArchiver
+from broker.auditlog.entries import Outcome
+from broker.auditor.replay import ACCEPTED, ReplayFilter
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
-from broker.service import provision_keys
-from broker.settings import Settings
+from broker.policy.archive import decode_archive, load_archived_bundle
+from broker.wire.codec import SchemaCatalog
 from tests.factories import make_report
 from tests.support.replay import STRICTER, UNUSED_BOOTSTRAP, Recorder, write_agreement
 from tests.support.submissions import tamper_signed_payload

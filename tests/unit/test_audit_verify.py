@@ -10,12 +10,12 @@ import datetime as dt
 
 import pytest
 
-from broker.audit.chains import _MAX_SEQ_JUMP, ChainReader
-from broker.audit.checkpoints import Checkpoint, encode_checkpoint, log_id_of, sign_checkpoint
-from broker.audit.entries import AuditWriter
-from broker.audit.merkle import MerkleLog, leaf_hash
-from broker.audit.verify import VerificationReport, verify_log
-from broker.codec import SchemaCatalog
+from broker.auditlog.chains import _MAX_SEQ_JUMP, ChainReader
+from broker.auditlog.checkpoints import Checkpoint, encode_checkpoint, log_id_of, sign_checkpoint
+from broker.auditlog.entries import AuditWriter
+from broker.auditor.verify import VerificationReport, verify_log
+from broker.trust.merkle import MerkleLog, leaf_hash
+from broker.wire.codec import SchemaCatalog
 from tests.support.audit import (
     LOG_ID,
     START,

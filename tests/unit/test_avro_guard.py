@@ -18,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from broker.avro_guard import (
+from broker.errors import ConfigurationError
+from broker.wire.codec import HEADER_LEN, SchemaCatalog
+from broker.wire.guard import (
     MAX_DEPTH_CEILING,
     REASONS,
     AvroGuard,
@@ -26,9 +28,7 @@ from broker.avro_guard import (
     Limits,
     check,
 )
-from broker.codec import HEADER_LEN, SchemaCatalog
-from broker.errors import ConfigurationError
-from broker.report_codec import REPORT_SCHEMA, encode_report, record_to_report
+from broker.wire.report import REPORT_SCHEMA, encode_report, record_to_report
 from tests.factories import make_report
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

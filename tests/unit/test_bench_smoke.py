@@ -14,14 +14,14 @@ from bench import ceiling
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
 from bench.results import TARGETS, verdicts, write_json
 from bench.workspace import Sealed, Workspace
-from broker.codec import SchemaCatalog
+from broker.app.assembly import signer_for
+from broker.app.settings import Settings
 from broker.domain.report import SubjectRole, ThreatReport
-from broker.report_codec import encode_report, report_to_record
-from broker.service import signer_for
-from broker.settings import Settings
-from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole
-from broker.trust.submission import seal_submission, signed_payload_sha256
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.submission import seal_submission, signed_payload_sha256
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import encode_report, report_to_record
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -14,12 +14,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from broker.codec import SchemaCatalog
+from broker.enforcer.runtime import checkpoint_publisher
+from broker.enforcer.runtime.checkpoint_publisher import CheckpointPublisher, LogReader, TopicReader
 from broker.errors import TransportError
-from broker.pipeline import checkpointing
-from broker.pipeline.checkpointing import CheckpointPublisher, LogReader, TopicReader
-from broker.topics import TopicNames
-from broker.transport import InboundRecord, OutputProducer, TopicAdmin
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.producer import OutputProducer
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord
+from broker.wire.topics import TopicNames
 from tests.support.audit import LOG_ID, Ed25519CheckpointSigner, SteppingClock, build_log, verifier
 
 pytestmark = pytest.mark.integration
@@ -33,7 +35,7 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
     in_log: int,
     named_short: bool,
 ) -> None:
-    monkeypatch.setattr(checkpointing, "_CAUGHT_UP_S", 0.3)
+    monkeypatch.setattr(checkpoint_publisher, "_CAUGHT_UP_S", 0.3)
     signer = Ed25519CheckpointSigner()
     built = build_log(catalog, signer, 12, writers=2, every=5)
     assert [c.tree_size for c in built.checkpoints] == [5, 10]  # signed before this start

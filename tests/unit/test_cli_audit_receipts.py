@@ -15,14 +15,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
-from broker.audit.checkpoints import Checkpointer
-from broker.audit.entries import AuditWriter
-from broker.audit.receipts import receipt, receipt_to_json
-from broker.cli_audit import audit_app
-from broker.codec import SchemaCatalog
-from broker.service import provision_keys
-from broker.settings import Settings
+from broker.app.assembly import provision_keys
+from broker.app.settings import Settings
+from broker.auditlog.checkpoints import Checkpointer
+from broker.auditlog.entries import AuditWriter
+from broker.auditlog.receipts import receipt, receipt_to_json
+from broker.cli.audit import audit_app
 from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.wire.codec import SchemaCatalog
 from tests.support.audit import LOG_ID, SteppingClock, event
 
 runner = CliRunner()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker.cli import app
+from broker.cli.main import app
 from connectors.json_file import dump_report
 from tests.factories import make_report
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from broker.cli_keys import keys_app
+from broker.cli.keys import keys_app
 from broker.trust.governance import TrustedGovernance, parse_document
 from broker.trust.keys import RegistryFile
 

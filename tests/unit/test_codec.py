@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.codec import HEADER_LEN, MAGIC, SchemaCatalog
 from broker.domain.report import (
     DocumentType,
     HandlingCode,
@@ -28,7 +27,8 @@ from broker.domain.report import (
     VehicleKind,
 )
 from broker.errors import DecodeError, RejectedInput
-from broker.report_codec import (
+from broker.wire.codec import HEADER_LEN, MAGIC, SchemaCatalog
+from broker.wire.report import (
     REPORT_SCHEMA,
     decode_report,
     encode_report,

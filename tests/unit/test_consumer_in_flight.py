@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from broker.errors import TransportError
-from broker.transport import SubmissionConsumer
+from broker.kafka.consumer import SubmissionConsumer
 
 TOPIC = "ixb.submit.NL"
 

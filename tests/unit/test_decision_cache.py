@@ -6,13 +6,14 @@ import itertools
 
 import pytest
 
-from broker.codec import SchemaCatalog
 from broker.domain.decisions import Decision, DecisionInput
 from broker.domain.report import HandlingCode, Marking, ReportType
 from broker.errors import PolicyUndecided
-from broker.policy.bundle import POLICIES_DIR, PolicyBundle, load_bundle
+from broker.policy.bundle import PolicyBundle, load_bundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
+from broker.resources import POLICIES_DIR
+from broker.wire.codec import SchemaCatalog
 
 NATIONS = ["NL", "BE", "DE", "US", "CA"]
 

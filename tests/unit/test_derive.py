@@ -11,14 +11,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.codec import SchemaCatalog
 from broker.domain.agreements import FieldAction, FieldRule
 from broker.domain.fields import FieldPath
 from broker.domain.report import ThreatReport
-from broker.pipeline.derive import Deriver, RuleSet, effective_rules
-from broker.policy.bundle import POLICIES_DIR, load_bundle
-from broker.report_codec import REPORT_SCHEMA, encode_report, record_to_report
+from broker.enforcer.stages.derive import Deriver, RuleSet, effective_rules
+from broker.policy.bundle import load_bundle
+from broker.resources import POLICIES_DIR
 from broker.trust.pseudonyms import PREFIX, Pseudonymiser, PseudonymSecrets
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import REPORT_SCHEMA, encode_report, record_to_report
 from tests.factories import make_report
 
 SECRET = bytes(range(32))

@@ -12,11 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.codec import SchemaCatalog
 from broker.domain.fields import FieldPath, FieldPathError, withhold
 from broker.errors import ConfigurationError
-from broker.report_codec import REPORT_SCHEMA, encode_report, record_to_report
-from broker.trust.disclosure import (
+from broker.trust.sd.disclosure import (
     DISCLOSURE_SCHEMA,
     HEADER_FIELDS,
     SD_REPORT_SCHEMA,
@@ -29,6 +27,8 @@ from broker.trust.disclosure import (
     select,
     verify_disclosures,
 )
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import REPORT_SCHEMA, encode_report, record_to_report
 from tests.factories import make_report
 
 NUMBERS = "subjects[].travel_documents[].number"

@@ -8,13 +8,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from broker.codec import SchemaCatalog
 from broker.domain.agreements import Facet, FieldAction, FieldRule
 from broker.domain.decisions import AgreementRef, Decision, DecisionInput
 from broker.domain.report import HandlingCode, Marking, ReportType
-from broker.policy.bundle import POLICIES_DIR, PolicyBundle, load_bundle
+from broker.policy.bundle import PolicyBundle, load_bundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
+from broker.resources import POLICIES_DIR
+from broker.wire.codec import SchemaCatalog
 
 REAL = load_bundle(POLICIES_DIR, SchemaCatalog.load())  # the real agreements, read once
 PARTIES = sorted({n for a in REAL.agreements for n in a.parties} | {"GB"})  # GB: party to none

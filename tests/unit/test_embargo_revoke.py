@@ -10,27 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.archive import archive_bundle
-from broker.audit.bundles import BundleArchiver
-from broker.audit.entries import AuditWriter
-from broker.codec import SchemaCatalog
+from broker.auditlog.bundles import BundleArchiver
+from broker.auditlog.entries import AuditWriter
 from broker.domain.decisions import DecisionInput
+from broker.enforcer.runtime.embargo import EmbargoReleaser
+from broker.enforcer.stages.derive import effective_rules
+from broker.enforcer.stages.fanout import HELD_SCHEMA, rules_digest
 from broker.errors import TransportError
-from broker.pipeline.derive import effective_rules
-from broker.pipeline.embargo import EmbargoReleaser
-from broker.pipeline.fanout import HELD_SCHEMA, rules_digest
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.consumer import SubmissionConsumer
+from broker.kafka.producer import OutputProducer
+from broker.policy.archive import archive_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
-from broker.topics import TopicNames
-from broker.transport import (
-    InboundRecord,
-    OutboundRecord,
-    OutputProducer,
-    SubmissionConsumer,
-    TopicAdmin,
-)
 from broker.trust.attestation import BatchAttester
 from broker.trust.signatures import SigningKey
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord, OutboundRecord
+from broker.wire.topics import TopicNames
 from tests.integration.conftest import NL_BE_AGREEMENT
 
 UNUSED_BOOTSTRAP = "127.0.0.1:1"  # nothing here connects

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.codec import HEADER_LEN, SchemaCatalog
 from broker.errors import ConfigurationError, DecodeError, RejectedInput, VerificationError
 from broker.trust.envelopes import (
     ENVELOPE_SCHEMA,
@@ -23,6 +22,7 @@ from broker.trust.envelopes import (
 )
 from broker.trust.keys import KeyRecord, KeyRole, Keystore, PartnerRegistry, RegistryFile
 from broker.trust.signatures import ED25519, HYBRID, SigningKey
+from broker.wire.codec import HEADER_LEN, SchemaCatalog
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from broker.codec import SchemaCatalog
 from broker.domain import report
 from broker.domain.agreements import (
     GENERALISATIONS,
@@ -25,10 +24,11 @@ from broker.domain.agreements import (
 )
 from broker.domain.fields import FieldPathError, check_rule
 from broker.domain.report import COUNTRY_CODE_FIELDS, NATION_PATTERN
+from broker.enforcer.stages.derive import effective_rules
 from broker.errors import ConfigurationError
-from broker.pipeline.derive import effective_rules
 from broker.policy.bundle import load_bundle
-from broker.report_codec import REPORT_SCHEMA
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import REPORT_SCHEMA
 
 
 @pytest.fixture(scope="module")

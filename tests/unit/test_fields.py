@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from broker.codec import SchemaCatalog
 from broker.domain.fields import FieldPath, FieldPathError, Step, check_withholdable, withhold
-from broker.report_codec import REPORT_SCHEMA, record_to_report
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import REPORT_SCHEMA, record_to_report
 
 
 @pytest.fixture(scope="module")

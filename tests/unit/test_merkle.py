@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.audit.merkle import (
+from broker.trust.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     MerkleLog,

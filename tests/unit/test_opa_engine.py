@@ -22,14 +22,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.codec import SchemaCatalog
 from broker.domain.agreements import Facet
 from broker.domain.decisions import Decision, DecisionInput
 from broker.domain.report import HandlingCode, Marking, ReportType
 from broker.errors import ConfigurationError, PolicyUndecided
-from broker.policy.bundle import POLICIES_DIR, PolicyBundle, load_bundle
+from broker.policy.bundle import PolicyBundle, load_bundle
 from broker.policy.opa import OpaDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
+from broker.resources import POLICIES_DIR
+from broker.wire.codec import SchemaCatalog
 from tests.support.opa_double import OpaDataApiDouble
 
 OUTSIDERS = ("ZZ", "QX")  # nations no agreement names

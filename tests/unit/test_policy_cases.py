@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.codec import SchemaCatalog
 from broker.domain.decisions import DecisionInput
-from broker.pipeline.derive import effective_rules
-from broker.policy.bundle import POLICIES_DIR, load_bundle
+from broker.enforcer.stages.derive import effective_rules
+from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
+from broker.resources import POLICIES_DIR
+from broker.wire.codec import SchemaCatalog
 
 
 def _cases() -> list[Any]:

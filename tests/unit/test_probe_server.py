@@ -12,17 +12,18 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from broker.codec import SchemaCatalog
+from broker.app.observability.metrics import EnforcerMetrics, Watched, reason_label
+from broker.app.observability.server import ProbeServer, Readiness, serving
 from broker.domain.decisions import DecisionInput
 from broker.domain.report import HandlingCode, Marking, ReportType
-from broker.observability.metrics import EnforcerMetrics, Watched, reason_label
-from broker.observability.server import ProbeServer, Readiness, serving
-from broker.pipeline.embargo import EmbargoStats
-from broker.pipeline.processor import EnforcerStats
-from broker.policy.bundle import POLICIES_DIR, PolicyBundle, load_bundle
+from broker.enforcer.processor import EnforcerStats
+from broker.enforcer.runtime.embargo import EmbargoStats
+from broker.policy.bundle import PolicyBundle, load_bundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
-from broker.transport import InboundRecord
+from broker.resources import POLICIES_DIR
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord
 
 
 async def _request(port: int, raw: bytes) -> tuple[int, bytes]:

@@ -12,23 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from broker.client import DeliveryVerifier
-from broker.codec import HEADER_LEN, SchemaCatalog
+from broker.app.assembly import attester_for, policy_source, provision_keys, signer_for
+from broker.app.settings import Settings
+from broker.enforcer.stages.context import batch_context
+from broker.enforcer.stages.fanout import FanOut
+from broker.enforcer.stages.intake import Intake
+from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.errors import RejectedInput
-from broker.pipeline.context import batch_context
-from broker.pipeline.fanout import FanOut
-from broker.pipeline.intake import Intake
-from broker.pipeline.replay import ReplayGuard
+from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
-from broker.report_codec import report_to_record
-from broker.service import attester_for, policy_source, provision_keys, signer_for
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import InboundRecord
-from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.submission import seal_submission
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.submission import seal_submission
+from broker.wire.codec import HEADER_LEN, SchemaCatalog
+from broker.wire.records import InboundRecord
+from broker.wire.report import report_to_record
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 
 SAMPLED_BITS = 1200

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.codec import SchemaCatalog
 from broker.domain.agreements import FieldAction, FieldRule
 from broker.domain.decisions import AgreementRef, DecisionInput
 from broker.domain.report import HandlingCode, Marking, ReportType
 from broker.errors import ConfigurationError, PolicyUndecided
 from broker.policy.bundle import PolicyBundle, load_bundle
 from broker.policy.rego import RegoDecisionPoint
+from broker.wire.codec import SchemaCatalog
 
 SHARING_REGO = Path(__file__).resolve().parents[2] / "policies" / "ixb" / "sharing.rego"
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
+from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.errors import RejectedInput
-from broker.pipeline.replay import ReplayGuard
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 WINDOW = dt.timedelta(hours=1)

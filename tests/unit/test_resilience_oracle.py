@@ -13,12 +13,12 @@ import pytest
 
 from bench.resilience.oracle import Expectation, Observation, Verdict, expected, judge
 from bench.resilience.workload import Submission
-from broker.codec import SchemaCatalog
 from broker.errors import ConfigurationError
-from broker.policy.bundle import POLICIES_DIR
-from broker.topics import TopicNames
-from broker.transport import OutboundRecord
+from broker.resources import POLICIES_DIR
 from broker.trust.keys import PartnerRegistry
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import OutboundRecord
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 
 EXPECTATION = Expectation(

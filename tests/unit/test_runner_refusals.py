@@ -15,30 +15,27 @@ from pathlib import Path
 
 import pytest
 
-from broker.audit.archive import archive_bundle
-from broker.audit.entries import decode_entry
-from broker.codec import SchemaCatalog
+from broker.app.assembly import attester_for, provision_keys, signer_for
+from broker.app.settings import Settings
+from broker.auditlog.entries import decode_entry
 from broker.domain.decisions import Decision, DecisionInput
+from broker.enforcer.processor import BatchProcessor
+from broker.enforcer.runtime.backoff import PartitionBackoff
+from broker.enforcer.stages.fanout import FanOut
+from broker.enforcer.stages.intake import Intake
+from broker.enforcer.stages.replay_guard import ACCEPTED_SCHEMA, ReplayGuard
 from broker.errors import PolicyUndecided
-from broker.pipeline.backoff import PartitionBackoff
-from broker.pipeline.fanout import FanOut
-from broker.pipeline.intake import Intake
-from broker.pipeline.processor import BatchProcessor
-from broker.pipeline.replay import ACCEPTED_SCHEMA, ReplayGuard
+from broker.policy.archive import archive_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
-from broker.report_codec import report_to_record
-from broker.service import attester_for, provision_keys, signer_for
-from broker.settings import Settings
-from broker.topics import TopicNames
-from broker.transport import (
-    InboundRecord,
-    OutboundRecord,
-)
-from broker.trust.disclosure import ReportLayout
 from broker.trust.keys import KeyRole, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.submission import seal_submission
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.submission import seal_submission
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord, OutboundRecord
+from broker.wire.report import report_to_record
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT
 

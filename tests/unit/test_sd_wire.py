@@ -1,6 +1,6 @@
 """The hand-written readers agree with fastavro: same values, same refusals.
 
-Each reader in broker/trust/sd_wire.py replaces "fastavro reads it, then it
+Each reader in broker/trust/sd/wire.py replaces "fastavro reads it, then it
 must re-encode to the same bytes". These tests run both on the same bytes,
 valid and arbitrary, for every disclosure type of the report schema and for
 whole submissions, and require the same answer.
@@ -18,11 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from broker.codec import HEADER_LEN, SchemaCatalog
 from broker.errors import DecodeError
-from broker.report_codec import REPORT_SCHEMA, encode_report
 from broker.trust.envelopes import Signer, open_envelope
-from broker.trust.sd_wire import (
+from broker.trust.sd.submission import SUBMISSION_SCHEMA, open_submission, seal_submission
+from broker.trust.sd.wire import (
     WireError,
     leaf_reader,
     read_long,
@@ -31,7 +30,8 @@ from broker.trust.sd_wire import (
     write_long,
 )
 from broker.trust.signatures import SigningKey
-from broker.trust.submission import SUBMISSION_SCHEMA, open_submission, seal_submission
+from broker.wire.codec import HEADER_LEN, SchemaCatalog
+from broker.wire.report import REPORT_SCHEMA, encode_report
 from tests.factories import make_report
 from tests.support.submissions import _layout
 

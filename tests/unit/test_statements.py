@@ -8,14 +8,14 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.codec import SchemaCatalog
-from broker.pipeline.statements import (
+from broker.trust.sd.disclosure import Disclosure
+from broker.trust.sd.statement import (
     DELIVERY_SCHEMA,
     StatementWriter,
     derived_array,
     disclosures_array,
 )
-from broker.trust.disclosure import Disclosure
+from broker.wire.codec import SchemaCatalog
 
 paths = st.from_regex(r"[a-z_]{1,12}(\[[0-9]\])?(\.[a-z_]{1,8})?", fullmatch=True)
 disclosures = st.lists(

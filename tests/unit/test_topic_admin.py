@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from broker.topics import TopicNames, TopicShape, ledger_retention, shape_of
-from broker.transport import creation_failures
+from broker.kafka.admin import creation_failures
+from broker.wire.topics import TopicNames, TopicShape, ledger_retention, shape_of
 
 
 def test_created_and_already_existing_topics_are_not_failures() -> None:

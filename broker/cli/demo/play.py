@@ -1,0 +1,260 @@
+"""``make demo``: seven nations, four agreements, a few dozen reports, end to end.
+
+Starts the embedded broker (unless IXB_KAFKA_BOOTSTRAP points at a real
+one), generates keys into a throw-away home, runs one enforcer, publishes
+the scenario from every nation plus three reports that must not get through
+(one no agreement allows, one tampered in transit, one signed by a
+neighbour's key), then reads and verifies every nation's feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from broker.app import logs
+from broker.app.assembly import (
+    load_catalog,
+    open_publisher,
+    provision_keys,
+    run_enforcer,
+    signer_for,
+)
+from broker.app.settings import Settings
+from broker.cli.demo.scenario import NATIONS, build
+from broker.cli.render import print_delivery, print_rejection, rejection_json
+from broker.domain.report import ThreatReport
+from broker.enforcer.processor import EnforcerStats
+from broker.enforcer.stages.fanout import HELD_SCHEMA
+from broker.errors import IxbError
+from broker.kafka.embedded.tansu import EmbeddedKafka
+from broker.kafka.reader import read_topic
+from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
+from broker.trust.attestation import open_attested
+from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.statement import DELIVERY_SCHEMA
+from broker.trust.sd.submission import SUBMISSION_SCHEMA, seal_submission
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import OutboundRecord
+from broker.wire.report import report_to_record
+from broker.wire.topics import TopicNames
+
+PROCESS_TIMEOUT_S = 60.0
+
+
+def run_demo(settings: Settings, console: Console) -> int:
+    logs.configure(level="ERROR")
+    started = time.monotonic()
+    with (
+        tempfile.TemporaryDirectory(prefix="ixb-demo-") as home,
+        _kafka(settings, console) as bootstrap,
+    ):
+        demo_settings = settings.model_copy(
+            update={
+                "home": Path(home),
+                "topic_namespace": f"demo-{secrets.token_hex(3)}",
+                # The embedded broker makes a joining member wait half of this.
+                "consumer_session_timeout_ms": 6000 if settings.kafka_bootstrap else 2000,
+            }
+        )
+        try:
+            ok = asyncio.run(_scenario(demo_settings, bootstrap, console))
+        except IxbError as exc:
+            console.print(f"[red]demo failed:[/red] {exc}")
+            return 1
+    console.print(f"\n[dim]demo finished in {time.monotonic() - started:.1f}s[/dim]")
+    return 0 if ok else 1
+
+
+@contextlib.contextmanager
+def _kafka(settings: Settings, console: Console) -> Iterator[str]:
+    if settings.kafka_bootstrap:
+        console.print(
+            f"using Kafka at [bold]{settings.kafka_bootstrap}[/bold] (IXB_KAFKA_BOOTSTRAP)"
+        )
+        yield settings.kafka_bootstrap
+        return
+    with EmbeddedKafka() as kafka:
+        console.print(f"embedded Kafka (Tansu, in memory) on [bold]{kafka.bootstrap}[/bold]")
+        yield kafka.bootstrap
+
+
+async def _scenario(settings: Settings, bootstrap: str, console: Console) -> bool:
+    registry = provision_keys(settings, list(NATIONS))
+    console.print(f"registered {len(registry)} keys: the broker and {', '.join(NATIONS)}")
+
+    stats = EnforcerStats()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    enforcer = asyncio.create_task(
+        run_enforcer(settings, bootstrap, stop, started=ready, stats=stats)
+    )
+    await asyncio.wait_for(ready.wait(), timeout=30)
+
+    scenario = build()
+    published: dict[str, str] = {}  # report id -> title
+    for nation, reports in scenario.reports.items():
+        async with open_publisher(settings, bootstrap, nation) as publisher:
+            await publisher.publish(reports)
+            published.update({str(r.report_id): r.title for r in reports})
+    async with open_publisher(settings, bootstrap, "NL") as publisher:
+        await publisher.publish([scenario.unshareable])
+        published[str(scenario.unshareable.report_id)] = scenario.unshareable.title
+        tampered = publisher.seal(
+            scenario.reports["NL"][0].model_copy(update={"report_id": uuid.uuid4()})
+        )
+        await publisher.send_sealed([_alter_a_value(load_catalog(settings), tampered)])
+    async with open_publisher(settings, bootstrap, "BE") as publisher:
+        await publisher.publish([scenario.embargoed])
+    await _publish_impostor(settings, bootstrap, scenario.reports["NL"][1])
+    total = sum(len(r) for r in scenario.reports.values()) + 4
+    console.print(
+        f"published {total} reports: {total - 4} scenario reports, one no agreement allows, "
+        "one under a two-hour embargo, one tampered in transit, "
+        "one signed with BE's key but claiming to be from NL"
+    )
+
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while stats.completed < total and time.monotonic() < deadline and not enforcer.done():  # noqa: ASYNC110 - polls counters, not an event
+        await asyncio.sleep(0.1)
+    stop.set()
+    await enforcer
+    if stats.completed < total:
+        console.print(
+            f"[red]enforcer processed only {stats.completed} of {total} submissions[/red]"
+        )
+        return False
+
+    delivered_ids = await _show_feeds(settings, bootstrap, console)
+    await _show_rejections(settings, bootstrap, console)
+    nowhere = [title for rid, title in published.items() if rid not in delivered_ids]
+    console.rule("[bold]Delivered to no one")
+    for title in nowhere:
+        console.print(f"  {title}")
+    await _show_held(
+        settings,
+        bootstrap,
+        console,
+        published_titles={str(scenario.embargoed.report_id): scenario.embargoed.title},
+    )
+    console.print(
+        f"\n[bold]{stats.submissions}[/bold] submissions, "
+        f"[bold]{stats.deliveries}[/bold] deliveries, "
+        f"[bold]{stats.held}[/bold] held under embargo (ixb.held), "
+        f"withheld by policy: {dict(stats.withheld.most_common(4))}, "
+        f"rejected: {dict(stats.rejected)}"
+    )
+    return bool(stats.rejected) and bool(nowhere) and stats.held == 1
+
+
+async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> set[str]:
+    catalog = load_catalog(settings)
+    registry = RegistryFile(settings.registry_path)
+    delivered: set[str] = set()
+    summary = Table(title="What each nation received (verified)")
+    for column in ("nation", "reports", "from", "agreements", "withheld", "derived by the broker"):
+        summary.add_column(column)
+    for nation in NATIONS:
+        console.rule(f"[bold]{nation}[/bold] inbound feed")
+        received: list[VerifiedDelivery] = []
+        async for item in read_feed(
+            bootstrap=bootstrap,
+            topics=TopicNames(settings.topic_namespace),
+            nation=nation,
+            catalog=catalog,
+            registry=registry.current,
+            idle_timeout_s=1.0,
+        ):
+            if isinstance(item, FeedProblem):
+                console.print(f"[red]unverified delivery:[/red] {item.reason}")
+                continue
+            received.append(item)
+            delivered.add(str(item.report.report_id))
+        for delivery in received[:3]:
+            print_delivery(console, delivery)
+        if len(received) > 3:
+            console.print(f"  [dim]... and {len(received) - 3} more[/dim]")
+        origins = Counter(d.origin for d in received)
+        withheld = sorted({f for d in received for f in d.withheld_fields})
+        derived = sorted({f"{x.field}: {x.describe()}" for d in received for x in d.derived_fields})
+        summary.add_row(
+            nation,
+            str(len(received)),
+            ", ".join(f"{o}×{c}" for o, c in sorted(origins.items())),
+            ", ".join(sorted({d.agreement_id for d in received})),
+            "\n".join(withheld) or "-",
+            "\n".join(derived) or "-",
+        )
+    console.print(summary)
+    return delivered
+
+
+async def _show_held(
+    settings: Settings, bootstrap: str, console: Console, *, published_titles: dict[str, str]
+) -> None:
+    """What waits on the held topic, and until when (released by a running enforcer)."""
+    catalog = load_catalog(settings)
+    console.rule("[bold]Held under embargo[/bold] (ixb.held)")
+    topics = TopicNames(settings.topic_namespace)
+    async for record in read_topic(bootstrap, topics.held, idle_timeout_s=0.5):
+        held = catalog.decode(record.value or b"", HELD_SCHEMA)
+        asked = json.loads(held["decision_input"])
+        statement = catalog.decode(open_attested(catalog, held["value"]).payload, DELIVERY_SCHEMA)
+        report_id = str(statement["report_id"])
+        console.print(
+            f"  {escape(published_titles.get(report_id, report_id))}: "
+            f"{asked['origin']} → {asked['recipient']} not before "
+            f"{held['not_before'].isoformat(timespec='seconds')} under {held['agreement_id']}"
+        )
+
+
+async def _show_rejections(settings: Settings, bootstrap: str, console: Console) -> None:
+    catalog = load_catalog(settings)
+    topics = TopicNames(settings.topic_namespace)
+    console.rule("[bold]Refused at intake[/bold] (ixb.rejected.<ORIGIN>)")
+    for nation in NATIONS:
+        async for record in read_topic(bootstrap, topics.rejected(nation), idle_timeout_s=0.5):
+            console.print(f"  [bold]{nation}[/bold]:", end=" ")
+            print_rejection(console, rejection_json(catalog, record.value or b""))
+
+
+async def _publish_impostor(
+    settings: Settings, bootstrap: str, report_from_nl: ThreatReport
+) -> None:
+    """BE's key signs a report claiming to come from NL and sends it on BE's topic."""
+    catalog = load_catalog(settings)
+    be_signer = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="BE")
+    forged = report_from_nl.model_copy(update={"report_id": uuid.uuid4()})
+    record = OutboundRecord(
+        topic=TopicNames(settings.topic_namespace).submit("BE"),
+        key=str(forged.report_id).encode(),
+        value=seal_submission(
+            catalog, ReportLayout.from_catalog(catalog), be_signer, report_to_record(forged)
+        ),
+    )
+    async with open_publisher(settings, bootstrap, "BE") as publisher:
+        await publisher.send_sealed([record])
+
+
+def _alter_a_value(catalog: SchemaCatalog, record: OutboundRecord) -> OutboundRecord:
+    """Change the title on its way, as a man in the middle would: its digest is not signed."""
+    submission = catalog.decode(record.value, SUBMISSION_SCHEMA)
+    for disclosure in submission["disclosures"]:
+        if disclosure["path"] == "title":
+            value = bytearray(disclosure["value"])
+            value[-1] ^= 0x01  # still a string, another one
+            disclosure["value"] = bytes(value)
+    altered = catalog.encode(SUBMISSION_SCHEMA, submission)
+    return OutboundRecord(record.topic, record.key, altered, record.headers)

@@ -1,0 +1,135 @@
+"""Intake: from raw bytes on a submission topic to a verified, valid report.
+
+The order is the security argument (DESIGN.md decision 1):
+
+1. the size is checked and only the outer submission and its envelope are
+   parsed;
+2. the signature is verified over the exact signed payload bytes, by a
+   registered agency key;
+3. the key's nation must be the nation whose topic carried the message;
+4. only then is the signed payload (header and digests) decoded; the report
+   must claim the key's nation as its origin, and its issued-at must fall
+   inside the key's validity (a key revoked at T signs nothing after T) and
+   not in the future;
+5. every disclosure is checked against the signed digests and the report is
+   rebuilt from them; a submission must disclose every value (an agency
+   withholds nothing from the broker), then it is validated;
+6. the report id must not have been accepted before from another position,
+   and the report must be fresh (broker/enforcer/stages/replay_guard.py).
+
+Every refusal is a :class:`~broker.errors.RejectedInput` with a reason code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from broker.domain.report import ThreatReport
+from broker.enforcer.stages.context import BatchContext
+from broker.enforcer.stages.replay_guard import Position, ReplayGuard
+from broker.errors import RejectedInput, VerificationError
+from broker.trust.envelopes import verify_envelope
+from broker.trust.keys import KeyRecord, KeyRole
+from broker.trust.sd.disclosure import (
+    SD_REPORT_SCHEMA,
+    Disclosure,
+    DisclosureError,
+    ReportLayout,
+    verify_disclosures,
+)
+from broker.trust.sd.submission import open_submission
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import InboundRecord
+from broker.wire.report import record_to_report
+from broker.wire.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A submission that passed intake, with everything fan-out needs."""
+
+    report: ThreatReport
+    record: dict[str, Any]  # the rebuilt Avro record, never mutated
+    envelope: bytes  # the originator's signed envelope, passed on to recipients
+    payload_sha256: bytes  # of the exact signed payload (header and digests)
+    disclosures: tuple[Disclosure, ...]
+    digests: dict[str, bytes]  # of each disclosure, by path (what derived values replace)
+    key: KeyRecord
+    position: Position
+
+
+class Intake:
+    __slots__ = ("_catalog", "_layout", "_max_skew", "_topics", "replay")
+
+    def __init__(
+        self,
+        catalog: SchemaCatalog,
+        topics: TopicNames,
+        *,
+        max_clock_skew: dt.timedelta,
+        replay: ReplayGuard,
+        layout: ReportLayout | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._topics = topics
+        self._max_skew = max_clock_skew
+        self._layout = layout or ReportLayout.from_catalog(catalog)
+        self.replay = replay
+
+    def check(self, inbound: InboundRecord, context: BatchContext) -> Accepted:
+        topic_nation = self._topics.nation_of_submit_topic(inbound.topic)
+        if topic_nation is None:
+            raise RejectedInput("not_a_submission_topic", inbound.topic, stage="envelope")
+        if inbound.value is None:
+            raise RejectedInput("empty_message", "the record has no value", stage="envelope")
+        submission = open_submission(self._catalog, inbound.value)  # 1
+        envelope = submission.envelope
+        # 2: validity is judged at the report's issued-at (step 4), once it is known
+        key = verify_envelope(envelope, context.registry, role=KeyRole.AGENCY, at=None)
+        if key.nation != topic_nation:  # 3
+            raise VerificationError(
+                "wrong_topic",
+                f"key {key.key_id} belongs to {key.nation}, message was on {topic_nation}'s topic",
+                stage="identity",
+            )
+        signed = self._catalog.decode(envelope.payload, SD_REPORT_SCHEMA)  # 4
+        if signed["origin"] != key.nation:
+            # The claimed origin is not validated yet, so it is not repeated here.
+            raise VerificationError(
+                "origin_mismatch",
+                f"report claims another origin than {key.nation}, whose key signed it",
+                stage="identity",
+            )
+        issued_at: dt.datetime = signed["issued_at"]
+        if not key.valid_at(issued_at):
+            raise VerificationError(
+                "key_not_valid_at_issue",
+                f"key {key.key_id} was not valid (revoked or outside its window) at issued_at",
+                stage="identity",
+            )
+        if issued_at > context.now + self._max_skew:
+            raise RejectedInput(
+                "issued_in_future", "issued_at is ahead of the broker's clock", stage="validate"
+            )
+        disclosed = verify_disclosures(self._layout, signed, submission.disclosures)  # 5
+        if disclosed.holes:
+            raise DisclosureError(
+                "undisclosed_values",
+                f"{len(disclosed.holes)} values have no disclosure, e.g. {disclosed.holes[0]}",
+            )
+        report = record_to_report(disclosed.record)
+        position = (inbound.topic, inbound.partition, inbound.offset)
+        self.replay.check(str(report.report_id), issued_at, position, context.now)  # 6
+        return Accepted(
+            report=report,
+            record=disclosed.record,
+            envelope=submission.envelope_bytes,
+            payload_sha256=hashlib.sha256(envelope.payload).digest(),
+            disclosures=submission.disclosures,
+            digests=disclosed.digests,
+            key=key,
+            position=position,
+        )

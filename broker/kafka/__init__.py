@@ -1,0 +1,22 @@
+"""Kafka, through aiokafka: the only module that imports it.
+
+The enforcer sees three small things here: a consumer of submission topics
+that fetches batches and commits explicit offsets, a producer that sends a
+whole batch of outputs and returns only once every one is acknowledged, and
+a feed reader for recipients and auditors. aiokafka's errors are wrapped in
+:class:`~broker.errors.TransportError` at this boundary.
+
+Tansu (the embedded broker) cannot serve aiokafka's idempotent producer, so
+the producer uses ``acks=all`` without idempotence: delivery is at least
+once, and every output carries a stable id for the receiver to de-duplicate.
+
+When the consumer group rebalances, the submission consumer lets the batch
+in flight finish and commit before its partitions go (see
+:class:`SubmissionConsumer`), so a rebalance does not make the next owner
+redo work that was already delivered.
+
+A partition can also be paused at a record the caller cannot process yet
+(the policy engine could not decide): :meth:`SubmissionConsumer.pause_at`
+rewinds it there and fetches nothing from it until the pause ends, so an
+outage leaves the backlog in Kafka instead of in memory.
+"""

@@ -1,0 +1,141 @@
+"""Topic administration: wait for the cluster, create topics with their shape, read drift."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
+
+from broker.errors import TransportError
+from broker.wire.topics import shape_of
+
+
+async def wait_until_ready(bootstrap: str, *, timeout_s: float = 30.0) -> None:
+    """Return once the cluster answers a metadata request; TransportError after timeout."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    await _wait_for_listener(bootstrap, deadline)  # quietly, before aiokafka logs refusals
+    while time.monotonic() < deadline:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except (KafkaError, OSError) as exc:
+            last = exc
+            await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+    raise TransportError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f}s: {last}")
+
+
+async def _wait_for_listener(bootstrap: str, deadline: float) -> None:
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].rpartition(":")
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+class TopicAdmin:
+    """Creates topics on demand (a real cluster may not auto-create them)."""
+
+    __slots__ = ("_admin", "_known", "ledger_retention", "partitions", "replication")
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        partitions: int = 3,
+        replication: int = 1,
+        ledger_retention: dt.timedelta | None = None,
+    ) -> None:
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._known: set[str] = set()
+        self.partitions = partitions
+        self.replication = replication
+        self.ledger_retention = ledger_retention  # see broker.wire.topics.shape_of
+
+    async def start(self) -> None:
+        try:
+            await self._admin.start()
+            self._known.update(await self._admin.list_topics())
+        except KafkaError as exc:
+            raise TransportError(f"cannot reach Kafka admin: {exc}") from exc
+
+    async def close(self) -> None:
+        await self._admin.close()
+
+    async def topics(self) -> frozenset[str]:
+        """Every topic the cluster has now (asked afresh, not from what ``ensure`` knows)."""
+        try:
+            return frozenset(await self._admin.list_topics())
+        except KafkaError as exc:
+            raise TransportError(f"cannot list topics: {exc}") from exc
+
+    async def ensure(self, topics: Iterable[str]) -> None:
+        missing = sorted(set(topics) - self._known)
+        if not missing:
+            return
+        new = []
+        for topic in missing:
+            shape = shape_of(topic, ledger_retention=self.ledger_retention)
+            partitions = shape.partitions or self.partitions
+            configs = dict(shape.configs)
+            new.append(NewTopic(topic, partitions, self.replication, topic_configs=configs))
+        try:
+            response = await self._admin.create_topics(new)
+        except KafkaError as exc:
+            raise TransportError(f"cannot create topics {missing}: {exc}") from exc
+        # aiokafka reports per-topic failures in the response, not by raising.
+        failures = creation_failures(
+            (entry[0], entry[1], entry[2]) for entry in response.topic_errors
+        )
+        if failures:
+            raise TransportError(f"cannot create topics: {'; '.join(failures)}")
+        self._known.update(missing)
+
+    async def drift(self, topic: str) -> dict[str, str | None]:
+        """The settings of :func:`broker.wire.topics.shape_of` that ``topic`` does not have.
+
+        Each maps to what the cluster holds instead (None: not reported). A
+        topic made before ixb set them, or by hand, keeps what it was made
+        with; the enforcer says so at start rather than changing it.
+        """
+        wanted = shape_of(topic, ledger_retention=self.ledger_retention).configs
+        if not wanted:
+            return {}
+        # All of them: Tansu drops the connection when asked for named keys.
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        try:
+            responses = await self._admin.describe_configs([resource])
+        except KafkaError as exc:
+            raise TransportError(f"cannot describe {topic}: {exc}") from exc
+        held: dict[str, str | None] = {}
+        for response in responses:
+            for _code, _message, _type, _name, entries in response.resources:
+                held.update((entry[0], entry[1]) for entry in entries)
+        return {key: held.get(key) for key, value in wanted.items() if held.get(key) != value}
+
+
+def creation_failures(topic_errors: Iterable[tuple[str, int, str | None]]) -> list[str]:
+    """The topics a CreateTopics response did not create, with why.
+
+    "Already exists" is success for us: another enforcer or publisher won the race.
+    """
+    failures = []
+    for topic, code, message in topic_errors:
+        if code in (NoError.errno, TopicAlreadyExistsError.errno):
+            continue
+        failures.append(f"{topic}: {for_code(code).__name__} {message or ''}".rstrip())
+    return failures

@@ -1,0 +1,107 @@
+"""Reading a topic from the start (or a time) without joining a group: feeds and logs."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import AsyncIterator, Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from broker.errors import TransportError
+from broker.kafka.records import inbound
+from broker.wire.records import InboundRecord
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    idle_timeout_s: float,
+    follow: bool = False,
+    since: dt.datetime | None = None,
+    start: Mapping[int, int] | None = None,
+) -> AsyncIterator[InboundRecord]:
+    """Every record of ``topic`` from the beginning, without joining a group.
+
+    Without ``follow`` it stops at the end of the topic as it was when the
+    read began, or after ``idle_timeout_s`` without progress, whichever comes
+    first; with ``follow`` it keeps waiting for new records. With ``since``
+    each partition is read from its first record stamped at or after that
+    time, where the cluster can say which that is (Kafka can; the embedded
+    broker answers with the first record, so everything is read). ``start``
+    gives partitions (by number) an offset to begin at instead.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
+    try:
+        await consumer.start()
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            partitions = await _wait_for_partitions(consumer, topic, idle_timeout_s)
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not assigned:
+            return  # the topic does not exist (yet): nothing to read
+        consumer.assign(assigned)
+        await _seek_to_start(consumer, assigned, since)
+        for tp in assigned:
+            if start is not None and tp.partition in start:
+                consumer.seek(tp, start[tp.partition])
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
+        idle_since = time.monotonic()
+        while follow or time.monotonic() - idle_since < idle_timeout_s:
+            if not follow and await _caught_up(consumer, ends):
+                return
+            batches = await consumer.getmany(timeout_ms=200)
+            if batches:
+                idle_since = time.monotonic()
+            for messages in batches.values():
+                for message in messages:
+                    yield inbound(message)
+    except KafkaError as exc:
+        raise TransportError(f"cannot read {topic}: {exc}") from exc
+    finally:
+        await consumer.stop()
+
+
+async def _seek_to_start(
+    consumer: AIOKafkaConsumer, assigned: list[TopicPartition], since: dt.datetime | None
+) -> None:
+    """Each partition's first record, or its first stamped at or after ``since``."""
+    if since is None:
+        await consumer.seek_to_beginning(*assigned)
+        return
+    stamp = int(since.timestamp() * 1000)
+    found = await consumer.offsets_for_times(dict.fromkeys(assigned, stamp))
+    for tp in assigned:
+        at = found.get(tp)  # None: nothing that recent in the partition
+        if at is None:
+            await consumer.seek_to_end(tp)
+        else:
+            consumer.seek(tp, at.offset)
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+async def _wait_for_partitions(
+    consumer: AIOKafkaConsumer, topic: str, timeout_s: float
+) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await consumer.topics()  # refreshes metadata
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        await asyncio.sleep(0.2)
+    return set()

@@ -1,0 +1,302 @@
+"""What a recipient uses: verify a delivery, see each field's provenance, read a feed.
+
+A delivery is trusted only after all of this holds (:func:`verify_delivery`):
+
+1. the broker's batch attestation verifies: the statement's inclusion proof
+   leads to a root signed by a broker key in the partner registry;
+2. the statement is addressed to this recipient;
+3. the originator's own envelope inside it verifies, by an agency key of the
+   statement's origin that was valid when the report was issued, and it is
+   the very payload the statement names (``original_sha256``);
+4. every disclosure matches a digest the originator signed, every derived
+   value lies under a field the statement says was derived (and replaces a
+   value the originator signed, if it names one), and every value missing
+   from the rebuilt report is one the statement says was withheld;
+5. the rebuilt report validates.
+
+The result names, per field, who vouches for it: the originator's key, the
+broker under an agreement, or nobody because it was withheld. Anything else
+is a :class:`FeedProblem`, never shown as a report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from broker.domain.report import ThreatReport
+from broker.errors import RejectedInput, VerificationError
+from broker.kafka.reader import read_topic
+from broker.trust.attestation import AttestationVerifier, open_attested
+from broker.trust.envelopes import open_envelope, verify_envelope
+from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.sd.disclosure import (
+    SD_REPORT_SCHEMA,
+    Disclosure,
+    DisclosureError,
+    Provenance,
+    ReportLayout,
+    abstract_path,
+    verify_disclosures,
+)
+from broker.trust.sd.statement import DELIVERY_SCHEMA
+from broker.wire.codec import SchemaCatalog
+from broker.wire.report import record_to_report
+from broker.wire.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class DerivedField:
+    """A field whose value the broker changed under the agreement."""
+
+    field: str
+    action: str  # pseudonymise | generalise
+    to: str | None = None  # for a generalisation: the precision kept
+
+    def describe(self) -> str:
+        return f"{self.action} to {self.to}" if self.to else self.action
+
+
+@dataclass(frozen=True, slots=True)
+class FieldProvenance:
+    """Who vouches for one value of a delivered report."""
+
+    kind: str  # signed | derived | withheld
+    by: str  # the originator's key id, or the agreement ("NL-BE v3")
+    action: str | None = None  # for derived values: how it was derived
+
+    def describe(self) -> str:
+        if self.kind == "signed":
+            return f"signed by {self.by}"
+        if self.kind == "derived":
+            return f"{self.action} by the broker under {self.by}"
+        return "withheld"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedDelivery:
+    delivery_id: str
+    recipient: str
+    origin: str
+    report: ThreatReport
+    agreement_id: str
+    agreement_version: int
+    policy_bundle_hash: str
+    withheld_fields: tuple[str, ...]
+    derived_fields: tuple[DerivedField, ...]
+    broker_key_id: str
+    originator_key_id: str
+    original_sha256: bytes
+    decided_at: dt.datetime
+    not_before: dt.datetime | None = None  # the embargo it was held under, if any
+    offset: int = -1
+    provenance: Mapping[str, FieldProvenance] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedProblem:
+    """A record on the feed that did not verify; shown as a warning, never as data."""
+
+    offset: int
+    reason: str
+    detail: str
+
+
+class DeliveryVerifier:
+    """Verifies deliveries for one recipient; built once, used for a whole feed.
+
+    Holds the report layout (costly to build) and the cache of verified
+    batch roots, so the deliveries of one batch cost one root signature.
+    """
+
+    __slots__ = ("_attestations", "_catalog", "_layout", "recipient")
+
+    def __init__(self, catalog: SchemaCatalog, recipient: str) -> None:
+        self._catalog = catalog
+        self._layout = ReportLayout.from_catalog(catalog)
+        self._attestations = AttestationVerifier()
+        self.recipient = recipient
+
+    def verify(
+        self, registry: PartnerRegistry, data: bytes, *, at: dt.datetime | None = None
+    ) -> VerifiedDelivery:
+        """Verify one delivery; raise RejectedInput naming the first problem."""
+        catalog = self._catalog
+        attested = open_attested(catalog, data)
+        broker_key = self._attestations.verify(  # 1
+            attested, registry, role=KeyRole.BROKER, at=at or dt.datetime.now(dt.UTC)
+        )
+        statement = catalog.decode(attested.payload, DELIVERY_SCHEMA)
+        if statement["recipient"] != self.recipient:  # 2
+            raise RejectedInput(
+                "wrong_recipient",
+                f"delivery is addressed to {statement['recipient']}, not {self.recipient}",
+                stage="identity",
+            )
+        signed, originator = self._originator(registry, statement)  # 3
+        withheld = tuple(statement["withheld_fields"])
+        derived_fields = tuple(DerivedField(**d) for d in statement["derived_fields"])
+        disclosures = [Disclosure.from_record(d) for d in statement["disclosures"]]
+        derived = statement["derived_values"]
+        disclosed = verify_disclosures(  # 4
+            self._layout,
+            signed,
+            disclosures,
+            derived=[(d["path"], d["value"]) for d in derived],
+            derived_fields=[f.field for f in derived_fields],
+        )
+        _check_replaced_digests(signed, disclosed.digests.values(), derived)
+        unexplained = disclosed.unexplained_holes(self._layout, withheld)
+        if unexplained:
+            raise DisclosureError(
+                "unexplained_withholding",
+                f"{len(unexplained)} values withheld without saying so, e.g. {unexplained[0]}",
+            )
+        report = record_to_report(disclosed.record)  # 5
+        agreement = f"{statement['agreement_id']} v{statement['agreement_version']}"
+        return VerifiedDelivery(
+            delivery_id=statement["delivery_id"],
+            recipient=statement["recipient"],
+            origin=statement["origin"],
+            report=report,
+            agreement_id=statement["agreement_id"],
+            agreement_version=statement["agreement_version"],
+            policy_bundle_hash=statement["policy_bundle_hash"],
+            withheld_fields=withheld,
+            derived_fields=derived_fields,
+            broker_key_id=broker_key.key_id,
+            originator_key_id=originator.key_id,
+            original_sha256=statement["original_sha256"],
+            decided_at=statement["decided_at"],
+            not_before=statement["not_before"],
+            provenance=_provenance(
+                disclosed.provenance, disclosed.holes, originator, agreement, derived_fields
+            ),
+        )
+
+    def _originator(
+        self, registry: PartnerRegistry, statement: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], KeyRecord]:
+        """The originator's verified signed payload, and its key, checked against the statement."""
+        envelope = open_envelope(self._catalog, statement["originator_envelope"])
+        key = verify_envelope(envelope, registry, role=KeyRole.AGENCY, at=None)
+        signed = self._catalog.decode(envelope.payload, SD_REPORT_SCHEMA)
+        if hashlib.sha256(envelope.payload).digest() != statement["original_sha256"]:
+            raise VerificationError(
+                "statement_mismatch", "statement names another original payload", stage="identity"
+            )
+        if (
+            key.key_id != statement["originator_key_id"]
+            or key.nation != statement["origin"]
+            or signed["origin"] != statement["origin"]
+            or uuid.UUID(str(signed["report_id"])) != uuid.UUID(str(statement["report_id"]))
+        ):
+            raise VerificationError(
+                "statement_mismatch",
+                "statement and originator disagree on key, origin or report id",
+                stage="identity",
+            )
+        if not key.valid_at(signed["issued_at"]):
+            raise VerificationError(
+                "key_not_valid_at_issue",
+                f"key {key.key_id} was not valid when the report was issued",
+                stage="identity",
+            )
+        return signed, key
+
+
+def _check_replaced_digests(
+    signed: Mapping[str, Any], disclosed: Iterable[bytes], derived: list[dict[str, Any]]
+) -> None:
+    """A derived value may only name, as what it replaces, a signed digest left undisclosed."""
+    given = set(disclosed)
+    signed_digests = set(signed["digests"])
+    for value in derived:
+        digest = value["original_digest"]
+        if digest is not None and (digest not in signed_digests or digest in given):
+            raise DisclosureError(
+                "bad_original_digest", f"{value['path']}: replaces no withheld signed value"
+            )
+
+
+def _provenance(
+    marks: Mapping[str, Provenance],
+    holes: tuple[str, ...],
+    originator: KeyRecord,
+    agreement: str,
+    derived_fields: tuple[DerivedField, ...],
+) -> dict[str, FieldProvenance]:
+    signer = f"{originator.nation} key {originator.key_id}"
+    actions = {f.field: f.describe() for f in derived_fields}
+    result: dict[str, FieldProvenance] = {}
+    for path, mark in marks.items():
+        if mark is Provenance.SIGNED:
+            result[path] = FieldProvenance("signed", signer)
+        else:
+            result[path] = FieldProvenance("derived", agreement, _action_for(path, actions))
+    for path in holes:
+        result[path] = FieldProvenance("withheld", "")
+    return result
+
+
+def _action_for(path: str, actions: Mapping[str, str]) -> str:
+    """The action of the derived field covering ``path`` (the most specific one)."""
+    abstract = abstract_path(path)
+    covering = [
+        name
+        for name in actions
+        if abstract == name or abstract.startswith((f"{name}.", f"{name}["))
+    ]
+    return actions[max(covering, key=len)] if covering else "derived"
+
+
+def verify_delivery(
+    catalog: SchemaCatalog,
+    registry: PartnerRegistry,
+    data: bytes,
+    *,
+    recipient: str,
+    at: dt.datetime | None = None,
+) -> VerifiedDelivery:
+    """Verify one delivery addressed to ``recipient``; raise RejectedInput otherwise.
+
+    For many deliveries, build one :class:`DeliveryVerifier` instead.
+    """
+    return DeliveryVerifier(catalog, recipient).verify(registry, data, at=at)
+
+
+async def read_feed(
+    *,
+    bootstrap: str,
+    topics: TopicNames,
+    nation: str,
+    catalog: SchemaCatalog,
+    registry: Callable[[], PartnerRegistry],
+    idle_timeout_s: float = 2.0,
+    follow: bool = False,
+    deduplicate: bool = True,
+) -> AsyncIterator[VerifiedDelivery | FeedProblem]:
+    """Verified deliveries for ``nation`` from the start of its feed.
+
+    Deliveries are at least once; with ``deduplicate`` a repeated delivery id
+    is yielded only the first time.
+    """
+    seen: set[str] = set()
+    verifier = DeliveryVerifier(catalog, nation)
+    async for record in read_topic(
+        bootstrap, topics.deliver(nation), idle_timeout_s=idle_timeout_s, follow=follow
+    ):
+        try:
+            delivery = verifier.verify(registry(), record.value or b"")
+        except RejectedInput as exc:
+            yield FeedProblem(record.offset, exc.reason, exc.detail)
+            continue
+        if deduplicate and delivery.delivery_id in seen:
+            continue
+        seen.add(delivery.delivery_id)
+        yield dataclasses.replace(delivery, offset=record.offset)

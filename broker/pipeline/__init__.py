@@ -1,1 +1,0 @@
-"""The enforcer: intake (verify, decode, validate), fan-out (decide, transform, sign), runner."""

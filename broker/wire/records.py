@@ -1,0 +1,43 @@
+"""Records as ixb's code sees them, whatever client moved them.
+
+The enforcer's stages, the decision log and the parties' libraries build
+and read these plain values; only :mod:`broker.kafka` turns them into a
+Kafka client's records and back, so nothing above it needs a client to name
+a record type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+Headers = tuple[tuple[str, bytes], ...]
+Partition = tuple[str, int]  # (topic, partition)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+
+def offsets_after(records: Iterable[InboundRecord]) -> dict[Partition, int]:
+    """Per partition, the offset after the last of ``records``: what committing them means."""
+    offsets: dict[Partition, int] = {}
+    for r in records:
+        key = (r.topic, r.partition)
+        offsets[key] = max(offsets.get(key, 0), r.offset + 1)
+    return offsets
