@@ -9,7 +9,7 @@ Each agency has a profile, as real agencies do: the four report types it
 mostly files, markings mostly TLP:AMBER, handling mostly H0; victims appear
 only in trafficking reports. What the policy sees (origin, type, marking,
 handling code, facets) therefore recurs, which is the premise of the
-decision cache (DESIGN.md decision 5); :func:`warm_up` covers every such
+decision cache (docs/ARCHITECTURE.md, decision 5); :func:`warm_up` covers every such
 combination, so measurements can start with the cache warm, as in a
 long-running enforcer.
 

@@ -1,12 +1,12 @@
 """Batch processing: from submissions to every output, with no I/O.
 
-:class:`BatchProcessor` is the enforcer's work on one batch (DESIGN.md
+:class:`BatchProcessor` is the enforcer's work on one batch (docs/ARCHITECTURE.md,
 decision 2): build the batch context (registry, policy, partners, clock),
 then for each submission its delivery statements, intake-ledger line and
 decision-log entries, or one rejection; an exception inside one submission
 becomes that submission's rejection, never the end of the loop. Then one
 signature attests all the batch's statements. A submission the policy could
-not decide is not refused (STYLE.md 3): its partition stops there, and
+not decide is not refused (docs/ARCHITECTURE.md, decision 2): its partition stops there, and
 neither it nor a later record of that partition is processed in this batch,
 so no output, ledger line, replay memory or audit entry of theirs exists.
 

@@ -37,7 +37,7 @@ class OutputProducer:
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
-            enable_idempotence=False,  # Tansu cannot serve InitProducerId (DESIGN.md)
+            enable_idempotence=False,  # Tansu cannot serve InitProducerId (docs/ARCHITECTURE.md)
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
             max_batch_size=_BATCH_BYTES,

@@ -1,6 +1,6 @@
 """Decisions cached per (bundle, declared input, validity epoch).
 
-The policy sees a small declared input (DESIGN.md decision 5), so the same
+The policy sees a small declared input (docs/ARCHITECTURE.md, decision 5), so the same
 few combinations of origin, recipient, type, marking and handling code recur
 all day. The only input that changes constantly is the evaluation time, and
 the policy reads it only by comparing it with agreements' ``valid_from`` and

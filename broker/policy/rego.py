@@ -1,6 +1,6 @@
 """The in-process decision point: Rego evaluated by regopy (rego-cpp).
 
-regopy 1.5.2 has traps this module exists to contain (DESIGN.md):
+regopy 1.5.2 has traps this module exists to contain (docs/ARCHITECTURE.md, traps):
 
 * a plain query prints ``undefined`` for both a false and an undefined
   result, the output object is always truthy and ``ok()`` is true for

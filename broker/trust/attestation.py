@@ -1,6 +1,6 @@
 """Batch attestation: one broker signature per produced batch, a self-contained proof per statement.
 
-Signing every delivery costs a signature each and caps throughput (DESIGN.md
+Signing every delivery costs a signature each and caps throughput (docs/ARCHITECTURE.md,
 decision 6). The broker instead builds an RFC 6962 Merkle tree over the
 exact statement bytes of one produced batch and signs its root once::
 

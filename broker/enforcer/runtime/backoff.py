@@ -1,6 +1,6 @@
 """How long a partition waits before a submission the policy could not decide is tried again.
 
-"Could not decide" is not "deny" (STYLE.md 3): the runner holds the
+"Could not decide" is not "deny" (docs/ARCHITECTURE.md, decision 2): the runner holds the
 partition at the undecided submission and asks again later. Each partition
 waits ``initial_s`` after its first undecided submission, twice as long after
 each further one in a row, at most ``max_s``; one submission of the

@@ -1,6 +1,6 @@
 """The enforcer's loop: fetch a batch, process it, send every output, commit.
 
-The commit path, in order (DESIGN.md decision 2, STYLE.md 6):
+The commit path, in order (docs/ARCHITECTURE.md, decision 2):
 
 1. fetch a batch of submissions from every ``ixb.submit.*`` partition we own
    (when the partitions we own changed, first read the intake ledger back,

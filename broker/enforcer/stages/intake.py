@@ -1,6 +1,6 @@
 """Intake: from raw bytes on a submission topic to a verified, valid report.
 
-The order is the security argument (DESIGN.md decision 1):
+The order is the security argument (docs/ARCHITECTURE.md, decision 1):
 
 1. the size is checked and only the outer submission and its envelope are
    parsed;

@@ -9,7 +9,7 @@ verifies the agency's own signature over everything it is given.
 
 Opening a submission parses only the outer record and the envelope inside
 it: nothing the agency signed is decoded before its signature is verified
-(DESIGN.md decision 1), and disclosures are only checked against the digests
+(docs/ARCHITECTURE.md, decision 1), and disclosures are only checked against the digests
 once the digests themselves are known to be signed.
 """
 
