@@ -70,7 +70,7 @@ class Recording:
                 topic = topics.submit(nation)
                 self.submissions[topic, 0, offset] = value
                 inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
-            processed = await processor.process(inbound)
+            processed = processor.process(inbound)
             processor.archiver.acknowledged(processed.archives)  # as if Kafka had
             self.archives += [a.value for a in processed.archives]
             for output in processed.outputs:

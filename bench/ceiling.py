@@ -13,7 +13,6 @@ long-running enforcer's would be.
 
 from __future__ import annotations
 
-import asyncio
 import cProfile
 import io
 import pstats
@@ -68,10 +67,6 @@ class Stages:
         self.topics = self.processor.topics
         self.policy = self.processor.policy
         self.stats = self.processor.stats
-        self._loop = asyncio.new_event_loop()  # process() yields to a loop now and then
-
-    def close(self) -> None:
-        self._loop.close()
 
     def cache_misses(self) -> int:
         point = self.policy.current().point
@@ -80,7 +75,7 @@ class Stages:
     def process(self, batch: list[InboundRecord]) -> tuple[int, int]:
         """Deliveries (and held) and refusals for one batch, by the runner's own code."""
         before = (self.stats.deliveries + self.stats.held, sum(self.stats.rejected.values()))
-        processed = self._loop.run_until_complete(self.processor.process(batch))
+        processed = self.processor.process(batch)
         self.processor.archiver.acknowledged(processed.archives)  # as the runner does once sent
         if processed.stalled:
             raise RuntimeError("the policy could not decide during the ceiling run")
@@ -119,7 +114,6 @@ def measure(
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     timed_misses = stages.cache_misses() - misses
     top = _profiled(stages, batches) if profile else None
-    stages.close()
     result = CeilingResult(
         reports=len(inbound),
         deliveries=deliveries,

@@ -52,6 +52,7 @@ from broker.domain.decisions import Decision, DecisionInput, decision_inputs
 from broker.enforcer.stages.context import BatchContext
 from broker.enforcer.stages.derive import effective_rules
 from broker.enforcer.stages.intake import Accepted, Intake
+from broker.enforcer.stages.outcome import Refused
 from broker.enforcer.stages.replay_guard import Position
 from broker.errors import PolicyUndecided, RejectedInput
 from broker.trust.keys import PartnerRegistry
@@ -331,15 +332,8 @@ class Replayer:
             return "submission_digest_mismatch"
         inbound = InboundRecord(ref.topic, ref.partition, ref.offset, None, value, (), 0)
         context = BatchContext(self._registry, _NoDecisions(), frozenset(), event.at)
-        result: Accepted | RejectedInput
-        try:
-            result = self._intake.check(inbound, context)
-        except RejectedInput as exc:
-            result = exc
-        except Exception as exc:  # noqa: BLE001 - as the enforcer: one bad record is one finding
-            result = RejectedInput(
-                "internal_error", f"unexpected {type(exc).__name__}", stage="internal"
-            )
+        checked = self._intake.check(inbound, context)  # as the enforcer: one record, one finding
+        result = checked.error if isinstance(checked, Refused) else checked
         if len(self._intake_memory) >= _INTAKE_MEMORY:
             self._intake_memory.clear()
         self._intake_memory[key] = result

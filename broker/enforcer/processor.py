@@ -3,24 +3,28 @@
 :class:`BatchProcessor` is the enforcer's work on one batch (docs/ARCHITECTURE.md,
 decision 2): build the batch context (registry, policy, partners, clock),
 then for each submission its delivery statements, intake-ledger line and
-decision-log entries, or one rejection; an exception inside one submission
-becomes that submission's rejection, never the end of the loop. Then one
-signature attests all the batch's statements. A submission the policy could
-not decide is not refused (docs/ARCHITECTURE.md, decision 2): its partition stops there, and
-neither it nor a later record of that partition is processed in this batch,
-so no output, ledger line, replay memory or audit entry of theirs exists.
+decision-log entries, or one rejection. The stages say what they made of a
+submission as a value (broker/enforcer/stages/outcome.py): accepted and
+routed, refused (an unexpected exception inside one submission becomes its
+rejection, never the end of the loop), or undecided. Then one signature
+attests all the batch's statements. A submission the policy could not
+decide is not refused (docs/ARCHITECTURE.md, decision 2): its partition
+stops there, and neither it nor a later record of that partition is
+processed in this batch, so no output, ledger line, replay memory or audit
+entry of theirs exists.
 
-It needs no Kafka client, so the runner (broker/enforcer/runtime/runner.py), the
-bench's ceiling and the audit replay's recordings all run this same code.
+It is a plain synchronous loop (:class:`BatchRun`, fed one submission at a
+time) and needs no Kafka client, so the runner
+(broker/enforcer/runtime/runner.py, which decides when to yield to the event
+loop), the bench's ceiling and the audit replay's recordings all run this
+same code.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -31,9 +35,10 @@ from broker.enforcer.stages.audit_events import decision_events, refusal_event, 
 from broker.enforcer.stages.context import BatchContext, batch_context
 from broker.enforcer.stages.fanout import FanOut, Pending, Routed
 from broker.enforcer.stages.intake import Accepted, Intake
+from broker.enforcer.stages.outcome import Refused, Undecided
 from broker.enforcer.stages.rejections import rejection
 from broker.enforcer.stages.replay_guard import ledger_record
-from broker.errors import PolicyUndecided, RejectedInput
+from broker.errors import RejectedInput
 from broker.policy.source import PolicySource
 from broker.trust.attestation import BatchAttester
 from broker.trust.keys import RegistryFile
@@ -44,9 +49,6 @@ from broker.wire.topics import TopicNames
 log = structlog.get_logger("ixb.enforcer")
 
 Clock = Callable[[], dt.datetime]
-# Longest stretch of CPU work between two yields to the event loop: a cold
-# decision cache made 32 submissions take 2 s, long enough to miss heartbeats.
-_YIELD_AFTER_S = 0.002
 
 
 def utc_now() -> dt.datetime:
@@ -118,89 +120,57 @@ class BatchProcessor:
         # Shared with the embargo releaser, which may be the first to decide under a bundle.
         self.archiver = archiver or BundleArchiver(topics.bundles)
 
-    async def process(self, batch: list[InboundRecord]) -> Processed:
-        """Every output for ``batch``; no I/O apart from logging and counters.
+    def process(self, batch: Iterable[InboundRecord]) -> Processed:
+        """Every output for ``batch``, in one go (the bench's ceiling, replay, tests)."""
+        run = self.start()
+        for inbound in batch:
+            run.feed(inbound)
+        return run.close()
 
-        A submission the policy cannot decide stops its partition; the other
-        partitions go on. Verification and policy evaluation are
-        synchronous CPU work. Yielding to the event loop every
-        ``_YIELD_AFTER_S`` keeps the consumer's heartbeats flowing during a
-        large batch, and lets the previous batch's acknowledgements and commit
-        go through meanwhile (broker/enforcer/runtime/runner.py overlaps the two).
+    def start(self) -> BatchRun:
+        """A new batch: fed one submission at a time, then closed for its outputs.
+
+        The runtime feeds it and decides when to yield to the event loop in
+        between (broker/enforcer/runtime/runner.py); nothing here waits.
+        A reloaded bundle or registry takes effect here, between batches.
         """
-        # a reloaded bundle or registry takes effect here, between batches
         context = batch_context(self._registry, self.policy, self.clock())
         self.intake.replay.forget_older_than(context.now)
-        outputs: list[OutboundRecord] = []
         archives = self.archiver.records(context.policy.bundle_hash, context.bundle_archive)
-        pending: list[Pending] = []
-        stalled: dict[Partition, int] = {}
-        since = time.monotonic()
-        for inbound in batch:
-            partition = (inbound.topic, inbound.partition)
-            if partition in stalled:
-                continue  # records of a partition are processed in order, or not at all
-            try:
-                outputs.extend(self._one(inbound, context, pending))
-            except PolicyUndecided as exc:
-                stalled[partition] = inbound.offset
-                log.warning(
-                    "policy_undecided",
-                    topic=inbound.topic,
-                    partition=inbound.partition,
-                    offset=inbound.offset,
-                    error=str(exc),
-                )
-            if time.monotonic() - since >= _YIELD_AFTER_S:
-                await asyncio.sleep(0)
-                since = time.monotonic()
-        # one signature over the batch's statements; each carries its own proof
-        attested = self._attester.attest([p.statement for p in pending])
-        held_topic = self.topics.held
-        outputs.extend(
-            p.record(self.catalog, sealed, held_topic)
-            for p, sealed in zip(pending, attested, strict=True)
-        )
-        return Processed(tuple(archives), tuple(outputs), stalled)
+        return BatchRun(self, context, archives)
 
-    def _one(
+    def outputs_of(
         self, inbound: InboundRecord, context: BatchContext, pending: list[Pending]
-    ) -> list[OutboundRecord]:
-        """The outputs of one submission; its statements go to ``pending`` for attestation.
+    ) -> list[OutboundRecord] | Undecided:
+        """The outputs of one submission, its statements to ``pending``; or Undecided.
 
-        PolicyUndecided propagates before anything is recorded (replay memory,
-        ledger line, audit entry, counters): the submission is tried again later.
+        Undecided leaves nothing recorded (replay memory, ledger line, audit
+        entry, counters): the submission is tried again later.
         """
         bound = log.bind(topic=inbound.topic, partition=inbound.partition, offset=inbound.offset)
-        try:
-            accepted = self.intake.check(inbound, context)
-            routed = self._fanout.route(accepted, context)
-        except RejectedInput as exc:
-            refusal = exc
-        except PolicyUndecided:
-            raise  # not a deny: process() stops the partition, the runner holds it
-        except Exception as exc:  # noqa: BLE001 - one bad message must not stop the enforcer
-            # The exception text may carry payload values: record only its kind.
-            refusal = RejectedInput(
-                "internal_error", f"unexpected {type(exc).__name__}", stage="internal"
-            )
-            bound.error("submission_failed", error_kind=type(exc).__name__)
-        else:
-            self.stats.submissions += 1
-            return self._routed(
-                inbound,
-                context=context,
-                accepted=accepted,
-                routed=routed,
-                pending=pending,
-                bound=bound,
-            )
+        checked = self.intake.check(inbound, context)
+        outcome = self._fanout.route(checked, context) if isinstance(checked, Accepted) else checked
+        if isinstance(outcome, Undecided):
+            return outcome
         self.stats.submissions += 1
-        origin = self.topics.nation_of_submit_topic(inbound.topic) or ""
-        return [
-            self._refuse(inbound, refusal, context, bound),
-            *self._audited([refusal_event(inbound, refusal, origin, context.now)]),
-        ]
+        if isinstance(outcome, Refused):
+            if outcome.unexpected is not None:
+                bound.error("submission_failed", error_kind=outcome.unexpected)
+            origin = self.topics.nation_of_submit_topic(inbound.topic) or ""
+            return [
+                self._refuse(inbound, outcome.error, context, bound),
+                *self._audited([refusal_event(inbound, outcome.error, origin, context.now)]),
+            ]
+        assert isinstance(checked, Accepted)  # only an accepted submission is routed
+        return self._routed(
+            inbound, context=context, accepted=checked, routed=outcome, pending=pending, bound=bound
+        )
+
+    def attested(self, pending: list[Pending]) -> list[OutboundRecord]:
+        """One signature over the batch's statements; each record carries its own proof."""
+        sealed = self._attester.attest([p.statement for p in pending])
+        held_topic = self.topics.held
+        return [p.record(self.catalog, s, held_topic) for p, s in zip(pending, sealed, strict=True)]
 
     def _routed(
         self,
@@ -237,12 +207,11 @@ class BatchProcessor:
         self.stats.held += routed.held
         self.stats.deliveries += len(routed.pending) - routed.held
         pending.extend(routed.pending)
-        report_id = str(report.report_id)
-        self.intake.replay.remember(report_id, report.issued_at, accepted.position)
+        self.intake.remember(accepted)
         ledger = ledger_record(
             self.catalog,
             self.topics.accepted,
-            report_id=report_id,
+            report_id=str(report.report_id),
             origin=report.origin,
             issued_at=report.issued_at,
             payload_sha256=accepted.payload_sha256,
@@ -266,3 +235,46 @@ class BatchProcessor:
     def _audited(self, events: list[AuditEvent]) -> list[OutboundRecord]:
         """The decision-log entries for ``events``, in order, all under this writer's key."""
         return [self.audit.record(self.topics.audit, e) for e in events]
+
+
+class BatchRun:
+    """One batch being processed: :meth:`feed` each submission in order, then :meth:`close`.
+
+    A plain synchronous loop body. Records of one partition are processed in
+    order or not at all: after an undecided submission, the rest of its
+    partition in this batch is skipped (and fetched again later).
+    """
+
+    __slots__ = ("_archives", "_context", "_outputs", "_pending", "_processor", "_stalled")
+
+    def __init__(
+        self, processor: BatchProcessor, context: BatchContext, archives: list[OutboundRecord]
+    ) -> None:
+        self._processor = processor
+        self._context = context
+        self._archives = archives
+        self._outputs: list[OutboundRecord] = []
+        self._pending: list[Pending] = []
+        self._stalled: dict[Partition, int] = {}
+
+    def feed(self, inbound: InboundRecord) -> None:
+        partition = (inbound.topic, inbound.partition)
+        if partition in self._stalled:
+            return
+        outputs = self._processor.outputs_of(inbound, self._context, self._pending)
+        if isinstance(outputs, Undecided):
+            self._stalled[partition] = inbound.offset
+            log.warning(
+                "policy_undecided",
+                topic=inbound.topic,
+                partition=inbound.partition,
+                offset=inbound.offset,
+                error=str(outputs.error),
+            )
+            return
+        self._outputs.extend(outputs)
+
+    def close(self) -> Processed:
+        """The batch's outputs, its statements attested with one signature."""
+        self._outputs.extend(self._processor.attested(self._pending))
+        return Processed(tuple(self._archives), tuple(self._outputs), self._stalled)

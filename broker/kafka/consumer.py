@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from broker.errors import TransportError
+from broker.kafka.base import RevokeHook
 from broker.kafka.records import inbound
 from broker.wire.records import InboundRecord, Partition, offsets_after
 
@@ -28,7 +29,6 @@ _GRACE_S = 0.1  # beyond a fetch's own timeout, before it stops waiting for the 
 # is 1 MiB, and Kafka returns at least one batch).
 FETCH_MAX_BYTES = 2 * 1024 * 1024
 PARTITION_FETCH_MAX_BYTES = 1024 * 1024
-RevokeHook = Callable[[frozenset[Partition]], Awaitable[None]]
 
 
 class SubmissionConsumer:

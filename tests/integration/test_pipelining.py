@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from broker.app.assembly import build_stages, provision_keys
 from broker.app.settings import Settings
-from broker.enforcer.processor import Processed
+from broker.enforcer.processor import BatchRun, Processed
 from broker.enforcer.runtime.runner import Enforcer
 from broker.errors import TransportError
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.consumer import SubmissionConsumer
 from broker.kafka.producer import OutputProducer
 from broker.wire.codec import SchemaCatalog
-from broker.wire.records import InboundRecord, OutboundRecord, Partition
+from broker.wire.records import OutboundRecord, Partition
 from broker.wire.report import report_to_record
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT, make_settings
@@ -36,7 +36,6 @@ pytestmark = pytest.mark.integration
 
 REPORTS = 40
 BATCH = 5
-Process = Callable[[list[InboundRecord]], Awaitable[Processed]]
 
 
 class _NotedProducer(OutputProducer):
@@ -103,7 +102,8 @@ class _Rig:
             for report in (make_report("NL") for _ in range(reports))
         ]
         await self.producer.send_all(backlog)  # all waiting before the enforcer starts
-        monkeypatch.setattr(self.processor, "process", self._processing(self.processor.process))
+        monkeypatch.setattr(self.processor, "start", self._starting(self.processor.start))
+        monkeypatch.setattr(BatchRun, "close", self._closing(BatchRun.close))
         await self.consumer.start()
 
     async def run(self, stop: asyncio.Event, *, until_completed: int) -> None:
@@ -129,16 +129,21 @@ class _Rig:
         await self.producer.stop()
         await self.admin.close()
 
-    def _processing(self, process: Process) -> Process:
-        async def processing(batch: list[InboundRecord]) -> Processed:
-            number = len(self._batch_of)
-            self.events.append(("processing", number))
-            processed = await process(batch)
-            self._batch_of[id(processed.outputs)] = number
+    def _starting(self, start: Callable[[], BatchRun]) -> Callable[[], BatchRun]:
+        def starting() -> BatchRun:
+            self.events.append(("processing", len(self._batch_of)))
+            return start()
+
+        return starting
+
+    def _closing(self, close: Callable[[BatchRun], Processed]) -> Callable[[BatchRun], Processed]:
+        def closing(run: BatchRun) -> Processed:
+            processed = close(run)
+            self._batch_of[id(processed.outputs)] = len(self._batch_of)
             self._kept.append(processed.outputs)
             return processed
 
-        return processing
+        return closing
 
     def sending(self, records: Sequence[OutboundRecord]) -> None:
         number = self.batch_of(records)

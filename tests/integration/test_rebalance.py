@@ -18,7 +18,8 @@ import pytest
 
 from broker.errors import TransportError
 from broker.kafka.admin import TopicAdmin
-from broker.kafka.consumer import RevokeHook, SubmissionConsumer
+from broker.kafka.base import RevokeHook
+from broker.kafka.consumer import SubmissionConsumer
 from broker.kafka.producer import OutputProducer
 from broker.wire.records import InboundRecord, OutboundRecord, Partition, offsets_after
 from broker.wire.topics import TopicNames

@@ -85,7 +85,7 @@ class Recorder:
             self._offsets[topic] = offset + 1
             self.submissions[topic, 0, offset] = value
             inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
-        processed = await self.processor.process(inbound)
+        processed = self.processor.process(inbound)
         self.processor.archiver.acknowledged(processed.archives)  # as if Kafka had
         self.archives += [a.value for a in processed.archives]
         log_id = log_id_of(self.topics.audit, 0)

@@ -25,6 +25,8 @@ from broker.enforcer.stages.audit_events import (
     submission_ref,
 )
 from broker.enforcer.stages.context import batch_context
+from broker.enforcer.stages.fanout import Routed
+from broker.enforcer.stages.intake import Accepted
 from broker.errors import DecodeError, RejectedInput
 from broker.trust.keys import KeyRole
 from broker.trust.sd.disclosure import ReportLayout
@@ -154,7 +156,9 @@ def test_fan_out_gives_one_event_per_partner_with_digests_and_field_paths_never_
     inbound = InboundRecord(TopicNames().submit("NL"), 0, 9, b"k", sealed, (), 0)
     context = batch_context(stages.registry, stages.policy, now)
     accepted = stages.intake.check(inbound, context)
+    assert isinstance(accepted, Accepted), accepted
     routed = stages.fanout.route(accepted, context)
+    assert isinstance(routed, Routed), routed
 
     events = decision_events(accepted, routed, submission_ref(inbound), START)
 

@@ -104,10 +104,7 @@ def test_every_report_reaches_the_three_other_nations_through_the_real_stages(
     sealed = _seal(workspace, generate(12, seed=5))
     stages = ceiling.Stages(workspace.settings)
     inbound = [s.inbound(stages.topics, offset) for offset, s in enumerate(sealed)]
-    try:
-        assert stages.process(inbound) == (12 * FAN_OUT, 0)
-    finally:
-        stages.close()
+    assert stages.process(inbound) == (12 * FAN_OUT, 0)
 
 
 def test_a_forged_report_is_refused_by_the_ceiling_loop_as_by_the_enforcer(
@@ -119,10 +116,7 @@ def test_a_forged_report_is_refused_by_the_ceiling_loop_as_by_the_enforcer(
     )  # the last disclosure: no longer signed
     forged = Sealed(good.nation, good.key, tampered, good.payload_sha256)
     stages = ceiling.Stages(workspace.settings)
-    try:
-        assert stages.process([forged.inbound(stages.topics, 0)]) == (0, 1)
-    finally:
-        stages.close()
+    assert stages.process([forged.inbound(stages.topics, 0)]) == (0, 1)
 
 
 def test_the_ceiling_decides_from_a_warm_cache_and_counts_every_report(

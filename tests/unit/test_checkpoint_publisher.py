@@ -2,12 +2,12 @@
 
 Such a log (the audit topic made anew, or entries lost) can never be signed
 on from that checkpoint; before, the publisher waited for it without a word.
+What it signs goes to the in-memory test transport (broker/kafka/memory.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Mapping
 
 import pytest
@@ -17,20 +17,16 @@ from structlog.testing import capture_logs
 from broker.enforcer.runtime import checkpoint_publisher
 from broker.enforcer.runtime.checkpoint_publisher import CheckpointPublisher, LogReader, TopicReader
 from broker.errors import TransportError
-from broker.kafka.admin import TopicAdmin
-from broker.kafka.producer import OutputProducer
+from broker.kafka.memory import MemoryCluster
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.topics import TopicNames
 from tests.support.audit import LOG_ID, Ed25519CheckpointSigner, SteppingClock, build_log, verifier
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.mark.parametrize(("in_log", "named_short"), [(7, True), (10, False), (12, False)])
 async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_is_idle(
     catalog: SchemaCatalog,
-    kafka_bootstrap: str,
     monkeypatch: pytest.MonkeyPatch,
     in_log: int,
     named_short: bool,
@@ -50,9 +46,10 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
             yield InboundRecord("ixb.audit", 0, offset, b"writer", value, (), 0)
         await asyncio.Event().wait()
 
+    cluster = MemoryCluster()
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as captured:
         publisher = await _run_for(
-            1.2, kafka_bootstrap, catalog, signer, read_log=audit_log, read_checkpoints=checkpoints
+            1.2, cluster, catalog, signer, read_log=audit_log, read_checkpoints=checkpoints
         )
 
     named = [e for e in captured if e["event"] == "checkpoint_beyond_log"]
@@ -66,10 +63,11 @@ async def test_a_log_shorter_than_its_latest_checkpoint_is_named_once_the_tail_i
         assert named == []
         assert (stats.beyond_log, stats.resumed, stats.entries) == (0, 1, in_log)
         assert stats.signed == (1 if in_log > 10 else 0)  # what grew after it, at stop
+    assert len(cluster.records(TopicNames().audit_checkpoints)) == stats.signed
 
 
 async def test_after_a_failed_read_the_tail_reads_on_from_where_each_tree_ends(
-    catalog: SchemaCatalog, kafka_bootstrap: str
+    catalog: SchemaCatalog,
 ) -> None:
     """The log is kept forever: a broker hiccup must not mean reading it all again."""
     signer = Ed25519CheckpointSigner()
@@ -91,7 +89,7 @@ async def test_after_a_failed_read_the_tail_reads_on_from_where_each_tree_ends(
 
     publisher = await _run_for(
         0.8,
-        kafka_bootstrap,
+        MemoryCluster(),
         catalog,
         signer,
         read_log=failing_once,
@@ -105,7 +103,7 @@ async def test_after_a_failed_read_the_tail_reads_on_from_where_each_tree_ends(
 
 async def _run_for(
     seconds: float,
-    bootstrap: str,
+    cluster: MemoryCluster,
     catalog: SchemaCatalog,
     signer: Ed25519CheckpointSigner,
     *,
@@ -113,15 +111,13 @@ async def _run_for(
     read_checkpoints: TopicReader,
     retry_after_s: float = 1.0,
 ) -> CheckpointPublisher:
-    """A publisher run for ``seconds``; what it signs at stop goes to a fresh namespace."""
-    admin = TopicAdmin(bootstrap)
-    producer = OutputProducer(bootstrap, admin)
+    """A publisher run for ``seconds``; what it signs goes to ``cluster``."""
     publisher = CheckpointPublisher(
         read_log=read_log,
         read_checkpoints=read_checkpoints,
-        producer=producer,
+        producer=cluster.producer(),
         catalog=catalog,
-        topics=TopicNames(f"t{uuid.uuid4().hex[:12]}"),
+        topics=TopicNames(),
         signer=signer,
         verify=verifier(signer),
         clock=SteppingClock(),
@@ -130,14 +126,8 @@ async def _run_for(
         retry_after_s=retry_after_s,
     )
     stop = asyncio.Event()
-    try:
-        await admin.start()
-        await producer.start()
-        running = asyncio.create_task(publisher.run(stop))
-        await asyncio.sleep(seconds)
-        stop.set()
-        await asyncio.wait_for(running, timeout=5)
-    finally:
-        await producer.stop()
-        await admin.close()
+    running = asyncio.create_task(publisher.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)
     return publisher

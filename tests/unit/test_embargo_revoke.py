@@ -1,14 +1,15 @@
-"""The embargo releaser forgets the held deliveries of partitions the group took away."""
+"""The embargo releaser forgets the held deliveries of partitions the group took away.
+
+Kafka here is the in-memory test transport (broker/kafka/memory.py): the
+releaser's consumer and producer are the protocols it runs on, and a send
+Kafka does not acknowledge is injected exactly where the test needs it.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import uuid
-from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from broker.auditlog.bundles import BundleArchiver
 from broker.auditlog.entries import AuditWriter
@@ -16,21 +17,17 @@ from broker.domain.decisions import DecisionInput
 from broker.enforcer.runtime.embargo import EmbargoReleaser
 from broker.enforcer.stages.derive import effective_rules
 from broker.enforcer.stages.fanout import HELD_SCHEMA, rules_digest
-from broker.errors import TransportError
-from broker.kafka.admin import TopicAdmin
-from broker.kafka.consumer import SubmissionConsumer
-from broker.kafka.producer import OutputProducer
+from broker.kafka.memory import MemoryCluster
 from broker.policy.archive import archive_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
 from broker.trust.attestation import BatchAttester
 from broker.trust.signatures import SigningKey
 from broker.wire.codec import SchemaCatalog
-from broker.wire.records import InboundRecord, OutboundRecord
+from broker.wire.records import InboundRecord
 from broker.wire.topics import TopicNames
 from tests.integration.conftest import NL_BE_AGREEMENT
 
-UNUSED_BOOTSTRAP = "127.0.0.1:1"  # nothing here connects
 NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
 
 
@@ -82,13 +79,10 @@ async def test_held_deliveries_of_revoked_partitions_are_forgotten_and_the_other
 ) -> None:
     bundle, archive = archive_bundle(policies_dir, catalog)
     topics = TopicNames()
-    consumer = SubmissionConsumer(
-        UNUSED_BOOTSTRAP, group_id="g", pattern=topics.held, max_poll_records=1
-    )
-    producer = OutputProducer(UNUSED_BOOTSTRAP, TopicAdmin(UNUSED_BOOTSTRAP))
+    cluster = MemoryCluster()
     releaser = EmbargoReleaser(
-        consumer=consumer,
-        producer=producer,
+        consumer=cluster.consumer(group_id="g", pattern=topics.held),
+        producer=cluster.producer(),
         catalog=catalog,
         topics=topics,
         policy=FixedPolicy(ActivePolicy(RegoDecisionPoint(bundle), bundle, archive)),
@@ -96,46 +90,25 @@ async def test_held_deliveries_of_revoked_partitions_are_forgotten_and_the_other
         audit=AuditWriter(catalog),
         archiver=BundleArchiver(topics.bundles),
     )
-    try:
-        for partition, offset in [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1)]:
-            releaser._admit(_held(catalog, topics, partition, offset))
-        # One whose decision input does not parse is named at once, not at its release.
-        broken = _held(catalog, topics, 3, 0)
-        held = catalog.decode(broken.value or b"", HELD_SCHEMA)
-        held["decision_input"] = "{}"
-        releaser._admit(dataclasses.replace(broken, value=catalog.encode(HELD_SCHEMA, held)))
-        assert releaser.stats.malformed == 1
-        assert releaser.waiting == 5
+    for partition, offset in [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1)]:
+        releaser._admit(_held(catalog, topics, partition, offset))
+    # One whose decision input does not parse is named at once, not at its release.
+    broken = _held(catalog, topics, 3, 0)
+    held = catalog.decode(broken.value or b"", HELD_SCHEMA)
+    held["decision_input"] = "{}"
+    releaser._admit(dataclasses.replace(broken, value=catalog.encode(HELD_SCHEMA, held)))
+    assert releaser.stats.malformed == 1
+    assert releaser.waiting == 5
 
-        await releaser.forget({(topics.held, 1), (topics.submit("NL"), 0)})
+    await releaser.forget({(topics.held, 1), (topics.submit("NL"), 0)})
 
-        assert releaser.waiting == 3, "partition 1's two items are gone; another topic's 0 is not"
-        assert sorted((i.partition, i.offset) for i in releaser._queue) == [(0, 0), (0, 1), (2, 0)]
-        assert releaser._queue[0].due_s == min(i.due_s for i in releaser._queue), "still a heap"
-        assert 1 not in releaser._pending
-        assert 1 not in releaser._seen, "nothing is committed for a partition no longer ours"
-    finally:
-        await consumer.stop()
-        await producer.stop()
+    assert releaser.waiting == 3, "partition 1's two items are gone; another topic's 0 is not"
+    assert sorted((i.partition, i.offset) for i in releaser._queue) == [(0, 0), (0, 1), (2, 0)]
+    assert releaser._queue[0].due_s == min(i.due_s for i in releaser._queue), "still a heap"
+    assert 1 not in releaser._pending
+    assert 1 not in releaser._seen, "nothing is committed for a partition no longer ours"
 
 
-class _RefusedOnce(OutputProducer):
-    """The real producer, except that Kafka does not acknowledge its first batch."""
-
-    def __init__(self, bootstrap: str, admin: TopicAdmin) -> None:
-        super().__init__(bootstrap, admin)
-        self.refused = False
-        self.records: list[OutboundRecord] = []  # acknowledged
-
-    async def send_all(self, records: Sequence[OutboundRecord]) -> None:
-        if not self.refused:
-            self.refused = True
-            raise TransportError("not acknowledged (injected)")
-        await super().send_all(records)
-        self.records.extend(records)
-
-
-@pytest.mark.integration
 async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sent_once(
     catalog: SchemaCatalog, policies_dir: Path, kafka_bootstrap: str
 ) -> None:
@@ -146,14 +119,12 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
     held_under = point.decide(decision_input)  # the terms the delivery was held under
     assert held_under.allow
     assert held_under.agreement is not None
-    topics = TopicNames(f"t{uuid.uuid4().hex[:12]}")
-    admin = TopicAdmin(kafka_bootstrap)
-    producer = _RefusedOnce(kafka_bootstrap, admin)
-    consumer = SubmissionConsumer(
-        UNUSED_BOOTSTRAP, group_id="g", pattern=topics.held, max_poll_records=1
-    )
+    topics = TopicNames()
+    cluster = MemoryCluster()
+    producer = cluster.producer()
+    producer.refuse(1)  # Kafka does not acknowledge the first send
     releaser = EmbargoReleaser(
-        consumer=consumer,
+        consumer=cluster.consumer(group_id="g", pattern=topics.held),
         producer=producer,
         catalog=catalog,
         topics=topics,
@@ -171,22 +142,16 @@ async def test_a_release_resent_after_its_partition_came_back_is_decided_and_sen
         agreement_id=held_under.agreement.id,
         digest=rules_digest(effective_rules(held_under.field_rules)),
     )
-    try:
-        await admin.start()
-        await producer.start()
-        releaser._admit(held)
-        await releaser.release_due()  # decided; Kafka does not acknowledge: kept to resend
-        await releaser.forget({(topics.held, 0)})  # a rebalance takes the partition ...
-        releaser._admit(held)  # ... gives it back, and the item is read again
-        await releaser.release_due()  # the release is sent again, as it was
-        await releaser.release_due()
-    finally:
-        await consumer.stop()
-        await producer.stop()
-        await admin.close()
+    releaser._admit(held)
+    await releaser.release_due()  # decided; Kafka does not acknowledge: kept to resend
+    await releaser.forget({(topics.held, 0)})  # a rebalance takes the partition ...
+    releaser._admit(held)  # ... gives it back, and the item is read again
+    await releaser.release_due()  # the release is sent again, as it was
+    await releaser.release_due()
 
+    assert producer.sends == 3, "refused, then the bundle's archive and the release"
     assert (releaser.stats.released, releaser.stats.refused) == (1, 0), "released once"
-    sent = [r.topic for r in producer.records]
+    sent = [r.topic for t in cluster.topics() for r in cluster.records(t)]
     assert sent.count(topics.deliver("BE")) == 1, sent
     assert sent.count(topics.audit) == 1, "one audit entry"
     assert topics.rejected("NL") not in sent

@@ -126,7 +126,7 @@ async def test_an_undecided_submission_stops_its_partition_leaving_no_trace_of_i
         rig.inbound(1, 21),
     ]
 
-    processed = await rig.processor.process(batch)
+    processed = rig.processor.process(batch)
 
     assert processed.stalled == {(rig.submit, 0): 11}
     assert [(r.partition, r.offset) for r in processed.done(batch)] == [(0, 10), (1, 20), (1, 21)]
@@ -158,12 +158,12 @@ async def test_an_undecided_submission_stops_its_partition_leaving_no_trace_of_i
 async def test_a_held_submission_goes_through_once_the_policy_decides_again(rig: _Rig) -> None:
     held = rig.inbound(0, 11, marking=UNDECIDED_MARKING)
     after = rig.inbound(0, 12)
-    first = await rig.processor.process([held, after])
+    first = rig.processor.process([held, after])
     assert first.stalled == {(rig.submit, 0): 11}
     assert first.outputs == ()
 
     rig.engine.down = False
-    again = await rig.processor.process([held, after])  # refetched from the stalled offset
+    again = rig.processor.process([held, after])  # refetched from the stalled offset
 
     assert again.stalled == {}
     assert sorted(_ledger_positions(rig, _on(rig.topics.accepted, again.outputs))) == [

@@ -53,8 +53,9 @@ from broker.auditlog.checkpoints import (
     log_id_of,
     signed_checkpoints,
 )
+from broker.enforcer.runtime.commit import CommitPath, Outputs
 from broker.errors import RejectedInput, TransportError
-from broker.kafka.producer import OutputProducer
+from broker.kafka.base import BatchProducer
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.topics import TopicNames
@@ -114,7 +115,7 @@ class CheckpointPublisher:
         *,
         read_log: LogReader,
         read_checkpoints: TopicReader,
-        producer: OutputProducer,
+        producer: BatchProducer,
         catalog: SchemaCatalog,
         topics: TopicNames,
         signer: CheckpointSigner,
@@ -126,7 +127,7 @@ class CheckpointPublisher:
     ) -> None:
         self._read_log = read_log
         self._read_checkpoints = read_checkpoints
-        self._producer = producer
+        self._commits = CommitPath(producer)  # a reader, not a group member: nothing to commit
         self._catalog = catalog
         self._topics = topics
         self._signer = signer
@@ -263,7 +264,7 @@ class CheckpointPublisher:
             for c in batch
         ]
         try:
-            await self._producer.send_all(records)
+            await self._commits.send(Outputs(records=records))
         except TransportError as exc:
             log.warning("checkpoints_not_acknowledged", error=str(exc), checkpoints=len(batch))
             self._unsent = batch

@@ -53,13 +53,13 @@ from pydantic import ValidationError
 from broker.auditlog.bundles import BundleArchiver
 from broker.auditlog.entries import AuditWriter
 from broker.domain.decisions import DecisionInput
+from broker.enforcer.runtime.commit import CommitPath, Outputs
 from broker.enforcer.stages.audit_events import release_event
 from broker.enforcer.stages.derive import effective_rules
 from broker.enforcer.stages.fanout import HELD_SCHEMA, delivery_record, rules_digest
 from broker.enforcer.stages.rejections import rejection
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
-from broker.kafka.consumer import SubmissionConsumer
-from broker.kafka.producer import OutputProducer
+from broker.kafka.base import BatchConsumer, BatchProducer
 from broker.policy.source import PolicySource
 from broker.trust.attestation import open_attested
 from broker.wire.codec import SchemaCatalog
@@ -102,8 +102,8 @@ class EmbargoReleaser:
     def __init__(
         self,
         *,
-        consumer: SubmissionConsumer,
-        producer: OutputProducer,
+        consumer: BatchConsumer,
+        producer: BatchProducer,
         catalog: SchemaCatalog,
         topics: TopicNames,
         policy: PolicySource,
@@ -113,14 +113,15 @@ class EmbargoReleaser:
         retry_after_s: float = 5.0,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
+        # The archiver is shared with the enforcer: one loop, one set of bundles written.
+        self._commits = CommitPath(producer, archiver=archiver, consumer=consumer)
         self._catalog = catalog
         self._topics = topics
         self._policy = policy
         self._clock = clock
         self._retry_after_s = retry_after_s
         self._audit = audit
-        self._archiver = archiver  # shared with the enforcer: one loop, one set of written
+        self._archiver = archiver
         self._unacknowledged: _Release | None = None
         self._queue: list[_Pending] = []
         self._pending: dict[int, set[int]] = {}  # partition -> offsets not yet done
@@ -282,15 +283,12 @@ class EmbargoReleaser:
     async def _send(self, release: _Release) -> bool:
         """Send ``release``; True once acknowledged, else it is kept to be sent again."""
         try:
-            for part in (release.archives, release.outputs):  # a bundle before what names it
-                if part:
-                    await self._producer.send_all(part)
+            await self._commits.send(Outputs(release.archives, release.outputs))
         except TransportError as exc:
             log.warning("embargo_release_not_acknowledged", error=str(exc))
             self._unacknowledged = release  # sent again as it is, even if its partition went
             return False
         self._unacknowledged = None
-        self._archiver.acknowledged(release.archives)
         for item in release.done:
             pending = self._pending.get(item.partition)  # None: the partition went meanwhile
             if pending is not None:
@@ -308,7 +306,7 @@ class EmbargoReleaser:
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
+            await self._commits.commit(offsets)
         except TransportError as exc:
             log.warning("held_commit_failed", error=str(exc))
             return

@@ -7,11 +7,14 @@ The commit path, in order (docs/ARCHITECTURE.md, decision 2):
    so replay protection knows what the previous owner accepted);
 2. and 3. process the batch (broker/enforcer/processor.py): every output
    computed, no I/O; a partition stops at a submission the policy could not
-   decide;
-4. send all outputs of the batch and wait until every one is acknowledged
-   (a policy bundle archived for the first time, before the rest);
-5. only then commit, per partition, the offset after the last record
-   processed (for a stopped partition: the offset of the undecided record);
+   decide. The processor is synchronous; the runner yields to the event loop
+   every couple of milliseconds of it, so heartbeats and the previous
+   batch's acknowledgements go on meanwhile;
+4. and 5. through the one commit path (broker/enforcer/runtime/commit.py):
+   send all outputs of the batch and wait until every one is acknowledged
+   (a policy bundle archived for the first time, before the rest), only
+   then commit, per partition, the offset after the last record processed
+   (for a stopped partition: the offset of the undecided record);
 6. rewind each stopped partition to its undecided record and pause it for a
    back-off that grows while the policy keeps failing
    (broker/enforcer/runtime/backoff.py); the record is fetched and decided again
@@ -39,21 +42,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
 
 from broker.enforcer.processor import BatchProcessor, EnforcerStats, Processed
 from broker.enforcer.runtime.backoff import PartitionBackoff
+from broker.enforcer.runtime.commit import CommitPath, Outputs
 from broker.errors import TransportError
-from broker.kafka.consumer import SubmissionConsumer
-from broker.kafka.producer import OutputProducer
-from broker.wire.records import InboundRecord, OutboundRecord, Partition, offsets_after
+from broker.kafka.base import BatchConsumer, BatchProducer
+from broker.wire.records import InboundRecord, Partition, offsets_after
 
 log = structlog.get_logger("ixb.enforcer")
 
 LedgerReader = Callable[[], AsyncIterator[InboundRecord]]
 BatchHook = Callable[[list[InboundRecord], float], None]  # batch, seconds to acknowledgement
+# Longest stretch of CPU work between two yields to the event loop: a cold
+# decision cache made 32 submissions take 2 s, long enough to miss heartbeats.
+YIELD_AFTER_S = 0.002
 
 
 class Enforcer:
@@ -62,8 +68,8 @@ class Enforcer:
     def __init__(
         self,
         *,
-        consumer: SubmissionConsumer,
-        producer: OutputProducer,
+        consumer: BatchConsumer,
+        producer: BatchProducer,
         processor: BatchProcessor,
         batch_max_records: int = 500,
         retry_backoff_s: float = 0.5,
@@ -72,7 +78,7 @@ class Enforcer:
         policy_backoff: PartitionBackoff | None = None,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
+        self._commits = CommitPath(producer, archiver=processor.archiver, consumer=consumer)
         self._processor = processor
         self._batch_max_records = batch_max_records
         self._retry_backoff_s = retry_backoff_s
@@ -122,7 +128,7 @@ class Enforcer:
         if not batch:
             return
         started = time.monotonic()
-        processed = await self._processor.process(batch)  # 2, 3
+        processed = await self._process(batch)  # 2, 3
         if not await self._finish_pending():
             return  # stopping, the batch before given up: committing this one would pass it
         finishing = self._finish(batch, processed, started, stop)
@@ -130,6 +136,17 @@ class Enforcer:
             await finishing  # the rewind must come before the next fetch
         else:
             self._pending = asyncio.ensure_future(finishing)
+
+    async def _process(self, batch: list[InboundRecord]) -> Processed:
+        """The processor's plain loop, with a yield to the event loop every ``YIELD_AFTER_S``."""
+        run = self._processor.start()
+        since = time.monotonic()
+        for inbound in batch:
+            run.feed(inbound)
+            if time.monotonic() - since >= YIELD_AFTER_S:
+                await asyncio.sleep(0)
+                since = time.monotonic()
+        return run.close()
 
     async def _finish_pending(self) -> bool:
         """Wait for the batch in flight; False if it was given up (asked to stop first)."""
@@ -147,18 +164,15 @@ class Enforcer:
         if self._ledger is None:
             self._assignment = assignment
             return True
-        replay, catalog = self._processor.intake.replay, self._processor.catalog
-        before = len(replay)
         try:
-            async for line in self._ledger():
-                replay.load(catalog, line)  # loading a line twice changes nothing
+            lines = [line async for line in self._ledger()]
         except TransportError as exc:
             self.stats.retries += 1
             log.warning("ledger_read_failed", error=str(exc))
             return False
         self._assignment = assignment
-        replay.forget_older_than(self._processor.clock())
-        log.info("ledger_read", partitions=len(assignment), new_ids=len(replay) - before)
+        new_ids = self._processor.intake.recall(lines, self._processor.clock())
+        log.info("ledger_read", partitions=len(assignment), new_ids=new_ids)
         return True
 
     async def _finish(
@@ -169,17 +183,22 @@ class Enforcer:
         False if asked to stop before Kafka acknowledged every output: the
         batch stays uncommitted, and so must every batch after it.
         """
-        # 4: a new bundle's archive is acknowledged before anything decided under it is sent
-        for part in (processed.archives, processed.outputs):
-            if part and not await self._send_until_acknowledged(part, stop):
-                return False  # uncommitted: redone after restart or by the next owner
-        self._processor.archiver.acknowledged(processed.archives)
+        outputs = Outputs(processed.archives, processed.outputs)
+
+        def not_acknowledged(exc: TransportError) -> None:
+            self.stats.retries += 1
+            log.warning("batch_not_acknowledged", error=str(exc), records=len(outputs))
+
+        if not await self._commits.send_until_acknowledged(  # 4
+            outputs, stop, retry_after_s=self._retry_backoff_s, on_failure=not_acknowledged
+        ):
+            return False  # uncommitted: redone after restart or by the next owner
         done = processed.done(batch)
         self.stats.completed += len(done)
         if self._on_acknowledged is not None:
             self._on_acknowledged(done, time.monotonic() - started)
         try:
-            await self._consumer.commit(offsets_after(done))  # 5
+            await self._commits.commit(offsets_after(done))  # 5
         except TransportError as exc:
             # Outputs are acknowledged. A later commit covers these offsets; if the
             # partitions moved away, their new owner redoes the batch (same delivery ids).
@@ -187,21 +206,6 @@ class Enforcer:
         self._hold(processed.stalled, progressed={(r.topic, r.partition) for r in done})  # 6
         self.stats.batches += 1
         return True
-
-    async def _send_until_acknowledged(
-        self, outputs: Sequence[OutboundRecord], stop: asyncio.Event
-    ) -> bool:
-        """True once Kafka acknowledged every one; False if asked to stop first."""
-        while True:
-            try:
-                await self._producer.send_all(outputs)
-                return True
-            except TransportError as exc:
-                self.stats.retries += 1
-                log.warning("batch_not_acknowledged", error=str(exc), records=len(outputs))
-                if stop.is_set():
-                    return False
-                await asyncio.sleep(self._retry_backoff_s)
 
     def _hold(self, stalled: Mapping[Partition, int], *, progressed: set[Partition]) -> None:
         """Pause each stalled partition at its undecided record, for its next back-off."""

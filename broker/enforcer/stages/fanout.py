@@ -29,6 +29,7 @@ from broker.domain.decisions import Decision, decision_inputs
 from broker.enforcer.stages.context import BatchContext
 from broker.enforcer.stages.derive import Deriver, RuleSet, effective_rules
 from broker.enforcer.stages.intake import Accepted
+from broker.enforcer.stages.outcome import Refused, Undecided, outcome_of
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.sd.disclosure import ReportLayout, derived_values, select
 from broker.trust.sd.statement import (
@@ -153,7 +154,11 @@ class FanOut:
         self._layout = layout or ReportLayout.from_catalog(catalog)
         self._statements = StatementWriter(catalog)
 
-    def route(self, accepted: Accepted, context: BatchContext) -> Routed:
+    def route(self, accepted: Accepted, context: BatchContext) -> Routed | Refused | Undecided:
+        """Every partner's decision and delivery; undecided if the policy could not say."""
+        return outcome_of(lambda: self._route(accepted, context))
+
+    def _route(self, accepted: Accepted, context: BatchContext) -> Routed:
         report = accepted.report
         now_s = int(context.now.timestamp())
         views: dict[tuple[RuleSet, str], _View] = {}
@@ -162,9 +167,7 @@ class FanOut:
         recipients = sorted(context.partners - {report.origin})
         for decision_input in decision_inputs(report, recipients, now_s=now_s):
             recipient = decision_input.recipient
-            decision = context.policy.decide(
-                decision_input
-            )  # PolicyUndecided: the partition is held
+            decision = context.policy.decide(decision_input)  # PolicyUndecided: Undecided
             decisions.append((recipient, decision))
             if not decision.allow:
                 continue

@@ -17,18 +17,23 @@ The order is the security argument (docs/ARCHITECTURE.md, decision 1):
 6. the report id must not have been accepted before from another position,
    and the report must be fresh (broker/enforcer/stages/replay_guard.py).
 
-Every refusal is a :class:`~broker.errors.RejectedInput` with a reason code.
+Every refusal is a :class:`~broker.errors.RejectedInput` with a reason code,
+returned as a :class:`~broker.enforcer.stages.outcome.Refused` value. The
+replay guard (step 6) is the intake's own: what was accepted is remembered
+through :meth:`Intake.remember` and read back through :meth:`Intake.recall`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from broker.domain.report import ThreatReport
 from broker.enforcer.stages.context import BatchContext
+from broker.enforcer.stages.outcome import Refused, refused_or
 from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import RejectedInput, VerificationError
 from broker.trust.envelopes import verify_envelope
@@ -79,7 +84,24 @@ class Intake:
         self._layout = layout or ReportLayout.from_catalog(catalog)
         self.replay = replay
 
-    def check(self, inbound: InboundRecord, context: BatchContext) -> Accepted:
+    def check(self, inbound: InboundRecord, context: BatchContext) -> Accepted | Refused:
+        """The submission verified and valid, or refused with the reason of the step that failed."""
+        return refused_or(lambda: self._check(inbound, context))
+
+    def remember(self, accepted: Accepted) -> None:
+        """An accepted submission's outputs are computed: a replay of its id is refused from now."""
+        report = accepted.report
+        self.replay.remember(str(report.report_id), report.issued_at, accepted.position)
+
+    def recall(self, ledger: Iterable[InboundRecord], now: dt.datetime) -> int:
+        """Load intake-ledger lines (what earlier owners accepted); how many ids were new."""
+        before = len(self.replay)
+        for line in ledger:
+            self.replay.load(self._catalog, line)  # loading a line twice changes nothing
+        self.replay.forget_older_than(now)
+        return len(self.replay) - before
+
+    def _check(self, inbound: InboundRecord, context: BatchContext) -> Accepted:
         topic_nation = self._topics.nation_of_submit_topic(inbound.topic)
         if topic_nation is None:
             raise RejectedInput("not_a_submission_topic", inbound.topic, stage="envelope")
