@@ -52,7 +52,7 @@ _DOUBLE = struct.Struct("<d")
 class WireError(ValueError):
     """Bytes that are not the one encoding of a value; ``reason`` is a code, never data.
 
-    Where the decode guard (broker/wire/guard.py) refuses the same thing, the
+    Where the decode guard (broker/wire/guard/) refuses the same thing, the
     code is the guard's: a refusal reads the same whichever reader met it.
     """
 
