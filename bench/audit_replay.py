@@ -35,7 +35,7 @@ from broker.auditor.replay import LoggedEntry, ReplayReport
 from broker.cli.audit import replayer_for
 from broker.enforcer.stages.replay_guard import Position
 from broker.trust.keys import KeyRole, RegistryFile
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record

@@ -48,7 +48,7 @@ from broker.trust.attestation import BatchAttester
 from broker.trust.envelopes import Signer
 from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.signatures import SigningKey
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import Partition

@@ -64,7 +64,7 @@ from broker.policy.bundle import PolicyBundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
 from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.layout import ReportLayout
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.topics import TopicNames

@@ -35,16 +35,10 @@ from broker.kafka.reader import read_topic
 from broker.trust.attestation import AttestationVerifier, open_attested
 from broker.trust.envelopes import open_envelope, verify_envelope
 from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
-from broker.trust.sd.disclosure import (
-    SD_REPORT_SCHEMA,
-    Disclosure,
-    DisclosureError,
-    Provenance,
-    ReportLayout,
-    abstract_path,
-    verify_disclosures,
-)
+from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError, Provenance
+from broker.trust.sd.layout import ReportLayout, abstract_path
 from broker.trust.sd.statement import DELIVERY_SCHEMA
+from broker.trust.sd.verify import verify_disclosures
 from broker.wire.codec import SchemaCatalog
 from broker.wire.report import record_to_report
 from broker.wire.topics import TopicNames

@@ -23,7 +23,7 @@ from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
 from broker.trust.keys import KeyRole, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import HEADER_LEN, SchemaCatalog
 from broker.wire.records import InboundRecord

@@ -33,14 +33,10 @@ from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import RejectedInput, VerificationError
 from broker.trust.envelopes import verify_envelope
 from broker.trust.keys import KeyRecord, KeyRole
-from broker.trust.sd.disclosure import (
-    SD_REPORT_SCHEMA,
-    Disclosure,
-    DisclosureError,
-    ReportLayout,
-    verify_disclosures,
-)
+from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import open_submission
+from broker.trust.sd.verify import verify_disclosures
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import record_to_report

@@ -1,7 +1,7 @@
 """The Avro shapes selective disclosure handles most, read and written by hand.
 
 A bench report carries some 75 disclosures. Reading each with fastavro and
-re-encoding it to prove it canonical (broker/trust/sd/disclosure.py) cost more
+re-encoding it to prove it canonical (broker/trust/sd/verify.py) cost more
 than the signature check; so did decoding a whole submission only to
 re-encode its disclosures into every recipient's statement. This module does
 the same work directly on the bytes:
