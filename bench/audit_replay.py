@@ -34,7 +34,8 @@ from broker.auditlog.entries import decode_entry
 from broker.auditor.replay import LoggedEntry, ReplayReport
 from broker.cli.audit import replayer_for
 from broker.enforcer.stages.replay_guard import Position
-from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.records import InboundRecord

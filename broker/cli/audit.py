@@ -63,7 +63,9 @@ from broker.policy import PolicyDecisionPoint
 from broker.policy.bundle import PolicyBundle
 from broker.policy.cache import CachedDecisionPoint
 from broker.policy.rego import RegoDecisionPoint
-from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole, PartnerRegistry
+from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord

@@ -34,7 +34,7 @@ from broker.errors import RejectedInput, VerificationError
 from broker.kafka.reader import read_topic
 from broker.trust.attestation import AttestationVerifier, open_attested
 from broker.trust.envelopes import open_envelope, verify_envelope
-from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError, Provenance
 from broker.trust.sd.layout import ReportLayout, abstract_path
 from broker.trust.sd.statement import DELIVERY_SCHEMA

@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.errors import VerificationError
-from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.merkle import MerkleLog, leaf_hash, root_from_inclusion
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import SigningKey, verify_signature
 from broker.wire.codec import SchemaCatalog
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from broker.errors import VerificationError
-from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import ED25519, HYBRID, SigningKey, verify_signature
 from broker.wire.codec import SchemaCatalog
 

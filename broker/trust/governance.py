@@ -27,7 +27,7 @@ A reader accepts a document (:func:`accept`) only if
 
 Signatures count once per distinct Ed25519 public key, so one key listed
 under two ids does not make two signatures. Everything here is pure; the
-file, the persisted state and the logging are ``broker.trust.keys``'.
+file, the persisted state and the logging are ``broker.trust.registry_file``'s.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from broker.auditlog.checkpoints import encode_checkpoint, sign_checkpoint
 from broker.auditlog.entries import Outcome, decode_entry
 from broker.cli.audit import sign_checkpoints, verify_audit
 from broker.errors import VerificationError
-from broker.trust.keys import Keystore
+from broker.trust.keystore import Keystore
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange

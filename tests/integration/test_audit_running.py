@@ -23,7 +23,7 @@ from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_
 from broker.cli.audit import audit_app, issue_receipt, verify_audit
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 from tests.factories import make_report

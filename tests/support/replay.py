@@ -23,7 +23,7 @@ from broker.cli.audit import replayer_for
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import Processed
 from broker.enforcer.stages.replay_guard import Position
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record

@@ -26,7 +26,7 @@ from broker.enforcer.stages.audit_events import (
 )
 from broker.enforcer.stages.context import batch_context
 from broker.errors import DecodeError, RejectedInput
-from broker.trust.keys import KeyRole
+from broker.trust.records import KeyRole
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import SchemaCatalog

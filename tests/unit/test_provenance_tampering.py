@@ -21,8 +21,9 @@ from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.errors import RejectedInput
 from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
-from broker.trust.keys import KeyRole, RegistryFile
 from broker.trust.pseudonyms import PseudonymSecrets
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import HEADER_LEN, SchemaCatalog

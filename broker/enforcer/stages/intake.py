@@ -32,7 +32,7 @@ from broker.enforcer.stages.context import BatchContext
 from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import RejectedInput, VerificationError
 from broker.trust.envelopes import verify_envelope
-from broker.trust.keys import KeyRecord, KeyRole
+from broker.trust.records import KeyRecord, KeyRole
 from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import open_submission
