@@ -27,18 +27,21 @@ from typing import Any
 from bench.reports import FAN_OUT, NATIONS, generate
 from bench.workspace import Workspace
 from broker.app.assembly import build_stages, signer_for
+from broker.app.auditing import intake_window
 from broker.app.logs import configure as configure_logging
 from broker.app.settings import Settings
 from broker.auditlog.checkpoints import log_id_of
 from broker.auditlog.entries import decode_entry
 from broker.auditor.replay import LoggedEntry, ReplayReport
-from broker.cli.audit import replayer_for
+from broker.auditor.use_cases import replayer_for
 from broker.enforcer.stages.replay_guard import Position
-from broker.trust.keys import KeyRole, RegistryFile
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
+from broker.wire.topics import TopicNames
 
 BATCH = 500
 SECOND_BUNDLE = '  smuggling:\n    - {field: "vehicles[].registration", action: redact}\n'
@@ -113,7 +116,13 @@ def measure(decisions: int = 100_000, *, profile: bool = False) -> dict[str, Any
         del sealed
         settings = workspace.settings
         registry = RegistryFile(settings.registry_path).current()
-        replayer = replayer_for(settings, workspace.catalog, registry, recording.archives)
+        replayer = replayer_for(
+            workspace.catalog,
+            registry,
+            recording.archives,
+            topics=TopicNames(settings.topic_namespace),
+            window=intake_window(settings),
+        )
         profiler = cProfile.Profile() if profile else None
         cpu, started = time.process_time(), time.perf_counter()
         if profiler:

@@ -43,7 +43,8 @@ from broker.kafka.embedded.tansu import EmbeddedKafka
 from broker.kafka.producer import OutputProducer
 from broker.parties.agency import Publisher
 from broker.trust.envelopes import Signer
-from broker.trust.keys import KeyRole, Keystore
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole
 from broker.wire.topics import TopicNames
 
 Say = Callable[[str], None]

@@ -30,7 +30,7 @@ from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
-from broker.trust.keys import PartnerRegistry
+from broker.trust.records import PartnerRegistry
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 

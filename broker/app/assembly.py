@@ -46,9 +46,11 @@ from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ReloadingPolicy
 from broker.trust.attestation import BatchAttester
 from broker.trust.envelopes import Signer
-from broker.trust.keys import KeyRole, Keystore, PartnerRegistry, RegistryFile
+from broker.trust.keystore import Keystore
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole, PartnerRegistry
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.signatures import SigningKey
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import Partition

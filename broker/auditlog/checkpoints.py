@@ -31,6 +31,7 @@ from typing import Protocol
 
 from broker.auditlog.entries import epoch_ms, from_epoch_ms
 from broker.errors import DecodeError, RejectedInput, VerificationError
+from broker.trust.key_checks import check_key
 from broker.trust.merkle import HASH_SIZE, MerkleLog, leaf_hash, verify_consistency
 from broker.trust.records import KeyRole, PartnerRegistry
 from broker.trust.signatures import verify_signature
@@ -80,13 +81,8 @@ def checkpoint_verifier(registry: PartnerRegistry) -> VerifySignature:
     """Checks a checkpoint signature: a broker key of the registry, valid when it signed."""
 
     def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
-        key = registry.key(key_id)
-        if key.role is not KeyRole.BROKER:
-            raise VerificationError("wrong_key_role", f"{key_id} is not a broker key")
-        if not key.valid_at(signed_at):
-            raise VerificationError(
-                "key_not_valid", f"{key_id} is revoked or outside its validity at {signed_at}"
-            )
+        # A checkpoint names no algorithm: the key's registered one decides.
+        key = check_key(registry, key_id, role=KeyRole.BROKER, algorithm=None, at=signed_at)
         verify_signature(key, signature, message)
 
     return verify

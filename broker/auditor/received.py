@@ -4,7 +4,7 @@ An auditor asking "what did BE see of NL's reports" needs the shape of each
 delivery, not its contents: which fields arrived as the originator signed
 them, which were withheld, and which the broker derived and how. The answer
 is computed from the submission's disclosures and the delivery's rule set
-with the same selection fan-out uses (:func:`broker.trust.sd.disclosure.select`),
+with the same selection fan-out uses (:func:`broker.trust.sd.select.select`),
 on abstract paths (``subjects[].full_name``), so it is shared by every report
 of the same shape under the same rules and stays small over many deliveries.
 """
@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.enforcer.stages.derive import RuleSet
-from broker.trust.sd.disclosure import Disclosure, ReportLayout, abstract_path, select
+from broker.trust.sd.disclosure import Disclosure
+from broker.trust.sd.layout import ReportLayout, abstract_path
+from broker.trust.sd.select import select
 
 __all__ = ["Received", "ReceivedViews"]
 

@@ -55,7 +55,7 @@ from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.outcome import Refused
 from broker.enforcer.stages.replay_guard import Position
 from broker.errors import PolicyUndecided, RejectedInput
-from broker.trust.keys import PartnerRegistry
+from broker.trust.records import PartnerRegistry
 from broker.wire.records import InboundRecord
 
 __all__ = [

@@ -23,7 +23,7 @@ from rich.console import Console
 from broker.app.settings import Settings
 from broker.errors import ConfigurationError, IxbError, RegistryRefused
 from broker.trust.governance import UNDER_SIGNED, RegistryDocument, document_bytes, parse_document
-from broker.trust.keys import Keystore, RegistryFile
+from broker.trust.keystore import Keystore
 from broker.trust.records import (
     GovernanceRule,
     KeyRecord,
@@ -31,6 +31,7 @@ from broker.trust.records import (
     PartnerRegistry,
     RevocationReason,
 )
+from broker.trust.registry_file import RegistryFile
 from broker.trust.signatures import ALGORITHMS, ED25519
 
 keys_app = typer.Typer(

@@ -41,7 +41,7 @@ from broker.policy.bundle import load_bundle
 from broker.policy.lint import Severity, lint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import request_reload
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.report import describe_validation_error
 from broker.wire.topics import TopicNames
 from connectors.json_file import load_reports

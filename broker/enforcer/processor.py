@@ -41,7 +41,7 @@ from broker.enforcer.stages.replay_guard import ledger_record
 from broker.errors import RejectedInput
 from broker.policy.source import PolicySource
 from broker.trust.attestation import BatchAttester
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord, Partition
 from broker.wire.topics import TopicNames

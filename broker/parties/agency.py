@@ -13,7 +13,7 @@ from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
 from broker.kafka.producer import OutputProducer
 from broker.trust.envelopes import Signer
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord

@@ -6,7 +6,8 @@ A delivery is trusted only after all of this holds (:func:`verify_delivery`):
    leads to a root signed by a broker key in the partner registry;
 2. the statement is addressed to this recipient;
 3. the originator's own envelope inside it verifies, by an agency key of the
-   statement's origin that was valid when the report was issued, and it is
+   statement's origin that was valid when the report was issued (the
+   originator check the intake makes, broker/trust/key_checks.py), and it is
    the very payload the statement names (``original_sha256``);
 4. every disclosure matches a digest the originator signed, every derived
    value lies under a field the statement says was derived (and replaces a
@@ -34,17 +35,12 @@ from broker.errors import RejectedInput, VerificationError
 from broker.kafka.reader import read_topic
 from broker.trust.attestation import AttestationVerifier, open_attested
 from broker.trust.envelopes import open_envelope, verify_envelope
-from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
-from broker.trust.sd.disclosure import (
-    SD_REPORT_SCHEMA,
-    Disclosure,
-    DisclosureError,
-    Provenance,
-    ReportLayout,
-    abstract_path,
-    verify_disclosures,
-)
+from broker.trust.key_checks import check_originator
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError, Provenance
+from broker.trust.sd.layout import ReportLayout, abstract_path
 from broker.trust.sd.statement import DELIVERY_SCHEMA
+from broker.trust.sd.verify import verify_disclosures
 from broker.wire.codec import SchemaCatalog
 from broker.wire.report import record_to_report
 from broker.wire.topics import TopicNames
@@ -190,21 +186,15 @@ class DeliveryVerifier:
             raise VerificationError(
                 "statement_mismatch", "statement names another original payload", stage="identity"
             )
+        check_originator(key, origin=signed["origin"], issued_at=signed["issued_at"])
         if (
             key.key_id != statement["originator_key_id"]
-            or key.nation != statement["origin"]
             or signed["origin"] != statement["origin"]
             or uuid.UUID(str(signed["report_id"])) != uuid.UUID(str(statement["report_id"]))
         ):
             raise VerificationError(
                 "statement_mismatch",
                 "statement and originator disagree on key, origin or report id",
-                stage="identity",
-            )
-        if not key.valid_at(signed["issued_at"]):
-            raise VerificationError(
-                "key_not_valid_at_issue",
-                f"key {key.key_id} was not valid when the report was issued",
                 stage="identity",
             )
         return signed, key

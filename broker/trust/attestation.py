@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.errors import VerificationError
-from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.key_checks import check_key
 from broker.trust.merkle import MerkleLog, leaf_hash, root_from_inclusion
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import SigningKey, verify_signature
 from broker.wire.codec import SchemaCatalog
 
@@ -118,17 +119,9 @@ class AttestationVerifier:
         self, attested: Attested, registry: PartnerRegistry, *, role: KeyRole, at: dt.datetime
     ) -> KeyRecord:
         """Check the inclusion proof and the root signature; return the signing key."""
-        key = registry.key(attested.signer_key_id)
-        if key.role is not role:
-            raise VerificationError(
-                "wrong_key_role", f"key {key.key_id} is a {key.role.value} key, not {role.value}"
-            )
-        if attested.algorithm != key.algorithm:
-            raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
-        if not key.valid_at(at):
-            raise VerificationError(
-                "key_not_valid", f"key {key.key_id} is revoked or outside its validity"
-            )
+        key = check_key(
+            registry, attested.signer_key_id, role=role, algorithm=attested.algorithm, at=at
+        )
         if len(attested.audit_path) > MAX_AUDIT_PATH or not (
             0 <= attested.leaf_index < attested.tree_size
         ):

@@ -13,12 +13,14 @@ Revocation has an effective time T: what a key signed before T stays valid,
 what it signed at or after T does not. When it signed is the report's own
 issued-at, which is inside the signed payload and so known only after
 verification: ``verify_envelope`` checks the key at ``at`` (the caller's
-clock), and the caller checks ``key.valid_at(report.issued_at)`` after
-decoding. A thief holding a revoked key can claim an issued-at before T,
-so the signed time is only believed within the broker's issued-at window:
-the intake refuses an issued-at ahead of its clock by more than the allowed
-skew, and with ``at`` set to its clock it accepts nothing new from a key once
-T has passed, whatever issued-at the report claims.
+clock, or None to defer), and a caller that defers checks the key at the
+report's issued-at after decoding
+(:func:`broker.trust.key_checks.check_originator`). A thief holding a
+revoked key can claim an issued-at before T, so the intake believes the
+signed time only within its window: not ahead of its clock by more than the
+allowed skew, and not older than the freshness window
+(broker/enforcer/stages/replay_guard.py). A key revoked at T is of no use to
+a thief once T lies further back than that window.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Final
 
-from broker.errors import VerificationError
-from broker.trust.keys import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.key_checks import check_key
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import ED25519, HYBRID, SigningKey, verify_signature
 from broker.wire.codec import SchemaCatalog
 
@@ -37,6 +39,7 @@ _CONTEXT = b"ixb-envelope-v1\x00"
 
 # Registry algorithm name -> the envelope's Avro enum symbol (no '+' or '-' allowed there).
 ENVELOPE_ALGORITHMS: Final[dict[str, str]] = {ED25519: "ed25519", HYBRID: "ed25519_mldsa65"}
+_REGISTRY_ALGORITHMS: Final[dict[str, str]] = {v: k for k, v in ENVELOPE_ALGORITHMS.items()}
 
 
 def signing_input(key_id: str, payload: bytes) -> bytes:
@@ -98,16 +101,8 @@ def verify_envelope(
     payload (the intake uses the report's issued-at: a key revoked at T still
     vouches for what it signed before T).
     """
-    key = registry.key(envelope.signer_key_id)
-    if key.role is not role:
-        raise VerificationError(
-            "wrong_key_role", f"key {key.key_id} is a {key.role.value} key, not {role.value}"
-        )
-    if envelope.algorithm != ENVELOPE_ALGORITHMS.get(key.algorithm):
-        raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
-    if at is not None and not key.valid_at(at):
-        raise VerificationError(
-            "key_not_valid", f"key {key.key_id} is revoked or outside its validity"
-        )
+    # A symbol that names no registry algorithm is passed on as it is: it matches no key.
+    algorithm = _REGISTRY_ALGORITHMS.get(envelope.algorithm, envelope.algorithm)
+    key = check_key(registry, envelope.signer_key_id, role=role, algorithm=algorithm, at=at)
     verify_signature(key, envelope.signature, signing_input(key.key_id, envelope.payload))
     return key

@@ -27,7 +27,7 @@ A reader accepts a document (:func:`accept`) only if
 
 Signatures count once per distinct Ed25519 public key, so one key listed
 under two ids does not make two signatures. Everything here is pure; the
-file, the persisted state and the logging are ``broker.trust.keys``'.
+file, the persisted state and the logging are ``broker.trust.registry_file``'s.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from typing import Annotated, Final, Literal, Self
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from broker.errors import RegistryRefused, VerificationError
+from broker.trust.key_checks import check_key
 from broker.trust.records import GovernanceRule, KeyId, KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import ED25519_PUBLIC_BYTES, SigningKey, verify_signature
 
@@ -225,13 +226,17 @@ def _require_threshold(document: RegistryDocument, trusted: TrustedGovernance, w
 
 def _valid_signers(document: RegistryDocument, trusted: TrustedGovernance) -> set[bytes]:
     """The distinct Ed25519 public keys among ``trusted`` that validly signed ``document``."""
-    by_id = {k.key_id: k for k in trusted.keys if k.role is KeyRole.GOVERNANCE}
+    keys = PartnerRegistry(trusted.keys)
     message = signing_input(document)
     valid: set[bytes] = set()
     for entry in document.signatures:
-        key = by_id.get(entry.key_id)
-        if key is None or not key.valid_at(document.issued_at):
-            continue
+        try:
+            # A registry signature names no algorithm: the key's registered one decides.
+            key = check_key(
+                keys, entry.key_id, role=KeyRole.GOVERNANCE, algorithm=None, at=document.issued_at
+            )
+        except VerificationError:
+            continue  # not a trusted governance key valid then: it does not count
         identity = base64.b64decode(key.public_key)[:ED25519_PUBLIC_BYTES]
         if identity in valid:
             continue

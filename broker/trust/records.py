@@ -1,6 +1,6 @@
 """What the partner registry says: keys, their roles and windows, and who governs it.
 
-These are plain values with no I/O; ``broker.trust.keys`` keeps them on disk
+These are plain values with no I/O; ``broker.trust.registry_file`` keeps them on disk
 and ``broker.trust.governance`` decides whether a registry document may be
 believed.
 

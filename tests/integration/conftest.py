@@ -22,7 +22,7 @@ from broker.kafka.admin import TopicAdmin
 from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.report import report_to_record

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from broker.auditlog.checkpoints import encode_checkpoint, sign_checkpoint
+from broker.app.auditing import audit_source
+from broker.auditlog.checkpoints import Checkpoint, encode_checkpoint, sign_checkpoint
 from broker.auditlog.entries import Outcome, decode_entry
-from broker.cli.audit import sign_checkpoints, verify_audit
+from broker.auditor.use_cases import sign_checkpoints, verify_audit
 from broker.errors import VerificationError
-from broker.trust.keys import Keystore
+from broker.trust.keystore import Keystore
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
@@ -23,6 +24,12 @@ from tests.support.audit import edited
 from tests.support.submissions import tamper_signed_payload
 
 pytestmark = pytest.mark.integration
+
+
+async def _sign_checkpoints(exchange: Exchange) -> list[Checkpoint]:
+    """What ``ixb audit checkpoint`` does, with the exchange's settings."""
+    settings = exchange.settings
+    return await sign_checkpoints(audit_source(settings), Keystore(settings.keystore_dir))
 
 
 async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolerated_a_forgery_named(
@@ -33,8 +40,8 @@ async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolera
     await exchange.publish("NL", [good, bad])
     await exchange.wait_completed(2)
 
-    signed = await sign_checkpoints(exchange.settings)
-    reports, logs = await verify_audit(exchange.settings)
+    signed = await _sign_checkpoints(exchange)
+    reports, logs = await verify_audit(audit_source(exchange.settings))
 
     assert [r.problem for r in reports] == [None] * len(reports)
     assert sum(c.tree_size for c in signed) == sum(r.entries for r in reports)
@@ -55,7 +62,7 @@ async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolera
     first = decode_entry(exchange.catalog, records[0][1])
     key = first.writer.encode()
     await exchange.publish("NL", [OutboundRecord(exchange.topics.audit, key, records[0][1])])
-    reports, _ = await verify_audit(exchange.settings)
+    reports, _ = await verify_audit(audit_source(exchange.settings))
 
     [report] = [r for r in reports if r.log_id == log_id]
     assert report.problem is None
@@ -64,7 +71,7 @@ async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolera
     # Another entry under a number the writer already used is named where it appears.
     forged = edited(exchange.catalog, records[0][1], lambda r: r.update(origin="DE"))
     await exchange.publish("NL", [OutboundRecord(exchange.topics.audit, key, forged)])
-    reports, _ = await verify_audit(exchange.settings)
+    reports, _ = await verify_audit(audit_source(exchange.settings))
 
     [report] = [r for r in reports if r.log_id == log_id]
     assert report.problem is not None
@@ -77,7 +84,7 @@ async def test_checkpointing_from_the_cli_refuses_a_log_that_is_not_what_was_sig
     """A signed checkpoint whose root the log no longer has: signing on would sign a fork."""
     await exchange.publish("NL", [exchange.seal(make_report("NL"))])
     await exchange.wait_completed(1)
-    [first] = [c for c in await sign_checkpoints(exchange.settings) if c.tree_size]
+    [first] = [c for c in await _sign_checkpoints(exchange) if c.tree_size]
     keystore = Keystore(exchange.settings.keystore_dir)
     signer = keystore.private_key(first.signer_key_id)
     other_root = sign_checkpoint(signer, first.log_id, first.tree_size, b"\x07" * 32, first.at)
@@ -93,6 +100,6 @@ async def test_checkpointing_from_the_cli_refuses_a_log_that_is_not_what_was_sig
     )
 
     with pytest.raises(VerificationError) as refused:
-        await sign_checkpoints(exchange.settings)
+        await _sign_checkpoints(exchange)
 
     assert refused.value.reason == "checkpoint_root_mismatch"

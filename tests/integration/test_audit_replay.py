@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from broker.app.auditing import audit_source, intake_window
 from broker.app.settings import Settings
 from broker.auditor.replay import ReplayFilter
-from broker.cli.audit import replay_audit
+from broker.auditor.use_cases import replay_audit
 from broker.cli.main import app
 from broker.kafka.reader import read_topic
 from broker.policy.archive import decode_archive
@@ -67,7 +68,9 @@ async def test_a_replay_across_an_agreement_change_decides_each_side_with_its_ow
         ]
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
-    report = await replay_audit(settings, ReplayFilter(since, until))
+    report = await replay_audit(
+        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+    )
     cli = await asyncio.to_thread(
         CliRunner().invoke,
         app,
@@ -111,7 +114,9 @@ async def test_an_entry_the_log_holds_twice_is_replayed_once_and_the_repeat_coun
         await exchange.publish("NL", [OutboundRecord(audit, first.key, first.value)])
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
-    report = await replay_audit(settings, ReplayFilter(since, until))
+    report = await replay_audit(
+        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+    )
 
     assert report.ok, report.findings
     assert sorted(r.recipient or "" for r in report.replayed) == ["BE", "DE"]

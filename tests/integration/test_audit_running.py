@@ -16,14 +16,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from broker.app.auditing import audit_source
 from broker.app.settings import Settings
 from broker.auditlog.checkpoints import Checkpoint, checkpoint_verifier, decode_checkpoint
 from broker.auditlog.entries import AuditEntry, Outcome, decode_entry
 from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_receipt
-from broker.cli.audit import audit_app, issue_receipt, verify_audit
+from broker.auditor.use_cases import issue_receipt, verify_audit
+from broker.cli.audit import audit_app
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
@@ -93,7 +95,7 @@ async def test_an_embargoed_delivery_is_logged_held_then_released_with_the_same_
             if sum(e.event.outcome is Outcome.RELEASED for e in entries) == 2:
                 break
             await asyncio.sleep(0.5)
-    reports, _ = await verify_audit(settings)
+    reports, _ = await verify_audit(audit_source(settings))
 
     to_be = [e for e in entries if e.event.recipient == "BE"]
     assert sorted(e.event.outcome for e in to_be) == [Outcome.HELD, Outcome.RELEASED]
@@ -128,7 +130,7 @@ async def test_a_release_refused_after_an_agreement_change_is_refused_and_logged
             refused = [e for e in entries if e.event.outcome is Outcome.RELEASE_REFUSED]
             refusals = await exchange.rejections("NL")
         assert verified(await exchange.feed("BE")) == []
-    reports, _ = await verify_audit(settings)
+    reports, _ = await verify_audit(audit_source(settings))
 
     # Told to the origin on its rejected topic ...
     assert [r["reason"] for r in refusals] == ["embargo_release_refused"] * 2
@@ -162,7 +164,7 @@ async def test_the_running_broker_checkpoints_the_log_and_carries_on_consistentl
         await restarted.publish("NL", [restarted.seal(make_report("NL"))])
         await restarted.wait_completed(1)
         after = await _until_signed(settings, 4)
-    [report], logs = await verify_audit(settings)
+    [report], logs = await verify_audit(audit_source(settings))
 
     assert max(c.tree_size for c in before) == 2
     assert [len(records) for records in logs.values()] == [4]
@@ -181,7 +183,7 @@ async def test_a_delivery_receipt_issued_from_the_running_log_verifies_offline(
         [delivery] = await feed_until(exchange, "BE", 1, timeout_s=WAIT_S)
         await _until_signed(settings, 2)
 
-    issued = await issue_receipt(settings, delivery.delivery_id)
+    issued = await issue_receipt(audit_source(settings), delivery.delivery_id)
     held = receipt_from_json(receipt_to_json(issued))  # what the recipient keeps
 
     assert held.entry is not None

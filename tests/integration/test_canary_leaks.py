@@ -48,15 +48,17 @@ import structlog
 from structlog.testing import capture_logs
 
 from broker.app.assembly import provision_keys
+from broker.app.auditing import audit_source
 from broker.app.settings import Settings
 from broker.auditor.export import write_jsonl
-from broker.cli.audit import sign_checkpoints, verify_audit
+from broker.auditor.use_cases import sign_checkpoints, verify_audit
 from broker.domain.report import COUNTRY_CODE_FIELDS
 from broker.enforcer.stages.fanout import HELD_SCHEMA
 from broker.enforcer.stages.rejections import REJECTION_SCHEMA
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery
+from broker.trust.keystore import Keystore
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.report import REPORT_SCHEMA, record_to_report, report_to_record
@@ -216,9 +218,9 @@ async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
             await exchange.wait_completed(len(submissions))
             status, metrics = await http_get(running.port, "/metrics")
             feeds = {n: await exchange.feed(n) for n in ("BE", "FR", "DE")}
-            await sign_checkpoints(settings)
+            await sign_checkpoints(audit_source(settings), Keystore(settings.keystore_dir))
             outputs = await read_namespace(kafka_bootstrap, topics)
-            _, audit_logs = await verify_audit(settings)
+            _, audit_logs = await verify_audit(audit_source(settings))
 
     assert status == 200
     everything = shared.paths.keys() | refused.paths.keys()

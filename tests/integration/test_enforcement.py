@@ -10,7 +10,7 @@ import pytest
 from broker.errors import RejectedInput
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, verify_delivery
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.submission import SUBMISSION_SCHEMA
 from broker.wire.codec import MAGIC
 from broker.wire.records import OutboundRecord
@@ -139,7 +139,7 @@ async def test_an_unknown_schema_fingerprint_is_refused_even_when_correctly_sign
     exchange: Exchange,
 ) -> None:
     from broker.app.assembly import signer_for
-    from broker.trust.keys import KeyRole
+    from broker.trust.records import KeyRole
 
     signer = signer_for(exchange.settings, exchange.catalog, role=KeyRole.AGENCY, nation="NL")
     unknown = MAGIC + bytes.fromhex("0123456789abcdef") + b"\x00" * 20

@@ -15,7 +15,9 @@ import pytest
 from broker.app.settings import Settings
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FieldProvenance
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings

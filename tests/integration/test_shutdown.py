@@ -29,7 +29,7 @@ from broker.app.settings import Settings
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import VerifiedDelivery, read_feed
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 from tests.factories import make_report

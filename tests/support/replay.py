@@ -15,15 +15,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from broker.app.assembly import build_stages
+from broker.app.auditing import intake_window
 from broker.app.settings import Settings
 from broker.auditlog.checkpoints import log_id_of
 from broker.auditlog.entries import decode_entry
 from broker.auditor.replay import LoggedEntry, Replayer
-from broker.cli.audit import replayer_for
+from broker.auditor.use_cases import replayer_for
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import Processed
 from broker.enforcer.stages.replay_guard import Position
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
@@ -101,9 +102,10 @@ class Recorder:
         Uncached, so a replay never shares the recording's decision cache.
         """
         return replayer_for(
-            self.settings,
             self.catalog,
             RegistryFile(self.settings.registry_path).current(),
             list(self.archives if archives is None else archives),
+            topics=self.topics,
+            window=intake_window(self.settings),
             cached=False,
         )

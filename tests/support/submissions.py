@@ -9,8 +9,8 @@ from typing import Any
 from broker.app.assembly import signer_for
 from broker.app.settings import Settings
 from broker.trust.envelopes import ENVELOPE_SCHEMA
-from broker.trust.keys import KeyRole
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import SUBMISSION_SCHEMA, seal_submission
 from broker.wire.codec import SchemaCatalog
 

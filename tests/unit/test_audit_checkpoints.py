@@ -21,9 +21,8 @@ from broker.auditlog.checkpoints import (
 )
 from broker.auditlog.entries import AuditWriter
 from broker.errors import DecodeError, RejectedInput, VerificationError
-from broker.trust.keys import KeyRole
 from broker.trust.merkle import MerkleLog, leaf_hash
-from broker.trust.records import KeyRecord, PartnerRegistry
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.signatures import SigningKey
 from broker.wire.codec import SchemaCatalog
 from tests.support.audit import (

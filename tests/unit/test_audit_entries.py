@@ -28,8 +28,8 @@ from broker.enforcer.stages.context import batch_context
 from broker.enforcer.stages.fanout import Routed
 from broker.enforcer.stages.intake import Accepted
 from broker.errors import DecodeError, RejectedInput
-from broker.trust.keys import KeyRole
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord

@@ -17,8 +17,8 @@ from bench.workspace import Sealed, Workspace
 from broker.app.assembly import signer_for
 from broker.app.settings import Settings
 from broker.domain.report import SubjectRole, ThreatReport
-from broker.trust.keys import KeyRole
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission, signed_payload_sha256
 from broker.wire.codec import SchemaCatalog
 from broker.wire.report import encode_report, report_to_record

@@ -21,7 +21,9 @@ from broker.auditlog.checkpoints import Checkpointer
 from broker.auditlog.entries import AuditWriter
 from broker.auditlog.receipts import receipt, receipt_to_json
 from broker.cli.audit import audit_app
-from broker.trust.keys import KeyRole, Keystore, RegistryFile
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from tests.support.audit import LOG_ID, SteppingClock, event
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner, Result
 
 from broker.cli.keys import keys_app
 from broker.trust.governance import TrustedGovernance, parse_document
-from broker.trust.keys import RegistryFile
+from broker.trust.registry_file import RegistryFile
 
 runner = CliRunner()
 

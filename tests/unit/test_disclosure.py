@@ -20,13 +20,12 @@ from broker.trust.sd.disclosure import (
     SD_REPORT_SCHEMA,
     Disclosure,
     DisclosureError,
-    Issued,
     Provenance,
-    ReportLayout,
-    issue,
-    select,
-    verify_disclosures,
 )
+from broker.trust.sd.issue import Issued, issue
+from broker.trust.sd.layout import ReportLayout
+from broker.trust.sd.select import select
+from broker.trust.sd.verify import verify_disclosures
 from broker.wire.codec import SchemaCatalog
 from broker.wire.report import REPORT_SCHEMA, encode_report, record_to_report
 from tests.factories import make_report

@@ -20,7 +20,9 @@ from broker.trust.envelopes import (
     signing_input,
     verify_envelope,
 )
-from broker.trust.keys import KeyRecord, KeyRole, Keystore, PartnerRegistry, RegistryFile
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.registry_file import RegistryFile
 from broker.trust.signatures import ED25519, HYBRID, SigningKey
 from broker.wire.codec import HEADER_LEN, SchemaCatalog
 

@@ -7,6 +7,7 @@ but without Kafka; the recipient side is the client library's verifier.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 from pathlib import Path
 
@@ -22,9 +23,14 @@ from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.errors import RejectedInput
 from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
-from broker.trust.keys import KeyRole, RegistryFile
+from broker.trust.attestation import open_attested
+from broker.trust.envelopes import open_envelope
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sd.disclosure import SD_REPORT_SCHEMA
+from broker.trust.sd.layout import ReportLayout
+from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import HEADER_LEN, SchemaCatalog
 from broker.wire.records import InboundRecord
@@ -166,3 +172,32 @@ def test_a_submission_and_a_delivery_accept_only_their_canonical_encoding(
     assert isinstance(at_intake, Refused), at_intake
     assert (at_intake.error.reason, at_intake.error.stage) == ("non_canonical", "envelope")
     assert (at_recipient.value.reason, at_recipient.value.stage) == ("non_canonical", "envelope")
+
+
+def test_a_broker_passing_on_a_report_signed_for_another_origin_than_its_key_is_caught(
+    pipeline: Pipeline,
+) -> None:
+    """NL's key signed a header claiming DE; a broker that re-attests it, naming DE, is refused.
+
+    The intake refuses such a submission (origin_mismatch); the recipient
+    makes the same originator check, so a misbehaving broker gains nothing
+    by skipping it.
+    """
+    catalog = pipeline.catalog
+    attested = open_attested(catalog, pipeline.deliveries(pipeline.submission())["BE"])
+    statement = catalog.decode(attested.payload, DELIVERY_SCHEMA)
+    original = open_envelope(catalog, statement["originator_envelope"])
+    header = catalog.decode(original.payload, SD_REPORT_SCHEMA) | {"origin": "DE"}
+    payload = catalog.encode(SD_REPORT_SCHEMA, header)
+    nl = signer_for(pipeline.settings, catalog, role=KeyRole.AGENCY, nation="NL")
+    forged = statement | {
+        "origin": "DE",
+        "originator_envelope": nl.seal(payload),
+        "original_sha256": hashlib.sha256(payload).digest(),
+    }
+    [delivery] = pipeline.attester.attest([catalog.encode(DELIVERY_SCHEMA, forged)])
+
+    with pytest.raises(RejectedInput) as refused:
+        DeliveryVerifier(catalog, "BE").verify(pipeline.registry.current(), delivery)
+
+    assert (refused.value.reason, refused.value.stage) == ("origin_mismatch", "identity")

@@ -17,8 +17,9 @@ from broker.trust.governance import (
     parse_document,
     sign_document,
 )
-from broker.trust.keys import Keystore, RegistryFile
+from broker.trust.keystore import Keystore
 from broker.trust.records import GovernanceRule, KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.registry_file import RegistryFile
 from broker.trust.signatures import HYBRID
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)

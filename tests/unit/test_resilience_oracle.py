@@ -15,7 +15,7 @@ from bench.resilience.oracle import Expectation, Observation, Verdict, expected,
 from bench.resilience.workload import Submission
 from broker.errors import ConfigurationError
 from broker.resources import POLICIES_DIR
-from broker.trust.keys import PartnerRegistry
+from broker.trust.records import PartnerRegistry
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.topics import TopicNames

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from broker.errors import ConfigurationError, VerificationError
-from broker.trust.keys import KeyRecord, KeyRole, Keystore
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRecord, KeyRole
 from broker.trust.signatures import (
     ALGORITHMS,
     ED25519,

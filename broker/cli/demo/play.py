@@ -43,8 +43,9 @@ from broker.kafka.embedded.tansu import EmbeddedKafka
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 from broker.trust.attestation import open_attested
-from broker.trust.keys import KeyRole, RegistryFile
-from broker.trust.sd.disclosure import ReportLayout
+from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.trust.sd.submission import SUBMISSION_SCHEMA, seal_submission
 from broker.wire.codec import SchemaCatalog

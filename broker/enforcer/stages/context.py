@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from broker.policy import PolicyDecisionPoint
 from broker.policy.source import PolicySource
-from broker.trust.keys import PartnerRegistry, RegistryFile
+from broker.trust.records import PartnerRegistry
+from broker.trust.registry_file import RegistryFile
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,8 @@ from broker.enforcer.stages.derive import Deriver, RuleSet, effective_rules
 from broker.enforcer.stages.intake import Accepted
 from broker.enforcer.stages.outcome import Refused, Undecided, outcome_of
 from broker.trust.pseudonyms import PseudonymSecrets
-from broker.trust.sd.disclosure import ReportLayout, derived_values, select
+from broker.trust.sd.layout import ReportLayout
+from broker.trust.sd.select import derived_values, select
 from broker.trust.sd.statement import (
     StatementWriter,
     derived_array,

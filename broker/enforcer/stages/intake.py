@@ -9,8 +9,9 @@ The order is the security argument (docs/ARCHITECTURE.md, decision 1):
 3. the key's nation must be the nation whose topic carried the message;
 4. only then is the signed payload (header and digests) decoded; the report
    must claim the key's nation as its origin, and its issued-at must fall
-   inside the key's validity (a key revoked at T signs nothing after T) and
-   not in the future;
+   inside the key's validity (a key revoked at T signs nothing after T): the
+   originator check every recipient makes too (broker/trust/key_checks.py);
+   and the issued-at must not be in the future;
 5. every disclosure is checked against the signed digests and the report is
    rebuilt from them; a submission must disclose every value (an agency
    withholds nothing from the broker), then it is validated;
@@ -37,15 +38,12 @@ from broker.enforcer.stages.outcome import Refused, refused_or
 from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import RejectedInput, VerificationError
 from broker.trust.envelopes import verify_envelope
-from broker.trust.keys import KeyRecord, KeyRole
-from broker.trust.sd.disclosure import (
-    SD_REPORT_SCHEMA,
-    Disclosure,
-    DisclosureError,
-    ReportLayout,
-    verify_disclosures,
-)
+from broker.trust.key_checks import check_originator
+from broker.trust.records import KeyRecord, KeyRole
+from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import open_submission
+from broker.trust.sd.verify import verify_disclosures
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import record_to_report
@@ -118,20 +116,8 @@ class Intake:
                 stage="identity",
             )
         signed = self._catalog.decode(envelope.payload, SD_REPORT_SCHEMA)  # 4
-        if signed["origin"] != key.nation:
-            # The claimed origin is not validated yet, so it is not repeated here.
-            raise VerificationError(
-                "origin_mismatch",
-                f"report claims another origin than {key.nation}, whose key signed it",
-                stage="identity",
-            )
         issued_at: dt.datetime = signed["issued_at"]
-        if not key.valid_at(issued_at):
-            raise VerificationError(
-                "key_not_valid_at_issue",
-                f"key {key.key_id} was not valid (revoked or outside its window) at issued_at",
-                stage="identity",
-            )
+        check_originator(key, origin=signed["origin"], issued_at=issued_at)
         if issued_at > context.now + self._max_skew:
             raise RejectedInput(
                 "issued_in_future", "issued_at is ahead of the broker's clock", stage="validate"

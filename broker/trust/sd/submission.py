@@ -1,7 +1,7 @@
 """Submissions as agencies publish them: a signed digest list plus one disclosure per value.
 
 An agency never signs the report itself. It issues salted disclosures
-(broker/trust/sd/disclosure.py), signs the :data:`SD_REPORT_SCHEMA` payload (the
+(broker/trust/sd/issue.py), signs the :data:`SD_REPORT_SCHEMA` payload (the
 visible header and the sorted digests) in an ordinary signed envelope, and
 publishes both as one :data:`SUBMISSION_SCHEMA` record. The broker can then
 withhold any field by leaving its disclosure out, and every recipient still
@@ -22,7 +22,9 @@ from typing import Any
 
 from broker.errors import ConfigurationError, DecodeError
 from broker.trust.envelopes import Envelope, Signer, open_envelope
-from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, ReportLayout, issue
+from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure
+from broker.trust.sd.issue import issue
+from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.wire import WireError, read_bytes, read_disclosures
 from broker.wire.codec import HEADER_LEN, AvroSchema, SchemaCatalog
 

@@ -1,7 +1,7 @@
 """The Avro shapes selective disclosure handles most, read and written by hand.
 
 A bench report carries some 75 disclosures. Reading each with fastavro and
-re-encoding it to prove it canonical (broker/trust/sd/disclosure.py) cost more
+re-encoding it to prove it canonical (broker/trust/sd/verify.py) cost more
 than the signature check; so did decoding a whole submission only to
 re-encode its disclosures into every recipient's statement. This module does
 the same work directly on the bytes:
@@ -52,7 +52,7 @@ _DOUBLE = struct.Struct("<d")
 class WireError(ValueError):
     """Bytes that are not the one encoding of a value; ``reason`` is a code, never data.
 
-    Where the decode guard (broker/wire/guard.py) refuses the same thing, the
+    Where the decode guard (broker/wire/guard/) refuses the same thing, the
     code is the guard's: a refusal reads the same whichever reader met it.
     """
 

@@ -1,18 +1,14 @@
-"""The partner registry on disk (public keys, signed) and the keystore (private keys).
+"""The partner registry on disk: the signed, versioned document every party shares.
 
-The registry is what every party shares: for each key, whose it is (a
-nation's agency, the broker, or the registry's governance), its role, and
-when it may be used. It is a signed, versioned JSON document
-(``broker.trust.governance``) written atomically; readers reload it when it
-changes, so a key generated while the enforcer runs is picked up at the next
-batch, and refuse a version that is not newer than the last one they
-accepted. That last accepted version is persisted beside the registry
-(``<registry>.state.json``) so a rollback is refused after a restart too.
-
-The keystore holds private keys as PKCS#8 PEM files, one per key, readable
-by the owner only. It is the simplest thing that works on one machine; a
-deployment keeps agency keys with the agencies, governance keys with their
-holders and the broker's key in an HSM, and only the registry is shared.
+The registry says, for each public key, whose it is (a nation's agency, the
+broker, or the registry's governance), its role, and when it may be used. It
+is a signed, versioned JSON document (``broker.trust.governance``) written
+atomically; readers reload it when it changes, so a key generated while the
+enforcer runs is picked up at the next batch, and refuse a version that is
+not newer than the last one they accepted. That last accepted version is
+persisted beside the registry (``<registry>.state.json``) so a rollback is
+refused after a restart too. The private keys are the keystore's
+(broker/trust/keystore.py).
 """
 
 from __future__ import annotations
@@ -20,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +23,7 @@ import structlog
 from pydantic import ValidationError
 
 from broker.errors import ConfigurationError, RegistryRefused
+from broker.trust.files import atomic_write
 from broker.trust.governance import (
     UNDER_SIGNED,
     AcceptedState,
@@ -39,14 +34,10 @@ from broker.trust.governance import (
     parse_document,
     sign_document,
 )
-from broker.trust.records import GovernanceRule, KeyRecord, KeyRole, PartnerRegistry
-from broker.trust.signatures import ED25519, SigningKey
-
-__all__ = ["KeyRecord", "KeyRole", "Keystore", "PartnerRegistry", "RegistryFile"]
+from broker.trust.keystore import Keystore
+from broker.trust.records import GovernanceRule, KeyRole, PartnerRegistry
 
 log = structlog.get_logger("ixb.trust")
-
-DEFAULT_OVERLAP = dt.timedelta(hours=24)
 
 
 class RegistryFile:
@@ -185,7 +176,7 @@ class RegistryFile:
             last = self._last_accepted()
             anchor = self._anchor() if last is None else None
             state = accept(document, last=last, anchor=anchor, now=dt.datetime.now(dt.UTC))
-            _atomic_write(self.path, document_bytes(document), mode=0o644)
+            atomic_write(self.path, document_bytes(document), mode=0o644)
             self._remember(state, previous=last)
         stat = self.path.stat()
         self._stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
@@ -195,7 +186,7 @@ class RegistryFile:
     def write_proposal(self, document: RegistryDocument, path: Path | None = None) -> Path:
         """Keep a not yet fully signed version where other governance holders can sign it."""
         target = path or self.proposal_path
-        _atomic_write(target, document_bytes(document), mode=0o644)
+        atomic_write(target, document_bytes(document), mode=0o644)
         return target
 
     def _read(self) -> None:
@@ -216,7 +207,7 @@ class RegistryFile:
 
     def _remember(self, state: AcceptedState, *, previous: AcceptedState | None) -> None:
         if state != previous:
-            _atomic_write(self.state_path, state.model_dump_json(indent=2).encode(), mode=0o644)
+            atomic_write(self.state_path, state.model_dump_json(indent=2).encode(), mode=0o644)
         self._last = state
 
     def _last_accepted(self) -> AcceptedState | None:
@@ -254,130 +245,3 @@ class RegistryFile:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class Keystore:
-    """Private keys on disk, one PEM file per key id."""
-
-    __slots__ = ("directory",)
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def generate(
-        self,
-        *,
-        role: KeyRole,
-        nation: str | None,
-        algorithm: str = ED25519,
-        now: dt.datetime | None = None,
-    ) -> tuple[KeyRecord, SigningKey]:
-        """A fresh key pair, stored here; the caller registers the returned record."""
-        if (role is KeyRole.AGENCY) != (nation is not None):
-            raise ConfigurationError("agency keys name a nation; broker and governance keys do not")
-        private = SigningKey.generate(algorithm, prefix=nation or role.value)
-        _atomic_write(self._file(private.key_id), private.to_pem(), mode=0o600)
-        record = KeyRecord(
-            key_id=private.key_id,
-            role=role,
-            nation=nation,
-            algorithm=private.algorithm,
-            public_key=private.public_key_b64(),
-            not_before=(now or dt.datetime.now(dt.UTC)) - dt.timedelta(minutes=5),
-        )
-        return record, private
-
-    def holds(self, key_id: str) -> bool:
-        return self._file(key_id).exists()
-
-    def private_key(self, key_id: str) -> SigningKey:
-        try:
-            data = self._file(key_id).read_bytes()
-        except FileNotFoundError:
-            raise ConfigurationError(f"no private key for {key_id} in {self.directory}") from None
-        return SigningKey.from_pem(key_id, data)
-
-    def rotate(
-        self,
-        registry: PartnerRegistry,
-        *,
-        role: KeyRole,
-        nation: str | None,
-        overlap: dt.timedelta = DEFAULT_OVERLAP,
-        algorithm: str | None = None,
-        now: dt.datetime | None = None,
-    ) -> tuple[PartnerRegistry, KeyRecord]:
-        """A new key for ``role``/``nation``; the keys valid now expire after ``overlap``.
-
-        During the overlap both verify (what was signed and is still in
-        flight keeps verifying) and signers pick the new one
-        (:meth:`newest_usable`). The new key keeps the newest old key's
-        algorithm unless ``algorithm`` says otherwise.
-        """
-        if role is KeyRole.GOVERNANCE:
-            raise ConfigurationError(
-                "governance keys are not rotated: generate one, then revoke the old one"
-            )
-        now = now or dt.datetime.now(dt.UTC)
-        current = [
-            k
-            for k in registry.records()
-            if k.role is role and k.nation == nation and k.valid_at(now)
-        ]
-        if not current:
-            raise ConfigurationError(f"no valid {role.value} key to rotate: generate one instead")
-        newest = max(current, key=_newness)
-        record, _ = self.generate(
-            role=role, nation=nation, algorithm=algorithm or newest.algorithm, now=now
-        )
-        ends = now + overlap
-        for old in current:
-            if old.not_after is None or old.not_after > ends:
-                registry = registry.replacing(old.model_copy(update={"not_after": ends}))
-        return registry.with_key(record), record
-
-    def newest_usable(
-        self,
-        registry: PartnerRegistry,
-        *,
-        role: KeyRole,
-        nation: str | None,
-        now: dt.datetime | None = None,
-    ) -> KeyRecord:
-        """The most recently valid registered key of ``role``/``nation`` we hold privately."""
-        when = now or dt.datetime.now(dt.UTC)
-        held = [
-            k
-            for k in registry.records()
-            if k.role is role and k.nation == nation and k.valid_at(when) and self.holds(k.key_id)
-        ]
-        if not held:
-            who = f"nation {nation}" if nation else f"the {role.value}"
-            raise ConfigurationError(
-                f"no usable {role.value} key for {who}: run `ixb keys generate"
-                f"{' --nation ' + nation if nation else ' --' + role.value}`"
-            )
-        return max(held, key=_newness)
-
-    def _file(self, key_id: str) -> Path:
-        return self.directory / f"{key_id}.pem"
-
-
-def _newness(key: KeyRecord) -> tuple[dt.datetime, dt.datetime, str]:
-    """Later ``not_before`` wins; on a tie, the key valid longer (a rotation's new key)."""
-    return (key.not_before, key.not_after or dt.datetime.max.replace(tzinfo=dt.UTC), key.key_id)
-
-
-def _atomic_write(path: Path, data: bytes, *, mode: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

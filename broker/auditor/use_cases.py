@@ -1,0 +1,229 @@
+"""The auditor's use cases over a live decision log: verify it, sign checkpoints, receipts, replay.
+
+The decision log is ``ixb.audit``: one Merkle tree (RFC 6962) per partition,
+its leaves the entries in offset order (broker/auditlog/). Each use case
+reads what it needs from Kafka, then hands it to the pure checks beside it:
+
+- :func:`verify_audit` recomputes every tree from the log, checks every
+  checkpoint's signature and every consistency step and names the first bad
+  entry (broker/auditor/verify.py);
+- :func:`sign_checkpoints` signs the current size and root of every
+  partition with the broker's newest usable key and writes them to
+  ``ixb.audit.checkpoints`` (the running broker also does so periodically),
+  never a size whose root contradicts a checkpoint signed before;
+- :func:`issue_receipt` makes a self-contained receipt for one delivery's
+  entry, which its holder checks offline against the registry alone;
+- :func:`replay_audit` re-runs the logged decisions with the archived
+  bundles (``ixb.bundles``) and submissions, and names every one that comes
+  out otherwise (broker/auditor/replay.py); :func:`replayer_for` builds the
+  replayer it uses, for callers that hold entries in memory (the bench).
+
+Arguments are typed values (:class:`~broker.auditor.source.AuditSource`, a
+keystore, an :class:`IntakeWindow`), never settings: ``ixb audit`` builds them
+at its edge and renders what comes back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass
+
+from broker.auditlog.bundles import BundleShelf
+from broker.auditlog.checkpoints import (
+    Checkpoint,
+    Checkpointer,
+    checkpoint_verifier,
+    decode_checkpoint,
+    encode_checkpoint,
+    signed_checkpoints,
+)
+from broker.auditlog.entries import FirstWritten, Outcome, decode_entry
+from broker.auditlog.receipts import Receipt, receipt_for_delivery
+from broker.auditor.received import ReceivedViews
+from broker.auditor.replay import LoggedEntry, Replayer, ReplayFilter, ReplayReport
+from broker.auditor.source import IDLE_TIMEOUT_S, AuditSource, Logs, read_logs, read_values
+from broker.auditor.verify import VerificationReport, verify_log
+from broker.enforcer.stages.intake import Intake
+from broker.enforcer.stages.replay_guard import Position, ReplayGuard
+from broker.errors import DecodeError
+from broker.kafka.admin import TopicAdmin
+from broker.kafka.producer import OutputProducer
+from broker.kafka.reader import read_topic
+from broker.policy import PolicyDecisionPoint
+from broker.policy.bundle import PolicyBundle
+from broker.policy.cache import CachedDecisionPoint
+from broker.policy.rego import RegoDecisionPoint
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole, PartnerRegistry
+from broker.trust.sd.layout import ReportLayout
+from broker.wire.codec import SchemaCatalog
+from broker.wire.records import OutboundRecord
+from broker.wire.topics import TopicNames
+
+__all__ = [
+    "IntakeWindow",
+    "issue_receipt",
+    "replay_audit",
+    "replayer_for",
+    "sign_checkpoints",
+    "verify_audit",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeWindow:
+    """The enforcer's time limits a replay judges intake by, as the enforcer was configured."""
+
+    max_clock_skew: dt.timedelta
+    max_report_age: dt.timedelta
+
+
+async def _checkpoint_records(source: AuditSource) -> list[tuple[int, bytes]]:
+    """Every record of the checkpoint topic, partition by partition, in offset order."""
+    logs = await read_logs(source.bootstrap, source.topics.audit_checkpoints)
+    return [record for records in logs.values() for record in records]
+
+
+async def verify_audit(source: AuditSource) -> tuple[list[VerificationReport], Logs]:
+    """Verify every log of the decision log; the reports, and the logs as read."""
+    logs = await read_logs(source.bootstrap, source.topics.audit)
+    checkpoints = [value for _, value in await _checkpoint_records(source)]
+    verify = checkpoint_verifier(source.registry)
+    reports = [
+        verify_log(log_id, records, checkpoints, verify, catalog=source.catalog)
+        for log_id, records in logs.items()
+    ]
+    return reports, logs
+
+
+async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Checkpoint]:
+    """Sign and publish every log's current size and root with the newest usable broker key."""
+    record = keystore.newest_usable(source.registry, role=KeyRole.BROKER, nation=None)
+    signer = keystore.private_key(record.key_id)
+    now = dt.datetime.now(dt.UTC)
+    catalog, topics = source.catalog, source.topics
+    earlier, _ = signed_checkpoints(
+        catalog, await _checkpoint_records(source), checkpoint_verifier(source.registry)
+    )
+    signed = []
+    for log_id, records in (await read_logs(source.bootstrap, topics.audit)).items():
+        checkpointer = Checkpointer(log_id, signer, lambda: now)
+        checkpointer.extend(records)
+        for before in earlier.get(log_id, []):  # still what was signed: never sign a fork
+            checkpointer.resume(before)
+        signed.append(checkpointer.checkpoint())
+    admin = TopicAdmin(source.bootstrap)
+    producer = OutputProducer(source.bootstrap, admin, client_id="ixb-audit-checkpoint")
+    await admin.start()
+    await producer.start()
+    try:
+        await producer.send_all(
+            [
+                OutboundRecord(
+                    topics.audit_checkpoints, c.log_id.encode(), encode_checkpoint(catalog, c)
+                )
+                for c in signed
+            ]
+        )
+    finally:
+        await producer.stop()
+        await admin.close()
+    return signed
+
+
+async def issue_receipt(
+    source: AuditSource, delivery_id: str, outcome: Outcome | None = None
+) -> Receipt:
+    """A self-contained receipt for a delivery's latest entry, under its latest checkpoint."""
+    logs = await read_logs(source.bootstrap, source.topics.audit)
+    checkpoints = []
+    for _, value in await _checkpoint_records(source):
+        try:
+            checkpoints.append(decode_checkpoint(source.catalog, value))
+        except DecodeError:
+            continue  # ``ixb audit verify`` names it
+    return receipt_for_delivery(
+        logs,
+        checkpoints,
+        delivery_id,
+        checkpoint_verifier(source.registry),
+        catalog=source.catalog,
+        outcome=outcome,
+    )
+
+
+def replayer_for(
+    catalog: SchemaCatalog,
+    registry: PartnerRegistry,
+    archives: list[bytes],
+    *,
+    topics: TopicNames,
+    window: IntakeWindow,
+    cached: bool = True,
+) -> Replayer:
+    """A replayer judging intake as the enforcer does and deciding with regopy in-process.
+
+    The archived Rego and data are what decided, whichever engine evaluated
+    them (regopy or an OPA server): both go through one decision contract.
+    ``cached`` puts each bundle behind the enforcer's own decision cache
+    (broker/policy/cache.py); without it every decision is evaluated in Rego
+    (about 10 ms each here), independently of the cache's reasoning.
+    """
+
+    def build(bundle: PolicyBundle) -> PolicyDecisionPoint:
+        point = RegoDecisionPoint(bundle)
+        return CachedDecisionPoint(point, bundle.time_boundaries_s()) if cached else point
+
+    layout = ReportLayout.from_catalog(catalog)
+    intake = Intake(
+        catalog,
+        topics,
+        max_clock_skew=window.max_clock_skew,
+        replay=ReplayGuard(window.max_report_age),
+        layout=layout,
+    )
+    shelf = BundleShelf(archives, catalog, build)
+    return Replayer(intake, registry, shelf, ReceivedViews(layout))
+
+
+async def replay_audit(
+    source: AuditSource, admit: ReplayFilter, window: IntakeWindow, *, cached: bool = True
+) -> ReplayReport:
+    """Read the log, the bundle archives and the submissions it names; replay what ``admit`` asks.
+
+    Entries are replayed in the order of their time (then log and offset).
+    """
+    bootstrap, topics, catalog = source.bootstrap, source.topics, source.catalog
+    entries, undecodable, first = [], 0, FirstWritten()
+    for log_id, records in (await read_logs(bootstrap, topics.audit)).items():
+        for offset, value in records:
+            try:
+                entry = decode_entry(catalog, value)
+            except DecodeError:
+                undecodable += 1  # named by `ixb audit verify`
+                continue
+            if admit.admits(entry.event) and first.first(entry, value):
+                entries.append(LoggedEntry(log_id, offset, entry))
+    entries.sort(key=lambda e: (e.entry.event.at, e.log_id, e.offset))
+    archives = await read_values(bootstrap, topics.bundles)
+    wanted = {
+        (ref.topic, ref.partition, ref.offset)
+        for e in entries
+        if (ref := e.entry.event.submission) is not None
+    }
+    submissions: dict[Position, bytes | None] = {}
+    for topic in sorted({topic for topic, _, _ in wanted}):
+        async for record in read_topic(bootstrap, topic, idle_timeout_s=IDLE_TIMEOUT_S):
+            position = (record.topic, record.partition, record.offset)
+            if position in wanted:
+                submissions[position] = record.value
+    replayer = replayer_for(
+        catalog, source.registry, archives, topics=topics, window=window, cached=cached
+    )
+    report = replayer.replay(entries, submissions)
+    unread = {"undecodable_entry": undecodable, "repeated_entry": first.repeats}
+    if any(unread.values()):
+        skipped = {**report.skipped, **{k: n for k, n in unread.items() if n}}
+        report = dataclasses.replace(report, skipped=skipped)
+    return report
