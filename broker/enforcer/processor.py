@@ -31,14 +31,14 @@ from broker.enforcer.stages.audit_events import decision_events, refusal_event, 
 from broker.enforcer.stages.context import BatchContext, batch_context
 from broker.enforcer.stages.fanout import FanOut, Pending, Routed
 from broker.enforcer.stages.intake import Accepted, Intake
-from broker.enforcer.stages.rejections import rejection
+from broker.enforcer.stages.rejections import rejection, undecodable_rejection
 from broker.enforcer.stages.replay_guard import ledger_record
 from broker.errors import PolicyUndecided, RejectedInput
 from broker.policy.source import PolicySource
 from broker.trust.attestation import BatchAttester
 from broker.trust.keys import RegistryFile
 from broker.wire.codec import SchemaCatalog
-from broker.wire.records import InboundRecord, OutboundRecord, Partition
+from broker.wire.records import InboundRecord, OutboundRecord, Partition, UndecodableBatch
 from broker.wire.topics import TopicNames
 
 log = structlog.get_logger("ixb.enforcer")
@@ -140,6 +140,14 @@ class BatchProcessor:
             partition = (inbound.topic, inbound.partition)
             if partition in stalled:
                 continue  # records of a partition are processed in order, or not at all
+            if isinstance(inbound, UndecodableBatch):
+                # Nothing of it can be read, so nothing is decided: refused, and not
+                # in the decision log, which records decisions on submissions.
+                self.stats.rejected[inbound.reason] += 1
+                outputs.append(
+                    undecodable_rejection(self.catalog, self.topics, inbound, context.now)
+                )
+                continue
             try:
                 outputs.extend(self._one(inbound, context, pending))
             except PolicyUndecided as exc:

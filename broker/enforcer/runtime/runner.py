@@ -48,7 +48,13 @@ from broker.enforcer.runtime.backoff import PartitionBackoff
 from broker.errors import TransportError
 from broker.kafka.consumer import SubmissionConsumer
 from broker.kafka.producer import OutputProducer
-from broker.wire.records import InboundRecord, OutboundRecord, Partition, offsets_after
+from broker.wire.records import (
+    InboundRecord,
+    OutboundRecord,
+    Partition,
+    UndecodableBatch,
+    offsets_after,
+)
 
 log = structlog.get_logger("ixb.enforcer")
 
@@ -223,7 +229,8 @@ def _first_offsets(batch: list[InboundRecord]) -> dict[Partition, int]:
     offsets: dict[Partition, int] = {}
     for r in batch:
         key = (r.topic, r.partition)
-        offsets[key] = min(offsets.get(key, r.offset), r.offset)
+        first = r.first_offset if isinstance(r, UndecodableBatch) else r.offset
+        offsets[key] = min(offsets.get(key, first), first)
     return offsets
 
 
