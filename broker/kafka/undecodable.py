@@ -42,7 +42,7 @@ from types import FrameType
 
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError, UnsupportedCodecError
+from aiokafka.errors import UnsupportedCodecError
 
 from broker.kafka.records import inbound
 from broker.wire.records import InboundRecord, Partition, UndecodableBatch
@@ -121,10 +121,14 @@ class RecordTaker:
                     budget -= got
                     if got < limit:
                         break
-        except KafkaError:
-            # Records taken above have left aiokafka's buffer: hand them over; a
-            # lasting error (authorization, the group) comes back next time.
-            pass
+        except Exception as exc:  # noqa: BLE001 - what was taken has left aiokafka's buffer
+            # Hand it over, or it is lost; a lasting error (authorization, the
+            # group) comes back on the next call, before anything is taken.
+            log.warning(
+                "fetch_cut_short",
+                error_kind=type(exc).__name__,
+                records=sum(map(len, taken.values())),
+            )
         return [r for records in taken.values() for r in records]
 
     async def _take_from(
