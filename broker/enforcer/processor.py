@@ -36,14 +36,14 @@ from broker.enforcer.stages.context import BatchContext, batch_context
 from broker.enforcer.stages.fanout import FanOut, Pending, Routed
 from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.outcome import Refused, Undecided
-from broker.enforcer.stages.rejections import rejection
+from broker.enforcer.stages.rejections import rejection, undecodable_rejection
 from broker.enforcer.stages.replay_guard import ledger_record
 from broker.errors import RejectedInput
 from broker.policy.source import PolicySource
 from broker.trust.attestation import BatchAttester
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
-from broker.wire.records import InboundRecord, OutboundRecord, Partition
+from broker.wire.records import InboundRecord, OutboundRecord, Partition, UndecodableBatch
 from broker.wire.topics import TopicNames
 
 log = structlog.get_logger("ixb.enforcer")
@@ -147,6 +147,11 @@ class BatchProcessor:
         Undecided leaves nothing recorded (replay memory, ledger line, audit
         entry, counters): the submission is tried again later.
         """
+        if isinstance(inbound, UndecodableBatch):
+            # Nothing of it can be read, so nothing is decided: refused, and not
+            # in the decision log, which records decisions on submissions.
+            self.stats.rejected[inbound.reason] += 1
+            return [undecodable_rejection(self.catalog, self.topics, inbound, context.now)]
         bound = log.bind(topic=inbound.topic, partition=inbound.partition, offset=inbound.offset)
         checked = self.intake.check(inbound, context)
         outcome = self._fanout.route(checked, context) if isinstance(checked, Accepted) else checked

@@ -19,4 +19,9 @@ A partition can also be paused at a record the caller cannot process yet
 (the policy engine could not decide): :meth:`SubmissionConsumer.pause_at`
 rewinds it there and fetches nothing from it until the pause ends, so an
 outage leaves the backlog in Kafka instead of in memory.
+
+A record batch the consumer cannot decode (a codec it lacks, a corrupt or
+CRC-failing batch) is handed over as one
+:class:`~broker.wire.records.UndecodableBatch` in its records' place, and
+the partition reads on after it (broker/kafka/undecodable.py).
 """

@@ -7,7 +7,6 @@ import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -15,7 +14,7 @@ from aiokafka.errors import KafkaError
 
 from broker.errors import TransportError
 from broker.kafka.base import RevokeHook
-from broker.kafka.records import inbound
+from broker.kafka.undecodable import RecordTaker
 from broker.wire.records import InboundRecord, Partition, offsets_after
 
 log = structlog.get_logger("ixb.transport")
@@ -72,6 +71,7 @@ class SubmissionConsumer:
         "_paused",
         "_revoke_wait_s",
         "_settled",
+        "_taker",
         "revocations",
     )
 
@@ -95,7 +95,7 @@ class SubmissionConsumer:
         self._settled.set()
         self._last_committed = False  # whether the last batch ended committed
         self._commit_failed = False  # a commit failed since the consumer last settled
-        self._fetching: asyncio.Future[Any] | None = None  # a getmany still waiting
+        self._fetching: asyncio.Future[list[InboundRecord]] | None = None  # a take still waiting
         self._paused: dict[Partition, float] = {}  # monotonic time each pause ends
         self.revocations = RevocationStats()
         self._consumer = AIOKafkaConsumer(
@@ -111,6 +111,7 @@ class SubmissionConsumer:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
         )
+        self._taker = RecordTaker(self._consumer)
 
     async def start(self) -> None:
         self._consumer.subscribe(pattern=self._pattern, listener=_Listener(self._revoked))
@@ -173,18 +174,18 @@ class SubmissionConsumer:
             self._settle()
         self._resume_due()
         if self._fetching is None:
-            self._fetching = asyncio.ensure_future(
-                self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
-            )
+            self._fetching = asyncio.ensure_future(self._taker.take(timeout_ms, max_records))
         done, _ = await asyncio.wait({self._fetching}, timeout=timeout_ms / 1000 + _GRACE_S)
         if not done:
             return []
         fetching, self._fetching = self._fetching, None
         try:
-            batches = fetching.result()
+            records = fetching.result()
         except KafkaError as exc:
             raise TransportError(f"fetch failed: {exc}") from exc
-        records = [inbound(m) for messages in batches.values() for m in messages]
+        except Exception as exc:  # a decoder's own error that bad_batch could not place
+            # Its text may quote the bytes it choked on: only its kind goes on.
+            raise TransportError(f"fetch failed: {type(exc).__name__}") from exc
         if records:
             for partition, offset in offsets_after(records).items():
                 self._in_flight[partition] = max(self._in_flight.get(partition, 0), offset)
@@ -263,6 +264,7 @@ class SubmissionConsumer:
         self.revocations.revoked += 1
         for partition in revoked:
             self._paused.pop(partition, None)  # a partition comes back unpaused
+        self._taker.forget(revoked)
         waiting_on = revoked & self._in_flight.keys()
         if waiting_on:
             await self._wait_for_batch(len(waiting_on))

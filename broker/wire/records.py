@@ -27,6 +27,25 @@ class InboundRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UndecodableBatch(InboundRecord):
+    """A record batch the consumer could not decode, standing in its records' place.
+
+    Any producer may write a batch the consumer cannot read (a codec it
+    lacks, a corrupt or CRC-failing batch), and the batch's records cannot be
+    told apart, so it takes one place in the batch handed to the caller: the
+    caller refuses it like a record and the commit path moves past it only
+    once that refusal is acknowledged. ``offset`` is the batch's *last*
+    offset, so committing it (``offsets_after``) moves past the whole batch;
+    ``first_offset`` is where reading it failed. It has no key, value or
+    headers: nothing of it could be read.
+    """
+
+    first_offset: int
+    reason: str  # unsupported_codec, crc_mismatch or corrupt_batch
+    detail: str  # for people; never payload bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundRecord:
     topic: str
     key: bytes | None

@@ -51,7 +51,7 @@ from broker.enforcer.runtime.backoff import PartitionBackoff
 from broker.enforcer.runtime.commit import CommitPath, Outputs
 from broker.errors import TransportError
 from broker.kafka.base import BatchConsumer, BatchProducer
-from broker.wire.records import InboundRecord, Partition, offsets_after
+from broker.wire.records import InboundRecord, Partition, UndecodableBatch, offsets_after
 
 log = structlog.get_logger("ixb.enforcer")
 
@@ -227,7 +227,8 @@ def _first_offsets(batch: list[InboundRecord]) -> dict[Partition, int]:
     offsets: dict[Partition, int] = {}
     for r in batch:
         key = (r.topic, r.partition)
-        offsets[key] = min(offsets.get(key, r.offset), r.offset)
+        first = r.first_offset if isinstance(r, UndecodableBatch) else r.offset
+        offsets[key] = min(offsets.get(key, first), first)
     return offsets
 
 
