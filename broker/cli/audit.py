@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from broker.app.assembly import load_catalog, resolve_bootstrap
 from broker.app.settings import Settings
@@ -53,6 +52,7 @@ from broker.auditor.replay import LoggedEntry, Replayer, ReplayFilter, ReplayRep
 from broker.auditor.replay_output import report_document, report_lines
 from broker.auditor.summary import FlowSummary
 from broker.auditor.verify import VerificationReport, verify_log
+from broker.cli.console import console, print_json_line
 from broker.enforcer.stages.intake import Intake
 from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import DecodeError, IxbError, RejectedInput
@@ -70,8 +70,8 @@ from broker.wire.records import OutboundRecord
 from broker.wire.topics import TopicNames
 
 audit_app = typer.Typer(help="The decision log: checkpoints, verification, export, replay.")
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 Logs = dict[str, list[tuple[int, bytes]]]
 
@@ -106,13 +106,19 @@ async def verify_audit(settings: Settings) -> tuple[list[VerificationReport], Lo
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per log")] = False,
+) -> None:
     """Recompute every tree, check every checkpoint; exit 1 naming the first bad entry."""
     try:
         reports, _ = asyncio.run(verify_audit(Settings()))
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
+    if as_json:
+        for report in reports:
+            print_json_line(_verification_document(report))
+        raise typer.Exit(code=1 if any(r.problem for r in reports) else 0)
     bad = 0
     for report in reports:
         if report.problem is None:
@@ -131,6 +137,27 @@ def audit_verify() -> None:
     if not reports:
         out.print("the decision log is empty")
     raise typer.Exit(code=1 if bad else 0)
+
+
+def _verification_document(report: VerificationReport) -> dict[str, object]:
+    problem = report.problem
+    return {
+        "log_id": report.log_id,
+        "ok": problem is None,
+        "entries": report.entries,
+        "duplicates": report.duplicates,
+        "checkpoints": report.checkpoints,
+        "consistency_steps": report.consistency_steps,
+        "root_hash": report.root_hash.hex(),
+        "problem": None
+        if problem is None
+        else {
+            "reason": problem.reason,
+            "offset": problem.offset,
+            "index": problem.index,
+            "detail": problem.detail,
+        },
+    }
 
 
 async def sign_checkpoints(settings: Settings) -> list[Checkpoint]:
@@ -178,7 +205,9 @@ async def sign_checkpoints(settings: Settings) -> list[Checkpoint]:
 
 
 @audit_app.command("checkpoint")
-def audit_checkpoint() -> None:
+def audit_checkpoint(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per log")] = False,
+) -> None:
     """Sign the current size and root of every decision-log partition."""
     try:
         signed = asyncio.run(sign_checkpoints(Settings()))
@@ -186,7 +215,20 @@ def audit_checkpoint() -> None:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     for c in signed:
-        out.print(f"{c.log_id}: size {c.tree_size} root {c.root_hash.hex()} by {c.signer_key_id}")
+        if as_json:
+            print_json_line(
+                {
+                    "log_id": c.log_id,
+                    "tree_size": c.tree_size,
+                    "root_hash": c.root_hash.hex(),
+                    "signer_key_id": c.signer_key_id,
+                    "at": c.at.isoformat(timespec="milliseconds"),
+                }
+            )
+        else:
+            out.print(
+                f"{c.log_id}: size {c.tree_size} root {c.root_hash.hex()} by {c.signer_key_id}"
+            )
 
 
 @audit_app.command("export")

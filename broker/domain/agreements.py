@@ -54,6 +54,15 @@ GENERALISATIONS: dict[str, tuple[str, ...]] = {
     "location": ("0.001deg", "0.01deg", "0.1deg", "1deg", "border_sector", "country"),
 }
 
+
+def strictness(action: FieldAction, to: str | None = None) -> tuple[int, int]:
+    """How strict a treatment is, to compare two: by action, then how coarse a generalisation."""
+    if action is not FieldAction.GENERALISE:
+        return (action.strictness, 0)
+    coarseness = next((ts.index(to) for ts in GENERALISATIONS.values() if to in ts), -1)
+    return (action.strictness, coarseness)
+
+
 _DURATION = re.compile(r"^(?P<amount>[0-9]{1,6})(?P<unit>[smhd]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_EMBARGO_S = 366 * 86400

@@ -38,8 +38,14 @@ class FileProblem:
     line: int = 0
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.message}"
+        return f"{self.where}: {self.message}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else str(self.path)
+
+    def document(self) -> dict[str, object]:
+        return {"file": str(self.path), "line": self.line or None, "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)

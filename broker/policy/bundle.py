@@ -34,10 +34,10 @@ from broker.wire.report import REPORT_SCHEMA
 
 
 class BundleRefused(ConfigurationError):
-    """The agreement files do not load; ``problems``: one line per problem, naming its file."""
+    """The agreement files do not load; ``problems``: every one, each naming its file."""
 
-    def __init__(self, problems: tuple[str, ...]) -> None:
-        super().__init__("; ".join(problems))
+    def __init__(self, problems: tuple[FileProblem, ...]) -> None:
+        super().__init__("; ".join(map(str, problems)))
         self.problems = problems
 
 
@@ -106,7 +106,7 @@ def _load_agreements(directory: Path, catalog: SchemaCatalog) -> list[tuple[Agre
         problems.extend(_rule_problems(read, agreement, report_schema))
     problems.extend(_precedence_problems(files))
     if problems:
-        raise BundleRefused(tuple(str(p) for p in problems))
+        raise BundleRefused(tuple(problems))
     return [(read.agreement, read.path) for read in files.values() if read.agreement is not None]
 
 
@@ -193,7 +193,7 @@ def parse_agreement_file(path: Path) -> Agreement:
     """One agreement file on its own, or BundleRefused naming every problem in it."""
     read = read_agreement_file(path)
     if read.agreement is None:
-        raise BundleRefused(tuple(str(p) for p in read.problems))
+        raise BundleRefused(read.problems)
     return read.agreement
 
 
