@@ -42,10 +42,6 @@ class Finding:
     files: tuple[str, ...]
     message: str
 
-    def line(self) -> str:
-        """One line, starting with the files, for people and for grep."""
-        return f"{' + '.join(self.files)}: {self.severity.value}: {self.message}"
-
     def document(self) -> dict[str, Any]:
         return {
             "severity": self.severity.value,
