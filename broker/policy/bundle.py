@@ -104,7 +104,7 @@ def _load_agreements(directory: Path, catalog: SchemaCatalog) -> list[tuple[Agre
             continue
         files[agreement.id] = read
         problems.extend(_rule_problems(read, agreement, report_schema))
-    problems.extend(_precedence_problems(files))
+    problems.extend(_precedence_problems(files, some_unread=bool(problems)))
     if problems:
         raise BundleRefused(tuple(problems))
     return [(read.agreement, read.path) for read in files.values() if read.agreement is not None]
@@ -126,7 +126,9 @@ def _rule_problems(
     return problems
 
 
-def _precedence_problems(files: Mapping[str, AgreementFile]) -> list[FileProblem]:
+def _precedence_problems(
+    files: Mapping[str, AgreementFile], *, some_unread: bool
+) -> list[FileProblem]:
     """Precedence names agreements of the bundle, and never goes round in a circle.
 
     A circle (A over B, B over A, for one report type) would set every one
@@ -144,7 +146,8 @@ def _precedence_problems(files: Mapping[str, AgreementFile]) -> list[FileProblem
                         FileProblem(
                             read.path,
                             f"{field_path(loc)}: no agreement {other!r} in this bundle "
-                            f"(known: {', '.join(sorted(files))})",
+                            f"(known: {', '.join(sorted(files))}"
+                            f"{'; some files did not load' if some_unread else ''})",
                             read.line_of(loc),
                         )
                     )
