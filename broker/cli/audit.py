@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from broker.app.assembly import load_catalog
 from broker.app.auditing import audit_source, intake_window
@@ -40,24 +39,32 @@ from broker.auditor.replay import ReplayFilter
 from broker.auditor.replay_output import report_document, report_lines
 from broker.auditor.summary import FlowSummary
 from broker.auditor.use_cases import issue_receipt, replay_audit, sign_checkpoints, verify_audit
+from broker.auditor.verify import VerificationReport
+from broker.cli.console import console, print_json_line
 from broker.errors import DecodeError, IxbError, RejectedInput
 from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 
 audit_app = typer.Typer(help="The decision log: checkpoints, verification, export, replay.")
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
+def audit_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per log")] = False,
+) -> None:
     """Recompute every tree, check every checkpoint; exit 1 naming the first bad entry."""
     try:
         reports, _ = asyncio.run(verify_audit(audit_source(Settings())))
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
+    if as_json:
+        for report in reports:
+            print_json_line(_verification_document(report))
+        raise typer.Exit(code=1 if any(r.problem for r in reports) else 0)
     bad = 0
     for report in reports:
         if report.problem is None:
@@ -78,8 +85,31 @@ def audit_verify() -> None:
     raise typer.Exit(code=1 if bad else 0)
 
 
+def _verification_document(report: VerificationReport) -> dict[str, object]:
+    problem = report.problem
+    return {
+        "log_id": report.log_id,
+        "ok": problem is None,
+        "entries": report.entries,
+        "duplicates": report.duplicates,
+        "checkpoints": report.checkpoints,
+        "consistency_steps": report.consistency_steps,
+        "root_hash": report.root_hash.hex(),
+        "problem": None
+        if problem is None
+        else {
+            "reason": problem.reason,
+            "offset": problem.offset,
+            "index": problem.index,
+            "detail": problem.detail,
+        },
+    }
+
+
 @audit_app.command("checkpoint")
-def audit_checkpoint() -> None:
+def audit_checkpoint(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per log")] = False,
+) -> None:
     """Sign the current size and root of every decision-log partition."""
     try:
         settings = Settings()
@@ -89,7 +119,20 @@ def audit_checkpoint() -> None:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     for c in signed:
-        out.print(f"{c.log_id}: size {c.tree_size} root {c.root_hash.hex()} by {c.signer_key_id}")
+        if as_json:
+            print_json_line(
+                {
+                    "log_id": c.log_id,
+                    "tree_size": c.tree_size,
+                    "root_hash": c.root_hash.hex(),
+                    "signer_key_id": c.signer_key_id,
+                    "at": c.at.isoformat(timespec="milliseconds"),
+                }
+            )
+        else:
+            out.print(
+                f"{c.log_id}: size {c.tree_size} root {c.root_hash.hex()} by {c.signer_key_id}"
+            )
 
 
 @audit_app.command("export")

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from broker.app.settings import Settings
+from broker.cli.console import console, print_json_line
 from broker.errors import ConfigurationError, IxbError, RegistryRefused
 from broker.trust.governance import UNDER_SIGNED, RegistryDocument, document_bytes, parse_document
 from broker.trust.keystore import Keystore
@@ -39,8 +39,8 @@ keys_app = typer.Typer(
     no_args_is_help=True,
 )
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -213,8 +213,14 @@ def keys_revoke(
 
 
 @keys_app.command("list")
-def keys_list() -> None:
-    """The keys in the partner registry, one per line, with their status now."""
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON document per key")] = False,
+) -> None:
+    """The keys in the partner registry, one per line, with their status now.
+
+    Columns, tab-separated: key id, role, nation, algorithm, not before,
+    not after, revoked at, status.
+    """
     registry_file, _ = _open()
     try:
         records = registry_file.current().records()
@@ -222,6 +228,20 @@ def keys_list() -> None:
         raise _fail(exc) from exc
     now = dt.datetime.now(dt.UTC)
     for key in records:
+        if as_json:
+            print_json_line(
+                {
+                    "key_id": key.key_id,
+                    "role": key.role.value,
+                    "nation": key.nation,
+                    "algorithm": key.algorithm,
+                    "not_before": _when(key.not_before),
+                    "not_after": None if key.not_after is None else _when(key.not_after),
+                    "revoked_at": None if key.revoked_at is None else _when(key.revoked_at),
+                    "status": _status(key, now),
+                }
+            )
+            continue
         columns = (
             key.key_id,
             key.role.value,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import signal
 import time
 from collections.abc import Coroutine
@@ -17,15 +16,16 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 
 from broker.app import logs
 from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap, run_enforcer
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
+from broker.cli.console import console, print_json_line
 from broker.cli.keys import keys_app
 from broker.cli.render import (
+    decision_json,
     delivery_json,
     print_decision,
     print_delivery,
@@ -37,8 +37,8 @@ from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded.tansu import EmbeddedKafka
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, read_feed
-from broker.policy.bundle import load_bundle
-from broker.policy.lint import Severity, lint
+from broker.policy.bundle import BundleRefused, PolicyBundle, load_bundle
+from broker.policy.lint import Finding, Severity, lint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import request_reload
 from broker.trust.registry_file import RegistryFile
@@ -56,10 +56,12 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
 
-out = Console()
-err = Console(stderr=True)
+out = console()
+err = console(stderr=True)
 
 Nation = Annotated[str, typer.Option(help="ISO 3166-1 alpha-2 code, e.g. NL")]
+Json = Annotated[bool, typer.Option("--json", help="JSON on stdout, one document per line")]
+At = Annotated[str | None, typer.Option("--at", help="as of this instant, ISO 8601 (default: now)")]
 
 
 def _settings() -> Settings:
@@ -67,8 +69,19 @@ def _settings() -> Settings:
 
 
 def _fail(exc: IxbError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}")
+    err.print(f"[red]error:[/red] {escape(str(exc))}")
     return typer.Exit(code=2)
+
+
+def _instant(text: str | None) -> dt.datetime:
+    """An ISO 8601 instant (UTC if it gives no zone), or now."""
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is not an ISO 8601 time") from exc
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.UTC)
 
 
 def _run(work: Coroutine[Any, Any, None]) -> None:
@@ -108,35 +121,76 @@ def agreements_check(
     policies_dir: Annotated[
         Path | None, typer.Argument(help="default: the configured policies/")
     ] = None,
+    as_json: Json = False,
+    at: At = None,
 ) -> None:
     """Check every agreement and Rego module, and the agreements together.
 
-    Exit 1 on any error (the set must not be deployed); warnings (expired,
-    overlapping, conflicting terms) are listed and do not fail the check.
+    Exit 2 when a file does not load (every problem of every file is
+    listed), 1 on any error (the set must not be deployed: e.g. overlapping
+    agreements whose terms conflict and that declare no precedence), 0
+    otherwise; warnings (expired, overlapping, different embargoes) are
+    listed and do not fail the check. Every line names its file.
     """
     settings = _settings()
     try:
         bundle = load_bundle(policies_dir or settings.policies_dir, load_catalog(settings))
         RegoDecisionPoint(bundle)  # the Rego compiles and decides
+    except BundleRefused as exc:
+        if as_json:
+            print_json_line({"ok": False, "problems": [p.document() for p in exc.problems]})
+        for problem in exc.problems:
+            err.print(f"{escape(problem.where)}: [red]error[/red]: {escape(problem.message)}")
+        err.print(f"{len(exc.problems)} problem(s): the agreements do not load")
+        raise typer.Exit(code=2) from exc
     except IxbError as exc:
+        if as_json:
+            print_json_line({"ok": False, "problems": [{"file": None, "message": str(exc)}]})
         raise _fail(exc) from exc
-    for agreement in bundle.agreements:
-        out.print(
-            f"[green]ok[/green] {agreement.id} v{agreement.version}: {agreement.title} "
-            f"({', '.join(agreement.parties)})"
-        )
-    findings = lint(bundle, dt.datetime.now(dt.UTC))
-    for finding in findings:
-        colour = "red" if finding.severity is Severity.ERROR else "yellow"
-        out.print(
-            f"[{colour}]{finding.severity.value}[/{colour}] "
-            f"{' + '.join(finding.agreements)}: {escape(finding.message)}"
-        )
-    out.print(f"bundle {bundle.content_hash}")
+    findings = lint(bundle, _instant(at))
     errors = sum(f.severity is Severity.ERROR for f in findings)
+    if as_json:
+        print_json_line(_check_document(bundle, findings, errors))
+    else:
+        _print_check(bundle, findings)
     if errors:
         err.print(f"[red]{errors} error(s)[/red]: this agreement set must not be deployed")
         raise typer.Exit(1)
+
+
+def _print_check(bundle: PolicyBundle, findings: list[Finding]) -> None:
+    for agreement in bundle.agreements:
+        out.print(
+            f"[green]ok[/green] {agreement.id} v{agreement.version}: {escape(agreement.title)} "
+            f"({', '.join(agreement.parties)}) [dim]{escape(bundle.file_of(agreement.id))}[/dim]"
+        )
+    for finding in findings:
+        colour = "red" if finding.severity is Severity.ERROR else "yellow"
+        out.print(
+            f"{escape(' + '.join(finding.files))}: "
+            f"[{colour}]{finding.severity.value}[/{colour}]: {escape(finding.message)}"
+        )
+    out.print(f"bundle {bundle.content_hash}")
+
+
+def _check_document(bundle: PolicyBundle, findings: list[Finding], errors: int) -> dict[str, Any]:
+    return {
+        "ok": errors == 0,
+        "bundle": bundle.content_hash,
+        "agreements": [
+            {
+                "id": a.id,
+                "version": a.version,
+                "title": a.title,
+                "parties": list(a.parties),
+                "file": bundle.file_of(a.id),
+            }
+            for a in bundle.agreements
+        ],
+        "errors": errors,
+        "warnings": len(findings) - errors,
+        "findings": [f.document() for f in findings],
+    }
 
 
 @agreements_app.command("reload")
@@ -161,22 +215,36 @@ def agreements_explain(
     report_file: Annotated[Path, typer.Argument(help="a JSON report file")],
     origin: Annotated[str, typer.Option("--from", help="publishing nation")],
     recipient: Annotated[str, typer.Option("--to", help="receiving nation")],
+    as_json: Json = False,
+    at: At = None,
 ) -> None:
-    """Show what the agreements decide for a report from one nation to another, and why."""
+    """Show what the agreements decide for a report from one nation to another, and why.
+
+    Where agreements overlap it says which governed together, which were set
+    aside by a declared precedence, which do not cover the report, which
+    authorises, and whose secret keys the pseudonyms (so who can link what).
+    """
     settings = _settings()
+    now_s = int(_instant(at).timestamp())
     try:
         bundle = load_bundle(settings.policies_dir, load_catalog(settings))
         policy = RegoDecisionPoint(bundle)
         reports = load_reports(report_file)
         for report in reports:
-            [asked] = decision_inputs(report, [recipient], now_s=int(time.time()), origin=origin)
+            [asked] = decision_inputs(report, [recipient], now_s=now_s, origin=origin)
             decision = policy.decide(asked)
-            print_decision(out, report, origin, recipient, decision)
+            if as_json:
+                print_json_line(decision_json(bundle, report, origin, recipient, decision))
+            else:
+                print_decision(
+                    out, bundle, report, origin=origin, recipient=recipient, decision=decision
+                )
     except ValidationError as exc:
         raise _fail(ConfigurationError(describe_validation_error(exc))) from exc
     except IxbError as exc:
         raise _fail(exc) from exc
-    out.print(f"[dim]bundle {bundle.content_hash}[/dim]")
+    if not as_json:
+        out.print(f"[dim]bundle {bundle.content_hash}[/dim]")
 
 
 @app.command()
@@ -185,6 +253,7 @@ def publish(
     as_nation: Annotated[
         str, typer.Option("--as", help="publishing nation (its agency key signs)")
     ],
+    as_json: Json = False,
 ) -> None:
     """Validate, sign and publish reports to ixb.submit.<NATION>."""
     settings = _settings()
@@ -193,7 +262,10 @@ def publish(
         reports = [r for path in files for r in load_reports(path)]
         async with open_publisher(settings, resolve_bootstrap(settings), as_nation) as publisher:
             for sent in await publisher.publish(reports):
-                out.print(f"published {sent.report_id} to {sent.topic}")
+                if as_json:
+                    print_json_line({"report_id": str(sent.report_id), "topic": sent.topic})
+                else:
+                    out.print(f"published {sent.report_id} to {sent.topic}")
 
     _run(go())
 
@@ -217,7 +289,7 @@ def run() -> None:
 @app.command()
 def subscribe(
     nation: Nation,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout")] = False,
+    as_json: Json = False,
     follow: Annotated[bool, typer.Option(help="keep waiting for new deliveries")] = False,
     idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
 ) -> None:
@@ -238,10 +310,10 @@ def subscribe(
             if isinstance(item, FeedProblem):
                 err.print(
                     f"[red]unverified record at offset {item.offset}:[/red] "
-                    f"{item.reason}: {item.detail}"
+                    f"{item.reason}: {escape(item.detail)}"
                 )
             elif as_json:
-                print(json.dumps(delivery_json(item)))
+                print_json_line(delivery_json(item))
             else:
                 print_delivery(out, item)
 
@@ -251,7 +323,7 @@ def subscribe(
 @app.command()
 def rejected(
     nation: Nation,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout")] = False,
+    as_json: Json = False,
     idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
 ) -> None:
     """Show the submissions from NATION that the broker refused, and why."""
@@ -265,7 +337,7 @@ def rejected(
         ):
             document = rejection_json(catalog, record.value or b"")
             if as_json:
-                print(json.dumps(document))
+                print_json_line(document)
             else:
                 print_rejection(out, document)
 
@@ -273,11 +345,15 @@ def rejected(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="summary as JSON Lines on stdout, story on stderr")
+    ] = False,
+) -> None:
     """Run the multi-nation scenario on an embedded (or IXB_KAFKA_BOOTSTRAP) broker."""
     from broker.cli.demo.play import run_demo  # noqa: PLC0415 - only the demo needs its scenario data
 
-    raise typer.Exit(code=run_demo(Settings(), out))
+    raise typer.Exit(code=run_demo(Settings(), err if as_json else out, as_json=as_json))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from broker.domain.agreements import FieldAction
 from broker.domain.decisions import Decision
 from broker.domain.fields import FieldPath
 from broker.domain.report import ThreatReport
@@ -16,6 +17,7 @@ from broker.enforcer.stages.derive import effective_rules
 from broker.enforcer.stages.rejections import REJECTION_SCHEMA
 from broker.errors import DecodeError
 from broker.parties.recipient import VerifiedDelivery
+from broker.policy.bundle import PolicyBundle
 from broker.wire.codec import SchemaCatalog
 
 WITHHELD = "‹withheld›"
@@ -62,10 +64,34 @@ def print_delivery(console: Console, delivery: VerifiedDelivery) -> None:
         console.print(f"  [blue]embargoed until[/blue] {delivery.not_before.isoformat()}")
 
 
+def decision_json(
+    bundle: PolicyBundle, report: ThreatReport, origin: str, recipient: str, decision: Decision
+) -> dict[str, Any]:
+    """One decision as `ixb agreements explain --json` prints it: the decision and its effect."""
+    rules = effective_rules(decision.field_rules)
+    return {
+        "report_id": str(report.report_id),
+        "origin": origin,
+        "recipient": recipient,
+        "report_type": report.report_type.value,
+        "marking": report.marking.value,
+        "handling_code": report.handling_code.value,
+        "decision": decision.model_dump(mode="json"),
+        "effective_rules": [r.model_dump(mode="json", exclude_none=True) for r in rules.rules],
+        "pseudonyms": pseudonym_note(bundle, report, recipient, decision),
+    }
+
+
 def print_decision(
-    console: Console, report: ThreatReport, origin: str, recipient: str, decision: Decision
+    console: Console,
+    bundle: PolicyBundle,
+    report: ThreatReport,
+    *,
+    origin: str,
+    recipient: str,
+    decision: Decision,
 ) -> None:
-    """One decision, as `ixb agreements explain` shows it."""
+    """One decision, as `ixb agreements explain` shows it: what, under which agreements, why."""
     head = f"{report.report_type.value} {report.marking.value} {report.handling_code.value}"
     if decision.allow:
         assert decision.agreement is not None
@@ -73,19 +99,87 @@ def print_decision(
             f"[green]deliver[/green] {origin} → {recipient}: {head} "
             f"under {decision.agreement.id} v{decision.agreement.version}"
         )
-        rules = effective_rules(decision.field_rules)
-        for rule in rules.rules:
-            target = f" to {rule.to}" if rule.to else ""
-            console.print(f"  {rule.action.value}{target}: {rule.field}")
-        if not rules.rules:
-            console.print("  every field as issued")
-        if decision.not_before_s is not None:
-            when = dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC).isoformat()
-            console.print(f"  embargoed until {when}")
     else:
         console.print(f"[red]withhold[/red] {origin} → {recipient}: {head}")
         for reason in decision.reasons:
-            console.print(f"  because {reason}")
+            console.print(f"  because {escape(reason)}")
+    _print_overlap(console, decision)
+    if not decision.allow:
+        return
+    rules = effective_rules(decision.field_rules)
+    for rule in rules.rules:
+        target = f" to {rule.to}" if rule.to else ""
+        console.print(f"  {rule.action.value}{target}: {escape(rule.field or '')}")
+    if not rules.rules:
+        console.print("  every field as issued")
+    if decision.not_before_s is not None:
+        when = dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC).isoformat()
+        console.print(f"  embargoed until {when}")
+    note = pseudonym_note(bundle, report, recipient, decision)
+    if note is not None:
+        console.print(f"  pseudonyms: {escape(note['explanation'])}")
+
+
+def _print_overlap(console: Console, decision: Decision) -> None:
+    """Which agreements decided together, which were set aside, which did not cover the report."""
+    if len(decision.governing) > 1:
+        named = ", ".join(f"{a.id} v{a.version}" for a in decision.governing)
+        console.print(
+            f"  governed together by {named}: any prohibition refuses, the strictest rule "
+            "per field and the longest embargo apply"
+        )
+    for aside in decision.set_aside:
+        console.print(f"  set aside: {aside.id} ({aside.by} takes precedence)")
+    for entry in decision.not_covering:
+        agreement, _, why = entry.partition(":")
+        console.print(f"  not covering: {agreement} ({why})")
+
+
+def pseudonym_note(
+    bundle: PolicyBundle, report: ThreatReport, recipient: str, decision: Decision
+) -> dict[str, Any] | None:
+    """Whose secret keys this delivery's pseudonyms, and so who can link what.
+
+    The secret is the authorising agreement's (broker/enforcer/stages/fanout.py),
+    whichever governing agreement asked for the pseudonym.
+    """
+    rules = effective_rules(decision.field_rules)
+    if not decision.allow or decision.agreement is None or not rules.pseudonymises:
+        return None
+    keyed_by = decision.agreement.id
+    agreements = {a.id: a for a in bundle.agreements}
+    fields = [r.field for r in rules.rules if r.action is FieldAction.PSEUDONYMISE and r.field]
+    asked_by = {
+        field: sorted(
+            g.id
+            for g in decision.governing
+            if g.id in agreements
+            and any(
+                r.field == field and r.action is FieldAction.PSEUDONYMISE
+                for r in agreements[g.id].rules_for(report.report_type)
+            )
+        )
+        for field in fields
+    }
+    receivers = agreements[keyed_by].senders_and_receivers()[1] if keyed_by in agreements else ()
+    explanation = (
+        f"keyed by {keyed_by}'s secret (the authorising agreement): {recipient} can link "
+        f"them with the pseudonyms of the same values in other deliveries {keyed_by} "
+        f"authorises (to {', '.join(receivers) or 'its receivers'}), and with no pseudonym "
+        "made under any other agreement"
+    )
+    askers = {a for ids in asked_by.values() for a in ids}
+    if askers and keyed_by not in askers:
+        explanation += (
+            f"; under this overlap the pseudonymise rules are {', '.join(sorted(askers))}'s, "
+            f"the secret {keyed_by}'s"
+        )
+    return {
+        "keyed_by": keyed_by,
+        "fields": asked_by,
+        "linkable_within": f"deliveries authorised by {keyed_by}",
+        "explanation": explanation,
+    }
 
 
 def rejection_json(catalog: SchemaCatalog, data: bytes) -> dict[str, Any]:

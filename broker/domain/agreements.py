@@ -26,6 +26,8 @@ from broker.domain.report import HandlingCode, Marking, Nation, ReportType, UtcT
 
 ALL_TYPES = "*"
 
+AgreementId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+
 
 class FieldAction(StrEnum):
     """What an agreement does to a field on its way to the recipient.
@@ -51,6 +53,15 @@ GENERALISATIONS: dict[str, tuple[str, ...]] = {
     "date": ("month", "year"),
     "location": ("0.001deg", "0.01deg", "0.1deg", "1deg", "border_sector", "country"),
 }
+
+
+def strictness(action: FieldAction, to: str | None = None) -> tuple[int, int]:
+    """How strict a treatment is, to compare two: by action, then how coarse a generalisation."""
+    if action is not FieldAction.GENERALISE:
+        return (action.strictness, 0)
+    coarseness = next((ts.index(to) for ts in GENERALISATIONS.values() if to in ts), -1)
+    return (action.strictness, coarseness)
+
 
 _DURATION = re.compile(r"^(?P<amount>[0-9]{1,6})(?P<unit>[smhd]?)$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -123,10 +134,39 @@ class Direction(StrEnum):
     ONE_WAY = "one_way"  # senders share with receivers, not back
 
 
+class Precedence(BaseModel):
+    """A declaration that this agreement takes precedence over others (lex specialis).
+
+    Where this agreement and one named in ``over`` both cover a report (same
+    flow, listed type, both in force), the other is set aside: neither its
+    prohibitions nor its field rules nor its embargo apply. ``report_types``
+    limits the declaration to some of this agreement's types (default: all).
+    It can only act on flows between this agreement's own parties, since it
+    applies only where this agreement covers the report.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    over: Annotated[tuple[AgreementId, ...], Field(min_length=1)]
+    report_types: tuple[ReportType, ...] = Field(default=(), alias="for")
+
+    @field_validator("over")
+    @classmethod
+    def _each_once(cls, over: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(over)) != len(over):
+            raise ValueError("an agreement is named more than once")
+        return over
+
+
+def _one_or_many(value: object) -> object:
+    """``precedence: {over: [...]}`` is shorthand for a list of one declaration."""
+    return [value] if isinstance(value, dict) else value
+
+
 class Agreement(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{2,63}$")]
+    id: AgreementId
     version: Annotated[int, Field(ge=1)]
     title: Annotated[str, Field(min_length=1, max_length=200)]
     purpose: Annotated[str, Field(min_length=1, max_length=2000)]
@@ -149,6 +189,7 @@ class Agreement(BaseModel):
     h2_consent: dict[Nation, tuple[Nation, ...]] = {}  # originator -> recipients it consents to
     excluded_facets: tuple[Facet, ...] = ()  # reports containing any of these never flow
     field_rules: dict[str, tuple[FieldRule, ...]] = {}
+    precedence: Annotated[tuple[Precedence, ...], BeforeValidator(_one_or_many)] = ()
 
     @field_validator("field_rules")
     @classmethod
@@ -180,6 +221,15 @@ class Agreement(BaseModel):
             raise ValueError(f"h2_consent names non-parties {sorted(named - set(self.parties))}")
         if self.h2_consent and HandlingCode.H2 not in self.handling_codes:
             raise ValueError("h2_consent is given but H2 is not among handling_codes")
+        for declaration in self.precedence:
+            if self.id in declaration.over:
+                raise ValueError("an agreement cannot take precedence over itself")
+            stray = sorted(set(declaration.report_types) - set(self.report_types))
+            if stray:
+                raise ValueError(
+                    f"precedence is declared for {', '.join(stray)}, which this agreement "
+                    "does not cover"
+                )
         return self
 
     def senders_and_receivers(self) -> tuple[tuple[Nation, ...], tuple[Nation, ...]]:
@@ -191,10 +241,24 @@ class Agreement(BaseModel):
         """The general rules, then the report type's own (a ReportType is a str)."""
         return self.field_rules.get(ALL_TYPES, ()) + self.field_rules.get(report_type, ())
 
+    def precedence_over(self, report_type: str) -> frozenset[str]:
+        """The agreements this one sets aside for ``report_type`` reports."""
+        return frozenset(
+            other
+            for declaration in self.precedence
+            if report_type in (declaration.report_types or self.report_types)
+            for other in declaration.over
+        )
+
     def policy_data(self) -> dict[str, object]:
-        """The agreement as the Rego policy reads it (``data.agreements[id]``)."""
+        """The agreement as the Rego policy reads it (``data.agreements[id]``).
+
+        ``precedence`` is written only when declared, so an agreement without
+        it has the same data, and an archived bundle the same hash, as before
+        precedence existed.
+        """
         senders, receivers = self.senders_and_receivers()
-        return {
+        data: dict[str, object] = {
             "id": self.id,
             "version": self.version,
             "senders": list(senders),
@@ -211,6 +275,15 @@ class Agreement(BaseModel):
                 for key, rules in self.field_rules.items()
             },
         }
+        if self.precedence:
+            data["precedence"] = [
+                {
+                    "over": list(d.over),
+                    "report_types": [t.value for t in d.report_types or self.report_types],
+                }
+                for d in self.precedence
+            ]
+        return data
 
 
 def _epoch(when: dt.datetime) -> int:

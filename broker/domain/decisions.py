@@ -91,11 +91,29 @@ class AgreementRef(BaseModel):
     version: StrictInt
 
 
+class SetAside(BaseModel):
+    """An agreement that covered the report but was set aside by another's declared precedence."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    by: str
+
+
 class Decision(BaseModel):
     """What the policy decided for one (report, recipient) pair.
 
     ``allow`` false with ``reasons`` is a deny. A decision that could not be
     made is not a Decision at all: the decision point raises PolicyUndecided.
+
+    Where agreements overlap, the decision also says how it came about:
+    ``governing`` are the agreements whose terms decided (all of them, the
+    most protective combination: any prohibition refuses, the strictest rule
+    per field, the longest embargo); ``set_aside`` those a declared
+    precedence displaced; ``not_covering`` (``"id:reason"``) those on the
+    flow that do not cover the report (not in force, type not listed). Of
+    the governing agreements ``agreement`` authorises an allow; its secret
+    keys the pseudonyms.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -106,12 +124,17 @@ class Decision(BaseModel):
     field_rules: tuple[FieldRule, ...] = ()
     not_before_s: StrictInt | None = None  # embargo: not delivered before this instant
     bundle_hash: str = ""
+    governing: tuple[AgreementRef, ...] = ()
+    set_aside: tuple[SetAside, ...] = ()
+    not_covering: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _coherent(self) -> Self:
         """An allow names its agreement; a deny says why and carries nothing else."""
         if self.allow and (self.agreement is None or self.reasons):
             raise ValueError("an allow must name its agreement and give no refusal reasons")
+        if self.allow and self.governing and self.agreement not in self.governing:
+            raise ValueError("the authorising agreement must be one of the governing ones")
         if not self.allow and (
             not self.reasons or self.agreement or self.field_rules or self.not_before_s is not None
         ):

@@ -29,5 +29,8 @@ def decision_from_result(raw: object, bundle_hash: str) -> Decision:
             "bundle_hash": bundle_hash,
             "field_rules": tuple(sorted(decision.field_rules, key=lambda r: r.sort_key())),
             "reasons": tuple(sorted(decision.reasons)),
+            "governing": tuple(sorted(decision.governing, key=lambda a: a.id)),
+            "set_aside": tuple(sorted(decision.set_aside, key=lambda s: (s.id, s.by))),
+            "not_covering": tuple(sorted(decision.not_covering)),
         }
     )

@@ -193,3 +193,65 @@ async def test_the_enforcer_decides_through_an_opa_server_with_the_same_results(
     assert remote.policy_bundle_hash == local.policy_bundle_hash
     assert (remote.agreement_id, remote.agreement_version) == ("rules-nl-be", 1)
     assert remote.derived_fields == local.derived_fields
+
+
+OVERLAPPING = """
+id: aa-nl-be-overlap
+version: 2
+title: An NL-BE agreement overlapping the rules test agreement
+purpose: integration tests of overlapping agreements
+parties: [NL, BE]
+valid_from: 2020-01-01T00:00:00Z
+report_types: [smuggling]
+max_marking: TLP:AMBER
+excluded_facets: [victims]
+field_rules:
+  "*":
+    - {field: "subjects[].full_name", action: pseudonymise}
+    - {field: location, action: generalise, to: country}
+    - {field: summary, action: redact}
+"""
+
+
+async def test_under_an_overlap_deliveries_verify_with_the_strictest_rules_and_prohibitions_hold(
+    settings: Settings,
+) -> None:
+    (settings.policies_dir / "agreements" / "aa-nl-be-overlap.yaml").write_text(OVERLAPPING)
+    suspects = make_report("NL")
+    victim = {"role": "victim", "full_name": "Lena Horvath", "nationality": "HU"}
+    with_victim = make_report("NL", subjects=[*suspects.model_dump()["subjects"], victim])
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(suspects), exchange.seal(with_victim)])
+        await exchange.wait_completed(2)
+        be = verified(await exchange.feed("BE"))  # every delivery verifies: no FeedProblem
+        de = verified(await exchange.feed("DE"))
+
+    # NL→BE is covered by both agreements; NL→DE by the rules test agreement alone.
+    assert [d.report.report_id for d in be] == [suspects.report_id]  # a victim: refused to BE
+    assert sorted(d.report.report_id for d in de) == sorted(
+        [suspects.report_id, with_victim.report_id]
+    )
+    [to_be] = be
+    [to_de] = [d for d in de if d.report.report_id == suspects.report_id]
+    assert (to_be.agreement_id, to_be.agreement_version) == ("aa-nl-be-overlap", 2)
+    assert to_de.agreement_id == "rules-nl-be"
+    assert to_be.withheld_fields == ("subjects[].travel_documents[].number", "summary")
+    assert {(d.field, d.action, d.to) for d in to_be.derived_fields} == {
+        ("subjects[].full_name", "pseudonymise", None),
+        ("subjects[].date_of_birth", "generalise", "year"),  # only the rules test agreement's
+        ("location", "generalise", "country"),  # the coarser of 0.1deg and country
+        ("observed_at", "generalise", "hour"),
+    }
+    received = to_be.report.location
+    assert received is not None
+    assert (received.latitude, received.border_sector, received.country) == (None, None, "NL")
+    assert to_be.report.summary is None
+    # The pseudonyms are keyed by the authorising agreement's secret: BE's cannot be joined
+    # with DE's, which come from another agreement.
+    be_names = [s.full_name for s in to_be.report.subjects]
+    de_names = [s.full_name for s in to_de.report.subjects]
+    assert all(n is not None and n.startswith("ps1-") for n in be_names + de_names)
+    assert not set(be_names) & set(de_names)
+    assert to_be.provenance["subjects[0].full_name"].describe() == (
+        "pseudonymise by the broker under aa-nl-be-overlap v2"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -33,11 +34,6 @@ COMMAND_TIMEOUT_S = 60.0
 def _outer_env() -> dict[str, str]:
     """The test run's environment without any ``IXB_*`` setting of its own."""
     return {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
-
-
-def _unwrapped(text: str) -> str:
-    """rich wraps long lines at 80 columns off a terminal; keep the words, drop the breaks."""
-    return text.replace("\n", "")
 
 
 @dataclass
@@ -153,9 +149,9 @@ def test_a_report_published_with_the_cli_reaches_the_partner_through_ixb_run_whi
     path, report_id = _report_file(tmp_path, "NL")
     published = keyed_cli("publish", "--as", "NL", str(path))
     assert published.returncode == 0, published.stderr
-    assert f"published {report_id} to {keyed_cli.topics.submit('NL')}" in _unwrapped(
-        published.stdout
-    )
+    assert published.stdout.splitlines() == [
+        f"published {report_id} to {keyed_cli.topics.submit('NL')}"
+    ]
 
     enforcer = keyed_cli.start("run", log_dir=tmp_path)
     try:
@@ -195,9 +191,8 @@ def test_publishing_a_report_of_another_origin_fails_and_says_why(
     refused = keyed_cli("publish", "--as", "BE", str(path))
 
     assert refused.returncode != 0
-    message = _unwrapped(refused.stderr)
-    assert "origin" in message
-    assert report_id in message
+    [line] = [line for line in refused.stderr.splitlines() if report_id in line]
+    assert "origin" in line
     assert refused.stdout == ""
 
 
@@ -205,9 +200,13 @@ def test_agreements_check_accepts_a_valid_policy_directory(cli: Cli, policies_di
     checked = cli("agreements", "check", str(policies_dir))
 
     assert checked.returncode == 0, checked.stderr
-    output = _unwrapped(checked.stdout)
-    assert "ok test-nl-be v4" in output
-    assert "bundle sha256:" in output
+    lines = checked.stdout.splitlines()
+    assert (
+        f"ok test-nl-be v4: NL-BE test agreement (NL, BE) "
+        f"{policies_dir / 'agreements' / 'test-nl-be.yaml'}"
+    ) in lines
+    assert lines[-1].startswith("bundle sha256:")
+    assert len(lines[-1]) == len("bundle sha256:") + 64
 
 
 BROKEN_AGREEMENTS = {
@@ -236,9 +235,9 @@ def test_agreements_check_fails_naming_the_file_of_a_broken_agreement(
     checked = cli("agreements", "check", str(policies_dir))
 
     assert checked.returncode == 2
-    message = _unwrapped(checked.stderr)
-    assert str(broken) in message
-    assert named in message
+    [line] = [line for line in checked.stderr.splitlines() if named in line]
+    assert line.startswith(f"{broken}:")  # the whole path on the line, unbroken
+    assert ": error: " in line
 
 
 def test_publishing_without_a_configured_kafka_fails_pointing_to_ixb_kafka_bootstrap(
@@ -252,4 +251,106 @@ def test_publishing_without_a_configured_kafka_fails_pointing_to_ixb_kafka_boots
     refused = cli("publish", "--as", "NL", str(path))
 
     assert refused.returncode != 0
-    assert "IXB_KAFKA_BOOTSTRAP" in _unwrapped(refused.stderr)
+    assert "IXB_KAFKA_BOOTSTRAP" in refused.stderr
+
+
+# --- output for scripts: piped, nothing wraps; --json parses ------------------------
+
+
+def _deep(directory: Path) -> Path:
+    """A directory whose path is far longer than 80 columns."""
+    deep = directory / ("long-directory-name-" * 4) / ("and-deeper-still-" * 3)
+    deep.mkdir(parents=True)
+    return deep
+
+
+def test_piped_agreements_check_prints_every_long_path_on_one_line(
+    cli: Cli, policies_dir: Path, tmp_path: Path
+) -> None:
+    deep = _deep(tmp_path)
+    shutil.copytree(policies_dir, deep / "policies")
+    agreements = deep / "policies" / "agreements"
+    first = agreements / "overlap-first-with-a-rather-long-agreement-file-name.yaml"
+    first.write_text(NL_BE_AGREEMENT.replace("id: test-nl-be", "id: overlap-first"))
+    (agreements / "broken-one.yaml").write_text("id: [\n")
+    (agreements / "broken-two.yaml").write_text(NL_BE_AGREEMENT.replace("TLP:AMBER", "TLP:NONE"))
+
+    broken = cli("agreements", "check", str(deep / "policies"))
+
+    assert broken.returncode == 2
+    lines = broken.stderr.splitlines()
+    assert sum(line.startswith(f"{agreements / 'broken-one.yaml'}:") for line in lines) == 1
+    assert sum(line.startswith(f"{agreements / 'broken-two.yaml'}:") for line in lines) == 1
+    assert "\x1b[" not in broken.stderr  # no colour into a pipe
+
+    (agreements / "broken-one.yaml").unlink()
+    (agreements / "broken-two.yaml").unlink()
+    checked = cli("agreements", "check", str(deep / "policies"))
+
+    assert checked.returncode == 0, checked.stderr
+    [overlap] = [line for line in checked.stdout.splitlines() if "both cover" in line]
+    assert overlap.startswith(f"{first} + {agreements / 'test-nl-be.yaml'}: warning: ")
+    assert overlap.endswith("on the same terms: overlap-first authorises them (first by id)")
+
+
+def test_agreements_check_as_json_is_one_parseable_document(cli: Cli, policies_dir: Path) -> None:
+    checked = cli("agreements", "check", "--json", str(policies_dir))
+
+    assert checked.returncode == 0, checked.stderr
+    [document] = [json.loads(line) for line in checked.stdout.splitlines()]
+    assert document["ok"] is True
+    assert [a["id"] for a in document["agreements"]] == ["test-nl-be"]
+    assert document["findings"] == []
+
+
+def test_keys_list_as_json_gives_every_key_once(keyed_cli: Cli) -> None:
+    listed = keyed_cli("keys", "list", "--json")
+
+    assert listed.returncode == 0, listed.stderr
+    documents = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted((d["role"], d["nation"]) for d in documents) == [
+        ("agency", "BE"),
+        ("agency", "NL"),
+        ("broker", None),
+        ("governance", None),
+    ]
+
+
+def test_every_command_that_prints_data_gives_json_lines_and_plain_unbroken_lines(
+    keyed_cli: Cli, tmp_path: Path
+) -> None:
+    path, report_id = _report_file(tmp_path, "NL")
+    published = keyed_cli("publish", "--as", "NL", "--json", str(path))
+    assert published.returncode == 0, published.stderr
+    assert [json.loads(line) for line in published.stdout.splitlines()] == [
+        {"report_id": report_id, "topic": keyed_cli.topics.submit("NL")}
+    ]
+    enforcer = keyed_cli.start("run", log_dir=tmp_path)
+    try:
+        json.loads(_wait_for_first_delivery(keyed_cli, "BE", enforcer))
+    finally:
+        enforcer.send_signal(signal.SIGTERM)
+        enforcer.wait(timeout=15)
+
+    plain = keyed_cli("subscribe", "--nation", "BE", "--idle-timeout", "1")
+    assert plain.returncode == 0, plain.stderr
+    [head] = [line for line in plain.stdout.splitlines() if f"id {report_id}" in line]
+    assert head.startswith("smuggling TLP:AMBER H1 from NL ")
+    assert "\x1b[" not in plain.stdout
+
+    rejected = keyed_cli("rejected", "--nation", "NL", "--json", "--idle-timeout", "1")
+    assert rejected.returncode == 0, rejected.stderr
+    assert [json.loads(line) for line in rejected.stdout.splitlines()] == []
+
+    signed = keyed_cli("audit", "checkpoint", "--json")
+    assert signed.returncode == 0, signed.stderr
+    checkpoints = [json.loads(line) for line in signed.stdout.splitlines()]
+    assert checkpoints
+    assert all(len(c["root_hash"]) == 64 for c in checkpoints)
+
+    verified = keyed_cli("audit", "verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    logs = [json.loads(line) for line in verified.stdout.splitlines()]
+    assert {log["log_id"] for log in logs} == {c["log_id"] for c in checkpoints}
+    assert all(log["ok"] and log["problem"] is None for log in logs)
+    assert sum(log["entries"] for log in logs) >= 1

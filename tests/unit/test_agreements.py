@@ -12,7 +12,7 @@ import yaml
 from broker.domain.agreements import Agreement, Direction, FieldAction, FieldRule
 from broker.domain.report import Marking, ReportType
 from broker.errors import ConfigurationError
-from broker.policy.bundle import load_bundle, parse_agreement_file
+from broker.policy.bundle import BundleRefused, load_bundle, parse_agreement_file
 from broker.wire.codec import SchemaCatalog
 
 SHARING_REGO = Path(__file__).resolve().parents[2] / "policies" / "ixb" / "sharing.rego"
@@ -165,7 +165,7 @@ def test_a_bad_nation_code_is_refused_naming_the_file_and_the_party(
     message = refusal(path)
 
     assert str(path) in message
-    assert "parties.1" in message
+    assert "parties[1]" in message
 
 
 def test_a_party_listed_twice_is_refused(policies_dir: Path) -> None:
@@ -253,7 +253,7 @@ def test_an_unknown_field_rule_action_is_refused(policies_dir: Path) -> None:
     message = refusal(path)
 
     assert str(path) in message
-    assert "field_rules.*.0.action" in message
+    assert "field_rules.*[0].action" in message
 
 
 def test_an_unknown_report_type_is_refused(policies_dir: Path) -> None:
@@ -262,7 +262,7 @@ def test_an_unknown_report_type_is_refused(policies_dir: Path) -> None:
     message = refusal(path)
 
     assert str(path) in message
-    assert "report_types.0" in message
+    assert "report_types[0]" in message
 
 
 def test_an_unknown_marking_is_refused(policies_dir: Path) -> None:
@@ -424,3 +424,158 @@ def test_the_content_hash_changes_when_a_rego_module_changes(
     module.write_text(module.read_text() + "\n# reviewed\n")
 
     assert load_bundle(policies_dir, catalog).content_hash != before
+
+
+# --- every problem, said plainly ------------------------------------------------
+
+
+def bundle_refusal(policies_dir: Path, catalog: SchemaCatalog) -> list[str]:
+    """Every problem the loader found, as the lines it reports them in."""
+    with pytest.raises(BundleRefused) as caught:
+        load_bundle(policies_dir, catalog)
+    return [str(p) for p in caught.value.problems]
+
+
+def test_every_malformed_file_is_reported_not_only_the_first(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    first = write_agreement(policies_dir, "a.yaml", mutual(id="first-broken", max_marking="red"))
+    second = write_agreement(policies_dir, "b.yaml", mutual(id="second-broken", version=0))
+    (policies_dir / "agreements" / "c.yaml").write_text("id: [unclosed\n")
+    write_agreement(policies_dir, "d.yaml", mutual(id="fine-agreement"))
+
+    problems = bundle_refusal(policies_dir, catalog)
+
+    assert [p.split(":")[0] for p in problems] == [
+        str(first),
+        str(second),
+        str(policies_dir / "agreements" / "c.yaml"),
+    ]
+    assert "max_marking" in problems[0]
+    assert "version" in problems[1]
+    assert "not valid YAML" in problems[2]
+
+
+def test_a_problem_names_the_line_it_is_on(policies_dir: Path) -> None:
+    path = policies_dir / "agreements" / "a.yaml"
+    text = yaml.safe_dump(mutual(), sort_keys=False).replace("TLP:AMBER", "TLP:PURPLE")
+    path.write_text(text)
+    line = 1 + text.splitlines().index("max_marking: TLP:PURPLE")
+
+    assert refusal(path).startswith(f"{path}:{line}: max_marking: ")
+
+
+def test_a_word_yaml_read_as_a_boolean_is_named_as_the_word_it_was(policies_dir: Path) -> None:
+    path = policies_dir / "agreements" / "a.yaml"
+    text = yaml.safe_dump(
+        mutual(field_rules={"*": [{"action": "embargo", "after": "PLACEHOLDER"}]}),
+        sort_keys=False,
+    ).replace("PLACEHOLDER", "yes")
+    path.write_text(text)
+
+    message = refusal(path)
+
+    assert "field_rules.*[0].after: a duration is a whole number" in message
+    assert 'YAML read `yes` as the boolean true, not as the word "yes"' in message
+
+
+def test_a_nation_yaml_read_as_a_boolean_is_named_in_a_list_and_as_a_key(
+    policies_dir: Path,
+) -> None:
+    path = policies_dir / "agreements" / "a.yaml"
+    path.write_text(
+        yaml.safe_dump(mutual(parties=["NL", "NORWAY"], h2_consent={"NORWAY": ["NL"]}))
+        .replace("NORWAY", "NO")
+        .replace("'NO'", "NO")
+    )
+
+    message = refusal(path)
+
+    assert "parties[1]: Input should be a valid string; YAML read `NO` as the boolean" in message
+    assert "h2_consent key `NO`: " in message
+
+
+# --- precedence -------------------------------------------------------------------
+
+
+def test_a_declared_precedence_loads_for_the_types_it_names(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    write_agreement(policies_dir, "general.yaml", mutual(id="general-border"))
+    write_agreement(
+        policies_dir,
+        "special.yaml",
+        mutual(precedence={"over": ["general-border"], "for": ["document_fraud"]}),
+    )
+
+    bundle = load_bundle(policies_dir, catalog)
+    [special] = [a for a in bundle.agreements if a.id == "nl-be-border"]
+
+    assert special.precedence_over("document_fraud") == {"general-border"}
+    assert special.precedence_over("migrant_smuggling") == frozenset()
+    assert special.policy_data()["precedence"] == [
+        {"over": ["general-border"], "report_types": ["document_fraud"]}
+    ]
+
+
+def test_a_precedence_without_types_holds_for_every_type_of_the_agreement() -> None:
+    agreement = Agreement.model_validate(mutual(precedence=[{"over": ["general-border"]}]))
+
+    assert agreement.policy_data()["precedence"] == [
+        {"over": ["general-border"], "report_types": ["migrant_smuggling", "document_fraud"]}
+    ]
+
+
+def test_an_agreement_without_precedence_keeps_the_data_and_hash_it_had_before_precedence() -> None:
+    """Archived bundles are re-loaded and refused unless their hash is the recorded one."""
+    assert "precedence" not in Agreement.model_validate(mutual()).policy_data()
+
+
+def test_a_precedence_over_an_agreement_the_bundle_does_not_hold_is_refused(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(precedence={"over": ["nowhere-else"]}))
+
+    [problem] = bundle_refusal(policies_dir, catalog)
+
+    assert problem.startswith(f"{path}:")
+    assert "precedence[0].over[0]: no agreement 'nowhere-else' in this bundle" in problem
+
+
+def test_precedences_that_go_round_in_a_circle_are_refused_naming_every_file(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    paths = [
+        write_agreement(
+            policies_dir, f"{name}.yaml", mutual(id=f"{name}-border", precedence={"over": [over]})
+        )
+        for name, over in [("aa", "bb-border"), ("bb", "cc-border"), ("cc", "aa-border")]
+    ]
+
+    problems = bundle_refusal(policies_dir, catalog)
+
+    assert len(problems) == 2  # one circle, for each of the two report types
+    assert "goes round in a circle for document_fraud reports" in problems[0]
+    for path in paths:
+        assert str(path) in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("declaration", "expected"),
+    [
+        ({"over": ["nl-be-border"]}, "cannot take precedence over itself"),
+        ({"over": ["x-border"], "for": ["terrorism"]}, "terrorism, which this agreement does not"),
+        ({"over": []}, "precedence[0].over"),
+        ({"over": ["x-border", "x-border"]}, "named more than once"),
+        ({"over": ["x-border"], "when": "always"}, "precedence[0].when"),
+    ],
+)
+def test_a_malformed_precedence_is_refused_naming_the_file(
+    policies_dir: Path, declaration: dict[str, Any], expected: str
+) -> None:
+    path = write_agreement(policies_dir, "a.yaml", mutual(precedence=declaration))
+
+    message = refusal(path)
+
+    assert str(path) in message
+    assert expected in message

@@ -213,3 +213,18 @@ def test_listing_a_rolled_back_registry_fails_with_the_reason(ixb: Ixb) -> None:
 
     assert result.exit_code == 2
     assert "registry_rollback" in result.output
+
+
+def test_keys_listed_as_json_are_one_document_per_key_matching_the_plain_rows(ixb: Ixb) -> None:
+    ixb.ok("generate", "--nation", "NL")
+    ixb.ok("generate", "--broker", "--algorithm", "ed25519+ml-dsa-65")
+
+    documents = [json.loads(line) for line in ixb.ok("list", "--json").splitlines()]
+
+    rows = ixb.rows()
+    assert sorted(d["key_id"] for d in documents) == sorted(rows)
+    for document in documents:
+        role, nation, algorithm, *_, status = rows[document["key_id"]]
+        assert (document["role"], document["nation"] or "-") == (role, nation)
+        assert (document["algorithm"], document["status"]) == (algorithm, status)
+        assert document["revoked_at"] is None

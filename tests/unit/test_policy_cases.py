@@ -1,8 +1,16 @@
-"""Runs the policy tests kept as data in policies/tests/*.yaml against the real agreements."""
+"""Runs the policy tests kept as data in policies/tests/*.yaml against real agreements.
+
+A case file decides against the shipped policies/agreements/ unless it
+names its own ``agreements:`` directory (the overlap cases do: the shipped
+set has no overlaps to test). Either way the Rego is the shipped one.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +24,16 @@ from broker.policy.rego import RegoDecisionPoint
 from broker.resources import POLICIES_DIR
 from broker.wire.codec import SchemaCatalog
 
+CASES_DIR = POLICIES_DIR / "tests"
+
 
 def _cases() -> list[Any]:
     cases = []
-    for path in sorted((POLICIES_DIR / "tests").glob("*.yaml")):
-        for case in yaml.safe_load(path.read_text())["cases"]:
-            cases.append(pytest.param(case, id=f"{path.stem}: {case['name']}"))
+    for path in sorted(CASES_DIR.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        for case in document["cases"]:
+            param = (document.get("agreements"), case)
+            cases.append(pytest.param(param, id=f"{path.stem}: {case['name']}"))
     return cases
 
 
@@ -32,24 +44,32 @@ def _epoch(value: object) -> int:
     return int(when.timestamp())
 
 
-@pytest.fixture(scope="module")
-def real_policy() -> RegoDecisionPoint:
-    return RegoDecisionPoint(load_bundle(POLICIES_DIR, SchemaCatalog.load()))
+@functools.cache
+def _policy(agreements: str | None) -> RegoDecisionPoint:
+    """The shipped Rego over the shipped agreements, or over a case file's own."""
+    if agreements is None:
+        return RegoDecisionPoint(load_bundle(POLICIES_DIR, SchemaCatalog.load()))
+    with tempfile.TemporaryDirectory(prefix="ixb-policy-cases-") as tmp:
+        root = Path(tmp)
+        shutil.copytree(POLICIES_DIR / "ixb", root / "ixb")
+        shutil.copytree(CASES_DIR / agreements, root / "agreements")
+        return RegoDecisionPoint(load_bundle(root, SchemaCatalog.load()))
 
 
 def test_the_policy_test_files_hold_cases() -> None:
     assert len(_cases()) >= 10
-    assert Path(POLICIES_DIR / "tests").is_dir()
+    assert Path(CASES_DIR).is_dir()
 
 
-@pytest.mark.parametrize("case", _cases())
-def test_the_real_agreements_decide_as_the_policy_case_says(
-    case: dict[str, Any], real_policy: RegoDecisionPoint
-) -> None:
+@pytest.mark.parametrize("param", _cases())
+def test_the_agreements_decide_as_the_policy_case_says(param: tuple[str | None, Any]) -> None:
+    agreements, case = param
     given = dict(case["input"])
     now_s = _epoch(given.pop("at"))
     observed_at_s = _epoch(given.pop("observed_at", given.get("at", now_s)))
-    decision = real_policy.decide(DecisionInput(**given, observed_at_s=observed_at_s, now_s=now_s))
+    decision = _policy(agreements).decide(
+        DecisionInput(**given, observed_at_s=observed_at_s, now_s=now_s)
+    )
     expected = case["expect"]
 
     assert decision.allow is expected["allow"]
@@ -66,3 +86,9 @@ def test_the_real_agreements_decide_as_the_policy_case_says(
     else:
         assert list(decision.reasons) == expected["reasons"]
         assert decision.agreement is None
+    if "governing" in expected:
+        assert [a.id for a in decision.governing] == expected["governing"]
+    if "set_aside" in expected:
+        assert [s.model_dump() for s in decision.set_aside] == expected["set_aside"]
+    if "not_covering" in expected:
+        assert list(decision.not_covering) == expected["not_covering"]

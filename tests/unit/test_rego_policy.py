@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from broker.domain.agreements import FieldAction, FieldRule
+from broker.domain.agreements import Facet, FieldAction, FieldRule
 from broker.domain.decisions import AgreementRef, DecisionInput
 from broker.domain.report import HandlingCode, Marking, ReportType
 from broker.errors import ConfigurationError, PolicyUndecided
@@ -268,7 +268,7 @@ def test_an_agreement_without_an_end_never_expires(
     assert point.decide(ask(now_s=epoch(2999, 1, 1))).allow is True
 
 
-def test_every_refusal_of_an_agreement_is_given_sorted(
+def test_every_reason_an_agreement_does_not_cover_a_report_is_given_and_none_of_its_prohibitions(
     policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(policies_dir, catalog, agreement())
@@ -280,12 +280,34 @@ def test_every_refusal_of_an_agreement_is_given_sorted(
     assert decision.allow is False
     assert decision.reasons == (
         "nl-be-border:agreement_expired",
-        "nl-be-border:marking_above_limit",
         "nl-be-border:report_type_not_covered",
     )
+    assert decision.not_covering == decision.reasons
+    assert decision.governing == ()
 
 
-def test_when_every_covering_agreement_refuses_the_reasons_of_all_are_given(
+def test_every_prohibition_of_a_covering_agreement_is_given_sorted(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    point = decision_point(
+        policies_dir, catalog, agreement(handling_codes=["H0"], excluded_facets=["victims"])
+    )
+
+    decision = point.decide(
+        ask(marking=Marking.RED).model_copy(update={"facets": (Facet.VICTIMS,)})
+    )
+
+    assert decision.allow is False
+    assert decision.reasons == (
+        "nl-be-border:facet_excluded",
+        "nl-be-border:handling_code_not_covered",
+        "nl-be-border:marking_above_limit",
+    )
+    assert decision.governing == (AgreementRef(id="nl-be-border", version=4),)
+    assert decision.not_covering == ()
+
+
+def test_a_covering_agreement_refuses_with_its_reasons_and_one_that_does_not_cover_is_named_apart(
     policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
     point = decision_point(
@@ -298,10 +320,8 @@ def test_when_every_covering_agreement_refuses_the_reasons_of_all_are_given(
     decision = point.decide(ask(report_type=ReportType.DOCUMENT_FRAUD, marking=Marking.AMBER))
 
     assert decision.allow is False
-    assert decision.reasons == (
-        "aa-border:report_type_not_covered",
-        "zz-benelux:marking_above_limit",
-    )
+    assert decision.reasons == ("zz-benelux:marking_above_limit",)
+    assert decision.not_covering == ("aa-border:report_type_not_covered",)
 
 
 # --- direction and several agreements --------------------------------------------

@@ -19,6 +19,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -33,6 +34,7 @@ from broker.app.assembly import (
     signer_for,
 )
 from broker.app.settings import Settings
+from broker.cli.console import print_json_line
 from broker.cli.demo.scenario import NATIONS, build
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
@@ -56,7 +58,13 @@ from broker.wire.topics import TopicNames
 PROCESS_TIMEOUT_S = 60.0
 
 
-def run_demo(settings: Settings, console: Console) -> int:
+def run_demo(settings: Settings, console: Console, *, as_json: bool = False) -> int:
+    """Play the scenario, telling it on ``console``; with ``as_json`` the summary goes to stdout.
+
+    The summary (what each nation received, and the totals) is JSON Lines on
+    stdout with ``as_json``; otherwise a table on a terminal and one
+    tab-separated line per nation when piped.
+    """
     logs.configure(level="ERROR")
     started = time.monotonic()
     with (
@@ -72,7 +80,7 @@ def run_demo(settings: Settings, console: Console) -> int:
             }
         )
         try:
-            ok = asyncio.run(_scenario(demo_settings, bootstrap, console))
+            ok = asyncio.run(_scenario(demo_settings, bootstrap, console, as_json=as_json))
         except IxbError as exc:
             console.print(f"[red]demo failed:[/red] {exc}")
             return 1
@@ -93,7 +101,7 @@ def _kafka(settings: Settings, console: Console) -> Iterator[str]:
         yield kafka.bootstrap
 
 
-async def _scenario(settings: Settings, bootstrap: str, console: Console) -> bool:
+async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_json: bool) -> bool:
     registry = provision_keys(settings, list(NATIONS))
     console.print(f"registered {len(registry)} keys: the broker and {', '.join(NATIONS)}")
 
@@ -138,7 +146,7 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         )
         return False
 
-    delivered_ids = await _show_feeds(settings, bootstrap, console)
+    delivered_ids = await _show_feeds(settings, bootstrap, console, as_json=as_json)
     await _show_rejections(settings, bootstrap, console)
     nowhere = [title for rid, title in published.items() if rid not in delivered_ids]
     console.rule("[bold]Delivered to no one")
@@ -150,6 +158,17 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         console,
         published_titles={str(scenario.embargoed.report_id): scenario.embargoed.title},
     )
+    if as_json:
+        print_json_line(
+            {
+                "submissions": stats.submissions,
+                "deliveries": stats.deliveries,
+                "held": stats.held,
+                "withheld": dict(stats.withheld),
+                "rejected": dict(stats.rejected),
+                "delivered_to_no_one": len(nowhere),
+            }
+        )
     console.print(
         f"\n[bold]{stats.submissions}[/bold] submissions, "
         f"[bold]{stats.deliveries}[/bold] deliveries, "
@@ -160,13 +179,16 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
     return bool(stats.rejected) and bool(nowhere) and stats.held == 1
 
 
-async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> set[str]:
+SUMMARY_COLUMNS = ("nation", "reports", "from", "agreements", "withheld", "derived by the broker")
+
+
+async def _show_feeds(
+    settings: Settings, bootstrap: str, console: Console, *, as_json: bool
+) -> set[str]:
     catalog = load_catalog(settings)
     registry = RegistryFile(settings.registry_path)
     delivered: set[str] = set()
-    summary = Table(title="What each nation received (verified)")
-    for column in ("nation", "reports", "from", "agreements", "withheld", "derived by the broker"):
-        summary.add_column(column)
+    rows: list[dict[str, Any]] = []
     for nation in NATIONS:
         console.rule(f"[bold]{nation}[/bold] inbound feed")
         received: list[VerifiedDelivery] = []
@@ -190,16 +212,49 @@ async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> s
         origins = Counter(d.origin for d in received)
         withheld = sorted({f for d in received for f in d.withheld_fields})
         derived = sorted({f"{x.field}: {x.describe()}" for d in received for x in d.derived_fields})
-        summary.add_row(
-            nation,
-            str(len(received)),
-            ", ".join(f"{o}×{c}" for o, c in sorted(origins.items())),
-            ", ".join(sorted({d.agreement_id for d in received})),
-            "\n".join(withheld) or "-",
-            "\n".join(derived) or "-",
+        rows.append(
+            {
+                "nation": nation,
+                "reports": len(received),
+                "from": dict(sorted(origins.items())),
+                "agreements": sorted({d.agreement_id for d in received}),
+                "withheld": withheld,
+                "derived": derived,
+            }
         )
-    console.print(summary)
+    _print_summary(console, rows, as_json=as_json)
     return delivered
+
+
+def _print_summary(console: Console, rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    """JSON Lines, a table on a terminal, or one tab-separated line per nation when piped."""
+    if as_json:
+        for row in rows:
+            print_json_line(row)
+        return
+    cells = [
+        (
+            row["nation"],
+            str(row["reports"]),
+            ", ".join(f"{o}×{c}" for o, c in row["from"].items()),
+            ", ".join(row["agreements"]),
+            row["withheld"],
+            row["derived"],
+        )
+        for row in rows
+    ]
+    if not console.is_terminal:
+        console.print("\t".join(SUMMARY_COLUMNS), markup=False)
+        for *plain, withheld, derived in cells:
+            line = [*plain, "; ".join(withheld) or "-", "; ".join(derived) or "-"]
+            console.print("\t".join(line), markup=False)
+        return
+    summary = Table(title="What each nation received (verified)")
+    for column in SUMMARY_COLUMNS:
+        summary.add_column(column)
+    for *plain, withheld, derived in cells:
+        summary.add_row(*plain, "\n".join(withheld) or "-", "\n".join(derived) or "-")
+    console.print(summary)
 
 
 async def _show_held(

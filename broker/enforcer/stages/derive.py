@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from broker.domain.agreements import GENERALISATIONS, FieldAction, FieldRule
+from broker.domain.agreements import FieldAction, FieldRule, strictness
 from broker.domain.fields import FieldPath, Step, resolve, transform, value_kind, withhold
 from broker.domain.generalise import generaliser
 from broker.trust.pseudonyms import Pseudonymiser
@@ -65,18 +65,7 @@ def effective_rules(rules: Iterable[FieldRule]) -> RuleSet:
 
 
 def _stricter(rule: FieldRule, than: FieldRule) -> bool:
-    if rule.action is not than.action:
-        return rule.action.strictness > than.action.strictness
-    if rule.action is FieldAction.GENERALISE:
-        return _coarseness(rule.to) > _coarseness(than.to)
-    return False
-
-
-def _coarseness(target: str | None) -> int:
-    for targets in GENERALISATIONS.values():
-        if target in targets:
-            return targets.index(target)
-    return -1
+    return strictness(rule.action, rule.to) > strictness(than.action, than.to)
 
 
 class Deriver:

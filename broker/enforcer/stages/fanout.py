@@ -174,6 +174,8 @@ class FanOut:
                 continue
             assert decision.agreement is not None  # an allow always names its agreement
             rule_set = effective_rules(decision.field_rules)
+            # The authorising agreement's secret keys every pseudonym, also where several
+            # agreements govern and another asked for it (README, "Agreements").
             scope = decision.agreement.id if rule_set.pseudonymises else ""
             if (rule_set, scope) not in views:
                 views[rule_set, scope] = self._view(accepted, rule_set, scope)
