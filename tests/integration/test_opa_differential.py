@@ -77,7 +77,8 @@ class Engines:
 
 @contextmanager
 def engines_for(bundle: PolicyBundle, server: OpaServer) -> Iterator[Engines]:
-    with OpaDecisionPoint(bundle, server.url, manage="push") as opa:
+    # A generous timeout: a slow answer on a loaded machine is not a disagreement.
+    with OpaDecisionPoint(bundle, server.url, manage="push", timeout_s=10) as opa:
         yield Engines(bundle, opa, RegoDecisionPoint(bundle), server)
 
 
