@@ -27,10 +27,34 @@ lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downw
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 
+# Engines the tests run on, built once per machine outside the clone:
+# ${IXB_ENGINE_CACHE:-$HOME/.cache/ixb}/<engine>-<version>/ (a fresh clone
+# reuses them; a new machine builds them).
+ENGINE_CACHE := $(or $(IXB_ENGINE_CACHE),$(HOME)/.cache/ixb)
+OPA_VERSION := 1.22.4
+OPA_BIN := $(ENGINE_CACHE)/opa-$(OPA_VERSION)/opa
+
+engines: opa-engine
+
+opa-engine: $(OPA_BIN) ## Build the OPA server (Go module, pinned) into the engine cache
+
+# Built by `go install` from the Go module proxy with the machine's Go (no
+# toolchain download, no cgo); GOBIN is a scratch directory and the binary is
+# renamed into place, so an interrupted build never leaves a binary that
+# looks done.
+$(OPA_BIN):
+	@command -v go >/dev/null || { echo "Go is needed to build OPA: https://go.dev/doc/install" >&2; exit 1; }
+	@mkdir -p $(@D)
+	@scratch=$$(mktemp -d $(@D)/.build.XXXXXX) && trap 'rm -rf "$$scratch"' EXIT && \
+		echo "building OPA $(OPA_VERSION) with $$(go env GOVERSION) into $(@D)" && \
+		GOBIN=$$scratch GOTOOLCHAIN=local CGO_ENABLED=0 \
+			go install -trimpath github.com/open-policy-agent/opa@v$(OPA_VERSION) && \
+		$$scratch/opa version >/dev/null && mv -f $$scratch/opa $@
+
 check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
+test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
@@ -57,4 +81,5 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint check test fuzz bench bench-audit resilience format clean
+.PHONY: help install demo lint check test fuzz bench bench-audit resilience format clean \
+	engines opa-engine

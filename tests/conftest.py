@@ -16,6 +16,7 @@ import pytest
 
 from broker.kafka.embedded.tansu import EmbeddedKafka
 from broker.wire.codec import SchemaCatalog
+from tests.support.opa_server import OpaServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,3 +43,18 @@ def policies_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def catalog() -> SchemaCatalog:
     return SchemaCatalog.load()
+
+
+@pytest.fixture(scope="session")
+def opa_server() -> Iterator[OpaServer]:
+    """One real OPA server (`make opa-engine` builds it), started when a test first needs it."""
+    with OpaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def opa(opa_server: OpaServer) -> OpaServer:
+    """The session's OPA server, running and holding no policy or data."""
+    opa_server.start()  # started again if a test stopped it
+    opa_server.reset()
+    return opa_server

@@ -32,6 +32,16 @@ differs, never the values: a decision tagged with a hash the server does not
 hold would be false evidence. The check is made at construction; a server
 changed behind ixb's back afterwards is not detected.
 
+An OPA server keeps what it was pushed in memory only, so a restarted one
+(a crash, ``restart: unless-stopped``, a rescheduled sidecar) comes back
+empty and leaves every decision undefined: held, never delivered, but held
+for ever. So in push mode an undefined decision makes the decision point
+look at the server once: if it holds no policy module at all, the bundle is
+pushed and checked again, as at construction, and the decision asked again.
+A server that holds other modules is left alone (someone else loaded it,
+perhaps another replica's newer bundle), and in verify mode nothing is ever
+uploaded: whatever loads the server must load it again.
+
 Every failure to decide (no ``result`` because the decision is undefined, an
 HTTP error, a timeout, a refused connection, a body that is not JSON) raises
 PolicyUndecided, never a deny, and no message carries input values.
@@ -54,6 +64,7 @@ from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 import requests
+import structlog
 from opa_client import OpaClient
 from opa_client.errors import (
     ConnectionsError,
@@ -72,6 +83,8 @@ _CONNECT_RETRIES = 1  # one retry of a failed connect; a refused decision is hel
 
 Manage = Literal["push", "verify"]
 
+log = structlog.get_logger("ixb.policy")
+
 # Everything opa_client and requests raise when a management call fails:
 # HTTP and connection errors, OPA's error bodies, and bodies that are not JSON.
 _MANAGEMENT_ERRORS = (
@@ -89,7 +102,17 @@ _MANAGEMENT_ERRORS = (
 class OpaDecisionPoint:
     """Decides through an OPA server holding exactly ``bundle``; close() when done."""
 
-    __slots__ = ("_bundle", "_clients", "_clients_lock", "_local", "_server", "_timeout_s")
+    __slots__ = (
+        "_bundle",
+        "_clients",
+        "_clients_lock",
+        "_local",
+        "_manage",
+        "_refill_lock",
+        "_refills",
+        "_server",
+        "_timeout_s",
+    )
 
     def __init__(
         self,
@@ -104,11 +127,14 @@ class OpaDecisionPoint:
         if timeout_s <= 0:
             raise ConfigurationError("the OPA timeout must be positive")
         self._bundle = bundle
+        self._manage = manage
         self._server = _ServerAddress.parse(url)
         self._timeout_s = timeout_s
         self._local = threading.local()
         self._clients: list[Any] = []
         self._clients_lock = threading.Lock()
+        self._refill_lock = threading.Lock()  # one refill at a time, however many threads decide
+        self._refills = 0  # how often a restarted, empty server was given the bundle again
         try:
             self._connect()
             if manage == "push":
@@ -124,6 +150,21 @@ class OpaDecisionPoint:
 
     def decide(self, decision_input: DecisionInput) -> Decision:
         document = decision_input.model_dump(mode="json")
+        refills_before = self._refills
+        body = self._ask(document)
+        if "result" not in body and self._refill_if_empty(refills_before):
+            body = self._ask(document)
+        if "result" not in body:
+            raise PolicyUndecided("the policy left the decision undefined on the OPA server")
+        return decision_from_result(body["result"], self.bundle_hash)
+
+    @property
+    def refills(self) -> int:
+        """How often the server came back empty and was given the bundle again."""
+        return self._refills
+
+    def _ask(self, document: dict[str, Any]) -> dict[str, Any]:
+        """The Data API's whole answer for ``document``; every failure is PolicyUndecided."""
         try:
             body: object = self._client().query_rule(document, DECISION_PATH)
         except requests.JSONDecodeError as exc:  # also a RequestException: test it first
@@ -143,9 +184,43 @@ class OpaDecisionPoint:
             ) from exc
         if not isinstance(body, dict):
             raise PolicyUndecided("the OPA server's answer is not a JSON object")
-        if "result" not in body:
-            raise PolicyUndecided("the policy left the decision undefined on the OPA server")
-        return decision_from_result(body["result"], self.bundle_hash)
+        return body
+
+    def _refill_if_empty(self, refills_before: int) -> bool:
+        """After an undefined decision: True when asking again can help.
+
+        It can when this call gave a restarted, empty server the bundle again
+        (push mode only), or when another thread did so since the decision was
+        asked. A server holding any module keeps it: the undefined decision is
+        the policy's own, or someone else manages that server.
+        """
+        with self._refill_lock:
+            if self._refills != refills_before:
+                return True
+            if self._manage != "push":
+                return False
+            try:
+                if self._client().get_policies_list():
+                    return False
+                self._push()
+                self._verify()
+            except ConfigurationError as exc:
+                raise PolicyUndecided(
+                    f"the OPA server came back empty and the bundle could not be restored: {exc}"
+                ) from exc
+            except _MANAGEMENT_ERRORS as exc:
+                raise PolicyUndecided(
+                    f"the OPA server answered an undefined decision and its policies cannot "
+                    f"be listed ({_describe(exc)})"
+                ) from exc
+            self._refills += 1
+        log.warning(
+            "opa_server_refilled",
+            server=str(self._server),
+            bundle_hash=self.bundle_hash,
+            refills=self._refills,
+        )
+        return True
 
     def close(self) -> None:
         """Close every thread's HTTP session."""
@@ -186,7 +261,21 @@ class OpaDecisionPoint:
             ) from exc
 
     def _push(self) -> None:
+        """The agreements first, then the modules.
+
+        OPA has no transaction across REST calls, and other enforcers may ask
+        the server while this one refills it: agreements without the module
+        leave the decision undefined (held), where the module without the
+        agreements would deny everything as ``no_agreement`` (withheld for
+        good). A bundle of several modules still has a window between them.
+        """
         client = self._client()
+        try:
+            client.update_or_create_data(self._expected_agreements(), AGREEMENTS_PATH)
+        except _MANAGEMENT_ERRORS as exc:
+            raise ConfigurationError(
+                f"the OPA server at {self._server} refused the agreement data ({_describe(exc)})"
+            ) from exc
         for name, source in sorted(self._bundle.modules.items()):
             try:
                 client.update_policy_from_string(source, name, rego_compat=False)
@@ -195,12 +284,6 @@ class OpaDecisionPoint:
                     f"the OPA server at {self._server} refused policy module {name} "
                     f"({_describe(exc)})"
                 ) from exc
-        try:
-            client.update_or_create_data(self._expected_agreements(), AGREEMENTS_PATH)
-        except _MANAGEMENT_ERRORS as exc:
-            raise ConfigurationError(
-                f"the OPA server at {self._server} refused the agreement data ({_describe(exc)})"
-            ) from exc
 
     def _verify(self) -> None:
         """The server holds exactly the bundle's module sources and agreement data."""

@@ -10,13 +10,19 @@ regopy 1.5.2 has traps this module exists to contain (docs/ARCHITECTURE.md, trap
 * calling ``expressions()`` on an undefined result aborts the process, so we
   never call it;
 * the interpreter and an output object must outlive the reading of their
-  results, so both are held in locals until the result is converted.
+  results, so both are held in locals until the result is converted;
+* ``regopy.Input`` passes every Python int to rego-cpp as a signed 64-bit
+  integer, silently modulo 2**64: an evaluation time of 2**64 plus a valid
+  instant became that valid instant and allowed what an OPA server (exact
+  integers, as JSON has them) refused as expired. So the input goes over as
+  JSON text (``set_input_term``), which rego-cpp parses exactly.
 
 Anything that is not a well-formed decision raises PolicyUndecided.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 
 import regopy
@@ -62,7 +68,7 @@ class RegoDecisionPoint:
         with self._lock:
             interpreter = self._interpreter
             try:
-                interpreter.set_input(regopy.Input(document))
+                interpreter.set_input_term(json.dumps(document))  # not regopy.Input: see above
                 output = interpreter.query(DECISION_QUERY)
             except Exception as exc:
                 raise PolicyUndecided(f"rego evaluation failed ({type(exc).__name__})") from exc

@@ -25,7 +25,7 @@ from tests.integration.rules_support import (
     verified,
     write_agreement,
 )
-from tests.support.opa_double import OpaDataApiDouble
+from tests.support.opa_server import OpaServer
 
 pytestmark = pytest.mark.integration
 
@@ -164,13 +164,9 @@ async def test_held_deliveries_wait_on_the_held_topic_not_the_recipients(
 
 
 async def test_the_enforcer_decides_through_an_opa_server_with_the_same_results(
-    settings: Settings,
+    settings: Settings, opa: OpaServer
 ) -> None:
-    """IXB_OPA_URL: the bundle is pushed to the server and every decision is asked of it.
-
-    The server is OpaDataApiDouble, a test double speaking OPA's REST API
-    (no OPA binary can run here; docker-compose.yml wires the real one).
-    """
+    """IXB_OPA_URL: the bundle is pushed to the real OPA server and every decision asked of it."""
     observed = dt.datetime(2026, 11, 22, 9, 41, 17, tzinfo=dt.UTC)
     report = make_report("NL", observed_at=observed)
     in_process: list[VerifiedDelivery] = []
@@ -178,15 +174,15 @@ async def test_the_enforcer_decides_through_an_opa_server_with_the_same_results(
         await exchange.publish("NL", [exchange.seal(report)])
         await exchange.wait_completed(1)
         in_process = verified(await exchange.feed("BE"))
-    with OpaDataApiDouble() as opa:
-        through_opa = settings.model_copy(
-            update={"opa_url": opa.url, "topic_namespace": settings.topic_namespace + "opa"}
-        )
-        async with enforcer(through_opa) as exchange:
-            await exchange.publish("NL", [exchange.seal(report)])
-            await exchange.wait_completed(1)
-            via_server = verified(await exchange.feed("BE"))
-        assert opa.evaluations >= 1
+    evaluations = opa.evaluations()
+    through_opa = settings.model_copy(
+        update={"opa_url": opa.url, "topic_namespace": settings.topic_namespace + "opa"}
+    )
+    async with enforcer(through_opa) as exchange:
+        await exchange.publish("NL", [exchange.seal(report)])
+        await exchange.wait_completed(1)
+        via_server = verified(await exchange.feed("BE"))
+    assert opa.evaluations() > evaluations
 
     [local], [remote] = in_process, via_server
     assert remote.report == local.report  # same rules, same pseudonyms, same generalisations

@@ -1,9 +1,12 @@
 """A policy engine that goes down: submissions are held, never refused, delivered once it is back.
 
-The enforcer decides through an OPA server (tests/support/opa_double.py,
-a test double of OPA's REST API), which stops answering mid-stream. The
-reports sent meanwhile have decision inputs the enforcer has not cached, so
-each of them needs the engine.
+The enforcer decides through the session's real OPA server, which goes away
+mid-stream in one of two ways: the OPA process stops (connections refused)
+and is started again, empty, as an in-memory OPA always comes back; or a
+proxy in front of it answers 503 for a while (tests/support/opa_fault_double.py,
+a TEST DOUBLE that forwards to the real server otherwise). The reports sent
+meanwhile have decision inputs the enforcer has not cached, so each of them
+needs the engine.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from broker.app.settings import Settings
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings, verified
-from tests.support.opa_double import OpaDataApiDouble
+from tests.support.opa_fault_double import OpaFaultDouble
+from tests.support.opa_server import OpaServer
 
 pytestmark = pytest.mark.integration
 
@@ -30,9 +34,9 @@ async def settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> 
     return await rules_settings(tmp_path, kafka_bootstrap, policies_dir)
 
 
-@pytest.mark.parametrize("refuse", [True, False], ids=["connection_refused", "http_503"])
+@pytest.mark.parametrize("refuse", [True, False], ids=["opa_stopped_and_restarted", "http_503"])
 async def test_while_the_policy_engine_is_down_nothing_is_delivered_nor_refused_and_all_follows(
-    settings: Settings, refuse: bool
+    settings: Settings, opa: OpaServer, refuse: bool
 ) -> None:
     before = [make_report("NL") for _ in range(3)]  # TLP:AMBER smuggling: allowed
     allowed = [make_report("NL", marking=m) for m in ("TLP:GREEN", "TLP:CLEAR") for _ in range(3)]
@@ -40,15 +44,22 @@ async def test_while_the_policy_engine_is_down_nothing_is_delivered_nor_refused_
         make_report("NL", marking="TLP:RED"),
         make_report("NL", report_type="document_fraud"),
     ]
-    with OpaDataApiDouble() as opa:
+    with OpaFaultDouble(opa.url) as proxy:
         through_opa = settings.model_copy(
-            update={"opa_url": opa.url, "policy_retry_initial_s": 0.2, "policy_retry_max_s": 1.0}
+            update={
+                "opa_url": opa.url if refuse else proxy.url,
+                "policy_retry_initial_s": 0.2,
+                "policy_retry_max_s": 1.0,
+            }
         )
         async with enforcer(through_opa) as exchange:
             await exchange.publish("NL", [exchange.seal(r) for r in before])
             await exchange.wait_completed(len(before))
 
-            opa.stop_serving(refuse=refuse)
+            if refuse:
+                opa.stop()
+            else:
+                proxy.answer_unavailable()
             during = allowed + withheld
             await exchange.publish("NL", [exchange.seal(r) for r in during])
             deadline = time.monotonic() + 10
@@ -62,7 +73,10 @@ async def test_while_the_policy_engine_is_down_nothing_is_delivered_nor_refused_
             refused_in_outage = await exchange.rejections("NL")
             holds_in_outage = exchange.stats.undecided_holds
 
-            opa.resume()
+            if refuse:
+                opa.start()  # holding nothing: the enforcer must give it the bundle again
+            else:
+                proxy.resume()
             be = await feed_until(exchange, "BE", len(before) + len(allowed), timeout_s=30)
             await exchange.wait_completed(len(before) + len(during))
             de = verified(await exchange.feed("DE"))

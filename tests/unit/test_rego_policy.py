@@ -258,6 +258,29 @@ def test_an_agreement_is_not_yet_valid_until_the_second_it_starts(
     assert point.decide(ask(now_s=VALID_FROM)).allow is True
 
 
+def test_an_evaluation_time_past_64_bits_is_expired_not_wrapped_back_into_validity(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    """regopy.Input wraps ints modulo 2**64: 2**64 + NOW arrived as NOW and allowed."""
+    point = decision_point(policies_dir, catalog, agreement())
+
+    decision = point.decide(ask(now_s=2**64 + NOW))
+
+    assert decision.allow is False
+    assert decision.reasons == ("nl-be-border:agreement_expired",)
+
+
+def test_an_evaluation_time_before_minus_2_to_the_63_is_not_yet_valid(
+    policies_dir: Path, catalog: SchemaCatalog
+) -> None:
+    point = decision_point(policies_dir, catalog, agreement())
+
+    decision = point.decide(ask(now_s=NOW - 2**64))
+
+    assert decision.allow is False
+    assert decision.reasons == ("nl-be-border:agreement_not_yet_valid",)
+
+
 def test_an_agreement_without_an_end_never_expires(
     policies_dir: Path, catalog: SchemaCatalog
 ) -> None:
