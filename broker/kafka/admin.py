@@ -103,7 +103,32 @@ class TopicAdmin:
         )
         if failures:
             raise TransportError(f"cannot create topics: {'; '.join(failures)}")
+        await self._until_led(missing)
         self._known.update(missing)
+
+    async def _until_led(self, topics: list[str], timeout_s: float = 10.0) -> None:
+        """Wait until the cluster's metadata gives every new partition a leader.
+
+        Kafka answers CreateTopics once the controller has recorded them; the
+        brokers take a moment more to lead the partitions, and a client that
+        writes or reads meanwhile is refused (NotLeaderForPartition) and
+        retries. Waiting here costs one or two metadata requests and spares
+        every caller its first retry. After the timeout the caller goes on
+        and its client's own retries take over.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                described = await self._admin.describe_topics(topics)
+            except KafkaError:
+                return
+            led = [
+                t.get("error_code") == 0 and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ]
+            if len(led) == len(topics) and all(led):
+                return
+            await asyncio.sleep(0.02)
 
     async def drift(self, topic: str) -> dict[str, str | None]:
         """The settings of :func:`broker.wire.topics.shape_of` that ``topic`` does not have.
