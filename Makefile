@@ -18,7 +18,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install ixb with its development tools
 
-demo: $(STAMP) ## Run the multi-nation scenario end to end on the embedded broker
+# The engines live outside the clone (a fresh clone on this machine reuses them),
+# one folder per engine and version; each target fetches only what is missing.
+IXB_ENGINE_CACHE ?= $(HOME)/.cache/ixb
+export IXB_ENGINE_CACHE
+
+kafka-engine: $(STAMP) ## Fetch Apache Kafka's jars with Maven into IXB_ENGINE_CACHE (~/.cache/ixb), once
+	@$(BIN)/ixb kafka fetch >/dev/null
+
+engines: kafka-engine ## Every engine the tests and the demo start (fetched once, then cached)
+
+demo: $(STAMP) engines ## Run the multi-nation scenario end to end on the embedded Apache Kafka
 	$(BIN)/ixb demo
 
 lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
@@ -30,7 +40,7 @@ lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downw
 check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
+test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own Apache Kafka), then a short fuzz
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
@@ -40,14 +50,14 @@ fuzz: $(STAMP) ## Fuzz the decoder and envelope parser with atheris for FUZZ_SEC
 		| grep -E '^(Done|stat::number_of_executed_units|==[0-9]+== ERROR)|crash' ; \
 		test $${PIPESTATUS[0]} -eq 0
 
-bench: $(STAMP) ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
+bench: $(STAMP) engines ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
 	$(BIN)/python -m bench.run
 
 bench-audit: $(STAMP) ## Verify and replay 100,000 decision-log entries (about 2 minutes)
 	$(BIN)/python -m bench.audit_verify
 	$(BIN)/python -m bench.audit_replay
 
-resilience: $(STAMP) ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
+resilience: $(STAMP) engines ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
 	$(BIN)/python -m bench.resilience
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
@@ -57,4 +67,4 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint check test fuzz bench bench-audit resilience format clean
+.PHONY: help install kafka-engine engines demo lint check test fuzz bench bench-audit resilience format clean

@@ -27,7 +27,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from broker.app.assembly import load_catalog, resolve_bootstrap
+from broker.app.assembly import load_catalog, output_producer, resolve_bootstrap
 from broker.app.settings import Settings
 from broker.auditlog.bundles import BundleShelf
 from broker.auditlog.checkpoints import (
@@ -57,7 +57,6 @@ from broker.enforcer.stages.intake import Intake
 from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import DecodeError, IxbError, RejectedInput
 from broker.kafka.admin import TopicAdmin
-from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
 from broker.policy import PolicyDecisionPoint
 from broker.policy.bundle import PolicyBundle
@@ -159,7 +158,7 @@ async def sign_checkpoints(settings: Settings) -> list[Checkpoint]:
             checkpointer.resume(before)
         signed.append(checkpointer.checkpoint())
     admin = TopicAdmin(bootstrap)
-    producer = OutputProducer(bootstrap, admin, client_id="ixb-audit-checkpoint")
+    producer = output_producer(settings, bootstrap, admin, client_id="ixb-audit-checkpoint")
     await admin.start()
     await producer.start()
     try:
