@@ -53,6 +53,18 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
         yield kafka.bootstrap
 
 
+@pytest.fixture(scope="session")
+def kafka_cluster() -> Iterator[ApacheKafka]:
+    """Three Apache Kafka nodes (replication 3, min.insync.replicas 2), for fault tests.
+
+    Started once, by the first test that asks for it. A test that kills,
+    freezes or restarts nodes leaves every node running again when it ends.
+    """
+    libs = ensure_kafka(SUITE_SETTINGS.engine_cache)
+    with ApacheKafka(libs, nodes=3, heap_mb=512) as cluster:
+        yield cluster
+
+
 @pytest.fixture
 def policies_dir(tmp_path: Path) -> Path:
     """A policy directory with the real Rego modules and no agreements yet."""

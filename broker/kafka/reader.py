@@ -12,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from broker.errors import TransportError
+from broker.kafka.admin import on_some_broker
 from broker.kafka.records import inbound
 from broker.wire.records import InboundRecord
 
@@ -107,7 +108,7 @@ async def _wait_for_partitions(bootstrap: str, topic: str, timeout_s: float) -> 
     try:
         await admin.start()
         while True:
-            for described in await admin.describe_topics([topic]):
+            for described in await on_some_broker(lambda: admin.describe_topics([topic])):
                 if described.get("error_code") == 0 and described.get("partitions"):
                     return {p["partition"] for p in described["partitions"]}
             if time.monotonic() >= deadline:

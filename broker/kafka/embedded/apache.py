@@ -35,7 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from broker.errors import ConfigurationError, TransportError
-from broker.kafka.admin import wait_until_ready
+from broker.kafka.admin import on_some_broker, wait_until_ready
 from broker.kafka.embedded import kraft
 from broker.kafka.embedded.engine import KAFKA_VERSION
 from broker.kafka.embedded.ports import free_loopback_ports
@@ -222,7 +222,15 @@ class ApacheKafka:
         return self
 
     def stop(self) -> None:
-        """Stop every node at once (each gets SIGTERM, then SIGKILL after its grace)."""
+        """Stop every node at once (each gets SIGTERM, then SIGKILL after its grace).
+
+        Several nodes whose data goes with them are killed instead: each
+        would wait out its grace on a controlled shutdown that needs the
+        quorum being stopped around it.
+        """
+        if self._own_workdir and len(self.nodes) > 1:
+            for node in self.nodes.values():
+                node.kill()
         for node in self.nodes.values():
             node.stop(wait=False)
         for node in self.nodes.values():
@@ -265,7 +273,7 @@ class ApacheKafka:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
-            described = await admin.describe_topics([topic])
+            described = await on_some_broker(lambda: admin.describe_topics([topic]))
         except KafkaError as exc:
             raise TransportError(f"cannot describe {topic}: {exc}") from exc
         finally:
