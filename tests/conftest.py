@@ -37,10 +37,14 @@ def kafka_bootstrap(request: pytest.FixtureRequest) -> Iterator[str]:
     if EXTERNAL:
         yield EXTERNAL
         return
-    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    plugins = request.config.pluginmanager
+    terminal, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
 
     def say(line: str) -> None:
-        if terminal is not None:
+        """On the terminal, past the output capture that a fixture's setup runs under."""
+        if terminal is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
             terminal.write_line(f"\n{line}")
 
     libs = ensure_kafka(SUITE_SETTINGS.engine_cache, say=say)

@@ -224,11 +224,13 @@ class ApacheKafka:
     def stop(self) -> None:
         """Stop every node at once (each gets SIGTERM, then SIGKILL after its grace).
 
-        Several nodes whose data goes with them are killed instead: each
-        would wait out its grace on a controlled shutdown that needs the
-        quorum being stopped around it.
+        Nodes whose data goes with them (no ``workdir`` given) are killed
+        instead: a node holding thousands of partitions (a test session's)
+        takes longer than its grace to close them all, and several nodes
+        each wait on a controlled shutdown that needs the quorum being
+        stopped around them.
         """
-        if self._own_workdir and len(self.nodes) > 1:
+        if self._own_workdir:
             for node in self.nodes.values():
                 node.kill()
         for node in self.nodes.values():
@@ -300,6 +302,7 @@ class ApacheKafka:
 
     def _format(self) -> None:
         """Write each node's files and run ``StorageTool format`` for all of them at once."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "log4j2.properties").write_text(kraft.log4j2_properties())
         formats = []
         for node in self.nodes.values():
