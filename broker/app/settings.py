@@ -66,8 +66,8 @@ class Settings(BaseSettings):
     max_message_bytes: Annotated[int, Field(gt=1024)] = DEFAULT_MAX_MESSAGE_BYTES
     consumer_session_timeout_ms: Annotated[int, Field(ge=1000)] = Field(
         default=10_000,
-        description="group session timeout; the embedded broker makes a joining member "
-        "wait about half of it, so the demo and tests use less",
+        description="group session timeout; the demo, the bench and the tests give the "
+        "Kafka they start a shorter one (broker/kafka/embedded, group_session_timeout_ms)",
     )
     batch_max_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300

@@ -10,7 +10,7 @@ The producer is idempotent (``acks=all``): a send the client retries is
 written once. Delivery is still at least once, not exactly once: a batch
 whose offsets were not committed before a crash is processed and sent
 again, and every output carries a stable id for the receiver to
-de-duplicate (README, "Why not Kafka transactions"). Tansu, the no-JVM
+de-duplicate (README, "At least once, not Kafka transactions"). Tansu, the no-JVM
 fallback (broker/kafka/embedded), cannot serve idempotence; with it the
 producer runs without.
 
