@@ -18,25 +18,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install ixb with its development tools
 
-demo: $(STAMP) ## Run the multi-nation scenario end to end on the embedded broker
-	$(BIN)/ixb demo
-
-lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
-	$(BIN)/lint-imports --no-cache
-
-# Engines the tests run on, built once per machine outside the clone:
-# ${IXB_ENGINE_CACHE:-$HOME/.cache/ixb}/<engine>-<version>/ (a fresh clone
-# reuses them; a new machine builds them).
-ENGINE_CACHE := $(or $(IXB_ENGINE_CACHE),$(HOME)/.cache/ixb)
+# The engines live outside the clone (a fresh clone on this machine reuses them),
+# one folder per engine and version: ${IXB_ENGINE_CACHE:-$HOME/.cache/ixb}/<engine>-<version>/;
+# each target fetches or builds only what is missing.
+IXB_ENGINE_CACHE ?= $(HOME)/.cache/ixb
+export IXB_ENGINE_CACHE
 OPA_VERSION := 1.22.4
-OPA_BIN := $(ENGINE_CACHE)/opa-$(OPA_VERSION)/opa
+OPA_BIN := $(IXB_ENGINE_CACHE)/opa-$(OPA_VERSION)/opa
 
-engines: opa-engine
+engines: kafka-engine opa-engine ## Every engine the tests start (fetched or built once, then cached)
 
-opa-engine: $(OPA_BIN) ## Build the OPA server (Go module, pinned) into the engine cache
+kafka-engine: $(STAMP) ## Fetch Apache Kafka's jars with Maven into the engine cache, once
+	@$(BIN)/ixb kafka fetch >/dev/null
+
+opa-engine: $(OPA_BIN) ## Build the OPA server (Go module, pinned) into the engine cache, once
 
 # Built by `go install` from the Go module proxy with the machine's Go (no
 # toolchain download, no cgo); GOBIN is a scratch directory and the binary is
@@ -51,10 +46,19 @@ $(OPA_BIN):
 			go install -trimpath github.com/open-policy-agent/opa@v$(OPA_VERSION) && \
 		$$scratch/opa version >/dev/null && mv -f $$scratch/opa $@
 
+demo: $(STAMP) kafka-engine ## Run the multi-nation scenario end to end on the embedded Apache Kafka
+	$(BIN)/ixb demo
+
+lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
 check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
+test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own Apache Kafka), then a short fuzz
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
@@ -64,14 +68,14 @@ fuzz: $(STAMP) ## Fuzz the decoder and envelope parser with atheris for FUZZ_SEC
 		| grep -E '^(Done|stat::number_of_executed_units|==[0-9]+== ERROR)|crash' ; \
 		test $${PIPESTATUS[0]} -eq 0
 
-bench: $(STAMP) ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
+bench: $(STAMP) kafka-engine ## Throughput, latency, passthrough and ceiling in one run; writes bench-results.json
 	$(BIN)/python -m bench.run
 
 bench-audit: $(STAMP) ## Verify and replay 100,000 decision-log entries (about 2 minutes)
 	$(BIN)/python -m bench.audit_verify
 	$(BIN)/python -m bench.audit_replay
 
-resilience: $(STAMP) ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
+resilience: $(STAMP) kafka-engine ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
 	$(BIN)/python -m bench.resilience
 
 format: $(STAMP) ## Apply ruff's fixes and formatting
@@ -81,5 +85,5 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install demo lint check test fuzz bench bench-audit resilience format clean \
-	engines opa-engine
+.PHONY: help install kafka-engine opa-engine engines demo lint check test fuzz bench bench-audit \
+	resilience format clean

@@ -1,6 +1,7 @@
 """``python -m bench.backlog_memory``: does the enforcer's memory grow with the backlog?
 
-For each backlog size, on a fresh embedded Kafka (or ``IXB_KAFKA_BOOTSTRAP``):
+For each backlog size, on a fresh embedded Kafka (``IXB_KAFKA_ENGINE``, Apache
+Kafka by default) or on ``IXB_KAFKA_BOOTSTRAP``:
 the whole backlog is published first, then one ``ixb run`` is started on it,
 and its resident set (``VmRSS`` in ``/proc/<pid>/status``) is sampled every
 0.5 s together with the group's committed offsets until all is committed.
@@ -25,18 +26,16 @@ import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.embedded import Kafka, kafka_for
 from bench.enforcers import Enforcer, start_group
 from bench.kafka import GroupProbe, RunFailed
 from bench.reports import NATIONS, generate
 from bench.workspace import Sealed, Workspace
 from broker.app.settings import Settings
 from broker.enforcer.stages.replay_guard import ReplayGuard
-from broker.kafka.embedded.tansu import EmbeddedKafka
 
 SAMPLE_S = 0.5
 MARKS = (25, 50, 75, 100)  # progress points reported, in percent
@@ -58,29 +57,13 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return 0.0
 
 
-@asynccontextmanager
-async def kafka(external: str | None) -> AsyncIterator[str]:
-    """The external cluster, or a fresh embedded broker (its per-fetch cost grows with data)."""
-    if external:
-        yield external
-        return
-    broker = await asyncio.to_thread(EmbeddedKafka().start)  # it runs its own event loop
-    try:
-        yield broker.bootstrap
-    finally:
-        await asyncio.to_thread(broker.stop)
-
-
 async def measure(
-    workspace: Workspace, sealed: list[Sealed], bootstrap: str, *, partitions: int, logs: Path
+    workspace: Workspace, sealed: list[Sealed], kafka: Kafka, *, partitions: int, logs: Path
 ) -> Run:
-    # Tansu makes a joining member wait half the session timeout; a real Kafka
-    # refuses less than group.min.session.timeout.ms (6 s by default).
-    session_ms = 6000 if workspace.settings.kafka_bootstrap else 2000
-    phase = workspace.phase(f"mem{len(sealed)}", bootstrap, session_timeout_ms=session_ms)
+    phase = workspace.phase(f"mem{len(sealed)}", kafka)
     await phase.create_topics(submit_partitions=partitions)
     await phase.produce(sealed)
-    probe = GroupProbe(bootstrap, phase.settings.group_id)
+    probe = GroupProbe(kafka.bootstrap, phase.settings.group_id)
     await probe.start()
     enforcers: list[Enforcer] = []
     try:
@@ -135,16 +118,14 @@ async def main_async(sizes: list[int], partitions: int) -> int:
         print(f"signing {max(sizes):,} reports ...", flush=True)
         reports = generate(max(sizes))
         runs = []
-        async with kafka(base.kafka_bootstrap) as bootstrap:
-            sealed = await workspace.seal(reports, bootstrap)
+        async with kafka_for(base) as kafka:
+            sealed = await workspace.seal(reports, kafka)
         del reports
         for size in sizes:
             print(f"backlog of {size:,}: publishing, then one `ixb run` ...", flush=True)
-            async with kafka(base.kafka_bootstrap) as bootstrap:
+            async with kafka_for(base) as kafka:  # fresh: nothing of the last size in its caches
                 runs.append(
-                    await measure(
-                        workspace, sealed[:size], bootstrap, partitions=partitions, logs=logs
-                    )
+                    await measure(workspace, sealed[:size], kafka, partitions=partitions, logs=logs)
                 )
     print()
     header = "backlog   seconds  start_MB  " + "  ".join(f"{m:>3}%_MB" for m in MARKS)

@@ -81,7 +81,7 @@ async def measure(
     topics = phase.topics
     probe = GroupProbe(phase.bootstrap, phase.settings.group_id)
     watcher = DeliveryWatcher(phase.bootstrap)
-    producer = PacedProducer(phase.bootstrap)
+    producer = PacedProducer(phase.bootstrap, idempotent=phase.settings.kafka_idempotence)
     await probe.start()
     await watcher.start(await probe.partitions(topics.deliver(n) for n in NATIONS))
     await producer.start()

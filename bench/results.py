@@ -116,7 +116,10 @@ def _finite(value: Any) -> Any:
 
 def print_table(console: Console, figures: dict[str, Any]) -> None:
     """Measurements, ratios, and the issue's targets with PASS or MISS."""
-    table = Table(title=f"ixb bench: {figures['reports']:,} reports, fan-out {figures['fan_out']}")
+    table = Table(
+        title=f"ixb bench: {figures['reports']:,} reports, fan-out {figures['fan_out']}",
+        caption=f"on {figures.get('kafka') or 'Kafka'}",
+    )
     table.add_column("measurement")
     table.add_column("value", justify="right")
     table.add_column("target", justify="right")

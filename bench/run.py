@@ -1,7 +1,10 @@
 """``python -m bench.run``: every figure of issue 7, measured in one run on this machine.
 
-The phases, in order, each on fresh topics (and, for the embedded broker, a
-fresh Tansu, whose per-fetch cost grows with what it stores):
+On Apache Kafka (one KRaft node, started once for the whole run, so the raw
+passthrough and the pipeline are measured on the same broker), or with
+``--engine tansu`` on Tansu for comparison (a fresh one per phase: its
+per-fetch cost grows with what it stores). The phases, in order, each on
+fresh topics:
 
 1. generate reports and sign them as the agencies would (not timed);
 2. ceiling: intake and fan-out in a tight loop, no Kafka;
@@ -11,12 +14,11 @@ fresh Tansu, whose per-fetch cost grows with what it stores):
 6. latency: one caught-up enforcer, reports sent at a fixed rate, then at
    the rate step 4 measured (saturation).
 
-Set ``IXB_KAFKA_BOOTSTRAP`` to measure against a real Kafka instead.
+Set ``IXB_KAFKA_BOOTSTRAP`` to measure against a cluster started elsewhere.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import math
 import sys
@@ -24,13 +26,14 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from bench import ceiling, latency, speed
+from bench.config import REPO, Config
+from bench.embedded import Kafka, kafka_for
 from bench.enforcers import run_backlog
 from bench.kafka import RunFailed, passthrough
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
@@ -38,14 +41,12 @@ from bench.results import environment, print_table, ratio, verdicts, write_json
 from bench.workspace import Phase, Sealed, Workspace
 from broker.app.logs import configure as configure_logging
 from broker.app.settings import Settings
+from broker.domain.report import ThreatReport
 from broker.errors import IxbError
-from broker.kafka.embedded.tansu import EmbeddedKafka
 
-REPO = Path(__file__).resolve().parent.parent
 MAX_CEILING_REPORTS = 10_000
 SPEED_SPREAD_NOTED = 1.15  # beyond this, the note says ratios between phases are noisy
 MAX_SATURATION_REPORTS = 30_000
-PHASES = ("ceiling", "passthrough", "pipeline1", "pipeline2", "latency")
 REQUIRED_KEYS = (  # issue 7: runs are compared by these
     "reports_per_s_1proc",
     "reports_per_s_2proc",
@@ -61,70 +62,18 @@ REQUIRED_KEYS = (  # issue 7: runs are compared by these
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    reports: int
-    latency_rate: float
-    latency_seconds: float
-    saturation_seconds: float
-    warm_up_copies: int
-    partitions: int
-    seed: int
-    profile: bool
-    check: bool
-    output: Path
-    phases: tuple[str, ...]
-
-    @classmethod
-    def from_args(cls, argv: list[str] | None) -> Config:
-        parser = argparse.ArgumentParser(
-            prog="python -m bench.run",
-            description=__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
-        parser.add_argument("--reports", type=int, help="backlog size (default 20000)")
-        parser.add_argument("--quick", action="store_true", help="small counts, for a smoke test")
-        parser.add_argument("--latency-rate", type=float, default=500.0, help="reports/s")
-        parser.add_argument("--latency-seconds", type=float, help="default 10 (quick: 3)")
-        parser.add_argument(
-            "--partitions", type=int, default=4, help="partitions per submission topic"
-        )
-        parser.add_argument("--seed", type=int, default=7)
-        parser.add_argument("--profile", action="store_true", help="cProfile the ceiling loop")
-        parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
-        parser.add_argument("--output", type=Path, default=REPO / "bench-results.json")
-        parser.add_argument(
-            "--only",
-            choices=PHASES,
-            action="append",
-            help="run this phase alone (repeatable); the others are reported as skipped",
-        )
-        args = parser.parse_args(argv)
-        quick = bool(args.quick)
-        return cls(
-            reports=args.reports or (1500 if quick else 20_000),
-            latency_rate=args.latency_rate,
-            latency_seconds=args.latency_seconds or (3.0 if quick else 10.0),
-            saturation_seconds=2.0 if quick else 5.0,
-            warm_up_copies=4 if quick else 8,
-            partitions=args.partitions,
-            seed=args.seed,
-            profile=bool(args.profile),
-            check=bool(args.check),
-            output=args.output,
-            phases=tuple(args.only or PHASES),
-        )
-
-
 class Bench:
     """Runs the phases and collects figures; a failed phase leaves its figures out."""
 
     def __init__(self, config: Config, base: Settings, root: Path, console: Console) -> None:
         self.config = config
-        self.external = base.kafka_bootstrap
-        # Tansu makes a joining member wait half the session timeout; a real
-        # Kafka refuses less than group.min.session.timeout.ms (6 s by default).
-        self.session_timeout_ms = 6000 if self.external else 2000
+        if config.engine is not None:
+            base = base.model_copy(update={"kafka_engine": config.engine})
+        self.base = base
+        # Tansu's per-fetch cost grows with what it stores: a fresh one per phase.
+        self.fresh_per_phase = not base.kafka_bootstrap and base.kafka_engine == "tansu"
+        self.shared: Kafka | None = None  # the broker every phase uses, unless fresh per phase
+        self.described = ""
         self.workspace = Workspace(root, base)
         self.logs = root / "logs"
         self.logs.mkdir()
@@ -142,23 +91,22 @@ class Bench:
         self.console.print(f"[dim]{time.monotonic() - self._started:6.1f}s[/dim] {message}")
 
     @asynccontextmanager
-    async def kafka(self) -> AsyncIterator[str]:
-        """The external cluster, or a fresh embedded broker for one phase."""
-        if self.external:
-            yield self.external
+    async def kafka(self) -> AsyncIterator[Kafka]:
+        """The run's broker, or a fresh embedded Tansu for one phase."""
+        if self.shared is not None:
+            yield self.shared
             return
-        # EmbeddedKafka.start runs its own event loop: start it from a worker thread.
-        kafka = await asyncio.to_thread(EmbeddedKafka().start)
-        self.broker_pid = kafka.tansu_pid
-        try:
-            yield kafka.bootstrap
-        finally:
-            self.broker_pid = None
-            await asyncio.to_thread(kafka.stop)
+        async with kafka_for(self.base, self.say) as kafka:
+            self.described = f"{kafka.description}, fresh per phase"
+            self.broker_pid = kafka.pids[0] if kafka.pids else None
+            try:
+                yield kafka
+            finally:
+                self.broker_pid = None
 
-    async def phase(self, label: str, bootstrap: str) -> Phase:
+    async def phase(self, label: str, kafka: Kafka) -> Phase:
         """Fresh, empty topics for one measurement."""
-        phase = self.workspace.phase(label, bootstrap, session_timeout_ms=self.session_timeout_ms)
+        phase = self.workspace.phase(label, kafka)
         await phase.create_topics(submit_partitions=self.config.partitions)
         return phase
 
@@ -180,9 +128,23 @@ class Bench:
         )
         reports = generate(c.reports, seed=c.seed)
         warm = warm_up(c.warm_up_copies, seed=c.seed + 100)
-        async with self.kafka() as bootstrap:
-            self.sealed = await self.workspace.seal(reports, bootstrap)
-            self.warm = await self.workspace.seal(warm, bootstrap)
+        if self.fresh_per_phase:
+            return await self._phases(reports, warm)
+        async with kafka_for(self.base, self.say) as kafka:
+            self.shared, self.described = kafka, kafka.description
+            self.broker_pid = kafka.pids[0] if kafka.pids else None
+            if kafka.embedded:
+                self.described += ", one broker for the whole run"
+            self.say(f"on {self.described}")
+            return await self._phases(reports, warm)
+
+    async def _phases(
+        self, reports: list[ThreatReport], warm: list[ThreatReport]
+    ) -> dict[str, Any]:
+        c = self.config
+        async with self.kafka() as kafka:
+            self.sealed = await self.workspace.seal(reports, kafka)
+            self.warm = await self.workspace.seal(warm, kafka)
         phases: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
             "ceiling": self.ceiling,
             "passthrough": self.passthrough,
@@ -229,13 +191,13 @@ class Bench:
 
     async def passthrough(self) -> None:
         self.say("passthrough: raw aiokafka consume -> produce x3 -> commit")
-        async with self.kafka() as bootstrap:
-            phase = await self.phase("pass", bootstrap)
+        async with self.kafka() as kafka:
+            phase = await self.phase("pass", kafka)
             await phase.produce(self.warm)
             await phase.produce(self.sealed)
             topics = phase.topics
             span = await passthrough(
-                bootstrap,
+                kafka.bootstrap,
                 pattern=topics.submit_pattern,
                 group_id=phase.settings.group_id,
                 routes={
@@ -245,8 +207,9 @@ class Bench:
                 warm_up=len(self.warm),
                 expected=len(self.warm) + len(self.sealed),
                 batch_max=phase.settings.batch_max_records,
-                session_timeout_ms=self.session_timeout_ms,
+                session_timeout_ms=phase.settings.consumer_session_timeout_ms,
                 timeout_s=self._timeout_s(),
+                idempotent=phase.settings.kafka_idempotence,
             )
         self.figures.update(
             passthrough_reports_per_s=span.per_s,
@@ -255,8 +218,8 @@ class Bench:
 
     async def pipeline(self, processes: int) -> None:
         self.say(f"pipeline: {processes} x `ixb run` on a backlog of {len(self.sealed):,}")
-        async with self.kafka() as bootstrap:
-            phase = await self.phase(f"p{processes}", bootstrap)
+        async with self.kafka() as kafka:
+            phase = await self.phase(f"p{processes}", kafka)
             result = await run_backlog(
                 phase,
                 processes=processes,
@@ -310,9 +273,9 @@ class Bench:
             runs.append((saturation, generate(n, seed=c.seed + 2)))
         rates = " then ".join(f"{rate:,.0f}/s" for rate, _ in runs)
         self.say(f"latency: one caught-up enforcer at {rates}")
-        async with self.kafka() as bootstrap:
-            phase = await self.phase("lat", bootstrap)
-            sealed = [(rate, await self.workspace.seal(r, bootstrap)) for rate, r in runs]
+        async with self.kafka() as kafka:
+            phase = await self.phase("lat", kafka)
+            sealed = [(rate, await self.workspace.seal(r, kafka)) for rate, r in runs]
             results, peak = await latency.measure(
                 phase,
                 warm_up=self.warm,
@@ -365,7 +328,7 @@ class Bench:
             nations=list(NATIONS),
             submit_partitions=self.config.partitions,
             batch_max_records=self.workspace.settings.batch_max_records,
-            kafka="external" if self.external else "embedded Tansu (memory), fresh per phase",
+            kafka=self.described,
             peak_rss_mb=f.get("peak_rss_mb_1proc", nan),
             ratio_to_ceiling=ratio(
                 f.get("reports_per_s_1proc", nan), f.get("ceiling_reports_per_s", nan)
@@ -414,7 +377,7 @@ async def _main(config: Config, console: Console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = Config.from_args(argv)
+    config = Config.from_args(argv, __doc__ or "")
     # The ceiling runs the enforcer in this process: it logs as `ixb run` does.
     configure_logging(level="INFO")
     return asyncio.run(_main(config, Console()))

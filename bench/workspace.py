@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.embedded import Kafka
 from bench.reports import NATIONS, write_agreements
 from broker.app.assembly import load_catalog, open_publisher, provision_keys
 from broker.app.settings import Settings
@@ -64,19 +65,14 @@ class Phase:
         return TopicNames(self.settings.topic_namespace)
 
     def env(self) -> dict[str, str]:
-        """The environment for an ``ixb run`` subprocess of this phase."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
-        env.update(
-            IXB_KAFKA_BOOTSTRAP=self.bootstrap,
-            IXB_HOME=str(self.settings.home),
-            IXB_POLICIES_DIR=str(self.settings.policies_dir),
-            IXB_TOPIC_NAMESPACE=self.settings.topic_namespace,
-            IXB_GROUP_ID=self.settings.group_id,
-            IXB_CONSUMER_SESSION_TIMEOUT_MS=str(self.settings.consumer_session_timeout_ms),
-            IXB_BATCH_MAX_RECORDS=str(self.settings.batch_max_records),
-            IXB_METRICS_ADDR="127.0.0.1:0",  # several processes: each its own free port
+        """The environment for an ``ixb run`` subprocess of this phase: exactly its settings."""
+        run = self.settings.model_copy(
+            update={
+                "kafka_bootstrap": self.bootstrap,
+                "metrics_addr": "127.0.0.1:0",  # several processes: each its own free port
+            }
         )
-        return env
+        return run.environment(os.environ)
 
     async def create_topics(self, *, submit_partitions: int) -> None:
         """Submission topics with ``submit_partitions``; outputs as the enforcer makes them.
@@ -101,7 +97,12 @@ class Phase:
     async def produce(self, sealed: list[Sealed], *, chunk: int = 2000) -> None:
         """Send ``sealed`` to this phase's submission topics; return once all are acknowledged."""
         admin = TopicAdmin(self.bootstrap)
-        producer = OutputProducer(self.bootstrap, admin, client_id="ixb-bench-backlog")
+        producer = OutputProducer(
+            self.bootstrap,
+            admin,
+            client_id="ixb-bench-backlog",
+            idempotent=self.settings.kafka_idempotence,
+        )
         await admin.start()
         await producer.start()
         try:
@@ -127,25 +128,23 @@ class Workspace:
         provision_keys(self.settings, list(NATIONS))
         self.catalog: SchemaCatalog = load_catalog(self.settings)
 
-    def phase(self, label: str, bootstrap: str, *, session_timeout_ms: int) -> Phase:
+    def phase(self, label: str, kafka: Kafka) -> Phase:
+        """Fresh topics and group on ``kafka``, with its session timeout and idempotence."""
         tag = uuid.uuid4().hex[:8]
-        settings = self.settings.model_copy(
-            update={
-                "topic_namespace": f"bench-{label}-{tag}",
-                "group_id": f"bench-{label}-{tag}",
-                "consumer_session_timeout_ms": session_timeout_ms,
-            }
+        settings = kafka.settings(self.settings).model_copy(
+            update={"topic_namespace": f"bench-{label}-{tag}", "group_id": f"bench-{label}-{tag}"}
         )
-        return Phase(settings, bootstrap)
+        return Phase(settings, kafka.bootstrap)
 
-    async def seal(self, reports: list[ThreatReport], bootstrap: str) -> list[Sealed]:
+    async def seal(self, reports: list[ThreatReport], kafka: Kafka) -> list[Sealed]:
         """Sign every report with its origin's agency key, as ``ixb publish`` would.
 
         The result keeps the order of ``reports`` (origins interleaved).
         """
         sealed: dict[int, Sealed] = {}
+        settings = kafka.settings(self.settings)
         for nation in NATIONS:
-            async with open_publisher(self.settings, bootstrap, nation) as publisher:
+            async with open_publisher(settings, kafka.bootstrap, nation) as publisher:
                 for index, report in enumerate(reports):
                     if report.origin == nation:
                         record = publisher.seal(report)

@@ -25,11 +25,11 @@ import random
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.embedded import Kafka, kafka_for
 from bench.kafka import GroupProbe
 from bench.resilience.fleet import Fleet
 from bench.resilience.oracle import Verdict, expected, judge, observe
@@ -39,7 +39,6 @@ from broker.app.assembly import load_catalog, provision_keys, signer_for
 from broker.app.settings import Settings
 from broker.cli.demo.scenario import NATIONS
 from broker.kafka.admin import TopicAdmin
-from broker.kafka.embedded.tansu import EmbeddedKafka
 from broker.kafka.producer import OutputProducer
 from broker.parties.agency import Publisher
 from broker.trust.envelopes import Signer
@@ -65,7 +64,7 @@ class Preset:
     bursts: int = 20
     publish_s: float = 0.0  # the publishing window; 0: from the report count
     settle_timeout_s: float = 300.0
-    session_timeout_ms: int = 0  # 0: 2 s on the embedded broker, 6 s on a real Kafka
+    session_timeout_ms: int = 0  # 0: broker/kafka/embedded's rule for the Kafka it runs on
 
     @property
     def window_s(self) -> float:
@@ -91,26 +90,28 @@ async def run_resilience(
     """The whole run; ``base.kafka_bootstrap`` unset means a fresh embedded Kafka."""
     started = time.monotonic()
     with _directory(workdir) as root:
-        async with _kafka(base.kafka_bootstrap) as bootstrap:
-            run = _Run(preset, _settings(base, root, bootstrap, preset), root, say)
+        async with kafka_for(base, say) as kafka:
+            say(f"on {kafka.description}")
+            run = _Run(preset, _settings(base, root, kafka, preset), root, say)
             verdict = await run.go()
     return Outcome(verdict, time.monotonic() - started)
 
 
-def _settings(base: Settings, root: Path, bootstrap: str, preset: Preset) -> Settings:
+def _settings(base: Settings, root: Path, kafka: Kafka, preset: Preset) -> Settings:
+    """Fresh names on ``kafka``, with its session timeout (the rule's, or the preset's)."""
     tag = uuid.uuid4().hex[:8]
-    return base.model_copy(
+    settings = kafka.settings(base).model_copy(
         update={
-            "kafka_bootstrap": bootstrap,
             "home": root / "home",
             "topic_namespace": f"resilience-{tag}",
             "group_id": f"resilience-{tag}",
-            # Tansu makes a joining member wait half the session timeout; a real
-            # Kafka refuses less than group.min.session.timeout.ms (6 s by default).
-            "consumer_session_timeout_ms": preset.session_timeout_ms
-            or (6000 if base.kafka_bootstrap else 2000),
         }
     )
+    if preset.session_timeout_ms:
+        settings = settings.model_copy(
+            update={"consumer_session_timeout_ms": preset.session_timeout_ms}
+        )
+    return settings
 
 
 @contextlib.contextmanager
@@ -121,19 +122,6 @@ def _directory(given: Path | None) -> Iterator[Path]:
         return
     with tempfile.TemporaryDirectory(prefix="ixb-resilience-") as temporary:
         yield Path(temporary)
-
-
-@asynccontextmanager
-async def _kafka(external: str | None) -> AsyncIterator[str]:
-    if external:
-        yield external
-        return
-    # EmbeddedKafka.start runs its own event loop: start it from a worker thread.
-    kafka = await asyncio.to_thread(EmbeddedKafka().start)
-    try:
-        yield kafka.bootstrap
-    finally:
-        await asyncio.to_thread(kafka.stop)
 
 
 class _Run:
@@ -332,7 +320,12 @@ class _Run:
 
     async def _producer(self) -> tuple[OutputProducer, TopicAdmin]:
         admin = TopicAdmin(self.bootstrap)
-        producer = OutputProducer(self.bootstrap, admin, client_id="ixb-resilience")
+        producer = OutputProducer(
+            self.bootstrap,
+            admin,
+            client_id="ixb-resilience",
+            idempotent=self.settings.kafka_idempotence,
+        )
         await admin.start()
         await producer.start()
         return producer, admin

@@ -72,6 +72,30 @@ def resolve_bootstrap(settings: Settings) -> str:
     )
 
 
+def producer_idempotence(settings: Settings) -> bool:
+    """Whether producers ask for idempotence: unless configured off, or the broker is Tansu.
+
+    `ixb kafka up --engine tansu` says so in the home it shares with the
+    other commands, which then send without (Tansu cannot serve it).
+    """
+    if not settings.kafka_idempotence:
+        return False
+    if settings.kafka_bootstrap:
+        return True
+    try:
+        return settings.embedded_engine_file.read_text().strip() != "tansu"
+    except FileNotFoundError:
+        return True
+
+
+def output_producer(
+    settings: Settings, bootstrap: str, admin: TopicAdmin, *, client_id: str
+) -> OutputProducer:
+    return OutputProducer(
+        bootstrap, admin, client_id=client_id, idempotent=producer_idempotence(settings)
+    )
+
+
 def provision_keys(settings: Settings, nations: list[str]) -> PartnerRegistry:
     """Generate a broker key and one agency key per nation, and register them all."""
     keystore = Keystore(settings.keystore_dir)
@@ -245,7 +269,7 @@ async def run_enforcer(
         dt.timedelta(seconds=settings.max_clock_skew_s),
     )
     admin = TopicAdmin(bootstrap, ledger_retention=retention)
-    producer = OutputProducer(bootstrap, admin, client_id="ixb-enforcer")
+    producer = output_producer(settings, bootstrap, admin, client_id="ixb-enforcer")
     consumer = SubmissionConsumer(
         bootstrap,
         group_id=settings.group_id,
@@ -453,7 +477,7 @@ async def open_publisher(
 ) -> AsyncIterator[Publisher]:
     catalog = load_catalog(settings)
     admin = TopicAdmin(bootstrap)
-    producer = OutputProducer(bootstrap, admin, client_id=f"ixb-publisher-{nation}")
+    producer = output_producer(settings, bootstrap, admin, client_id=f"ixb-publisher-{nation}")
     await admin.start()
     await producer.start()
     try:

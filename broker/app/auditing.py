@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from broker.app.assembly import load_catalog, resolve_bootstrap
+from broker.app.assembly import load_catalog, producer_idempotence, resolve_bootstrap
 from broker.app.settings import Settings
 from broker.auditor.source import AuditSource
 from broker.auditor.use_cases import IntakeWindow
@@ -25,6 +25,7 @@ def audit_source(settings: Settings) -> AuditSource:
         topics=TopicNames(settings.topic_namespace),
         catalog=load_catalog(settings),
         registry=RegistryFile(settings.registry_path).current(),
+        idempotent=producer_idempotence(settings),
     )
 
 

@@ -14,6 +14,13 @@ import structlog
 
 
 def configure(*, level: str = "INFO", force_json: bool = False) -> None:
+    """ixb's own events at ``level`` and above; aiokafka's (stdlib logging) from WARNING up.
+
+    aiokafka logs the retries it makes by itself (a partition whose leader
+    is moving, a coordinator being elected) as warnings; at a stricter level
+    those stay quiet too.
+    """
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     renderer: structlog.typing.Processor
     if force_json or not sys.stderr.isatty():
         renderer = structlog.processors.JSONRenderer()

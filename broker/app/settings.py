@@ -7,7 +7,9 @@ environment itself.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -42,6 +44,21 @@ class Settings(BaseSettings):
         description="host:port[,host:port]; unset means the embedded broker started by "
         "`ixb kafka up` (its address is read from <home>/kafka-bootstrap)",
     )
+    kafka_engine: Literal["kafka", "tansu"] = Field(
+        default="kafka",
+        description="the embedded broker that `ixb kafka up`, the demo, the bench and the "
+        "tests start: Apache Kafka 4 (KRaft, from its Maven Central jars; needs a JDK >= 17 "
+        "and Maven the first time) or Tansu (no JVM; memory only, no idempotent producer)",
+    )
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="producers ask Kafka for idempotence (a retried send never writes twice); "
+        "off only for a broker that cannot serve it (Tansu)",
+    )
+    engine_cache: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "ixb",
+        description="where the embedded engines are cached, one folder per engine and version",
+    )
     home: Path = Field(default=Path(".ixb"), description="keystore, registry, local state")
     policies_dir: Path = POLICIES_DIR
     topic_namespace: str = ""
@@ -49,8 +66,8 @@ class Settings(BaseSettings):
     max_message_bytes: Annotated[int, Field(gt=1024)] = DEFAULT_MAX_MESSAGE_BYTES
     consumer_session_timeout_ms: Annotated[int, Field(ge=1000)] = Field(
         default=10_000,
-        description="group session timeout; the embedded broker makes a joining member "
-        "wait about half of it, so the demo and tests use less",
+        description="group session timeout; the demo, the bench and the tests give the "
+        "Kafka they start a shorter one (broker/kafka/embedded, group_session_timeout_ms)",
     )
     batch_max_records: Annotated[int, Field(ge=1, le=100_000)] = 500
     max_clock_skew_s: Annotated[int, Field(ge=0)] = 300
@@ -115,3 +132,21 @@ class Settings(BaseSettings):
     @property
     def embedded_bootstrap_file(self) -> Path:
         return self.home / "kafka-bootstrap"
+
+    @property
+    def embedded_engine_file(self) -> Path:
+        """Which engine `ixb kafka up` runs (what its producers may ask of it)."""
+        return self.home / "kafka-engine"
+
+    def environment(self, inherited: Mapping[str, str]) -> dict[str, str]:
+        """``inherited`` without its IXB_ variables, plus these settings as IXB_ variables.
+
+        For an ixb subprocess (tests, the bench, the resilience run) that must
+        run with exactly these settings: each is read back the way it was
+        given here. An unset optional one stays unset.
+        """
+        env = {k: v for k, v in inherited.items() if not k.startswith("IXB_")}
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                env[f"IXB_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+        return env

@@ -32,6 +32,7 @@ class AuditSource:
     topics: TopicNames
     catalog: SchemaCatalog
     registry: PartnerRegistry
+    idempotent: bool = True  # whether a producer may ask the cluster for idempotence
 
 
 async def read_logs(bootstrap: str, topic: str) -> Logs:

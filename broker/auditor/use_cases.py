@@ -114,7 +114,9 @@ async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Chec
             checkpointer.resume(before)
         signed.append(checkpointer.checkpoint())
     admin = TopicAdmin(source.bootstrap)
-    producer = OutputProducer(source.bootstrap, admin, client_id="ixb-audit-checkpoint")
+    producer = OutputProducer(
+        source.bootstrap, admin, client_id="ixb-audit-checkpoint", idempotent=source.idempotent
+    )
     await admin.start()
     await producer.start()
     try:

@@ -34,7 +34,8 @@ from broker.cli.render import (
 )
 from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
-from broker.kafka.embedded.tansu import EmbeddedKafka
+from broker.kafka.embedded import Engine, embedded_broker
+from broker.kafka.embedded.engine import ensure_kafka
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import BundleRefused, PolicyBundle, load_bundle
@@ -49,7 +50,7 @@ from connectors.json_file import load_reports
 app = typer.Typer(
     help="ixb: intelligence exchange for border-security cooperation.", no_args_is_help=True
 )
-kafka_app = typer.Typer(help="The embedded Kafka-protocol broker (Tansu) for development.")
+kafka_app = typer.Typer(help="The embedded broker for development: Apache Kafka, or Tansu.")
 agreements_app = typer.Typer(help="Bilateral and multilateral sharing agreements.")
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
@@ -92,28 +93,63 @@ def _run(work: Coroutine[Any, Any, None]) -> None:
         raise _fail(exc) from exc
 
 
+EngineOption = Annotated[
+    Engine | None,
+    typer.Option(
+        "--engine",
+        help="kafka: Apache Kafka 4 (KRaft, needs a JDK >= 17); tansu: the no-JVM fallback "
+        "(memory only, no idempotent producer). Default: IXB_KAFKA_ENGINE, else kafka",
+    ),
+]
+
+
 @kafka_app.command("up")
-def kafka_up(port: Annotated[int, typer.Option(help="0 picks a free port")] = 0) -> None:
-    """Start the embedded broker on loopback and keep it running until Ctrl-C or SIGTERM."""
+def kafka_up(
+    port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
+    engine: EngineOption = None,
+) -> None:
+    """Start the embedded broker on loopback and keep it running until Ctrl-C or SIGTERM.
+
+    Apache Kafka keeps its data in a temporary folder for as long as it runs;
+    its jars are fetched with Maven into IXB_ENGINE_CACHE the first time.
+    """
     settings = _settings()
-    with EmbeddedKafka(port=port or None) as kafka:
+    chosen = engine or settings.kafka_engine
+    try:
+        broker = embedded_broker(
+            chosen, cache=settings.engine_cache, port=port or None, say=err.print
+        )
+    except IxbError as exc:
+        raise _fail(exc) from exc
+    with broker:
         # A flag, not KeyboardInterrupt: an exception raised wherever the signal
-        # lands can leave Popen.poll's lock taken, and stopping Tansu then waits
-        # out every timeout (most likely what a test run saw: 15 s instead of 1).
+        # lands can leave Popen.poll's lock taken, and stopping the broker then
+        # waits out every timeout (most likely what a test run saw: 15 s instead of 1).
         asked: list[int] = []
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda number, _frame: asked.append(number))
         settings.home.mkdir(parents=True, exist_ok=True)
         try:
-            settings.embedded_bootstrap_file.write_text(kafka.bootstrap + "\n")
-            out.print(
-                f"embedded Kafka (Tansu, in memory) listening on [bold]{kafka.bootstrap}[/bold]"
-            )
+            settings.embedded_engine_file.write_text(chosen + "\n")
+            settings.embedded_bootstrap_file.write_text(broker.bootstrap + "\n")
+            out.print(f"{broker.description} listening on [bold]{broker.bootstrap}[/bold]")
             out.print(f"other ixb commands find it through {settings.embedded_bootstrap_file}")
-            while kafka.running and not asked:
+            while broker.running and not asked:
                 time.sleep(0.5)
         finally:
             settings.embedded_bootstrap_file.unlink(missing_ok=True)
+            settings.embedded_engine_file.unlink(missing_ok=True)
+
+
+@kafka_app.command("fetch")
+def kafka_fetch() -> None:
+    """Fetch Apache Kafka's jars with Maven into IXB_ENGINE_CACHE (once); print their folder."""
+    settings = _settings()
+    try:
+        libs = ensure_kafka(settings.engine_cache, say=err.print)
+    except IxbError as exc:
+        raise _fail(exc) from exc
+    typer.echo(str(libs))
 
 
 @agreements_app.command("check")
@@ -346,6 +382,7 @@ def rejected(
 
 @app.command()
 def demo(
+    engine: EngineOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="summary as JSON Lines on stdout, story on stderr")
     ] = False,
@@ -353,7 +390,10 @@ def demo(
     """Run the multi-nation scenario on an embedded (or IXB_KAFKA_BOOTSTRAP) broker."""
     from broker.cli.demo.play import run_demo  # noqa: PLC0415 - only the demo needs its scenario data
 
-    raise typer.Exit(code=run_demo(Settings(), err if as_json else out, as_json=as_json))
+    settings = Settings()
+    if engine is not None:
+        settings = settings.model_copy(update={"kafka_engine": engine})
+    raise typer.Exit(code=run_demo(settings, err if as_json else out, as_json=as_json))
 
 
 def main() -> None:

@@ -6,9 +6,13 @@ whole batch of outputs and returns only once every one is acknowledged, and
 a feed reader for recipients and auditors. aiokafka's errors are wrapped in
 :class:`~broker.errors.TransportError` at this boundary.
 
-Tansu (the embedded broker) cannot serve aiokafka's idempotent producer, so
-the producer uses ``acks=all`` without idempotence: delivery is at least
-once, and every output carries a stable id for the receiver to de-duplicate.
+The producer is idempotent (``acks=all``): a send the client retries is
+written once. Delivery is still at least once, not exactly once: a batch
+whose offsets were not committed before a crash is processed and sent
+again, and every output carries a stable id for the receiver to
+de-duplicate (README, "At least once, not Kafka transactions"). Tansu, the no-JVM
+fallback (broker/kafka/embedded), cannot serve idempotence; with it the
+producer runs without.
 
 When the consumer group rebalances, the submission consumer lets the batch
 in flight finish and commit before its partitions go (see

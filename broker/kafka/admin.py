@@ -5,14 +5,46 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, NoError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    NoError,
+    RequestTimedOutError,
+    TopicAlreadyExistsError,
+    for_code,
+)
 
 from broker.errors import TransportError
 from broker.wire.topics import shape_of
+
+T = TypeVar("T")
+_UNREACHABLE = (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError)
+_ATTEMPTS = 5
+
+
+async def on_some_broker(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, made again when the broker aiokafka's admin client picked does not answer.
+
+    The admin client sends each request to a broker chosen at random from its
+    metadata, which still lists a broker that has just died (until the
+    cluster fences it, seconds later), and tries no other. Each attempt picks
+    afresh; a request that did reach the cluster is safe to repeat here
+    (a topic created twice is "already exists", which counts as created).
+    """
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            return await call()
+        except _UNREACHABLE:
+            if attempt == _ATTEMPTS:
+                raise
+            await asyncio.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 async def wait_until_ready(bootstrap: str, *, timeout_s: float = 30.0) -> None:
@@ -48,7 +80,13 @@ async def _wait_for_listener(bootstrap: str, deadline: float) -> None:
 
 
 class TopicAdmin:
-    """Creates topics on demand (a real cluster may not auto-create them)."""
+    """Creates topics on demand (a real cluster may not auto-create them).
+
+    ``replication`` None (the default) leaves it to the cluster's
+    ``default.replication.factor`` (KIP-464): 1 on one node, what the
+    operator chose on a cluster. A fixed 1 made every ixb topic a single
+    copy on any cluster.
+    """
 
     __slots__ = ("_admin", "_known", "ledger_retention", "partitions", "replication")
 
@@ -57,7 +95,7 @@ class TopicAdmin:
         bootstrap: str,
         *,
         partitions: int = 3,
-        replication: int = 1,
+        replication: int | None = None,
         ledger_retention: dt.timedelta | None = None,
     ) -> None:
         self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -69,7 +107,7 @@ class TopicAdmin:
     async def start(self) -> None:
         try:
             await self._admin.start()
-            self._known.update(await self._admin.list_topics())
+            self._known.update(await on_some_broker(self._admin.list_topics))
         except KafkaError as exc:
             raise TransportError(f"cannot reach Kafka admin: {exc}") from exc
 
@@ -79,7 +117,7 @@ class TopicAdmin:
     async def topics(self) -> frozenset[str]:
         """Every topic the cluster has now (asked afresh, not from what ``ensure`` knows)."""
         try:
-            return frozenset(await self._admin.list_topics())
+            return frozenset(await on_some_broker(self._admin.list_topics))
         except KafkaError as exc:
             raise TransportError(f"cannot list topics: {exc}") from exc
 
@@ -92,9 +130,14 @@ class TopicAdmin:
             shape = shape_of(topic, ledger_retention=self.ledger_retention)
             partitions = shape.partitions or self.partitions
             configs = dict(shape.configs)
-            new.append(NewTopic(topic, partitions, self.replication, topic_configs=configs))
+            created = NewTopic(topic, partitions, self.replication or 1, topic_configs=configs)
+            if self.replication is None:
+                # The broker's default; aiokafka's constructor only takes -1 with a
+                # replica assignment, the request takes it without.
+                created.replication_factor = -1
+            new.append(created)
         try:
-            response = await self._admin.create_topics(new)
+            response = await on_some_broker(lambda: self._admin.create_topics(new))
         except KafkaError as exc:
             raise TransportError(f"cannot create topics {missing}: {exc}") from exc
         # aiokafka reports per-topic failures in the response, not by raising.
@@ -103,7 +146,32 @@ class TopicAdmin:
         )
         if failures:
             raise TransportError(f"cannot create topics: {'; '.join(failures)}")
+        await self._until_led(missing)
         self._known.update(missing)
+
+    async def _until_led(self, topics: list[str], timeout_s: float = 10.0) -> None:
+        """Wait until the cluster's metadata gives every new partition a leader.
+
+        Kafka answers CreateTopics once the controller has recorded them; the
+        brokers take a moment more to lead the partitions, and a client that
+        writes or reads meanwhile is refused (NotLeaderForPartition) and
+        retries. Waiting here costs one or two metadata requests and spares
+        every caller its first retry. After the timeout the caller goes on
+        and its client's own retries take over.
+        """
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                described = await self._admin.describe_topics(topics)
+            except KafkaError:
+                return
+            led = [
+                t.get("error_code") == 0 and all(p["leader"] >= 0 for p in t["partitions"])
+                for t in described
+            ]
+            if len(led) == len(topics) and all(led):
+                return
+            await asyncio.sleep(0.02)
 
     async def drift(self, topic: str) -> dict[str, str | None]:
         """The settings of :func:`broker.wire.topics.shape_of` that ``topic`` does not have.
@@ -118,7 +186,7 @@ class TopicAdmin:
         # All of them: Tansu drops the connection when asked for named keys.
         resource = ConfigResource(ConfigResourceType.TOPIC, topic)
         try:
-            responses = await self._admin.describe_configs([resource])
+            responses = await on_some_broker(lambda: self._admin.describe_configs([resource]))
         except KafkaError as exc:
             raise TransportError(f"cannot describe {topic}: {exc}") from exc
         held: dict[str, str | None] = {}

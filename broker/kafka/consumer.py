@@ -30,6 +30,20 @@ FETCH_MAX_BYTES = 2 * 1024 * 1024
 PARTITION_FETCH_MAX_BYTES = 1024 * 1024
 
 
+def rebalance_timeout_ms(session_timeout_ms: int, revoke_wait_s: float) -> int:
+    """How long the group may wait for this member to rejoin: its revoke wait, and a session.
+
+    Kafka drops a member that has not rejoined within the rebalance timeout
+    it gave (aiokafka's default: the session timeout), and its commit of the
+    batch in flight is then refused as from an unknown member. The listener
+    waits up to ``revoke_wait_s`` for that batch before the member rejoins,
+    so the timeout covers that wait, with a session timeout to spare. A
+    member that died is still noticed after one session timeout: it stops
+    heartbeating, rebalance or not.
+    """
+    return int(revoke_wait_s * 1000) + session_timeout_ms
+
+
 class SubmissionConsumer:
     """Consumes every topic matching a pattern as a member of a consumer group.
 
@@ -110,6 +124,7 @@ class SubmissionConsumer:
             metadata_max_age_ms=metadata_max_age_ms,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, session_timeout_ms // 5),
+            rebalance_timeout_ms=rebalance_timeout_ms(session_timeout_ms, revoke_wait_s),
         )
         self._taker = RecordTaker(self._consumer)
 

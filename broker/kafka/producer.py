@@ -22,6 +22,13 @@ _BATCH_BYTES = 1024 * 1024
 class OutputProducer:
     """Sends batches of outputs; returns only when every one is acknowledged.
 
+    Idempotent unless told otherwise: Kafka then writes a batch that the
+    client retried (a lost acknowledgement, a leader that moved) once, not
+    twice. That removes the producer's own duplicates; a batch redone after
+    a crash is still sent again, and its records carry the same delivery ids
+    for the receiver to de-duplicate (at least once, see broker/kafka/__init__.py).
+    Only a broker that cannot serve InitProducerId (Tansu) needs it off.
+
     Every topic it writes to is registered with the client's metadata
     tracking before the first send. aiokafka tracks only topics it did not
     already know at start-up; once it tracks any, its metadata refreshes ask
@@ -31,13 +38,15 @@ class OutputProducer:
 
     __slots__ = ("_admin", "_partitioner", "_producer", "_tracked")
 
-    def __init__(self, bootstrap: str, admin: TopicAdmin, *, client_id: str = "ixb") -> None:
+    def __init__(
+        self, bootstrap: str, admin: TopicAdmin, *, client_id: str = "ixb", idempotent: bool = True
+    ) -> None:
         self._admin = admin
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             client_id=client_id,
             acks="all",
-            enable_idempotence=False,  # Tansu cannot serve InitProducerId (docs/ARCHITECTURE.md)
+            enable_idempotence=idempotent,
             linger_ms=5,
             max_request_size=4 * 1024 * 1024,
             max_batch_size=_BATCH_BYTES,

@@ -8,9 +8,11 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from broker.errors import TransportError
+from broker.kafka.admin import on_some_broker
 from broker.kafka.records import inbound
 from broker.wire.records import InboundRecord
 
@@ -42,9 +44,7 @@ async def read_topic(
     )
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            partitions = await _wait_for_partitions(consumer, topic, idle_timeout_s)
+        partitions = await _wait_for_partitions(bootstrap, topic, idle_timeout_s)
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not assigned:
             return  # the topic does not exist (yet): nothing to read
@@ -94,14 +94,25 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
     return True
 
 
-async def _wait_for_partitions(
-    consumer: AIOKafkaConsumer, topic: str, timeout_s: float
-) -> set[int]:
+async def _wait_for_partitions(bootstrap: str, topic: str, timeout_s: float) -> set[int]:
+    """The topic's partitions, once the cluster's metadata lists them (none after timeout).
+
+    Asked of an admin client: a consumer that has not subscribed asks Kafka
+    for the metadata of no topic (Tansu answered with every topic, Kafka
+    answers as asked), and ``consumer.topics()`` fetches every topic's
+    without keeping any. Assigning the partitions then makes the consumer
+    track the topic.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        await consumer.topics()  # refreshes metadata
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return set(partitions)
-        await asyncio.sleep(0.2)
-    return set()
+    try:
+        await admin.start()
+        while True:
+            for described in await on_some_broker(lambda: admin.describe_topics([topic])):
+                if described.get("error_code") == 0 and described.get("partitions"):
+                    return {p["partition"] for p in described["partitions"]}
+            if time.monotonic() >= deadline:
+                return set()
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()

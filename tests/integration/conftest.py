@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +26,7 @@ from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
+from tests.support.kafka import SESSION_TIMEOUT_MS
 from tests.support.submissions import seal_record
 
 pytestmark = pytest.mark.integration
@@ -127,9 +127,7 @@ def make_settings(tmp_path: Path, bootstrap: str, policies: Path) -> Settings:
         policies_dir=policies,
         topic_namespace=f"t{uuid.uuid4().hex[:12]}",
         group_id=f"g{uuid.uuid4().hex[:8]}",
-        # Tansu makes a joining member wait half the session timeout; a real
-        # Kafka refuses less than its group.min.session.timeout.ms (6 s).
-        consumer_session_timeout_ms=6000 if os.environ.get("IXB_KAFKA_BOOTSTRAP") else 2000,
+        consumer_session_timeout_ms=SESSION_TIMEOUT_MS,
         metrics_addr="127.0.0.1:0",  # tests run side by side: no fixed port
     )
 

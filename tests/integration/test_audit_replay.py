@@ -34,13 +34,9 @@ async def settings(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> 
 
 
 def _env(settings: Settings) -> dict[str, str]:
+    """Overlaid on this process's environment by CliRunner: the settings' IXB_ variables."""
     assert settings.kafka_bootstrap is not None
-    return {
-        "IXB_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "IXB_HOME": str(settings.home),
-        "IXB_TOPIC_NAMESPACE": settings.topic_namespace,
-        "IXB_POLICIES_DIR": str(settings.policies_dir),
-    }
+    return settings.environment({})
 
 
 async def test_a_replay_across_an_agreement_change_decides_each_side_with_its_own_bundle(

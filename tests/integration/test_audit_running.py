@@ -205,11 +205,5 @@ async def test_a_delivery_receipt_issued_from_the_running_log_verifies_offline(
 
 async def _ixb(settings: Settings, *args: str) -> Result:
     """``ixb audit ...`` under ``settings``, in a thread: the command runs its own loop."""
-    env = {
-        "IXB_KAFKA_BOOTSTRAP": settings.kafka_bootstrap or "",
-        "IXB_HOME": str(settings.home),
-        "IXB_TOPIC_NAMESPACE": settings.topic_namespace,
-        "IXB_POLICIES_DIR": str(settings.policies_dir),
-        "COLUMNS": "300",
-    }
+    env = {**settings.environment({}), "COLUMNS": "300"}
     return await asyncio.to_thread(CliRunner().invoke, audit_app, list(args), env=env)

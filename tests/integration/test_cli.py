@@ -20,10 +20,12 @@ from typing import Any
 
 import pytest
 
+from broker.app.settings import Settings
 from broker.wire.topics import TopicNames
 from connectors.json_file import dump_report
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT
+from tests.support.kafka import SESSION_TIMEOUT_MS, subprocess_env
 
 pytestmark = pytest.mark.integration
 
@@ -70,20 +72,16 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Cli:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
-    external = bool(os.environ.get("IXB_KAFKA_BOOTSTRAP"))
-    return Cli(
-        {
-            **_outer_env(),
-            "IXB_KAFKA_BOOTSTRAP": kafka_bootstrap,
-            "IXB_HOME": str(tmp_path / "home"),
-            "IXB_TOPIC_NAMESPACE": f"c{uuid.uuid4().hex[:12]}",
-            "IXB_POLICIES_DIR": str(policies_dir),
-            "IXB_GROUP_ID": f"g{uuid.uuid4().hex[:8]}",
-            # See tests/integration/conftest.make_settings.
-            "IXB_CONSUMER_SESSION_TIMEOUT_MS": "6000" if external else "2000",
-            "IXB_METRICS_ADDR": "127.0.0.1:0",  # tests run side by side: no fixed port
-        }
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        home=tmp_path / "home",
+        topic_namespace=f"c{uuid.uuid4().hex[:12]}",
+        policies_dir=policies_dir,
+        group_id=f"g{uuid.uuid4().hex[:8]}",
+        consumer_session_timeout_ms=SESSION_TIMEOUT_MS,
+        metrics_addr="127.0.0.1:0",  # tests run side by side: no fixed port
     )
+    return Cli(subprocess_env(settings))
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""The embedded Tansu broker: answers on loopback, stops with its owner, never outlives it."""
+"""The embedded engines: answer on loopback, stop with their owner, never outlive it.
+
+Apache Kafka (the default) and Tansu (the no-JVM fallback) run under the
+same watchdog rule, and are held to the same tests.
+"""
 
 from __future__ import annotations
 
@@ -16,21 +20,27 @@ from pathlib import Path
 import pytest
 
 from broker.kafka.admin import wait_until_ready
-from broker.kafka.embedded.tansu import EmbeddedKafka
+from broker.kafka.embedded import EmbeddedBroker, Engine, embedded_broker
+from tests.support.kafka import SUITE_SETTINGS
 
 pytestmark = pytest.mark.integration
 
 IXB = Path(sys.executable).parent / "ixb"
+ENGINES: list[Engine] = ["kafka", "tansu"]
 
 CHILD = """
-import time
-from broker.kafka.embedded.tansu import EmbeddedKafka
+import sys, time
+from pathlib import Path
+from broker.kafka.embedded import embedded_broker
 
-kafka = EmbeddedKafka().start()
-assert kafka.tansu_pid is not None
-print(kafka.tansu_pid, kafka.port, flush=True)
+broker = embedded_broker(sys.argv[1], cache=Path(sys.argv[2])).start()
+print(*broker.pids, broker.bootstrap.rpartition(":")[2], flush=True)
 time.sleep(300)
 """
+
+
+def _broker(engine: Engine) -> EmbeddedBroker:
+    return embedded_broker(engine, cache=SUITE_SETTINGS.engine_cache)
 
 
 def _refuses_connections(port: int) -> bool:
@@ -84,68 +94,79 @@ class _Lines:
             raise AssertionError(f"no output within {timeout_s} s") from None
 
 
-def test_the_embedded_broker_answers_on_loopback_and_is_gone_when_its_context_exits() -> None:
-    with EmbeddedKafka() as kafka:
-        host, _, port = kafka.bootstrap.rpartition(":")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_embedded_broker_answers_on_loopback_and_is_gone_when_its_context_exits(
+    engine: Engine,
+) -> None:
+    with _broker(engine) as broker:
+        host, _, port = broker.bootstrap.rpartition(":")
         assert host == "127.0.0.1"
-        assert int(port) == kafka.port
-        asyncio.run(wait_until_ready(kafka.bootstrap, timeout_s=10))
-        tansu_pid = kafka.tansu_pid
-        assert tansu_pid is not None
-        assert not _is_gone(tansu_pid)
-        assert kafka.running
+        asyncio.run(wait_until_ready(broker.bootstrap, timeout_s=10))
+        [pid] = broker.pids
+        assert not _is_gone(pid)
+        assert broker.running
 
-    assert _eventually_gone(tansu_pid, timeout_s=5)
-    assert not kafka.running
-    assert _refuses_connections(kafka.port)
+    assert _eventually_gone(pid, timeout_s=10)
+    assert not broker.running
+    assert _refuses_connections(int(port))
 
 
-def test_the_embedded_broker_dies_with_its_parent_even_when_the_parent_is_killed() -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_embedded_broker_dies_with_its_parent_even_when_the_parent_is_killed(
+    engine: Engine,
+) -> None:
     with subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        [sys.executable, "-c", CHILD, engine, str(SUITE_SETTINGS.engine_cache)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     ) as parent:
-        tansu_pid = None
+        pid = None
         try:
-            tansu_pid, port = (int(word) for word in _Lines(parent).next(30).split())
-            assert not _is_gone(tansu_pid)
+            pid, port = (int(word) for word in _Lines(parent).next(60).split())
+            assert not _is_gone(pid)
 
             parent.send_signal(signal.SIGKILL)
             parent.wait(timeout=5)
 
-            assert _eventually_gone(tansu_pid, timeout_s=5), (
-                f"Tansu {tansu_pid} outlived its parent"
-            )
+            assert _eventually_gone(pid, timeout_s=10), f"{engine} {pid} outlived its parent"
             assert _refuses_connections(port)
         finally:
             if parent.poll() is None:
                 parent.kill()
-            if tansu_pid is not None and not _is_gone(tansu_pid):
-                os.kill(tansu_pid, signal.SIGKILL)
+            if pid is not None and not _is_gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
-def test_the_embedded_broker_keeps_running_after_the_thread_that_started_it_ends() -> None:
-    kafka = EmbeddedKafka()
-    starter = threading.Thread(target=kafka.start)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_embedded_broker_keeps_running_after_the_thread_that_started_it_ends(
+    engine: Engine,
+) -> None:
+    broker = _broker(engine)
+    starter = threading.Thread(target=broker.start)
     starter.start()
-    starter.join(timeout=30)
+    starter.join(timeout=60)
     try:
-        assert kafka.running
+        assert broker.running
         time.sleep(0.5)
-        assert kafka.running, "Tansu stopped when its starting thread ended"
+        assert broker.running, f"{engine} stopped when its starting thread ended"
     finally:
-        kafka.stop()
+        broker.stop()
 
 
-@pytest.mark.parametrize("stop_with", [signal.SIGINT, signal.SIGTERM])
-def test_ixb_kafka_up_publishes_its_address_and_removes_it_when_stopped(
-    tmp_path: Path, stop_with: signal.Signals
+@pytest.mark.parametrize(
+    ("engine", "stop_with"),
+    [("kafka", signal.SIGINT), ("kafka", signal.SIGTERM), ("tansu", signal.SIGTERM)],
+)
+def test_ixb_kafka_up_publishes_its_address_and_engine_and_removes_them_when_stopped(
+    tmp_path: Path, engine: Engine, stop_with: signal.Signals
 ) -> None:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
-    env["IXB_HOME"] = str(home)
-    address_file = home / "kafka-bootstrap"
+    env.update(IXB_HOME=str(home), IXB_ENGINE_CACHE=str(SUITE_SETTINGS.engine_cache))
+    address_file, engine_file = home / "kafka-bootstrap", home / "kafka-engine"
     with subprocess.Popen(
-        [str(IXB), "kafka", "up"],
+        [str(IXB), "kafka", "up", "--engine", engine],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -154,20 +175,22 @@ def test_ixb_kafka_up_publishes_its_address_and_removes_it_when_stopped(
         try:
             # The address file is written first, then the announcement is printed.
             lines = _Lines(up)
-            announced = lines.next(30)
+            announced = lines.next(60)
             assert "listening on" in announced
             while str(address_file) not in announced.replace("\n", ""):  # rich wraps at 80
                 announced += lines.next(10)
             bootstrap = address_file.read_text().strip()
             host, _, port = bootstrap.rpartition(":")
             assert host == "127.0.0.1"
+            assert engine_file.read_text().strip() == engine
             asyncio.run(wait_until_ready(bootstrap, timeout_s=10))
 
             up.send_signal(stop_with)
-            assert up.wait(timeout=15) == 0
+            assert up.wait(timeout=20) == 0
         finally:
             if up.poll() is None:
                 up.kill()
 
     assert not address_file.exists()
+    assert not engine_file.exists()
     assert _refuses_connections(int(port))

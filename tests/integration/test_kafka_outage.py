@@ -1,20 +1,21 @@
 """Kafka unreachable for a while: the enforcer waits, resumes, and loses nothing.
 
-The embedded broker (Tansu) keeps its data in memory only, so it cannot be
-stopped and restarted with its topics. The outage is made in front of it
-instead: a dedicated broker advertises a TCP proxy's port to every client,
-and the proxy refuses new connections and drops the open ones for a few
-seconds (tests/support/tcp_proxy.py). To every client, the enforcer
-included, that is Kafka gone, then back at the same address with its data.
-The other outage is a broker that hangs (SIGSTOP, then SIGCONT): connections
-stay open and nothing answers, and the group's sessions expire meanwhile.
+Each outage has a one-node Apache Kafka of its own, which advertises a TCP
+proxy's port to every client. Three kinds:
+
+- unreachable: the proxy refuses new connections and drops the open ones
+  for a few seconds (tests/support/tcp_proxy.py), then lets them through;
+- hung: the broker is frozen (SIGSTOP, then SIGCONT): connections stay open
+  and nothing answers, and the group's sessions expire meanwhile;
+- restarted: the broker is SIGKILLed, then started again on its data.
+
+To every client, the enforcer included, that is Kafka gone, then back at
+the same address with its data.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,21 +24,25 @@ from pathlib import Path
 import pytest
 
 from broker.app.settings import Settings
-from broker.kafka.embedded.tansu import EmbeddedKafka, free_loopback_port
+from broker.kafka.embedded import ApacheKafka
+from broker.kafka.embedded.engine import ensure_kafka
+from broker.kafka.embedded.ports import free_loopback_port
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings
+from tests.support.kafka import SUITE_SETTINGS
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
+NODE = 1  # the only one
 OUTAGE_S = 5.0
 BURST = 100
 
 
 @dataclass
 class _Outage:
-    kafka: EmbeddedKafka
+    kafka: ApacheKafka
     proxy: TcpProxy
 
     @property
@@ -47,36 +52,36 @@ class _Outage:
     async def begin(self, kind: str) -> None:
         if kind == "unreachable":
             await self.proxy.cut()
+        elif kind == "hung":
+            self.kafka.freeze(NODE)
         else:
-            assert self.kafka.tansu_pid is not None
-            os.kill(self.kafka.tansu_pid, signal.SIGSTOP)
+            self.kafka.kill(NODE)
 
     async def end(self, kind: str) -> None:
         if kind == "unreachable":
             await self.proxy.restore()
+        elif kind == "hung":
+            self.kafka.thaw(NODE)
         else:
-            assert self.kafka.tansu_pid is not None
-            os.kill(self.kafka.tansu_pid, signal.SIGCONT)
+            await asyncio.to_thread(self.kafka.restart, NODE)  # it waits on its own loop
 
 
 @pytest.fixture
 async def outage() -> AsyncIterator[_Outage]:
     """A broker of its own, reached only through a proxy that can cut it off."""
     proxy_port = free_loopback_port()
-    kafka = EmbeddedKafka(advertised_port=proxy_port)
-    proxy = TcpProxy(("127.0.0.1", kafka.port), proxy_port)
+    kafka = ApacheKafka(ensure_kafka(SUITE_SETTINGS.engine_cache), advertised_port=proxy_port)
+    proxy = TcpProxy(("127.0.0.1", kafka.ports[NODE].client), proxy_port)
     await proxy.start()
     try:
         await asyncio.to_thread(kafka.start)  # it waits on its own event loop
         yield _Outage(kafka, proxy)
     finally:
-        if kafka.tansu_pid is not None:
-            os.kill(kafka.tansu_pid, signal.SIGCONT)  # harmless when it is not stopped
         await proxy.close()
-        await asyncio.to_thread(kafka.stop)
+        await asyncio.to_thread(kafka.stop)  # thaws a frozen node first
 
 
-@pytest.mark.parametrize("kind", ["unreachable", "hung"])
+@pytest.mark.parametrize("kind", ["unreachable", "hung", "restarted"])
 async def test_the_enforcer_waits_out_a_kafka_outage_and_then_delivers_every_report(
     tmp_path: Path, policies_dir: Path, outage: _Outage, kind: str
 ) -> None:

@@ -23,11 +23,12 @@ from broker.kafka.consumer import SubmissionConsumer
 from broker.kafka.producer import OutputProducer
 from broker.wire.records import InboundRecord, OutboundRecord, Partition, offsets_after
 from broker.wire.topics import TopicNames
+from tests.support.kafka import SESSION_TIMEOUT_MS
 
 pytestmark = pytest.mark.integration
 
 HOLD_S = 3.0  # how long the first consumer "processes" its batch
-SESSION_MS = 2000  # Tansu lets a joining member wait half of it
+SESSION_MS = SESSION_TIMEOUT_MS  # the first member hears of the rebalance within a fifth
 
 
 @dataclass
@@ -156,7 +157,8 @@ async def test_a_fetch_returns_within_its_timeout_while_the_group_rebalances(
     await producer.stop()
     await admin.close()
     group = f"g{uuid.uuid4().hex[:8]}"
-    # A longer session: Tansu then holds each join round for about three seconds.
+    # A longer session: the first member then hears of the rebalance only at its next
+    # heartbeat (a fifth of it, 1.2 s), so the join round lasts longer than a fetch.
     members = [
         SubmissionConsumer(
             kafka_bootstrap,

@@ -10,13 +10,13 @@ rejected topic contains against what the agreements decide.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
 
 from bench.resilience import QUICK, run_resilience
 from broker.app.settings import Settings
+from tests.support.kafka import SESSION_TIMEOUT_MS
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,7 @@ pytestmark = pytest.mark.integration
 async def test_enforcers_killed_and_restarted_deliver_every_allowed_pair_and_nothing_else(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    preset = dataclasses.replace(
-        QUICK, session_timeout_ms=6000 if os.environ.get("IXB_KAFKA_BOOTSTRAP") else 2000
-    )
+    preset = dataclasses.replace(QUICK, session_timeout_ms=SESSION_TIMEOUT_MS)
 
     outcome = await run_resilience(
         preset, Settings(kafka_bootstrap=kafka_bootstrap), workdir=tmp_path

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
+from tests.support.kafka import SESSION_TIMEOUT_MS, subprocess_env
 
 pytestmark = pytest.mark.integration
 
@@ -52,24 +52,15 @@ field_rules: {}
 """
 
 
-def _environment(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
-    env.update(
-        IXB_KAFKA_BOOTSTRAP=settings.kafka_bootstrap or "",
-        IXB_HOME=str(settings.home),
-        IXB_POLICIES_DIR=str(settings.policies_dir),
-        IXB_TOPIC_NAMESPACE=settings.topic_namespace,
-        IXB_GROUP_ID=settings.group_id,
-        IXB_CONSUMER_SESSION_TIMEOUT_MS=str(settings.consumer_session_timeout_ms),
-        IXB_METRICS_ADDR="127.0.0.1:0",  # tests run side by side: no fixed port
-        IXB_BATCH_MAX_RECORDS=str(BURST),
-    )
-    return env
-
-
 def _start_enforcer(settings: Settings, output: IO[bytes]) -> subprocess.Popen[bytes]:
+    run = settings.model_copy(
+        update={
+            "metrics_addr": "127.0.0.1:0",  # tests run side by side: no fixed port
+            "batch_max_records": BURST,
+        }
+    )
     return subprocess.Popen(
-        [str(IXB), "run"], env=_environment(settings), stdout=output, stderr=subprocess.STDOUT
+        [str(IXB), "run"], env=subprocess_env(run), stdout=output, stderr=subprocess.STDOUT
     )
 
 
@@ -91,7 +82,7 @@ async def test_sigterm_mid_stream_exits_0_in_bounded_time_having_committed_just_
         policies_dir=policies_dir,
         topic_namespace=f"t{uuid.uuid4().hex[:12]}",
         group_id=f"g{uuid.uuid4().hex[:8]}",
-        consumer_session_timeout_ms=6000 if os.environ.get("IXB_KAFKA_BOOTSTRAP") else 2000,
+        consumer_session_timeout_ms=SESSION_TIMEOUT_MS,
     )
     provision_keys(settings, ["NL", "BE"])
     topics = TopicNames(settings.topic_namespace)

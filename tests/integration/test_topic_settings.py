@@ -42,9 +42,15 @@ async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be
     finally:
         await raw.close()
 
+    held = {topic: await _configs(kafka_bootstrap, topic) for topic in evidence}
+
     assert drifts == [{}, {}, {}]
     partitions = {d["topic"]: len(d["partitions"]) for d in described}
     assert partitions == {topics.audit: 3, topics.audit_checkpoints: 1, topics.bundles: 1}
+    for topic in (topics.audit, topics.audit_checkpoints):  # read back from the broker
+        assert (held[topic]["retention.ms"], held[topic]["retention.bytes"]) == ("-1", "-1")
+        assert held[topic]["cleanup.policy"] == "delete"
+    assert held[topics.bundles]["cleanup.policy"] == "compact"  # one record per hash: all kept
 
 
 async def test_an_enforcer_creates_its_intake_ledger_kept_for_the_freshness_window_and_skew(
@@ -62,6 +68,7 @@ async def test_an_enforcer_creates_its_intake_ledger_kept_for_the_freshness_wind
     held = await _configs(kafka_bootstrap, topics.accepted)
     # 600 s fresh + 2 x 60 s skew; Kafka deletes whole segments, so one per quarter of that
     assert (held.get("retention.ms"), held.get("segment.ms")) == ("720000", "180000")
+    assert held.get("cleanup.policy") == "delete"
 
 
 async def test_an_enforcer_started_on_topics_made_with_the_defaults_names_them(
@@ -88,10 +95,11 @@ async def test_an_enforcer_started_on_topics_made_with_the_defaults_names_them(
 
     named = {e["topic"]: e["held"] for e in captured if e["event"] == "topic_settings_differ"}
     assert named == {
-        # Tansu reports only the settings a topic was created with: the others are None
-        topics.audit: {"retention.ms": "604800000", "retention.bytes": None},
+        # what each holds instead: the setting given, or Kafka's default (a week,
+        # unlimited size); retention.bytes is the default -1 ixb wants
+        topics.audit: {"retention.ms": "604800000"},
         topics.bundles: {"cleanup.policy": "delete"},
-        topics.accepted: {"retention.ms": "604800000", "segment.ms": None},
+        topics.accepted: {"retention.ms": "604800000", "segment.ms": "604800000"},
     }
 
 

