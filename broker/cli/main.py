@@ -32,6 +32,7 @@ from broker.cli.render import (
     print_rejection,
     rejection_json,
 )
+from broker.cli.schemas import schemas_app
 from broker.cli.taxii import taxii_app
 from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
@@ -57,6 +58,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
 app.add_typer(taxii_app, name="taxii")
+app.add_typer(schemas_app, name="schemas")
 
 out = Console()
 err = Console(stderr=True)
