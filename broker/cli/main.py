@@ -24,6 +24,14 @@ from broker.app import logs
 from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap, run_enforcer
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
+from broker.cli.formats import (
+    InFormat,
+    OutFormat,
+    inbound_defaults,
+    poll_reports,
+    read_reports,
+    render,
+)
 from broker.cli.keys import keys_app
 from broker.cli.render import (
     delivery_json,
@@ -184,17 +192,43 @@ def agreements_explain(
 
 
 @app.command()
-def publish(
-    files: Annotated[list[Path], typer.Argument(help="JSON report files")],
+def publish(  # noqa: PLR0917 - one option per default an adapter may set
+    files: Annotated[list[Path] | None, typer.Argument(help="report files")] = None,
     as_nation: Annotated[
         str, typer.Option("--as", help="publishing nation (its agency key signs)")
-    ],
+    ] = "",
+    fmt: Annotated[InFormat, typer.Option("--format", help="the files' format")] = InFormat.JSON,
+    taxii: Annotated[str | None, typer.Option(help="poll this TAXII 2.1 collection URL")] = None,
+    taxii_user: Annotated[str | None, typer.Option(envvar="IXB_TAXII_USER")] = None,
+    taxii_password: Annotated[str | None, typer.Option(envvar="IXB_TAXII_PASSWORD")] = None,
+    added_after: Annotated[str | None, typer.Option(help="TAXII: only objects added after")] = None,
+    marking: Annotated[str | None, typer.Option(help="default TLP, e.g. TLP:AMBER")] = None,
+    handling_code: Annotated[str | None, typer.Option(help="default SIENA code H0-H3")] = None,
+    grading: Annotated[str | None, typer.Option(help="default 4x4 grading, e.g. B2")] = None,
+    report_type: Annotated[str | None, typer.Option(help="default report type")] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option(help="STIX/MISP property that may be dropped (repeat)")
+    ] = None,
 ) -> None:
-    """Validate, sign and publish reports to ixb.submit.<NATION>."""
+    """Validate, sign and publish reports (JSON, STIX 2.1 or MISP) to ixb.submit.<NATION>."""
     settings = _settings()
+    if not as_nation or not (files or taxii):
+        raise _fail(ConfigurationError("give --as NATION and report files or --taxii URL"))
 
     async def go() -> None:
-        reports = [r for path in files for r in load_reports(path)]
+        defaults = inbound_defaults(
+            as_nation,
+            marking=marking,
+            handling_code=handling_code,
+            grading=grading,
+            report_type=report_type,
+            ignore=ignore,
+        )
+        reports = [r for path in files or [] for r in read_reports(fmt, path, defaults)]
+        if taxii:
+            reports += poll_reports(
+                taxii, defaults, user=taxii_user, password=taxii_password, added_after=added_after
+            )
         async with open_publisher(settings, resolve_bootstrap(settings), as_nation) as publisher:
             for sent in await publisher.publish(reports):
                 out.print(f"published {sent.report_id} to {sent.topic}")
@@ -222,6 +256,9 @@ def run() -> None:
 def subscribe(
     nation: Nation,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout")] = False,
+    fmt: Annotated[
+        OutFormat, typer.Option("--format", help="text, or one JSON/STIX/MISP document a line")
+    ] = OutFormat.TEXT,
     follow: Annotated[bool, typer.Option(help="keep waiting for new deliveries")] = False,
     idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
 ) -> None:
@@ -246,6 +283,8 @@ def subscribe(
                 )
             elif as_json:
                 print(json.dumps(delivery_json(item)))
+            elif fmt is not OutFormat.TEXT:
+                print(render(fmt, item))
             else:
                 print_delivery(out, item)
 
