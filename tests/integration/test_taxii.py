@@ -23,6 +23,8 @@ from taxii2client.v21 import Collection, Server, as_pages
 
 from broker.app.settings import Settings
 from broker.cli.taxii import ServeOptions, serve, store_file, users_file
+from connectors.stix import InboundDefaults, bundle_to_reports
+from connectors.stix.taxii_source import poll_collection
 from connectors.taxii.auth import add_user
 from connectors.taxii.feeder import FeedCounts
 from connectors.taxii.server import collection_id
@@ -225,3 +227,23 @@ async def test_requests_the_specification_refuses_get_taxii_error_objects(
             assert response.json()["http_status"] == str(code)
         with pytest.raises(TAXIIServiceException):
             await off_loop(lambda: collection.add_objects({"type": "bundle", "objects": []}))
+
+
+async def test_an_adapter_polling_a_taxii_collection_gets_the_reports_it_holds(
+    exchange: Exchange,
+) -> None:
+    reports = [make_report("NL") for _ in range(3)]
+    await exchange.publish("NL", [exchange.seal(r) for r in reports])
+    await exchange.wait_completed(3)
+    async with taxii_server(exchange) as running:
+        await running.wait_for("BE", 3)
+        url = running.collection("BE", as_nation="BE").url
+        bundle = await off_loop(
+            functools.partial(
+                poll_collection, url, user="be", password=running.secrets["BE"], per_request=9
+            )
+        )
+    polled = bundle_to_reports(bundle, InboundDefaults(origin="NL"))
+    assert sorted(str(r.report_id) for r in polled) == sorted(str(r.report_id) for r in reports)
+    assert {r.title for r in polled} == {r.title for r in reports}
+    assert all(r.summary is None for r in polled)  # as BE was given them: withheld
