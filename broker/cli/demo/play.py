@@ -34,6 +34,7 @@ from broker.app.assembly import (
 )
 from broker.app.settings import Settings
 from broker.cli.demo.scenario import NATIONS, build
+from broker.cli.demo.taxii import show_taxii
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import EnforcerStats
@@ -137,7 +138,7 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         )
         return False
 
-    delivered_ids = await _show_feeds(settings, bootstrap, console)
+    delivered_ids, received = await _show_feeds(settings, bootstrap, console)
     await _show_rejections(settings, bootstrap, console)
     nowhere = [title for rid, title in published.items() if rid not in delivered_ids]
     console.rule("[bold]Delivered to no one")
@@ -156,13 +157,20 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         f"withheld by policy: {dict(stats.withheld.most_common(4))}, "
         f"rejected: {dict(stats.rejected)}"
     )
-    return bool(stats.rejected) and bool(nowhere) and stats.held == 1
+    over_taxii = await show_taxii(
+        settings, bootstrap, console, nation="BE", other="NL", expected=received["BE"]
+    )
+    return bool(stats.rejected) and bool(nowhere) and stats.held == 1 and over_taxii
 
 
-async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> set[str]:
+async def _show_feeds(
+    settings: Settings, bootstrap: str, console: Console
+) -> tuple[set[str], Counter[str]]:
+    """Print every nation's verified feed; the report ids delivered, and how many per nation."""
     catalog = load_catalog(settings)
     registry = RegistryFile(settings.registry_path)
     delivered: set[str] = set()
+    counts: Counter[str] = Counter()
     summary = Table(title="What each nation received (verified)")
     for column in ("nation", "reports", "from", "agreements", "withheld", "derived by the broker"):
         summary.add_column(column)
@@ -186,6 +194,7 @@ async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> s
             print_delivery(console, delivery)
         if len(received) > 3:
             console.print(f"  [dim]... and {len(received) - 3} more[/dim]")
+        counts[nation] = len(received)
         origins = Counter(d.origin for d in received)
         withheld = sorted({f for d in received for f in d.withheld_fields})
         derived = sorted({f"{x.field}: {x.describe()}" for d in received for x in d.derived_fields})
@@ -198,7 +207,7 @@ async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> s
             "\n".join(derived) or "-",
         )
     console.print(summary)
-    return delivered
+    return delivered, counts
 
 
 async def _show_held(
