@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from stix2validator import ValidationOptions, validate_instance
 from broker.domain.report import ReportType
 from broker.wire.codec import SchemaCatalog
 from connectors.stix import delivery_to_bundle
+from connectors.stix.vocabulary import IXB_EXTENSION_ID, IXB_NAMESPACE
 from tests.factories import make_report
 from tests.support.deliveries import DeliveryFactory
 
@@ -230,3 +232,11 @@ def test_the_bundle_carries_the_extension_definition_its_objects_use(
     assert used == {definition["id"]}
     creators = {o["id"] for o in by_type(bundle, "identity")}
     assert definition["created_by_ref"] in creators
+
+
+def test_the_documented_identifiers_are_the_ones_the_bundles_use() -> None:
+    documented = (Path(__file__).resolve().parents[2] / "docs" / "STIX.md").read_text()
+    assert IXB_EXTENSION_ID in documented
+    assert str(IXB_NAMESPACE) in documented
+    for marking_id in OASIS_TLP2.values():
+        assert marking_id in documented
