@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import functools
+import ipaddress
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from stix2validator import ValidationOptions, validate_instance
 from taxii2client.exceptions import TAXIIServiceException
 from taxii2client.v21 import Collection, Server, as_pages
@@ -72,7 +79,9 @@ def secrets_for(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def taxii_server(exchange: Exchange) -> AsyncIterator[Running]:
+async def taxii_server(
+    exchange: Exchange, options: ServeOptions | None = None
+) -> AsyncIterator[Running]:
     secrets = secrets_for(exchange.settings)
     stop, listening = asyncio.Event(), asyncio.get_running_loop().create_future()
     counts: dict[str, FeedCounts] = {}
@@ -80,7 +89,7 @@ async def taxii_server(exchange: Exchange) -> AsyncIterator[Running]:
         serve(
             exchange.settings,
             exchange.bootstrap,
-            ServeOptions(("NL", "BE"), port=0),
+            options or ServeOptions(("NL", "BE"), port=0),
             stop,
             on_listening=listening.set_result,
             counts=counts,
@@ -247,3 +256,61 @@ async def test_an_adapter_polling_a_taxii_collection_gets_the_reports_it_holds(
     assert sorted(str(r.report_id) for r in polled) == sorted(str(r.report_id) for r in reports)
     assert {r.title for r in polled} == {r.title for r in reports}
     assert all(r.summary is None for r in polled)  # as BE was given them: withheld
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as an operator's PKI would issue."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ixb-taxii-test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_over_tls_a_client_that_trusts_the_certificate_reads_its_feed(
+    exchange: Exchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # requests lets these override a session's own trust: the client must trust our cert.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    await publish(exchange, "NL", 1)
+    await exchange.wait_completed(1)
+    cert, key = self_signed(tmp_path)
+    options = ServeOptions(("NL", "BE"), port=0, tls_cert=cert, tls_key=key)
+    async with taxii_server(exchange, options) as running:
+        await running.wait_for("BE", 1)
+        assert running.url.startswith("https://127.0.0.1:")
+        collection = Collection(
+            running.collection("BE", as_nation="BE").url,
+            user="be",
+            password=running.secrets["BE"],
+            verify=str(cert),
+        )
+        objects = await off_loop(functools.partial(every_object, collection, type="report"))
+        assert len(objects) == 1
+        untrusting = Collection(collection.url, user="be", password=running.secrets["BE"])
+        with pytest.raises(requests.exceptions.SSLError):
+            await off_loop(untrusting.get_objects)
