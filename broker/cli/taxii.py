@@ -225,3 +225,22 @@ def add_user_command(
         f"user [bold]{name or nation.lower()}[/bold] reads collection {collection_id(nation)}"
     )
     print(secret)
+
+
+@taxii_app.command("problems")
+def problems_command(
+    nation: Annotated[str, typer.Argument(help="the nation whose collection to look at")],
+) -> None:
+    """List the feed records of NATION that were not served, and why (offset, reason)."""
+    settings = Settings()
+    path = store_file(settings)
+    if not path.exists():
+        err.print(f"[red]error:[/red] no TAXII store at {path}")
+        raise typer.Exit(2)
+    store = Store(path)
+    try:
+        found = store.problems(collection_id(nation))
+    finally:
+        store.close()
+    for offset, reason, detail in found:
+        print(f"{offset}\t{reason}\t{detail}")

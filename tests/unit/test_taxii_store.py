@@ -8,9 +8,14 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from broker.app.settings import Settings
+from broker.cli.main import app
+from broker.cli.taxii import store_file
 from broker.errors import ConfigurationError
 from connectors.taxii.auth import Credentials, UserFile, add_user
+from connectors.taxii.server import collection_id
 from connectors.taxii.store import Query, Store
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -114,3 +119,15 @@ def test_one_nation_has_one_user_and_a_malformed_file_is_refused(tmp_path: Path)
     users.write_text(json.dumps({"nl": {"nation": "Netherlands", "secret_sha256": "00"}}))
     with pytest.raises(ConfigurationError, match="nation"):
         UserFile(users)
+
+
+def test_problems_are_kept_once_per_offset_and_listed_by_the_cli(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    store = Store(store_file(settings))
+    store.add_problem(collection_id("BE"), 7, "unknown_key", "no key BE-1 in the registry")
+    store.add_problem(collection_id("BE"), 7, "unknown_key", "no key BE-1 in the registry")
+    store.add_problem(collection_id("NL"), 3, "stix_invalid", "report--x: SchemaError")
+    store.close()
+    shown = CliRunner().invoke(app, ["taxii", "problems", "BE"], env={"IXB_HOME": str(tmp_path)})
+    assert shown.exit_code == 0, shown.output
+    assert shown.output.splitlines() == ["7\tunknown_key\tno key BE-1 in the registry"]
