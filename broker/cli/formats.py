@@ -50,6 +50,7 @@ class OutFormat(StrEnum):
 def inbound_defaults(
     nation: str,
     *,
+    agency: str | None = None,
     marking: str | None,
     handling_code: str | None,
     grading: str | None,
@@ -67,6 +68,7 @@ def inbound_defaults(
     try:
         return InboundDefaults(
             origin=nation,
+            agency=agency,
             marking=Marking(marking.upper()) if marking else None,
             handling_code=HandlingCode(handling_code.upper()) if handling_code else None,
             source_reliability=reliability,

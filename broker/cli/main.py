@@ -202,6 +202,7 @@ def publish(  # noqa: PLR0917 - one option per default an adapter may set
     taxii_user: Annotated[str | None, typer.Option(envvar="IXB_TAXII_USER")] = None,
     taxii_password: Annotated[str | None, typer.Option(envvar="IXB_TAXII_PASSWORD")] = None,
     added_after: Annotated[str | None, typer.Option(help="TAXII: only objects added after")] = None,
+    agency: Annotated[str | None, typer.Option(help="agency, for reports naming none")] = None,
     marking: Annotated[str | None, typer.Option(help="default TLP, e.g. TLP:AMBER")] = None,
     handling_code: Annotated[str | None, typer.Option(help="default SIENA code H0-H3")] = None,
     grading: Annotated[str | None, typer.Option(help="default 4x4 grading, e.g. B2")] = None,
@@ -218,6 +219,7 @@ def publish(  # noqa: PLR0917 - one option per default an adapter may set
     async def go() -> None:
         defaults = inbound_defaults(
             as_nation,
+            agency=agency,
             marking=marking,
             handling_code=handling_code,
             grading=grading,

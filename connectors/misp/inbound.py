@@ -124,7 +124,7 @@ class _Event:
             if getattr(event, extra, None):
                 raise Unmappable(self.where, extra, "ixb reports have no field for it")
         organisation = getattr(event, "Orgc", None)
-        agency = getattr(organisation, "name", None)
+        agency = getattr(organisation, "name", None) or self.defaults.agency
         if not agency:
             raise Unmappable(self.where, "Orgc", "names no organisation (the agency)")
         record = self.record

@@ -62,6 +62,7 @@ class InboundDefaults:
     """
 
     origin: str
+    agency: str | None = None  # for a report that names no creator
     report_type: ReportType | None = None
     marking: Marking | None = None
     handling_code: HandlingCode | None = None
@@ -203,6 +204,8 @@ class _Report:
     def _agency(self) -> tuple[str, str | None]:
         creator_id = self.report.get("created_by_ref")
         creator = self.objects.get(creator_id) if isinstance(creator_id, str) else None
+        if creator_id is None and self.defaults.agency is not None:
+            return self.defaults.agency, None  # the bundle names no creator: the adapter's agency
         if creator is None or creator.get("type") != "identity":
             raise Unmappable(
                 self.report["id"], "created_by_ref", "names no identity in the bundle (the agency)"

@@ -188,3 +188,16 @@ def test_refusals_name_the_object_and_property_never_a_value() -> None:
         bundle_to_reports(bundle, AGENCY_DEFAULTS)
     assert "government-national" not in str(refused.value)
     assert "'sectors'" in str(refused.value)
+
+
+def test_a_report_naming_no_creator_takes_the_adapters_agency_or_is_refused() -> None:
+    bundle = partner_bundle()
+    for obj in bundle["objects"]:
+        obj.pop("created_by_ref", None)
+    bundle["objects"] = [o for o in bundle["objects"] if o.get("identity_class") != "organization"]
+    with pytest.raises(Unmappable) as refused:
+        bundle_to_reports(bundle, AGENCY_DEFAULTS)
+    assert refused.value.property == "created_by_ref"
+    named = dataclasses.replace(AGENCY_DEFAULTS, agency="Koninklijke Marechaussee")
+    [report] = bundle_to_reports(bundle, named)
+    assert report.agency == "Koninklijke Marechaussee"
