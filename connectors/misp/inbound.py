@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import ValidationError
 from pymisp import MISPAttribute, MISPEvent, MISPObject
 
-from broker import ThreatReport, describe_validation_error
+from broker import Marking, ThreatReport, describe_validation_error
 from connectors.misp.outbound import TLP_TAGS
 from connectors.stix import InboundDefaults, Unmappable
 from connectors.stix.vocabulary import IXB_NAMESPACE
@@ -108,6 +108,7 @@ class _Event:
         self.ignore = defaults.ignore_properties
         self.where = f"event {event.uuid}"
         self.record: dict[str, Any] = {"subjects": [], "vehicles": [], "indicators": []}
+        self.tlp: list[Marking] = []  # every TLP tag, of the event and of its attributes
 
     def _ignored(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, p) for p in self.ignore)
@@ -138,7 +139,8 @@ class _Event:
             "agency": agency,
             "title": event.info,
             "report_type": tags.get("report-type") or self.defaults.report_type or "other",
-            "marking": tags.get("marking") or self.defaults.marking,
+            # One marking for the report: the strictest anywhere in the event.
+            "marking": max(self.tlp, key=lambda m: m.rank) if self.tlp else self.defaults.marking,
             "handling_code": tags.get("handling-code") or self.defaults.handling_code,
             "source_reliability": tags.get("source-reliability")
             or self.defaults.source_reliability,
@@ -160,7 +162,7 @@ class _Event:
             name = str(tag.name)
             match = _MACHINE_TAG.match(name)
             if name.lower() in _TLP:
-                found["marking"] = _TLP[name.lower()]
+                self.tlp.append(Marking(_TLP[name.lower()]))
             elif match and match["name"] == "related-report":
                 found["related-report"].append(match["value"])
             elif match and match["name"] not in ("withheld", "agreement", "delivery-id"):
@@ -169,7 +171,17 @@ class _Event:
                 raise Unmappable(self.where, f"Tag {name}", "a tag ixb has no field for")
         return found
 
+    def _attribute_tags(self, attribute: MISPAttribute) -> None:
+        """An attribute's TLP tags count for the report; any other tag refuses it."""
+        for tag in getattr(attribute, "tags", []):
+            name = str(tag.name)
+            if name.lower() in _TLP:
+                self.tlp.append(Marking(_TLP[name.lower()]))
+            elif not self._ignored(f"tag:{name}"):
+                raise Unmappable(f"attribute {attribute.uuid}", f"Tag {name}", "a tag ixb lacks")
+
     def _top_level(self, attribute: MISPAttribute) -> None:
+        self._attribute_tags(attribute)
         path = _path_of(attribute)
         kind = _INDICATOR_BY_TYPE.get(attribute.type)
         if path is not None:
@@ -196,6 +208,7 @@ class _Event:
         counters[target] = index + 1
         base = target if target == "location" else f"{target}[{index}]"
         for attribute in obj.attributes:
+            self._attribute_tags(attribute)
             path = _path_of(attribute)
             if path is None:
                 field = _RELATIONS[obj.name].get(attribute.object_relation)

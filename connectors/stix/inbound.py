@@ -218,20 +218,31 @@ class _Report:
         return name, nation if isinstance(nation, str) else None
 
     def _markings(self) -> tuple[Marking, HandlingCode]:
-        """The report's TLP level and handling code, from its markings, extension or defaults."""
+        """The report's TLP level and handling code, from its markings, extension or defaults.
+
+        An ixb report has one marking, so it takes the most restrictive TLP
+        level of the report and of every object it refers to: a RED identity
+        in a GREEN report makes the report RED, never the identity GREEN.
+        """
         tlp: list[Marking] = []
-        handling: list[HandlingCode] = []
-        for ref in _string_list(self.report, "object_marking_refs"):
-            if ref in TLP_BY_ID:
-                tlp.append(TLP_BY_ID[ref])
-            elif ref in SIENA_BY_ID:
-                handling.append(SIENA_BY_ID[ref])
-            elif (level := self._tlp2_in_bundle(ref)) is not None:
-                tlp.append(level)
-            else:
-                raise Unmappable(
-                    self.report["id"], "object_marking_refs", f"{ref} is no TLP or SIENA marking"
-                )
+        handling: set[HandlingCode] = set()
+        marked = [self.report] + [
+            self.objects[ref]
+            for ref in _string_list(self.report, "object_refs")
+            if ref in self.objects and self.objects[ref]["type"] != "marking-definition"
+        ]
+        for obj in marked:
+            for ref in _string_list(obj, "object_marking_refs"):
+                if ref in TLP_BY_ID:
+                    tlp.append(TLP_BY_ID[ref])
+                elif ref in SIENA_BY_ID:
+                    handling.add(SIENA_BY_ID[ref])
+                elif (level := self._tlp2_in_bundle(ref)) is not None:
+                    tlp.append(level)
+                else:
+                    raise Unmappable(
+                        obj["id"], "object_marking_refs", f"{ref} is no TLP or SIENA marking"
+                    )
         if self.report.get("granular_markings"):
             raise Unmappable(
                 self.report["id"], "granular_markings", "ixb marks whole reports, not parts"
@@ -241,9 +252,11 @@ class _Report:
             raise Unmappable(
                 self.report["id"], "object_marking_refs", "no TLP marking and no default given"
             )
-        code = self.ext.get("handling_code")
-        if handling:
-            code = max(handling, key=lambda h: h.value)
+        if len(handling) > 1:
+            raise Unmappable(
+                self.report["id"], "object_marking_refs", "several SIENA codes; a report has one"
+            )
+        code = next(iter(handling), None) or self.ext.get("handling_code")
         code = code or self.defaults.handling_code
         if code is None:
             raise Unmappable(

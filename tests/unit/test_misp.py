@@ -197,3 +197,11 @@ def test_an_object_template_ixb_has_no_field_for_is_refused_naming_it() -> None:
     with pytest.raises(Unmappable) as refused:
         events_to_reports(event, DEFAULTS)
     assert refused.value.object_id == "object 8b9c0d1e-4d5e-4f6a-9b2c-3d4e5f6a7b8c"
+
+
+def test_an_attribute_tagged_more_strictly_than_its_event_makes_the_report_that_strict() -> None:
+    event = copy.deepcopy(PARTNER_EVENT)
+    event["Event"]["Attribute"][0]["Tag"] = [{"name": "tlp:red"}]
+    event["Event"]["Tag"].append({"name": "tlp:green"})
+    [report] = events_to_reports(event, DEFAULTS)
+    assert report.marking is Marking.RED

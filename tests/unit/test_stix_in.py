@@ -201,3 +201,12 @@ def test_a_report_naming_no_creator_takes_the_adapters_agency_or_is_refused() ->
     named = dataclasses.replace(AGENCY_DEFAULTS, agency="Koninklijke Marechaussee")
     [report] = bundle_to_reports(bundle, named)
     assert report.agency == "Koninklijke Marechaussee"
+
+
+def test_an_object_marked_more_strictly_than_its_report_makes_the_report_that_strict() -> None:
+    bundle = partner_bundle()
+    red = "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1"
+    person = next(o for o in bundle["objects"] if o.get("identity_class") == "individual")
+    person["object_marking_refs"] = [red]
+    [report] = bundle_to_reports(bundle, AGENCY_DEFAULTS)
+    assert report.marking is Marking.RED
