@@ -165,7 +165,7 @@ async def _follow(
 
 
 @taxii_app.command("serve")
-def serve_command(
+def serve_command(  # noqa: PLR0917 - typer passes every option by name
     nation: Annotated[
         list[str] | None,
         typer.Option(help="serve this nation's feed (repeat); default: every user's"),
@@ -174,16 +174,22 @@ def serve_command(
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 9440,
     tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate chain")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key")] = None,
+    users: Annotated[
+        Path | None, typer.Option(help="users file; default <IXB_HOME>/taxii/users.json")
+    ] = None,
+    store: Annotated[
+        Path | None, typer.Option(help="SQLite store; default <IXB_HOME>/taxii/store.sqlite3")
+    ] = None,
 ) -> None:
     """Serve verified feeds over TAXII 2.1 until Ctrl-C or SIGTERM."""
     settings = Settings()
     logs.configure()
     try:
-        nations = tuple(nation or sorted(UserFile(users_file(settings)).nations()))
+        nations = tuple(nation or sorted(UserFile(users or users_file(settings)).nations()))
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    options = ServeOptions(nations, host, port, tls_cert, tls_key)
+    options = ServeOptions(nations, host, port, tls_cert, tls_key, users, store)
 
     async def go() -> None:
         stop = asyncio.Event()
