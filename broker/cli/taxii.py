@@ -43,6 +43,7 @@ out = Console()
 err = Console(stderr=True)
 
 FEED_RETRY_S = 2.0  # a nation's topic may not exist yet: look again this often
+FEEDER_STOP_S = 10.0  # a feeder not stopped by then (stuck connecting) is cancelled
 
 
 def users_file(settings: Settings) -> Path:
@@ -103,6 +104,7 @@ async def serve(
     runner = web.AppRunner(TaxiiApp(store, users, options.nations).build(), access_log=None)
     counts = counts if counts is not None else {}
     feeders: list[asyncio.Task[None]] = []
+    halt = asyncio.Event()  # the feeders' own stop: set on the way out, whatever the reason
     try:
         await runner.setup()
         site = web.TCPSite(runner, options.host, options.port, ssl_context=context)
@@ -116,7 +118,13 @@ async def serve(
             feeders.append(
                 asyncio.create_task(
                     _follow(
-                        settings, bootstrap, store, nation=nation, options=options, counts=counts
+                        settings,
+                        bootstrap,
+                        store,
+                        nation=nation,
+                        options=options,
+                        counts=counts,
+                        halt=halt,
                     )
                 )
             )
@@ -129,11 +137,14 @@ async def serve(
             if task is not waiting:
                 task.result()  # a feeder only ends by failing: raise its error
     finally:
-        for task in feeders:
-            task.cancel()
-        for task in feeders:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        halt.set()  # each feeder closes its consumer at its next poll
+        if feeders:
+            _, stuck = await asyncio.wait(feeders, timeout=FEEDER_STOP_S)
+            for task in stuck:
+                task.cancel()
+            for task in feeders:
+                with contextlib.suppress(asyncio.CancelledError, IxbError):
+                    await task
         await runner.cleanup()
         store.close()
 
@@ -146,11 +157,12 @@ async def _follow(
     nation: str,
     options: ServeOptions,
     counts: dict[str, FeedCounts],
+    halt: asyncio.Event,
 ) -> None:
-    """Read ``nation``'s feed for ever; the store skips what it already holds."""
+    """Read ``nation``'s feed until ``halt``; the store skips what it already holds."""
     catalog = load_catalog(settings)
     registry = RegistryFile(settings.registry_path)
-    while True:
+    while not halt.is_set():
         feed = read_feed(
             bootstrap=bootstrap,
             topics=TopicNames(settings.topic_namespace),
@@ -159,9 +171,11 @@ async def _follow(
             registry=registry.current,
             idle_timeout_s=options.feed_idle_timeout_s,
             follow=True,
+            stop=halt,
         )
         await feed_store(store, nation, feed, counts=counts[nation])
-        await asyncio.sleep(FEED_RETRY_S)  # the topic did not exist: look again
+        with contextlib.suppress(TimeoutError):  # the topic did not exist: look again soon
+            await asyncio.wait_for(halt.wait(), timeout=FEED_RETRY_S)
 
 
 @taxii_app.command("serve")

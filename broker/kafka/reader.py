@@ -23,6 +23,7 @@ async def read_topic(
     follow: bool = False,
     since: dt.datetime | None = None,
     start: Mapping[int, int] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[InboundRecord]:
     """Every record of ``topic`` from the beginning, without joining a group.
 
@@ -32,7 +33,10 @@ async def read_topic(
     each partition is read from its first record stamped at or after that
     time, where the cluster can say which that is (Kafka can; the embedded
     broker answers with the first record, so everything is read). ``start``
-    gives partitions (by number) an offset to begin at instead.
+    gives partitions (by number) an offset to begin at instead. Setting
+    ``stop`` ends the read at its next poll (within 200 ms) and closes the
+    consumer: a follower stopped that way leaves no connection behind, which
+    cancelling it in the middle of a connect can.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -44,7 +48,7 @@ async def read_topic(
         await consumer.start()
         partitions = consumer.partitions_for_topic(topic) or set()
         if not partitions:
-            partitions = await _wait_for_partitions(consumer, topic, idle_timeout_s)
+            partitions = await _wait_for_partitions(consumer, topic, idle_timeout_s, stop)
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not assigned:
             return  # the topic does not exist (yet): nothing to read
@@ -55,7 +59,9 @@ async def read_topic(
                 consumer.seek(tp, start[tp.partition])
         ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
         idle_since = time.monotonic()
-        while follow or time.monotonic() - idle_since < idle_timeout_s:
+        while (stop is None or not stop.is_set()) and (
+            follow or time.monotonic() - idle_since < idle_timeout_s
+        ):
             if not follow and await _caught_up(consumer, ends):
                 return
             batches = await consumer.getmany(timeout_ms=200)
@@ -95,10 +101,10 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
 
 
 async def _wait_for_partitions(
-    consumer: AIOKafkaConsumer, topic: str, timeout_s: float
+    consumer: AIOKafkaConsumer, topic: str, timeout_s: float, stop: asyncio.Event | None
 ) -> set[int]:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (stop is None or not stop.is_set()):
         await consumer.topics()  # refreshes metadata
         partitions = consumer.partitions_for_topic(topic)
         if partitions:
