@@ -23,6 +23,14 @@ from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap,
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line
+from broker.cli.formats import (
+    InFormat,
+    OutFormat,
+    inbound_defaults,
+    poll_reports,
+    read_reports,
+    render,
+)
 from broker.cli.keys import keys_app
 from broker.cli.render import (
     decision_json,
@@ -32,6 +40,8 @@ from broker.cli.render import (
     print_rejection,
     rejection_json,
 )
+from broker.cli.schemas import schemas_app
+from broker.cli.taxii import taxii_app
 from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded import Engine, embedded_broker
@@ -56,6 +66,8 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
+app.add_typer(taxii_app, name="taxii")
+app.add_typer(schemas_app, name="schemas")
 
 out = console()
 err = console(stderr=True)
@@ -284,18 +296,46 @@ def agreements_explain(
 
 
 @app.command()
-def publish(
-    files: Annotated[list[Path], typer.Argument(help="JSON report files")],
+def publish(  # noqa: PLR0917 - one option per default an adapter may set
+    files: Annotated[list[Path] | None, typer.Argument(help="report files")] = None,
     as_nation: Annotated[
         str, typer.Option("--as", help="publishing nation (its agency key signs)")
-    ],
+    ] = "",
     as_json: Json = False,
+    fmt: Annotated[InFormat, typer.Option("--format", help="the files' format")] = InFormat.JSON,
+    taxii: Annotated[str | None, typer.Option(help="poll this TAXII 2.1 collection URL")] = None,
+    taxii_user: Annotated[str | None, typer.Option(envvar="IXB_TAXII_USER")] = None,
+    taxii_password: Annotated[str | None, typer.Option(envvar="IXB_TAXII_PASSWORD")] = None,
+    added_after: Annotated[str | None, typer.Option(help="TAXII: only objects added after")] = None,
+    agency: Annotated[str | None, typer.Option(help="agency, for reports naming none")] = None,
+    marking: Annotated[str | None, typer.Option(help="default TLP, e.g. TLP:AMBER")] = None,
+    handling_code: Annotated[str | None, typer.Option(help="default SIENA code H0-H3")] = None,
+    grading: Annotated[str | None, typer.Option(help="default 4x4 grading, e.g. B2")] = None,
+    report_type: Annotated[str | None, typer.Option(help="default report type")] = None,
+    ignore: Annotated[
+        list[str] | None, typer.Option(help="STIX/MISP property that may be dropped (repeat)")
+    ] = None,
 ) -> None:
-    """Validate, sign and publish reports to ixb.submit.<NATION>."""
+    """Validate, sign and publish reports (JSON, STIX 2.1 or MISP) to ixb.submit.<NATION>."""
     settings = _settings()
+    if not as_nation or not (files or taxii):
+        raise _fail(ConfigurationError("give --as NATION and report files or --taxii URL"))
 
     async def go() -> None:
-        reports = [r for path in files for r in load_reports(path)]
+        defaults = inbound_defaults(
+            as_nation,
+            agency=agency,
+            marking=marking,
+            handling_code=handling_code,
+            grading=grading,
+            report_type=report_type,
+            ignore=ignore,
+        )
+        reports = [r for path in files or [] for r in read_reports(fmt, path, defaults)]
+        if taxii:
+            reports += poll_reports(
+                taxii, defaults, user=taxii_user, password=taxii_password, added_after=added_after
+            )
         async with open_publisher(settings, resolve_bootstrap(settings), as_nation) as publisher:
             for sent in await publisher.publish(reports):
                 if as_json:
@@ -326,6 +366,9 @@ def run() -> None:
 def subscribe(
     nation: Nation,
     as_json: Json = False,
+    fmt: Annotated[
+        OutFormat, typer.Option("--format", help="text, or one JSON/STIX/MISP document a line")
+    ] = OutFormat.TEXT,
     follow: Annotated[bool, typer.Option(help="keep waiting for new deliveries")] = False,
     idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
 ) -> None:
@@ -350,6 +393,8 @@ def subscribe(
                 )
             elif as_json:
                 print_json_line(delivery_json(item))
+            elif fmt is not OutFormat.TEXT:
+                print(render(fmt, item))
             else:
                 print_delivery(out, item)
 

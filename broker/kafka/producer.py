@@ -12,6 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from broker.errors import TransportError
 from broker.kafka.admin import TopicAdmin
+from broker.wire.codec import schema_headers
 from broker.wire.records import OutboundRecord
 
 # One produce batch per partition and send: a bench batch's deliveries to one
@@ -102,7 +103,7 @@ class OutputProducer:
         futures = []
         batch = self._producer.create_batch()
         for r in records:
-            headers = list(r.headers)
+            headers = list(schema_headers(r.value, r.headers))  # every record names its schema
             if batch.append(key=r.key, value=r.value, timestamp=None, headers=headers) is None:
                 batch.close()
                 futures.append(await self._producer.send_batch(batch, topic, partition=partition))

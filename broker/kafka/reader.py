@@ -25,6 +25,7 @@ async def read_topic(
     follow: bool = False,
     since: dt.datetime | None = None,
     start: Mapping[int, int] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[InboundRecord]:
     """Every record of ``topic`` from the beginning, without joining a group.
 
@@ -34,7 +35,10 @@ async def read_topic(
     each partition is read from its first record stamped at or after that
     time, where the cluster can say which that is (Kafka can; the embedded
     broker answers with the first record, so everything is read). ``start``
-    gives partitions (by number) an offset to begin at instead.
+    gives partitions (by number) an offset to begin at instead. Setting
+    ``stop`` ends the read at its next poll (within 200 ms) and closes the
+    consumer: a follower stopped that way leaves no connection behind, which
+    cancelling it in the middle of a connect can.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -44,7 +48,7 @@ async def read_topic(
     )
     try:
         await consumer.start()
-        partitions = await _wait_for_partitions(bootstrap, topic, idle_timeout_s)
+        partitions = await _wait_for_partitions(bootstrap, topic, idle_timeout_s, stop)
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not assigned:
             return  # the topic does not exist (yet): nothing to read
@@ -55,7 +59,9 @@ async def read_topic(
                 consumer.seek(tp, start[tp.partition])
         ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
         idle_since = time.monotonic()
-        while follow or time.monotonic() - idle_since < idle_timeout_s:
+        while (stop is None or not stop.is_set()) and (
+            follow or time.monotonic() - idle_since < idle_timeout_s
+        ):
             if not follow and await _caught_up(consumer, ends):
                 return
             batches = await consumer.getmany(timeout_ms=200)
@@ -94,7 +100,9 @@ async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]
     return True
 
 
-async def _wait_for_partitions(bootstrap: str, topic: str, timeout_s: float) -> set[int]:
+async def _wait_for_partitions(
+    bootstrap: str, topic: str, timeout_s: float, stop: asyncio.Event | None
+) -> set[int]:
     """The topic's partitions, once the cluster's metadata lists them (none after timeout).
 
     Asked of an admin client: a consumer that has not subscribed asks Kafka
@@ -111,7 +119,7 @@ async def _wait_for_partitions(bootstrap: str, topic: str, timeout_s: float) -> 
             for described in await on_some_broker(lambda: admin.describe_topics([topic])):
                 if described.get("error_code") == 0 and described.get("partitions"):
                     return {p["partition"] for p in described["partitions"]}
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 return set()
             await asyncio.sleep(0.1)
     finally:

@@ -22,6 +22,7 @@ is a :class:`FeedProblem`, never shown as a report.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import hashlib
@@ -270,16 +271,18 @@ async def read_feed(
     idle_timeout_s: float = 2.0,
     follow: bool = False,
     deduplicate: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[VerifiedDelivery | FeedProblem]:
     """Verified deliveries for ``nation`` from the start of its feed.
 
     Deliveries are at least once; with ``deduplicate`` a repeated delivery id
-    is yielded only the first time.
+    is yielded only the first time. Setting ``stop`` ends a followed feed at
+    its next poll.
     """
     seen: set[str] = set()
     verifier = DeliveryVerifier(catalog, nation)
     async for record in read_topic(
-        bootstrap, topics.deliver(nation), idle_timeout_s=idle_timeout_s, follow=follow
+        bootstrap, topics.deliver(nation), idle_timeout_s=idle_timeout_s, follow=follow, stop=stop
     ):
         try:
             delivery = verifier.verify(registry(), record.value or b"")

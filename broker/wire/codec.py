@@ -5,6 +5,14 @@ bytes ``C3 01``, the schema's 8-byte CRC-64-AVRO fingerprint (little-endian),
 then the binary body. A message therefore names its own schema; an unknown
 fingerprint is refused with ``unknown_schema`` rather than guessed at.
 
+Every record ixb writes to Kafka also says so in two headers
+(:func:`schema_headers`): ``ixb-schema``, the schema's full name, and
+``ixb-schema-fingerprint``, ``crc-64-avro:`` and the same 8 bytes in hex, so
+a partner's tool sees what a record is without decoding it. The fingerprint
+is over the Parsing Canonical Form as the Avro specification defines it
+(logical types dropped, as fastavro does; Apache avro-python 1.12 keeps
+them and gets other values): README, "Partners' tools".
+
 Decoding is defensive because it runs on bytes from other sovereign parties:
 the size is checked before anything is parsed, the whole buffer must be
 consumed (no trailing bytes), and any decoder failure becomes a
@@ -28,12 +36,37 @@ from broker.errors import ConfigurationError, DecodeError
 from broker.resources import SCHEMAS_DIR
 from broker.wire.guard import AvroGuardError, Limits
 from broker.wire.guard import check as guard_body
+from broker.wire.records import Headers
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = len(MAGIC) + 8
 
 # Hard ceiling for anything a partner may send; Kafka's own default is 1 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+
+SCHEMA_HEADER = "ixb-schema"
+FINGERPRINT_HEADER = "ixb-schema-fingerprint"
+# Every schema a catalog in this process loaded, by fingerprint: a fingerprint
+# names one schema for good, so the map only ever grows and never disagrees.
+_NAMES: dict[bytes, str] = {}
+
+
+def schema_headers(value: bytes, headers: Headers = ()) -> Headers:
+    """``headers`` with the two that name ``value``'s schema (replacing any already there).
+
+    A value that is not a single-object message of a loaded schema keeps its
+    headers as they are.
+    """
+    name = _NAMES.get(bytes(value[2:HEADER_LEN])) if value[:2] == MAGIC else None
+    if name is None:
+        return headers
+    kept = tuple(h for h in headers if h[0] not in (SCHEMA_HEADER, FINGERPRINT_HEADER))
+    fingerprint_hex = bytes(value[2:HEADER_LEN]).hex()
+    return (
+        *kept,
+        (SCHEMA_HEADER, name.encode()),
+        (FINGERPRINT_HEADER, f"crc-64-avro:{fingerprint_hex}".encode()),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +103,7 @@ class SchemaCatalog:
     def __init__(self, schemas: Mapping[str, AvroSchema], *, max_message_bytes: int) -> None:
         self._by_name = dict(schemas)
         self._by_fingerprint = {s.fingerprint: s for s in schemas.values()}
+        _NAMES.update({s.fingerprint: s.name for s in schemas.values()})
         self.max_message_bytes = max_message_bytes
         self.guard_limits = Limits(max_bytes=max(1, max_message_bytes))
 
@@ -93,7 +127,7 @@ class SchemaCatalog:
             digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
             if not isinstance(parsed, dict) or parsed.get("type") != "record":
                 raise ConfigurationError(f"{path}: a message schema must be a named record")
-            name = str(parsed["name"])
+            name = str(parsed["name"])  # fastavro's parsed name is the full name
             schemas[name] = AvroSchema(name, parsed, digest)
         return cls(schemas, max_message_bytes=max_message_bytes)
 

@@ -36,6 +36,7 @@ from broker.app.assembly import (
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
 from broker.cli.demo.scenario import NATIONS, build
+from broker.cli.demo.taxii import show_taxii
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import EnforcerStats
@@ -163,7 +164,7 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
         )
         return False
 
-    delivered_ids = await _show_feeds(settings, bootstrap, console, as_json=as_json)
+    delivered_ids, received = await _show_feeds(settings, bootstrap, console, as_json=as_json)
     await _show_rejections(settings, bootstrap, console)
     nowhere = [title for rid, title in published.items() if rid not in delivered_ids]
     console.rule("[bold]Delivered to no one")
@@ -193,7 +194,16 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
         f"withheld by policy: {dict(stats.withheld.most_common(4))}, "
         f"rejected: {dict(stats.rejected)}"
     )
-    return bool(delivered_ids) and bool(stats.rejected) and bool(nowhere) and stats.held == 1
+    over_taxii = await show_taxii(
+        settings, bootstrap, console, nation="BE", other="NL", expected=received["BE"]
+    )
+    return (
+        bool(delivered_ids)
+        and bool(stats.rejected)
+        and bool(nowhere)
+        and stats.held == 1
+        and over_taxii
+    )
 
 
 SUMMARY_COLUMNS = ("nation", "reports", "from", "agreements", "withheld", "derived by the broker")
@@ -201,10 +211,12 @@ SUMMARY_COLUMNS = ("nation", "reports", "from", "agreements", "withheld", "deriv
 
 async def _show_feeds(
     settings: Settings, bootstrap: str, console: Console, *, as_json: bool
-) -> set[str]:
+) -> tuple[set[str], Counter[str]]:
+    """Print every nation's verified feed; the report ids delivered, and how many per nation."""
     catalog = load_catalog(settings)
     registry = RegistryFile(settings.registry_path)
     delivered: set[str] = set()
+    counts: Counter[str] = Counter()
     rows: list[dict[str, Any]] = []
     for nation in NATIONS:
         console.rule(f"[bold]{nation}[/bold] inbound feed")
@@ -226,6 +238,7 @@ async def _show_feeds(
             print_delivery(console, delivery)
         if len(received) > 3:
             console.print(f"  [dim]... and {len(received) - 3} more[/dim]")
+        counts[nation] = len(received)
         origins = Counter(d.origin for d in received)
         withheld = sorted({f for d in received for f in d.withheld_fields})
         derived = sorted({f"{x.field}: {x.describe()}" for d in received for x in d.derived_fields})
@@ -240,7 +253,7 @@ async def _show_feeds(
             }
         )
     _print_summary(console, rows, as_json=as_json)
-    return delivered
+    return delivered, counts
 
 
 def _print_summary(console: Console, rows: list[dict[str, Any]], *, as_json: bool) -> None:
