@@ -12,9 +12,11 @@ key registry alone. The entry is still checked against the leaf hash like
 one handed in separately; carrying it adds nothing the proof must trust.
 
 The JSON form (``receipt_to_json``) is what ``ixb audit receipt`` writes;
-hashes and the signature are lower-case hex, the entry is base64 (standard
-alphabet, padded), the time is integer milliseconds so that the signed
-input is rebuilt exactly.
+hashes and the signature are lower-case hex, the entry and the checkpoint's
+C2SP note are base64 (standard alphabet, padded), the time is integer
+milliseconds so that the signed input is rebuilt exactly. The note carries
+the witnesses' cosignatures collected for the checkpoint, so a holder can
+ask for a quorum of them (broker/auditlog/witnessed.py).
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
             "at_ms": c.at_ms,
             "signer_key_id": c.signer_key_id,
             "signature": c.signature.hex(),
+            "note": base64.b64encode(c.note).decode(),
         },
         **carried,
     }
@@ -243,6 +246,7 @@ def receipt_from_json(document: object) -> Receipt:
             at_ms=_int(c["at_ms"]),
             signer_key_id=_str(c["signer_key_id"]),
             signature=bytes.fromhex(_str(c["signature"])),
+            note=base64.b64decode(_str(c.get("note", "")), validate=True),
         )
         path = doc["audit_path"]
         if not isinstance(path, list):
