@@ -32,6 +32,7 @@ from broker.cli.render import (
     print_rejection,
     rejection_json,
 )
+from broker.cli.witness import witness
 from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded.tansu import EmbeddedKafka
@@ -55,6 +56,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
+app.command("witness")(witness)
 
 out = Console()
 err = Console(stderr=True)

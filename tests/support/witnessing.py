@@ -9,12 +9,15 @@ note signed by the broker key under the log's origin).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.auditlog.checkpoints import Checkpoint, broker_note_keys, sign_checkpoint
 from broker.auditlog.log_notes import origin_of
+from broker.auditlog.witness_client import WitnessReply
+from broker.errors import TransportError
 from broker.parties.witness import Answer, Witness
 from broker.parties.witness_state import WitnessState
 from broker.trust.keystore import Keystore
@@ -112,3 +115,35 @@ class ShownLog:
 
 def values(count: int, tag: bytes = b"entry") -> list[bytes]:
     return [tag + b"-" + str(i).encode() for i in range(count)]
+
+
+class InProcessWitness:
+    """A real :class:`Witness`, called in this process instead of over HTTP."""
+
+    def __init__(self, witness: Witness, url: str) -> None:
+        self.witness = witness
+        self.url = url
+
+    async def add_checkpoint(self, body: bytes) -> WitnessReply:
+        answer = self.witness.add_checkpoint(body)
+        return WitnessReply(answer.status, answer.body)
+
+
+class UnreachableWitness:
+    """Test double: a witness whose every request fails to connect (an injected fault)."""
+
+    url = "http://unreachable.invalid"
+
+    async def add_checkpoint(self, body: bytes) -> WitnessReply:
+        raise TransportError("witness unreachable (injected)")
+
+
+class GarblingWitness(InProcessWitness):
+    """Test double: a real witness whose answer is corrupted on the way (an injected fault)."""
+
+    async def add_checkpoint(self, body: bytes) -> WitnessReply:
+        reply = await super().add_checkpoint(body)
+        name, encoded = reply.body.rstrip(b"\n").rsplit(b" ", 1)
+        raw = bytearray(base64.b64decode(encoded))
+        raw[-1] ^= 1
+        return WitnessReply(reply.status, name + b" " + base64.b64encode(bytes(raw)) + b"\n")
