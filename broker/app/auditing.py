@@ -25,6 +25,7 @@ def audit_source(settings: Settings) -> AuditSource:
         topics=TopicNames(settings.topic_namespace),
         catalog=load_catalog(settings),
         registry=RegistryFile(settings.registry_path).current(),
+        origin_prefix=settings.log_origin,
     )
 
 

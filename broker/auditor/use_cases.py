@@ -6,7 +6,9 @@ reads what it needs from Kafka, then hands it to the pure checks beside it:
 
 - :func:`verify_audit` recomputes every tree from the log, checks every
   checkpoint's signature and every consistency step and names the first bad
-  entry (broker/auditor/verify.py);
+  entry (broker/auditor/verify.py); it weighs checkpoints held outside the
+  broker (files, the partners' witnesses) and can require a quorum of
+  witnesses' cosignatures (broker/auditor/views.py);
 - :func:`sign_checkpoints` signs the current size and root of every
   partition with the broker's newest usable key and writes them to
   ``ixb.audit.checkpoints`` (the running broker also does so periodically),
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.auditlog.bundles import BundleShelf
@@ -40,6 +43,9 @@ from broker.auditlog.checkpoints import (
 )
 from broker.auditlog.entries import FirstWritten, Outcome, decode_entry
 from broker.auditlog.receipts import Receipt, receipt_for_delivery
+from broker.auditlog.witness_client import WitnessClient
+from broker.auditlog.witnessed import WitnessKeys
+from broker.auditor.held import fetch_latest, open_held
 from broker.auditor.received import ReceivedViews
 from broker.auditor.replay import LoggedEntry, Replayer, ReplayFilter, ReplayReport
 from broker.auditor.source import IDLE_TIMEOUT_S, AuditSource, Logs, read_logs, read_values
@@ -63,6 +69,7 @@ from broker.wire.topics import TopicNames
 
 __all__ = [
     "IntakeWindow",
+    "Witnessing",
     "issue_receipt",
     "replay_audit",
     "replayer_for",
@@ -85,16 +92,57 @@ async def _checkpoint_records(source: AuditSource) -> list[tuple[int, bytes]]:
     return [record for records in logs.values() for record in records]
 
 
-async def verify_audit(source: AuditSource) -> tuple[list[VerificationReport], Logs]:
-    """Verify every log of the decision log; the reports, and the logs as read."""
+@dataclass(frozen=True, slots=True)
+class Witnessing:
+    """What ``verify`` weighs besides the broker's topics, and the quorum it requires."""
+
+    held: Sequence[tuple[str, bytes]] = ()  # (where from, C2SP checkpoint note)
+    witnesses: Sequence[WitnessClient] = ()  # asked for their latest cosigned checkpoints
+    quorum: int = 0  # partners' witnesses that must have cosigned a checkpoint the log matches
+
+
+async def verify_audit(
+    source: AuditSource, witnessing: Witnessing = Witnessing()
+) -> tuple[list[VerificationReport], Logs]:
+    """Verify every log of the decision log; the reports, and the logs as read.
+
+    A log the held checkpoints or the checkpoint topic name but the audit
+    topic no longer has (a partition emptied) is verified as an empty log,
+    so its checkpoints show it was cut back.
+    """
     logs = await read_logs(source.bootstrap, source.topics.audit)
-    checkpoints = [value for _, value in await _checkpoint_records(source)]
+    checkpoint_records = await _checkpoint_records(source)
+    checkpoints = [value for _, value in checkpoint_records]
+    named = {*logs, *_logs_named(source.catalog, checkpoints)}
+    notes = [*witnessing.held]
+    notes += await fetch_latest(source, witnessing.witnesses, named)
+    held = open_held(source, notes)
     verify = checkpoint_verifier(source.registry)
+    witnesses = WitnessKeys(source.registry)
     reports = [
-        verify_log(log_id, records, checkpoints, verify, catalog=source.catalog)
-        for log_id, records in logs.items()
+        verify_log(
+            log_id,
+            logs.get(log_id, []),
+            checkpoints,
+            verify,
+            catalog=source.catalog,
+            held=held.get(log_id, ()),
+            witnesses=witnesses,
+            quorum=witnessing.quorum,
+        )
+        for log_id in sorted({*named, *held})
     ]
     return reports, logs
+
+
+def _logs_named(catalog: SchemaCatalog, checkpoints: Sequence[bytes]) -> set[str]:
+    named = set()
+    for value in checkpoints:
+        try:
+            named.add(decode_checkpoint(catalog, value).log_id)
+        except DecodeError:
+            continue  # verify names it
+    return named
 
 
 async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Checkpoint]:

@@ -28,6 +28,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from broker.app.assembly import load_catalog
 from broker.app.auditing import audit_source, intake_window
@@ -35,12 +36,20 @@ from broker.app.settings import Settings
 from broker.auditlog.checkpoints import checkpoint_verifier
 from broker.auditlog.entries import Outcome, decode_entry
 from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_receipt
+from broker.auditlog.witness_client import WitnessClient
 from broker.auditor.export import render_html, write_jsonl
 from broker.auditor.replay import ReplayFilter
 from broker.auditor.replay_output import report_document, report_lines
 from broker.auditor.summary import FlowSummary
-from broker.auditor.use_cases import issue_receipt, replay_audit, sign_checkpoints, verify_audit
-from broker.errors import DecodeError, IxbError, RejectedInput
+from broker.auditor.use_cases import (
+    Witnessing,
+    issue_receipt,
+    replay_audit,
+    sign_checkpoints,
+    verify_audit,
+)
+from broker.auditor.verify import VerificationReport
+from broker.errors import ConfigurationError, DecodeError, IxbError, RejectedInput
 from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
@@ -50,32 +59,99 @@ out = Console()
 err = Console(stderr=True)
 
 
+TrustedOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-checkpoint",
+        help="a C2SP checkpoint kept outside the broker (e.g. a witness's latest); repeatable",
+    ),
+]
+WitnessOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="a witness to ask for its latest cosigned checkpoints; repeatable "
+        "(default IXB_WITNESSES)",
+    ),
+]
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="partners' witnesses that must have cosigned (default IXB_WITNESS_QUORUM)"
+    ),
+]
+
+
+def _witnessing(
+    settings: Settings, trusted: list[Path] | None, witnesses: list[str] | None, quorum: int | None
+) -> Witnessing:
+    held = []
+    for path in trusted or []:
+        try:
+            held.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the trusted checkpoint {path}") from exc
+    urls = witnesses if witnesses else list(settings.witness_urls)
+    return Witnessing(
+        held=held,
+        witnesses=[WitnessClient(u, timeout_s=settings.witness_timeout_s) for u in urls],
+        quorum=settings.witness_quorum if quorum is None else quorum,
+    )
+
+
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute every tree, check every checkpoint; exit 1 naming the first bad entry."""
+def audit_verify(
+    trusted: TrustedOption = None, witness: WitnessOption = None, quorum: QuorumOption = None
+) -> None:
+    """Recompute every tree, check every checkpoint; exit 1 naming the first bad entry.
+
+    Checkpoints held outside the broker (--trusted-checkpoint, the witnesses'
+    latest) must still be in the log; with --quorum K, K partners' witnesses
+    must have cosigned a checkpoint the log matches.
+    """
     try:
-        reports, _ = asyncio.run(verify_audit(audit_source(Settings())))
+        settings = Settings()
+        witnessing = _witnessing(settings, trusted, witness, quorum)
+        reports, _ = asyncio.run(verify_audit(audit_source(settings), witnessing))
+    except RejectedInput as exc:
+        err.print(f"[red]cannot verify:[/red] {exc.reason}: {exc.detail}")
+        raise typer.Exit(code=2) from exc
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
     bad = 0
+    now = dt.datetime.now(dt.UTC)
     for report in reports:
         if report.problem is None:
-            repeats = f", {report.duplicates} duplicates (re-sent)" if report.duplicates else ""
-            out.print(
-                f"{report.log_id}: ok, {report.entries} entries{repeats}, "
-                f"{report.checkpoints} checkpoints, {report.consistency_steps} consistency steps"
-            )
+            out.print(_verified(report, witnessing.quorum, now), markup=False, highlight=False)
             continue
         bad += 1
         p = report.problem
         out.print(
             f"[red]{report.log_id}: {p.reason}[/red] at offset {p.offset} (index {p.index}): "
-            f"{p.detail}"
+            f"{escape(p.detail)}"
         )
     if not reports:
         out.print("the decision log is empty")
     raise typer.Exit(code=1 if bad else 0)
+
+
+def _verified(report: VerificationReport, quorum: int, now: dt.datetime) -> str:
+    """One line: what holds, how far the checkpoints reach, and what is not signed yet."""
+    repeats = f", {report.duplicates} duplicates (re-sent)" if report.duplicates else ""
+    held = f", {report.held} held elsewhere" if report.held else ""
+    line = (
+        f"{report.log_id}: ok, {report.entries} entries{repeats}, "
+        f"{report.checkpoints} checkpoints{held}, {report.consistency_steps} consistency steps"
+    )
+    if quorum:
+        cosigners = ", ".join(report.cosigners)
+        line += f"; witnessed to size {report.witnessed_size} by {cosigners} (quorum {quorum})"
+    if report.unsigned:
+        since = report.unsigned_since
+        age = "" if since is None else f", the oldest {int((now - since).total_seconds())} s old"
+        line += f"; {report.unsigned} entries after the newest checkpoint{age}"
+    return line
 
 
 @audit_app.command("checkpoint")

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from broker.auditlog.checkpoints import (
     Checkpoint,
     Checkpointer,
+    CheckpointSigner,
     VerifySignature,
     encode_checkpoint,
     log_id_of,
@@ -151,7 +152,7 @@ class BuiltLog:
 
 def build_log(
     catalog: SchemaCatalog,
-    signer: Ed25519CheckpointSigner,
+    signer: CheckpointSigner,
     entries: int,
     *,
     writers: int = 3,
