@@ -181,9 +181,12 @@ async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Chec
 
 
 async def issue_receipt(
-    source: AuditSource, delivery_id: str, outcome: Outcome | None = None
+    source: AuditSource, delivery_id: str, outcome: Outcome | None = None, *, quorum: int = 0
 ) -> Receipt:
-    """A self-contained receipt for a delivery's latest entry, under its latest checkpoint."""
+    """A self-contained receipt for a delivery's latest entry, under its latest checkpoint.
+
+    With a ``quorum``, the latest checkpoint that many partners' witnesses cosigned.
+    """
     logs = await read_logs(source.bootstrap, source.topics.audit)
     checkpoints = []
     for _, value in await _checkpoint_records(source):
@@ -198,6 +201,8 @@ async def issue_receipt(
         checkpoint_verifier(source.registry),
         catalog=source.catalog,
         outcome=outcome,
+        witnesses=WitnessKeys(source.registry),
+        quorum=quorum,
     )
 
 

@@ -37,6 +37,7 @@ from broker.auditlog.checkpoints import checkpoint_verifier
 from broker.auditlog.entries import Outcome, decode_entry
 from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_receipt
 from broker.auditlog.witness_client import WitnessClient
+from broker.auditlog.witnessed import WitnessKeys
 from broker.auditor.export import render_html, write_jsonl
 from broker.auditor.replay import ReplayFilter
 from broker.auditor.replay_output import report_document, report_lines
@@ -51,6 +52,7 @@ from broker.auditor.use_cases import (
 from broker.auditor.verify import VerificationReport
 from broker.errors import ConfigurationError, DecodeError, IxbError, RejectedInput
 from broker.trust.keystore import Keystore
+from broker.trust.note import parse_note
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 
@@ -202,10 +204,18 @@ def audit_receipt(
     outcome: Annotated[
         Outcome | None, typer.Option(help="the entry of this outcome (default: the latest)")
     ] = None,
+    quorum: QuorumOption = None,
 ) -> None:
-    """A receipt (JSON, entry included) proving the delivery's entry is in a signed checkpoint."""
+    """A receipt (JSON, entry included) proving the delivery's entry is in a signed checkpoint.
+
+    The checkpoint carries every witness cosignature collected for it; with
+    --quorum K, it is the latest checkpoint K partners' witnesses cosigned.
+    """
     try:
-        issued = asyncio.run(issue_receipt(audit_source(Settings()), delivery_id, outcome))
+        settings = Settings()
+        wanted = settings.witness_quorum if quorum is None else quorum
+        source = audit_source(settings)
+        issued = asyncio.run(issue_receipt(source, delivery_id, outcome, quorum=wanted))
     except RejectedInput as exc:
         err.print(f"[red]no receipt:[/red] {exc.reason}: {exc.detail}")
         raise typer.Exit(code=1) from exc
@@ -231,9 +241,15 @@ def audit_check_receipt(
         Path | None,
         typer.Option(help="the entry's bytes, for a receipt that does not carry them"),
     ] = None,
+    quorum: QuorumOption = None,
 ) -> None:
-    """Verify a receipt offline against the key registry; exit 1 naming what does not hold."""
+    """Verify a receipt offline against the key registry; exit 1 naming what does not hold.
+
+    With --quorum K (default IXB_WITNESS_QUORUM), K partners' witnesses must
+    have cosigned the receipt's checkpoint.
+    """
     settings = Settings()
+    wanted = settings.witness_quorum if quorum is None else quorum
     try:
         registry = RegistryFile(settings.registry_path).current()
         catalog = load_catalog(settings)
@@ -247,14 +263,22 @@ def audit_check_receipt(
             raise DecodeError("malformed_receipt", f"cannot read {receipt_file}") from exc
         held = receipt_from_json(document)
         entry = None if entry_file is None else entry_file.read_bytes()
-        verify_receipt(held, entry, checkpoint_verifier(registry))
+        verify_receipt(
+            held,
+            entry,
+            checkpoint_verifier(registry),
+            witnesses=WitnessKeys(registry),
+            quorum=wanted,
+        )
     except RejectedInput as exc:
         out.print(f"[red]receipt refused: {exc.reason}[/red]: {exc.detail}")
         raise typer.Exit(code=1) from exc
     c = held.checkpoint
+    cosigners = sorted(WitnessKeys(registry).cosigners(parse_note(c.note)))
+    witnessed = f", cosigned by {', '.join(cosigners)}" if cosigners else ""
     out.print(
         f"ok: entry {held.index} of {c.log_id} is under the checkpoint of size {c.tree_size} "
-        f"signed by {c.signer_key_id} at {c.at.isoformat(timespec='milliseconds')}"
+        f"signed by {c.signer_key_id} at {c.at.isoformat(timespec='milliseconds')}{witnessed}"
     )
     _describe(catalog, entry if entry is not None else held.entry)
 
