@@ -49,6 +49,7 @@ def delivery_of(catalog: SchemaCatalog, built: BuiltLog, index: int) -> str:
 
 def issue(
     catalog: SchemaCatalog,
+    *,
     federation: Federation,
     built: BuiltLog,
     checkpoints: list[Checkpoint],
@@ -77,7 +78,13 @@ def test_a_receipt_carries_the_cosignatures_of_every_copy_of_its_checkpoint(
         with_cosignature(federation, newest, "BE"),
     ]
 
-    document = issue(catalog, federation, built, copies, delivery_of(catalog, built, 22))
+    document = issue(
+        catalog,
+        federation=federation,
+        built=built,
+        checkpoints=copies,
+        delivery_id=delivery_of(catalog, built, 22),
+    )
     held = receipt_from_json(json.loads(json.dumps(document)))
 
     keys = WitnessKeys(federation.registry)
@@ -100,7 +107,14 @@ def test_with_a_quorum_the_receipt_is_under_the_latest_checkpoint_that_has_it(
         built.checkpoints[2],  # size 30, cosigned by nobody yet
     ]
 
-    document = issue(catalog, federation, built, copies, delivery_of(catalog, built, 12), quorum=2)
+    document = issue(
+        catalog,
+        federation=federation,
+        built=built,
+        checkpoints=copies,
+        delivery_id=delivery_of(catalog, built, 12),
+        quorum=2,
+    )
 
     assert document["tree_size"] == 20
 
@@ -111,7 +125,14 @@ def test_no_receipt_is_issued_when_no_covering_checkpoint_has_the_quorum(
     copies = [with_cosignature(federation, built.checkpoints[-1], "NL")]
 
     with pytest.raises(RejectedInput) as refused:
-        issue(catalog, federation, built, copies, delivery_of(catalog, built, 24), quorum=2)
+        issue(
+            catalog,
+            federation=federation,
+            built=built,
+            checkpoints=copies,
+            delivery_id=delivery_of(catalog, built, 24),
+            quorum=2,
+        )
 
     assert refused.value.reason == "receipt_not_checkpointed"
     assert "cosigned by 2" in refused.value.detail
@@ -125,7 +146,13 @@ def test_a_receipt_whose_cosignature_was_copied_onto_another_checkpoint_lacks_th
     older = built.checkpoints[1]
     grafted = dataclasses.replace(older, note=older.note + line)
 
-    document = issue(catalog, federation, built, [grafted], delivery_of(catalog, built, 12))
+    document = issue(
+        catalog,
+        federation=federation,
+        built=built,
+        checkpoints=[grafted],
+        delivery_id=delivery_of(catalog, built, 12),
+    )
     held = receipt_from_json(document)
 
     with pytest.raises(VerificationError) as refused:
