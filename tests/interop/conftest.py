@@ -22,8 +22,8 @@ GO_DIR = REPO / "tests" / "go"
 _BUILD_TIMEOUT_S = 600
 
 
-def go_build(package: Path, output: Path) -> Path:
-    """``go build`` of ``package`` into ``output``; the test fails with Go's message if it fails."""
+def go_build(module: Path, output: Path, *, package: str = ".") -> Path:
+    """``go build`` of ``package`` in ``module`` into ``output``; or fail with Go's message."""
     go = shutil.which("go")
     if go is None:
         pytest.fail(
@@ -32,8 +32,8 @@ def go_build(package: Path, output: Path) -> Path:
         )
     env = {**os.environ, "GOFLAGS": "-mod=readonly", "GOTOOLCHAIN": "local"}
     built = subprocess.run(
-        [go, "build", "-o", str(output), "."],
-        cwd=package,
+        [go, "build", "-o", str(output), package],
+        cwd=module,
         env=env,
         capture_output=True,
         text=True,
@@ -41,7 +41,7 @@ def go_build(package: Path, output: Path) -> Path:
         check=False,
     )
     if built.returncode != 0:
-        pytest.fail(f"building {package.name} with Go failed:\n{built.stderr}")
+        pytest.fail(f"building {package} in {module.name} with Go failed:\n{built.stderr}")
     return output
 
 
@@ -49,3 +49,19 @@ def go_build(package: Path, output: Path) -> Path:
 def notecheck(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tests/go/notecheck, built with the machine's Go into the session's temporary directory."""
     return go_build(GO_DIR / "notecheck", tmp_path_factory.mktemp("go") / "notecheck")
+
+
+@pytest.fixture(scope="session")
+def litewitness_bin(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """litewitness and witnessctl (filippo.io/torchwood, pinned in tests/go/litewitness)."""
+    target = tmp_path_factory.mktemp("litewitness")
+    built = []
+    for command in ("litewitness", "witnessctl"):
+        built.append(
+            go_build(
+                GO_DIR / "litewitness",
+                target / command,
+                package=f"filippo.io/torchwood/cmd/{command}",
+            )
+        )
+    return built[0], built[1]
