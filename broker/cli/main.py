@@ -37,6 +37,7 @@ from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded.tansu import EmbeddedKafka
 from broker.kafka.reader import read_topic
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import load_bundle
 from broker.policy.lint import Severity, lint
@@ -222,6 +223,13 @@ def subscribe(
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines on stdout")] = False,
     follow: Annotated[bool, typer.Option(help="keep waiting for new deliveries")] = False,
     idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
+    agreements: Annotated[
+        Path | None,
+        typer.Option(
+            help="a directory of the agreement files NATION is party to, to judge the broker's "
+            "derivations by (default: the bundles the broker archived on ixb.bundles)"
+        ),
+    ] = None,
 ) -> None:
     """Verify and show what NATION received on ixb.deliver.<NATION>."""
     settings = _settings()
@@ -234,6 +242,7 @@ def subscribe(
             nation=nation,
             catalog=load_catalog(settings),
             registry=registry.current,
+            agreements=None if agreements is None else PartyAgreements.from_directory(agreements),
             idle_timeout_s=idle_timeout,
             follow=follow,
         ):
