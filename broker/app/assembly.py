@@ -377,10 +377,18 @@ async def _start_clients(
     watch.at("reaching Kafka")
     await clients.admin.start()
     await clients.admin.ensure(
-        [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+        [
+            topics.held,
+            topics.accepted,
+            topics.audit,
+            topics.audit_checkpoints,
+            topics.bundles,
+            topics.registry,
+        ]
     )
     await _warn_of_drift(
-        clients.admin, [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+        clients.admin,
+        [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles, topics.registry],
     )
     watch.at("starting the producer")
     await clients.producer.start()

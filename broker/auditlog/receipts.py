@@ -60,6 +60,7 @@ class Receipt:
     audit_path: tuple[bytes, ...]
     checkpoint: Checkpoint
     entry: bytes | None = None  # the entry's exact bytes, when the receipt carries them
+    registry: bytes | None = None  # the registry version the entry names (receipt_registry.py)
 
 
 def receipt(
@@ -251,6 +252,8 @@ def verify_receipt(
 def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
     c = receipt.checkpoint
     carried = {} if receipt.entry is None else {"entry": base64.b64encode(receipt.entry).decode()}
+    if receipt.registry is not None:
+        carried["registry"] = base64.b64encode(receipt.registry).decode()
     return {
         "format": RECEIPT_FORMAT,
         "index": receipt.index,
@@ -290,6 +293,7 @@ def receipt_from_json(document: object) -> Receipt:
         if not isinstance(path, list):
             raise TypeError("audit_path")
         carried = doc.get("entry")
+        registry = doc.get("registry")
         return Receipt(
             index=_int(doc["index"]),
             tree_size=_int(doc["tree_size"]),
@@ -297,6 +301,7 @@ def receipt_from_json(document: object) -> Receipt:
             audit_path=tuple(_hash(h) for h in path),
             checkpoint=checkpoint,
             entry=None if carried is None else base64.b64decode(_str(carried), validate=True),
+            registry=None if registry is None else base64.b64decode(_str(registry), validate=True),
         )
     except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
         # Name the kind of problem only; the document is the caller's input.

@@ -42,7 +42,9 @@ from broker.auditlog.checkpoints import (
     signed_checkpoints,
 )
 from broker.auditlog.entries import FirstWritten, Outcome, decode_entry
+from broker.auditlog.receipt_registry import with_registry
 from broker.auditlog.receipts import Receipt, receipt_for_delivery
+from broker.auditlog.registry_archive import RegistryHistory
 from broker.auditlog.witness_client import WitnessClient
 from broker.auditlog.witnessed import WitnessKeys
 from broker.auditor.held import fetch_latest, open_held
@@ -117,8 +119,9 @@ async def verify_audit(
     notes = [*witnessing.held]
     notes += await fetch_latest(source, witnessing.witnesses, named)
     held = open_held(source, notes)
-    verify = checkpoint_verifier(source.registry)
-    witnesses = WitnessKeys(source.registry)
+    registry = (await registry_history(source)).union(source.registry)
+    verify = checkpoint_verifier(registry)  # a broker key rotated away still verifies its past
+    witnesses = WitnessKeys(registry)
     reports = [
         verify_log(
             log_id,
@@ -194,15 +197,26 @@ async def issue_receipt(
             checkpoints.append(decode_checkpoint(source.catalog, value))
         except DecodeError:
             continue  # ``ixb audit verify`` names it
-    return receipt_for_delivery(
+    history = await registry_history(source)
+    registry = history.union(source.registry)  # keys rotated away since still verify
+    issued = receipt_for_delivery(
         logs,
         checkpoints,
         delivery_id,
-        checkpoint_verifier(source.registry),
+        checkpoint_verifier(registry),
         catalog=source.catalog,
         outcome=outcome,
-        witnesses=WitnessKeys(source.registry),
+        witnesses=WitnessKeys(registry),
         quorum=quorum,
+    )
+    named = decode_entry(source.catalog, issued.entry or b"").event.registry_hash
+    return with_registry(issued, None if named is None else history.document(named))
+
+
+async def registry_history(source: AuditSource) -> RegistryHistory:
+    """The registry versions archived on ``ixb.registry``, each believed as it holds."""
+    return RegistryHistory(
+        await read_values(source.bootstrap, source.topics.registry), source.catalog
     )
 
 
@@ -214,6 +228,7 @@ def replayer_for(
     topics: TopicNames,
     window: IntakeWindow,
     cached: bool = True,
+    registry_archives: Sequence[bytes] = (),
 ) -> Replayer:
     """A replayer judging intake as the enforcer does and deciding with regopy in-process.
 
@@ -237,7 +252,8 @@ def replayer_for(
         layout=layout,
     )
     shelf = BundleShelf(archives, catalog, build)
-    return Replayer(intake, registry, shelf, ReceivedViews(layout))
+    history = RegistryHistory(registry_archives, catalog)
+    return Replayer(intake, registry, shelf, ReceivedViews(layout), registries=history)
 
 
 async def replay_audit(
@@ -260,6 +276,7 @@ async def replay_audit(
                 entries.append(LoggedEntry(log_id, offset, entry))
     entries.sort(key=lambda e: (e.entry.event.at, e.log_id, e.offset))
     archives = await read_values(bootstrap, topics.bundles)
+    registry_archives = await read_values(bootstrap, topics.registry)
     wanted = {
         (ref.topic, ref.partition, ref.offset)
         for e in entries
@@ -272,7 +289,13 @@ async def replay_audit(
             if position in wanted:
                 submissions[position] = record.value
     replayer = replayer_for(
-        catalog, source.registry, archives, topics=topics, window=window, cached=cached
+        catalog,
+        source.registry,
+        archives,
+        topics=topics,
+        window=window,
+        cached=cached,
+        registry_archives=registry_archives,
     )
     report = replayer.replay(entries, submissions)
     unread = {"undecodable_entry": undecodable, "repeated_entry": first.repeats}

@@ -35,6 +35,7 @@ from broker.app.auditing import audit_source, intake_window
 from broker.app.settings import Settings
 from broker.auditlog.checkpoints import checkpoint_verifier
 from broker.auditlog.entries import Outcome, decode_entry
+from broker.auditlog.receipt_registry import registry_for_receipt
 from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_receipt
 from broker.auditlog.witness_client import WitnessClient
 from broker.auditlog.witnessed import WitnessKeys
@@ -251,7 +252,8 @@ def audit_check_receipt(
     settings = Settings()
     wanted = settings.witness_quorum if quorum is None else quorum
     try:
-        registry = RegistryFile(settings.registry_path).current()
+        registry_file = RegistryFile(settings.registry_path)
+        current = registry_file.current()
         catalog = load_catalog(settings)
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -263,6 +265,9 @@ def audit_check_receipt(
             raise DecodeError("malformed_receipt", f"cannot read {receipt_file}") from exc
         held = receipt_from_json(document)
         entry = None if entry_file is None else entry_file.read_bytes()
+        registry = registry_for_receipt(
+            held, entry, catalog=catalog, holder=registry_file.document(), current=current
+        )
         verify_receipt(
             held,
             entry,

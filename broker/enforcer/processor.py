@@ -22,6 +22,7 @@ same code.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +32,7 @@ import structlog
 
 from broker.auditlog.bundles import BundleArchiver
 from broker.auditlog.entries import AuditEvent, AuditWriter
+from broker.auditlog.registry_archive import RegistryArchiveWriter
 from broker.enforcer.stages.audit_events import decision_events, refusal_event, submission_ref
 from broker.enforcer.stages.context import BatchContext, batch_context
 from broker.enforcer.stages.fanout import FanOut, Pending, Routed
@@ -119,6 +121,7 @@ class BatchProcessor:
         self.audit = AuditWriter(catalog)  # this process's chain in the decision log
         # Shared with the embargo releaser, which may be the first to decide under a bundle.
         self.archiver = archiver or BundleArchiver(topics.bundles)
+        self._registry_archive = RegistryArchiveWriter(catalog, topics.registry)
 
     def process(self, batch: Iterable[InboundRecord]) -> Processed:
         """Every output for ``batch``, in one go (the bench's ceiling, replay, tests)."""
@@ -137,6 +140,9 @@ class BatchProcessor:
         context = batch_context(self._registry, self.policy, self.clock())
         self.intake.replay.forget_older_than(context.now)
         archives = self.archiver.records(context.policy.bundle_hash, context.bundle_archive)
+        document, digest = context.registry_document, context.registry_hash
+        if document is not None and digest is not None:  # signatures are checked against it
+            archives += self.archiver.once(self._registry_archive.record(document, digest))
         return BatchRun(self, context, archives)
 
     def outputs_of(
@@ -159,7 +165,9 @@ class BatchProcessor:
             origin = self.topics.nation_of_submit_topic(inbound.topic) or ""
             return [
                 self._refuse(inbound, outcome.error, context, bound),
-                *self._audited([refusal_event(inbound, outcome.error, origin, context.now)]),
+                *self._audited(
+                    [refusal_event(inbound, outcome.error, origin, context.now)], context
+                ),
             ]
         assert isinstance(checked, Accepted)  # only an accepted submission is routed
         return self._routed(
@@ -219,7 +227,7 @@ class BatchProcessor:
             now=context.now,
         )
         events = decision_events(accepted, routed, submission_ref(inbound), context.now)
-        return [ledger, *self._audited(events)]
+        return [ledger, *self._audited(events, context)]
 
     def _refuse(
         self,
@@ -232,9 +240,18 @@ class BatchProcessor:
         bound.warning("rejected", reason=refusal.reason, retriable=refusal.retriable)
         return rejection(self.catalog, self.topics, inbound, refusal, context.now)
 
-    def _audited(self, events: list[AuditEvent]) -> list[OutboundRecord]:
-        """The decision-log entries for ``events``, in order, all under this writer's key."""
-        return [self.audit.record(self.topics.audit, e) for e in events]
+    def _audited(self, events: list[AuditEvent], context: BatchContext) -> list[OutboundRecord]:
+        """The decision-log entries for ``events``, in order, all under this writer's key.
+
+        Each names the registry version the batch checked signatures against.
+        """
+        registry_hash = context.registry_hash
+        return [
+            self.audit.record(
+                self.topics.audit, dataclasses.replace(e, registry_hash=registry_hash)
+            )
+            for e in events
+        ]
 
 
 class BatchRun:
