@@ -1,7 +1,8 @@
 """Other implementations to hold ixb's formats to: built once per session, outside the repo.
 
-Go is a stated prerequisite (README, "Prerequisites"): without it these tests
-fail, saying so, rather than skip. The Go programs' dependencies come through
+Go (1.24 or later) is a stated prerequisite of the test suite (README,
+"Witnesses and quorum"): without it these tests fail, saying so, rather
+than skip. The Go programs' dependencies come through
 the Go module proxy, pinned by their go.sum.
 """
 
