@@ -159,7 +159,7 @@ async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Chec
     )
     signed = []
     for log_id, records in (await read_logs(source.bootstrap, topics.audit)).items():
-        checkpointer = Checkpointer(log_id, signer, lambda: now)
+        checkpointer = Checkpointer(log_id, signer, lambda: now, origin_prefix=source.origin_prefix)
         checkpointer.extend(records)
         for before in earlier.get(log_id, []):  # still what was signed: never sign a fork
             checkpointer.resume(before)

@@ -119,6 +119,13 @@ async def test_the_running_broker_gets_its_checkpoints_cosigned_and_verify_count
         asked = [flag for u in urls for flag in ("--witness", u)]
         three = await cli(running, "verify", "--quorum", "3", *asked)
         two = await cli(running, "verify", "--quorum", "2", *asked)
+        kept = tmp_path / "kept.note"  # what an auditor keeps of a witness's latest
+        latest = await WitnessClient(urls[0]).latest(origin_of(report.log_id))
+        assert latest is not None
+        kept.write_bytes(latest)
+        from_file = await cli(
+            running, "verify", "--trusted-checkpoint", str(kept), "--witness", urls[0]
+        )
 
     assert report.ok, report.problem
     assert report.cosigners == ("BE", "NL")
@@ -129,6 +136,8 @@ async def test_the_running_broker_gets_its_checkpoints_cosigned_and_verify_count
     assert "by BE, NL (quorum 2)" in two.output
     assert three.exit_code == 1, three.output
     assert "no_quorum" in three.output
+    assert from_file.exit_code == 0, from_file.output
+    assert "2 held elsewhere" in from_file.output
 
 
 async def test_ixb_witness_serves_tlog_witness_and_its_latest_checkpoint(
