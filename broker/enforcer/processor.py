@@ -22,7 +22,6 @@ same code.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
@@ -166,7 +165,15 @@ class BatchProcessor:
             return [
                 self._refuse(inbound, outcome.error, context, bound),
                 *self._audited(
-                    [refusal_event(inbound, outcome.error, origin, context.now)], context
+                    [
+                        refusal_event(
+                            inbound,
+                            outcome.error,
+                            origin,
+                            context.now,
+                            registry_hash=context.registry_hash,
+                        )
+                    ]
                 ),
             ]
         assert isinstance(checked, Accepted)  # only an accepted submission is routed
@@ -226,8 +233,14 @@ class BatchProcessor:
             source=inbound,
             now=context.now,
         )
-        events = decision_events(accepted, routed, submission_ref(inbound), context.now)
-        return [ledger, *self._audited(events, context)]
+        events = decision_events(
+            accepted,
+            routed,
+            submission_ref(inbound),
+            context.now,
+            registry_hash=context.registry_hash,  # what intake checked the signature against
+        )
+        return [ledger, *self._audited(events)]
 
     def _refuse(
         self,
@@ -240,18 +253,9 @@ class BatchProcessor:
         bound.warning("rejected", reason=refusal.reason, retriable=refusal.retriable)
         return rejection(self.catalog, self.topics, inbound, refusal, context.now)
 
-    def _audited(self, events: list[AuditEvent], context: BatchContext) -> list[OutboundRecord]:
-        """The decision-log entries for ``events``, in order, all under this writer's key.
-
-        Each names the registry version the batch checked signatures against.
-        """
-        registry_hash = context.registry_hash
-        return [
-            self.audit.record(
-                self.topics.audit, dataclasses.replace(e, registry_hash=registry_hash)
-            )
-            for e in events
-        ]
+    def _audited(self, events: list[AuditEvent]) -> list[OutboundRecord]:
+        """The decision-log entries for ``events``, in order, all under this writer's key."""
+        return [self.audit.record(self.topics.audit, e) for e in events]
 
 
 class BatchRun:
