@@ -126,24 +126,27 @@ def test_cutting_the_log_back_to_the_previous_checkpoint_is_caught_by_a_checkpoi
     assert "entries 40..59 are gone" in aided.problem.detail
 
 
-def test_editing_entries_a_held_checkpoint_covers_is_caught_even_with_its_checkpoints_deleted(
+def test_editing_the_newest_entries_and_deleting_their_checkpoint_is_caught_by_a_held_one(
     catalog: SchemaCatalog, federation: Federation, built: BuiltLog
 ) -> None:
-    values = list(built.values)
-    values[45] = edited(catalog, values[45], lambda r: r.update(origin="XX"))
-    kept = built.checkpoints[-1]
+    values = built.values[:60]  # cut to the newest checkpoint, whose record is deleted
+    values[59] = edited(catalog, values[59], lambda r: r.update(origin="XX"))  # no successor
+    records = list(enumerate(values))
 
-    report = verify(
+    unaided = verify(catalog, federation, records, built.checkpoints[:2])
+    aided = verify(
         catalog,
         federation,
-        list(enumerate(values)),
+        records,
         built.checkpoints[:2],
-        held_elsewhere=(held(kept, "audit-60.note"),),
+        held_elsewhere=(held(built.checkpoints[-1], "audit-60.note"),),
     )
 
-    assert report.problem is not None
-    assert report.problem.reason in ("checkpoint_root_mismatch", "chain_broken")
-    assert report.problem.index is None or 40 <= report.problem.index < 60
+    assert unaided.ok  # the chains cannot see a writer's last entry edited
+    assert (unaided.newest_size, unaided.unsigned) == (40, 20)
+    assert aided.problem is not None
+    assert aided.problem.reason == "checkpoint_root_mismatch"
+    assert "held from audit-60.note" in aided.problem.detail
 
 
 def test_a_quorum_is_met_by_enough_partners_witnesses_and_named(
