@@ -53,7 +53,8 @@ class Recording:
     def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
         self.entries: list[LoggedEntry] = []
-        self.archives: list[bytes] = []
+        self.archives: list[bytes] = []  # policy bundles
+        self.registry_archives: list[bytes] = []  # registry versions
         self.submissions: dict[Position, bytes | None] = {}
 
     async def record(self, sealed: list[tuple[str, bytes]], now: dt.datetime) -> None:
@@ -75,7 +76,9 @@ class Recording:
                 inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
             processed = processor.process(inbound)
             processor.archiver.acknowledged(processed.archives)  # as if Kafka had
-            self.archives += [a.value for a in processed.archives]
+            for archive in processed.archives:
+                kept = self.registry_archives if archive.topic == topics.registry else self.archives
+                kept.append(archive.value)
             for output in processed.outputs:
                 if output.topic == topics.audit:
                     entry = decode_entry(catalog, output.value)
@@ -122,6 +125,7 @@ def measure(decisions: int = 100_000, *, profile: bool = False) -> dict[str, Any
             recording.archives,
             topics=TopicNames(settings.topic_namespace),
             window=intake_window(settings),
+            registry_archives=recording.registry_archives,
         )
         profiler = cProfile.Profile() if profile else None
         cpu, started = time.process_time(), time.perf_counter()

@@ -12,27 +12,22 @@ import argparse
 import datetime as dt
 import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from broker.auditlog.checkpoints import Checkpoint, Checkpointer, encode_checkpoint, log_id_of
+from broker.auditlog.checkpoints import (
+    Checkpoint,
+    Checkpointer,
+    checkpoint_verifier,
+    encode_checkpoint,
+    log_id_of,
+)
 from broker.auditlog.entries import AuditEvent, AuditWriter, Outcome, SubmissionRef
 from broker.auditor.verify import verify_log
-from broker.errors import VerificationError
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.signatures import ED25519, SigningKey
 from broker.wire.codec import SchemaCatalog
 
 WRITERS = 4
 CHECKPOINT_EVERY = 1000
 LOG_ID = log_id_of("ixb.audit", 0)
-
-
-class _Signer:
-    def __init__(self) -> None:
-        self.key_id = "bench-audit"
-        self.private = Ed25519PrivateKey.generate()
-
-    def sign(self, message: bytes) -> bytes:
-        return self.private.sign(message)
 
 
 def _event(number: int, at: dt.datetime) -> AuditEvent:
@@ -60,8 +55,14 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     entries = parser.parse_args().entries
     catalog = SchemaCatalog.load()
-    signer = _Signer()
+    signer = SigningKey.generate(ED25519, prefix="bench-audit")
     now = dt.datetime.now(dt.UTC)
+    record = KeyRecord(
+        key_id=signer.key_id,
+        role=KeyRole.BROKER,
+        public_key=signer.public_key_b64(),
+        not_before=now - dt.timedelta(days=1),
+    )
     writers = [AuditWriter(catalog) for _ in range(WRITERS)]
     checkpointer = Checkpointer(
         LOG_ID, signer, lambda: now, every_entries=CHECKPOINT_EVERY, every_s=3600
@@ -79,14 +80,7 @@ def main() -> None:
     encoded = [encode_checkpoint(catalog, c) for c in checkpoints]
     built_s = time.perf_counter() - started
 
-    public = signer.private.public_key()
-
-    def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
-        try:
-            public.verify(signature, message)
-        except InvalidSignature:
-            raise VerificationError("bad_signature", key_id) from None
-
+    verify = checkpoint_verifier(PartnerRegistry([record]))
     started = time.perf_counter()
     report = verify_log(LOG_ID, records, encoded, verify, catalog=catalog)
     verify_s = time.perf_counter() - started

@@ -7,7 +7,9 @@ implementation module; docs/ARCHITECTURE.md maps the layers.
 - An agency publishes signed reports with :class:`Publisher`.
 - A recipient reads and checks its feed with :func:`read_feed` (or one
   delivery at a time with :class:`DeliveryVerifier`) and sees each field's
-  :class:`FieldProvenance`.
+  :class:`FieldProvenance`; the broker's derivations are judged by the
+  agreements it is party to (:class:`PartyAgreements`) or the bundle the
+  broker archived (:class:`ArchivedAgreements`).
 - Reports are :class:`ThreatReport` values; every error is an
   :class:`IxbError`, and its subclass says what the caller does next.
 """
@@ -39,6 +41,7 @@ from broker.errors import (
     VerificationError,
 )
 from broker.parties.agency import Published, Publisher
+from broker.parties.derivations import ArchivedAgreements, PartyAgreements
 from broker.parties.recipient import (
     DeliveryVerifier,
     DerivedField,
@@ -53,6 +56,7 @@ from broker.wire.report import describe_validation_error
 __version__ = "0.1.0"
 
 __all__ = [
+    "ArchivedAgreements",
     "ConfigurationError",
     "DecodeError",
     "DeliveryVerifier",
@@ -66,6 +70,7 @@ __all__ = [
     "IxbError",
     "Location",
     "Marking",
+    "PartyAgreements",
     "PolicyUndecided",
     "Published",
     "Publisher",

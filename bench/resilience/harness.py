@@ -41,6 +41,7 @@ from broker.cli.demo.scenario import NATIONS
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.producer import OutputProducer
 from broker.parties.agency import Publisher
+from broker.parties.derivations import PartyAgreements
 from broker.trust.envelopes import Signer
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
@@ -172,7 +173,10 @@ class _Run:
             await producer.stop()
             await admin.close()
         self.say("reading every feed and rejected topic")
-        seen = await observe(self.bootstrap, self.topics, self.catalog, registry, NATIONS)
+        agreements = PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
+        seen = await observe(
+            self.bootstrap, self.topics, self.catalog, registry, NATIONS, agreements=agreements
+        )
         verdict = judge(expectation, seen)
         events = self.fleet.log_events(LOG_EVENTS)
         verdict.counts.update(

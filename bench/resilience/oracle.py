@@ -27,6 +27,7 @@ from broker.domain.decisions import DecisionInput, decision_inputs
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
 from broker.kafka.reader import read_topic
+from broker.parties.derivations import AgreementSource
 from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
@@ -138,6 +139,7 @@ async def observe(
     registry: PartnerRegistry,
     nations: Iterable[str],
     *,
+    agreements: AgreementSource,
     idle_timeout_s: float = 3.0,
 ) -> Observation:
     seen = Observation()
@@ -148,6 +150,7 @@ async def observe(
             nation=nation,
             catalog=catalog,
             registry=lambda: registry,
+            agreements=agreements,
             idle_timeout_s=idle_timeout_s,
             deduplicate=False,
         ):

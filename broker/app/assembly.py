@@ -22,6 +22,7 @@ from broker.app.observability.metrics import EnforcerMetrics, Watched
 from broker.app.observability.server import Readiness, serving
 from broker.app.observability.start_up import StartUpWatch, unless_stopped
 from broker.app.settings import Settings, split_host_port
+from broker.app.witnessing import cosigner_for
 from broker.auditlog.checkpoints import checkpoint_verifier
 from broker.auditlog.entries import AuditWriter
 from broker.enforcer.processor import BatchProcessor, Clock, EnforcerStats, utc_now
@@ -234,6 +235,8 @@ def checkpoint_publisher(
         clock=utc_now,
         every_entries=settings.audit_checkpoint_every,
         every_s=settings.audit_checkpoint_interval_s,
+        origin_prefix=settings.log_origin,
+        cosigner=cosigner_for(settings, producer, catalog),
     )
 
 
@@ -398,10 +401,18 @@ async def _start_clients(
     watch.at("reaching Kafka")
     await clients.admin.start()
     await clients.admin.ensure(
-        [topics.held, topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+        [
+            topics.held,
+            topics.accepted,
+            topics.audit,
+            topics.audit_checkpoints,
+            topics.bundles,
+            topics.registry,
+        ]
     )
     await _warn_of_drift(
-        clients.admin, [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles]
+        clients.admin,
+        [topics.accepted, topics.audit, topics.audit_checkpoints, topics.bundles, topics.registry],
     )
     watch.at("starting the producer")
     await clients.producer.start()

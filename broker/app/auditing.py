@@ -26,6 +26,7 @@ def audit_source(settings: Settings) -> AuditSource:
         catalog=load_catalog(settings),
         registry=RegistryFile(settings.registry_path).current(),
         idempotent=producer_idempotence(settings),
+        origin_prefix=settings.log_origin,
     )
 
 

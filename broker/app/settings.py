@@ -111,6 +111,25 @@ class Settings(BaseSettings):
         default=10.0,
         description="... or after this many seconds, when the log grew since the last one",
     )
+    log_origin: Annotated[str, Field(pattern=r"^[^\s+/][^\s+]*[^\s+/]$|^[^\s+/]$")] = Field(
+        default="ixb.local",
+        description="the decision log's name in C2SP checkpoints: each partition's origin "
+        "line is <log_origin>/<topic>/<partition>; unique per deployment a witness serves",
+    )
+    witnesses: str = Field(
+        default="",
+        description="comma-separated URL prefixes of the partners' tlog-witnesses the "
+        "broker pushes every checkpoint to (e.g. http://witness.be.example:7380)",
+    )
+    witness_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+    witness_listen: Annotated[str, AfterValidator(_host_port)] = Field(
+        default="127.0.0.1:7380", description="host:port where `ixb witness` serves tlog-witness"
+    )
+    witness_quorum: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="cosignatures of distinct partners' witnesses `ixb audit verify` and "
+        "`check-receipt` require on a checkpoint before they trust it (0: none)",
+    )
 
     @property
     def registry_path(self) -> Path:
@@ -123,6 +142,14 @@ class Settings(BaseSettings):
     @property
     def pseudonym_secrets_dir(self) -> Path:
         return self.home / "secrets" / "pseudonyms"
+
+    @property
+    def witness_urls(self) -> tuple[str, ...]:
+        return tuple(u.strip() for u in self.witnesses.split(",") if u.strip())
+
+    def witness_dir(self, nation: str) -> Path:
+        """Where ``ixb witness --nation`` keeps its state (one file per log origin)."""
+        return self.home / "witness" / nation
 
     @property
     def reload_request_file(self) -> Path:

@@ -29,21 +29,23 @@ __all__ = ["BundleArchiver", "BundleShelf"]
 
 
 class BundleArchiver:
-    """Which bundles this process has written to ``ixb.bundles``; the records for the rest.
+    """Which bundles (and registry versions) this process has archived; the records for the rest.
 
     Not thread-safe: shared by the enforcer and the embargo releaser on one
     event loop. A bundle counts as written only once Kafka acknowledged its
     record (:meth:`acknowledged`): until then every caller gets the record
     and sends it before what it decided under the bundle, so neither can
     name a bundle that is not archived while the other is still retrying.
-    A bundle written twice is harmless (readers keep one per hash).
+    A bundle written twice is harmless (readers keep one per hash). The
+    registry's archive records (broker/auditlog/registry_archive.py) go the
+    same way (:meth:`once`), so the commit path acknowledges both alike.
     """
 
     __slots__ = ("_topic", "_written")
 
     def __init__(self, topic: str) -> None:
         self._topic = topic
-        self._written: set[str] = set()
+        self._written: set[tuple[str, bytes]] = set()
 
     def records(self, bundle_hash: str, archive: bytes | None) -> list[OutboundRecord]:
         """The archive's record if ``bundle_hash`` was not written yet, else nothing.
@@ -52,15 +54,19 @@ class BundleArchiver:
         decided under it: ConfigurationError (a policy built in memory was
         given to an enforcer that archives).
         """
-        if bundle_hash in self._written:
+        if (self._topic, bundle_hash.encode()) in self._written:
             return []
         if archive is None:
             raise ConfigurationError(f"policy bundle {bundle_hash} has no archive to write")
         return [OutboundRecord(topic=self._topic, key=bundle_hash.encode(), value=archive)]
 
+    def once(self, record: OutboundRecord) -> list[OutboundRecord]:
+        """``record`` (an archive keyed by what it archives) unless it was acknowledged."""
+        return [] if (record.topic, record.key) in self._written else [record]
+
     def acknowledged(self, records: Iterable[OutboundRecord]) -> None:
         """Kafka acknowledged these records from :meth:`records`: their bundles are written."""
-        self._written.update(r.key.decode() for r in records if r.key is not None)
+        self._written.update((r.topic, r.key) for r in records if r.key is not None)
 
 
 BuildPoint = Callable[[PolicyBundle], PolicyDecisionPoint]

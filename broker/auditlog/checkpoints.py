@@ -16,8 +16,14 @@ for two purposes::
     root_hash   : 32 bytes
     at          : int64 big-endian, milliseconds since the epoch
 
+Every checkpoint also carries ``note``: the same tree head as a C2SP
+tlog-checkpoint in a signed note, signed by the Ed25519 half of the same key
+under the log's origin (broker/auditlog/log_notes.py), so the ecosystem's
+tools and witnesses read it; witnesses' cosignatures are further lines of
+that note. A checkpoint verifies only if both signatures do and say the same.
+
 Signing and verification are plugged in (:class:`CheckpointSigner`,
-:data:`VerifySignature`), so the key registry decides the algorithm;
+:class:`VerifySignature`), so the key registry decides the algorithm;
 :func:`checkpoint_verifier` is the registry's: a broker key must have signed.
 """
 
@@ -29,12 +35,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+# Re-exported: the keys a checkpoint is checked against live beside it (checkpoint_keys.py).
+from broker.auditlog.checkpoint_keys import VerifySignature, broker_note_keys, checkpoint_verifier
 from broker.auditlog.entries import epoch_ms, from_epoch_ms
+from broker.auditlog.log_notes import (
+    DEFAULT_ORIGIN_PREFIX,
+    check_log_note,
+    log_note,
+    origin_of,
+)
 from broker.errors import DecodeError, RejectedInput, VerificationError
-from broker.trust.key_checks import check_key
 from broker.trust.merkle import HASH_SIZE, MerkleLog, leaf_hash, verify_consistency
-from broker.trust.records import KeyRole, PartnerRegistry
-from broker.trust.signatures import verify_signature
 from broker.wire.codec import SchemaCatalog
 
 __all__ = [
@@ -43,6 +54,7 @@ __all__ = [
     "CheckpointSigner",
     "Checkpointer",
     "VerifySignature",
+    "broker_note_keys",
     "check_consistency",
     "check_signature",
     "checkpoint_message",
@@ -59,33 +71,18 @@ _MAX_LOG_ID_BYTES = 0xFFFF
 
 Clock = Callable[[], dt.datetime]
 
-VerifySignature = Callable[[str, bytes, bytes, dt.datetime], None]
-"""``verify(key_id, signature, message, signed_at)``: returns, or raises VerificationError.
-
-``signed_at`` is the time the checkpoint states: the key must have been
-valid then (not yet revoked, within its validity), as for every other
-signature the registry vouches for.
-"""
-
 
 class CheckpointSigner(Protocol):
-    """Whatever holds the broker's checkpoint key (Ed25519 today)."""
+    """Whatever holds the broker's checkpoint key: it signs ixb's framing and the C2SP note."""
 
     @property
     def key_id(self) -> str: ...
 
     def sign(self, message: bytes) -> bytes: ...
 
+    def sign_ed25519(self, message: bytes) -> bytes: ...
 
-def checkpoint_verifier(registry: PartnerRegistry) -> VerifySignature:
-    """Checks a checkpoint signature: a broker key of the registry, valid when it signed."""
-
-    def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
-        # A checkpoint names no algorithm: the key's registered one decides.
-        key = check_key(registry, key_id, role=KeyRole.BROKER, algorithm=None, at=signed_at)
-        verify_signature(key, signature, message)
-
-    return verify
+    def ed25519_public_key(self) -> bytes: ...
 
 
 def log_id_of(topic: str, partition: int) -> str:
@@ -95,7 +92,11 @@ def log_id_of(topic: str, partition: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
-    """A signed (log, size, root, time); ``at_ms`` is the exact signed time."""
+    """A signed (log, size, root, time); ``at_ms`` is the exact signed time.
+
+    ``note`` is the C2SP signed note of the same tree head, with whatever
+    cosignatures have been collected for it.
+    """
 
     log_id: str
     tree_size: int
@@ -103,10 +104,16 @@ class Checkpoint:
     at_ms: int
     signer_key_id: str
     signature: bytes
+    note: bytes = b""
 
     @property
     def at(self) -> dt.datetime:
         return from_epoch_ms(self.at_ms)
+
+    @property
+    def origin(self) -> str:
+        """The note's origin line (empty if there is no note)."""
+        return self.note.split(b"\n", 1)[0].decode("utf-8", "replace") if self.note else ""
 
     def message(self) -> bytes:
         """The exact bytes the signature covers."""
@@ -133,16 +140,35 @@ def checkpoint_message(log_id: str, tree_size: int, root_hash: bytes, at_ms: int
 
 
 def sign_checkpoint(
-    signer: CheckpointSigner, log_id: str, tree_size: int, root_hash: bytes, at: dt.datetime
+    signer: CheckpointSigner,
+    log_id: str,
+    tree_size: int,
+    root_hash: bytes,
+    at: dt.datetime,
+    *,
+    origin_prefix: str = DEFAULT_ORIGIN_PREFIX,
 ) -> Checkpoint:
     at_ms = epoch_ms(at)
     signature = signer.sign(checkpoint_message(log_id, tree_size, root_hash, at_ms))
-    return Checkpoint(log_id, tree_size, root_hash, at_ms, signer.key_id, signature)
+    note = log_note(signer, origin_of(log_id, origin_prefix), tree_size, root_hash)
+    return Checkpoint(log_id, tree_size, root_hash, at_ms, signer.key_id, signature, note)
 
 
 def check_signature(checkpoint: Checkpoint, verify: VerifySignature) -> None:
-    """Raise VerificationError unless the checkpoint's signer signed exactly this checkpoint."""
+    """Raise VerificationError unless the checkpoint's signer signed exactly this checkpoint.
+
+    Both signatures: ixb's over the framing, and the C2SP note's, which must
+    state the same log, size and root (broker/auditlog/log_notes.py).
+    """
     verify(checkpoint.signer_key_id, checkpoint.signature, checkpoint.message(), checkpoint.at)
+    public = verify.ed25519_key(checkpoint.signer_key_id, checkpoint.at)
+    check_log_note(
+        checkpoint.note,
+        log_id=checkpoint.log_id,
+        size=checkpoint.tree_size,
+        root=checkpoint.root_hash,
+        public_key=public,
+    )
 
 
 def check_consistency(old: Checkpoint, new: Checkpoint, proof: Iterable[bytes]) -> None:
@@ -175,6 +201,7 @@ def encode_checkpoint(catalog: SchemaCatalog, checkpoint: Checkpoint) -> bytes:
             "at": checkpoint.at_ms,
             "signer_key_id": checkpoint.signer_key_id,
             "signature": checkpoint.signature,
+            "note": checkpoint.note,
         },
     )
 
@@ -191,6 +218,7 @@ def decode_checkpoint(catalog: SchemaCatalog, data: bytes) -> Checkpoint:
         at_ms=epoch_ms(record["at"]),
         signer_key_id=record["signer_key_id"],
         signature=record["signature"],
+        note=record["note"],
     )
 
 
@@ -212,6 +240,7 @@ class Checkpointer:
         "_last_at",
         "_last_size",
         "_log",
+        "_origin_prefix",
         "_signer",
         "log_id",
     )
@@ -224,10 +253,12 @@ class Checkpointer:
         *,
         every_entries: int = 1000,
         every_s: float = 10.0,
+        origin_prefix: str = DEFAULT_ORIGIN_PREFIX,
     ) -> None:
         if every_entries < 1 or every_s <= 0:
             raise ValueError("checkpoints must be due after at least one entry and some time")
         self.log_id = log_id
+        self._origin_prefix = origin_prefix
         self._signer = signer
         self._clock = clock
         self._every_entries = every_entries
@@ -301,7 +332,14 @@ class Checkpointer:
         """Sign the tree as it is now, due or not (e.g. at shutdown)."""
         now = self._clock()
         size = self._log.size
-        checkpoint = sign_checkpoint(self._signer, self.log_id, size, self._log.root(), now)
+        checkpoint = sign_checkpoint(
+            self._signer,
+            self.log_id,
+            size,
+            self._log.root(),
+            now,
+            origin_prefix=self._origin_prefix,
+        )
         self._last_size, self._last_at = size, now
         return checkpoint
 

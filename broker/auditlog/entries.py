@@ -103,6 +103,7 @@ class AuditEvent:
     reasons: tuple[str, ...] = ()
     withheld_fields: tuple[str, ...] = ()
     derived_fields: tuple[str, ...] = ()
+    registry_hash: str | None = None  # the registry version signatures were checked against
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,7 @@ def _record(writer: str, seq: int, prev: bytes, event: AuditEvent) -> dict[str, 
         "agreement_id": event.agreement_id,
         "agreement_version": event.agreement_version,
         "policy_bundle_hash": event.policy_bundle_hash,
+        "registry_hash": event.registry_hash,
         "reasons": list(event.reasons),
         "withheld_fields": list(event.withheld_fields),
         "derived_fields": list(event.derived_fields),
@@ -243,5 +245,6 @@ def entry_from_record(record: dict[str, Any]) -> AuditEntry:
         reasons=tuple(record["reasons"]),
         withheld_fields=tuple(record["withheld_fields"]),
         derived_fields=tuple(record["derived_fields"]),
+        registry_hash=record["registry_hash"],
     )
     return AuditEntry(record["writer"], record["writer_seq"], record["writer_prev"], event)

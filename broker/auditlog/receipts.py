@@ -12,14 +12,17 @@ key registry alone. The entry is still checked against the leaf hash like
 one handed in separately; carrying it adds nothing the proof must trust.
 
 The JSON form (``receipt_to_json``) is what ``ixb audit receipt`` writes;
-hashes and the signature are lower-case hex, the entry is base64 (standard
-alphabet, padded), the time is integer milliseconds so that the signed
-input is rebuilt exactly.
+hashes and the signature are lower-case hex, the entry and the checkpoint's
+C2SP note are base64 (standard alphabet, padded), the time is integer
+milliseconds so that the signed input is rebuilt exactly. The note carries
+the witnesses' cosignatures collected for the checkpoint, so a holder can
+ask for a quorum of them (broker/auditlog/witnessed.py).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,8 +30,10 @@ from typing import Any
 
 from broker.auditlog.checkpoints import Checkpoint, VerifySignature, check_signature
 from broker.auditlog.entries import AUDIT_ENTRY_SCHEMA, Outcome, epoch_ms
+from broker.auditlog.witnessed import WitnessKeys, merged
 from broker.errors import DecodeError, RejectedInput, VerificationError
 from broker.trust.merkle import HASH_SIZE, MerkleLog, leaf_hash, verify_inclusion
+from broker.trust.note import Note, parse_note
 from broker.wire.codec import SchemaCatalog
 
 __all__ = [
@@ -55,6 +60,7 @@ class Receipt:
     audit_path: tuple[bytes, ...]
     checkpoint: Checkpoint
     entry: bytes | None = None  # the entry's exact bytes, when the receipt carries them
+    registry: bytes | None = None  # the registry version the entry names (receipt_registry.py)
 
 
 def receipt(
@@ -86,29 +92,50 @@ def receipt_for_delivery(
     *,
     catalog: SchemaCatalog,
     outcome: Outcome | None = None,
+    witnesses: WitnessKeys | None = None,
+    quorum: int = 0,
 ) -> Receipt:
     """A self-contained receipt for the latest entry naming ``delivery_id`` (of ``outcome``).
 
     ``logs`` are the logs' records in offset order, by log id. The entry is
     the one with the latest time (a delivery held, then released, has two);
     the checkpoint is the largest of its log that covers it, verifies under
-    ``verify`` and has the root the log has at its size. RejectedInput
-    (stage ``receipt``): ``receipt_no_entry`` when no entry names the
-    delivery, ``receipt_not_checkpointed`` when no such checkpoint covers it.
+    ``verify``, has the root the log has at its size and, with a ``quorum``,
+    is cosigned by that many partners' witnesses. Its note carries every
+    cosignature of every copy of that checkpoint. RejectedInput (stage
+    ``receipt``): ``receipt_no_entry`` when no entry names the delivery,
+    ``receipt_not_checkpointed`` when no such checkpoint covers it (yet).
     """
     log_id, index, entry = _latest_entry(logs, delivery_id, catalog, outcome)
     tree = MerkleLog()
     for _, value in logs[log_id]:
         tree.append(leaf_hash(value))
-    covering = [c for c in checkpoints if _covers(c, tree, log_id, index, verify)]
+    covering = _with_all_cosignatures(
+        [c for c in checkpoints if _covers(c, tree, log_id, index, verify)]
+    )
+    if quorum:
+        assert witnesses is not None, "a quorum is counted under the registry's witness keys"
+        covering = [c for c in covering if len(witnesses.cosigners(parse_note(c.note))) >= quorum]
     if not covering:
+        witnessed = f" cosigned by {quorum} partners' witnesses" if quorum else ""
         raise RejectedInput(
             "receipt_not_checkpointed",
-            f"{log_id}: no signed checkpoint covers entry {index} yet",
+            f"{log_id}: no signed checkpoint{witnessed} covers entry {index} yet",
             stage=_STAGE,
         )
     latest = max(covering, key=lambda c: (c.tree_size, c.at_ms))
     return receipt(tree, index, latest, entry=entry)
+
+
+def _with_all_cosignatures(checkpoints: list[Checkpoint]) -> list[Checkpoint]:
+    """Each checkpoint with the cosignatures of every copy of its tree head merged in."""
+    by_head: dict[tuple[int, bytes], list[Note]] = {}
+    for c in checkpoints:
+        by_head.setdefault((c.tree_size, c.root_hash), []).append(parse_note(c.note))
+    return [
+        dataclasses.replace(c, note=merged(by_head[c.tree_size, c.root_hash]).to_bytes())
+        for c in checkpoints
+    ]
 
 
 def _latest_entry(
@@ -155,13 +182,22 @@ def _covers(
     return True
 
 
-def verify_receipt(receipt: Receipt, entry: bytes | None, verify: VerifySignature) -> None:
+def verify_receipt(
+    receipt: Receipt,
+    entry: bytes | None,
+    verify: VerifySignature,
+    *,
+    witnesses: WitnessKeys | None = None,
+    quorum: int = 0,
+) -> None:
     """Return if ``entry`` is in the signed tree as the receipt says; else VerificationError.
 
     ``entry`` None means the entry the receipt carries (``receipt_entry_missing``
-    if it carries none). Checked in order: the checkpoint's signature, that
-    the receipt is for this checkpoint's tree, that the entry hashes to the
-    receipt's leaf, and the audit path from that leaf to the signed root.
+    if it carries none). Checked in order: the checkpoint's signature (ixb's
+    and its C2SP note's), with a ``quorum`` that many partners' witnesses'
+    cosignatures on the note (``no_quorum``), that the receipt is for this
+    checkpoint's tree, that the entry hashes to the receipt's leaf, and the
+    audit path from that leaf to the signed root.
     """
     if entry is None:
         entry = receipt.entry
@@ -181,6 +217,11 @@ def verify_receipt(receipt: Receipt, entry: bytes | None, verify: VerifySignatur
             f"({exc.reason})",
             stage=_STAGE,
         ) from exc
+    if quorum:
+        if witnesses is None:
+            raise ValueError("a quorum is counted under the registry's witness keys")
+        what = f"{checkpoint.log_id}: the checkpoint of size {checkpoint.tree_size}"
+        witnesses.require(parse_note(checkpoint.note), quorum, what=what)
     if receipt.tree_size != checkpoint.tree_size:
         raise VerificationError(
             "receipt_size_mismatch",
@@ -211,6 +252,8 @@ def verify_receipt(receipt: Receipt, entry: bytes | None, verify: VerifySignatur
 def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
     c = receipt.checkpoint
     carried = {} if receipt.entry is None else {"entry": base64.b64encode(receipt.entry).decode()}
+    if receipt.registry is not None:
+        carried["registry"] = base64.b64encode(receipt.registry).decode()
     return {
         "format": RECEIPT_FORMAT,
         "index": receipt.index,
@@ -224,6 +267,7 @@ def receipt_to_json(receipt: Receipt) -> dict[str, Any]:
             "at_ms": c.at_ms,
             "signer_key_id": c.signer_key_id,
             "signature": c.signature.hex(),
+            "note": base64.b64encode(c.note).decode(),
         },
         **carried,
     }
@@ -243,11 +287,13 @@ def receipt_from_json(document: object) -> Receipt:
             at_ms=_int(c["at_ms"]),
             signer_key_id=_str(c["signer_key_id"]),
             signature=bytes.fromhex(_str(c["signature"])),
+            note=base64.b64decode(_str(c.get("note", "")), validate=True),
         )
         path = doc["audit_path"]
         if not isinstance(path, list):
             raise TypeError("audit_path")
         carried = doc.get("entry")
+        registry = doc.get("registry")
         return Receipt(
             index=_int(doc["index"]),
             tree_size=_int(doc["tree_size"]),
@@ -255,6 +301,7 @@ def receipt_from_json(document: object) -> Receipt:
             audit_path=tuple(_hash(h) for h in path),
             checkpoint=checkpoint,
             entry=None if carried is None else base64.b64decode(_str(carried), validate=True),
+            registry=None if registry is None else base64.b64decode(_str(registry), validate=True),
         )
     except (KeyError, TypeError, ValueError) as exc:  # binascii.Error is a ValueError
         # Name the kind of problem only; the document is the caller's input.

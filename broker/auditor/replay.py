@@ -5,8 +5,11 @@ takes the archived submission the entry names, checks that its bytes are
 the ones the entry digested, runs intake on them again as of the entry's
 ``at`` (the batch's clock: the same key validity, clock skew and freshness
 judgement; but no memory of other reports, so nothing is refused as
-replayed), and decides again for the entry's recipient with the archived
-bundle whose hash the entry records and ``now_s`` = ``at``. The replayed
+replayed) against the partner registry as it was: the version the entry
+names, archived in ``ixb.registry`` (broker/auditlog/registry_archive.py),
+or today's for an entry that names none. It decides again for the entry's
+recipient with the archived bundle whose hash the entry records and
+``now_s`` = ``at``. The replayed
 outcome, agreement id and version, reasons, withheld and derived fields are
 compared with those recorded.
 
@@ -23,6 +26,8 @@ no_bundle_recorded             is a decision that names no bundle
 bundle_not_archived ...        names a bundle ``ixb.bundles`` does not give back
                                (broker/auditlog/bundles.py)
 policy_undecided               names a bundle that cannot decide its input now
+registry_not_archived          names a registry version ``ixb.registry`` does not
+                               give back, or one whose governance chain fails
 =============================  ================================================
 
 Not replayed, but counted: releases of held deliveries (decided again at
@@ -47,6 +52,7 @@ from dataclasses import dataclass, field
 
 from broker.auditlog.bundles import BundleShelf
 from broker.auditlog.entries import AuditEntry, AuditEvent, Outcome
+from broker.auditlog.registry_archive import RegistryHistory
 from broker.auditor.received import Received, ReceivedViews
 from broker.domain.decisions import Decision, DecisionInput, decision_inputs
 from broker.enforcer.stages.context import BatchContext
@@ -186,10 +192,11 @@ class Replayer:
     ``intake`` must be built as the enforcer's is (same catalog, topic
     namespace, clock skew and freshness window); its replay guard must be
     one nobody remembers reports in, so nothing is refused as replayed.
-    ``registry`` is the partner registry to check signatures with.
+    ``registry`` is the partner registry to check signatures with where an
+    entry names no archived version of it (``registries``).
     """
 
-    __slots__ = ("_intake", "_intake_memory", "_registry", "_shelf", "_views")
+    __slots__ = ("_intake", "_intake_memory", "_registries", "_registry", "_shelf", "_views")
 
     def __init__(
         self,
@@ -197,15 +204,18 @@ class Replayer:
         registry: PartnerRegistry,
         shelf: BundleShelf,
         views: ReceivedViews,
+        *,
+        registries: RegistryHistory | None = None,
     ) -> None:
         if len(intake.replay):
             raise ValueError("replay needs an intake whose replay guard remembers nothing")
         self._intake = intake
         self._registry = registry
+        self._registries = registries
         self._shelf = shelf
         self._views = views
         self._intake_memory: dict[
-            tuple[Position, bytes, dt.datetime], Accepted | RejectedInput
+            tuple[Position, bytes, dt.datetime, str | None], Accepted | RejectedInput
         ] = {}
 
     def replay(
@@ -323,18 +333,30 @@ class Replayer:
         position = (ref.topic, ref.partition, ref.offset)
         if position not in submissions:
             return "submission_missing"
-        key = (position, ref.sha256, event.at)  # the digest was checked before remembering
+        # The digest was checked before remembering.
+        key = (position, ref.sha256, event.at, event.registry_hash)
         known = self._intake_memory.get(key)
         if known is not None:
             return known
         value = submissions[position]
         if hashlib.sha256(value or b"").digest() != ref.sha256:
             return "submission_digest_mismatch"
+        registry = self._registry_of(event)
+        if registry is None:
+            return "registry_not_archived"
         inbound = InboundRecord(ref.topic, ref.partition, ref.offset, None, value, (), 0)
-        context = BatchContext(self._registry, _NoDecisions(), frozenset(), event.at)
+        context = BatchContext(registry, _NoDecisions(), frozenset(), event.at)
         checked = self._intake.check(inbound, context)  # as the enforcer: one record, one finding
         result = checked.error if isinstance(checked, Refused) else checked
         if len(self._intake_memory) >= _INTAKE_MEMORY:
             self._intake_memory.clear()
         self._intake_memory[key] = result
         return result
+
+    def _registry_of(self, event: AuditEvent) -> PartnerRegistry | None:
+        """The registry the entry's signatures were checked against, or None if not archived."""
+        if event.registry_hash is None:
+            return self._registry  # written before registries were archived
+        if self._registries is None:
+            return None
+        return self._registries.registry(event.registry_hash)

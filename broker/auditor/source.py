@@ -13,6 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from broker.auditlog.checkpoints import log_id_of
+from broker.auditlog.log_notes import DEFAULT_ORIGIN_PREFIX
 from broker.kafka.reader import read_topic
 from broker.trust.records import PartnerRegistry
 from broker.wire.codec import SchemaCatalog
@@ -33,6 +34,7 @@ class AuditSource:
     catalog: SchemaCatalog
     registry: PartnerRegistry
     idempotent: bool = True  # whether a producer may ask the cluster for idempotence
+    origin_prefix: str = DEFAULT_ORIGIN_PREFIX  # the logs' names in C2SP checkpoints
 
 
 async def read_logs(bootstrap: str, topic: str) -> Logs:

@@ -6,7 +6,9 @@ reads what it needs from Kafka, then hands it to the pure checks beside it:
 
 - :func:`verify_audit` recomputes every tree from the log, checks every
   checkpoint's signature and every consistency step and names the first bad
-  entry (broker/auditor/verify.py);
+  entry (broker/auditor/verify.py); it weighs checkpoints held outside the
+  broker (files, the partners' witnesses) and can require a quorum of
+  witnesses' cosignatures (broker/auditor/views.py);
 - :func:`sign_checkpoints` signs the current size and root of every
   partition with the broker's newest usable key and writes them to
   ``ixb.audit.checkpoints`` (the running broker also does so periodically),
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from broker.auditlog.bundles import BundleShelf
@@ -39,7 +42,12 @@ from broker.auditlog.checkpoints import (
     signed_checkpoints,
 )
 from broker.auditlog.entries import FirstWritten, Outcome, decode_entry
+from broker.auditlog.receipt_registry import with_registry
 from broker.auditlog.receipts import Receipt, receipt_for_delivery
+from broker.auditlog.registry_archive import RegistryHistory
+from broker.auditlog.witness_client import WitnessClient
+from broker.auditlog.witnessed import WitnessKeys
+from broker.auditor.held import fetch_latest, open_held
 from broker.auditor.received import ReceivedViews
 from broker.auditor.replay import LoggedEntry, Replayer, ReplayFilter, ReplayReport
 from broker.auditor.source import IDLE_TIMEOUT_S, AuditSource, Logs, read_logs, read_values
@@ -63,6 +71,7 @@ from broker.wire.topics import TopicNames
 
 __all__ = [
     "IntakeWindow",
+    "Witnessing",
     "issue_receipt",
     "replay_audit",
     "replayer_for",
@@ -85,16 +94,58 @@ async def _checkpoint_records(source: AuditSource) -> list[tuple[int, bytes]]:
     return [record for records in logs.values() for record in records]
 
 
-async def verify_audit(source: AuditSource) -> tuple[list[VerificationReport], Logs]:
-    """Verify every log of the decision log; the reports, and the logs as read."""
+@dataclass(frozen=True, slots=True)
+class Witnessing:
+    """What ``verify`` weighs besides the broker's topics, and the quorum it requires."""
+
+    held: Sequence[tuple[str, bytes]] = ()  # (where from, C2SP checkpoint note)
+    witnesses: Sequence[WitnessClient] = ()  # asked for their latest cosigned checkpoints
+    quorum: int = 0  # partners' witnesses that must have cosigned a checkpoint the log matches
+
+
+async def verify_audit(
+    source: AuditSource, witnessing: Witnessing = Witnessing()
+) -> tuple[list[VerificationReport], Logs]:
+    """Verify every log of the decision log; the reports, and the logs as read.
+
+    A log the held checkpoints or the checkpoint topic name but the audit
+    topic no longer has (a partition emptied) is verified as an empty log,
+    so its checkpoints show it was cut back.
+    """
     logs = await read_logs(source.bootstrap, source.topics.audit)
-    checkpoints = [value for _, value in await _checkpoint_records(source)]
-    verify = checkpoint_verifier(source.registry)
+    checkpoint_records = await _checkpoint_records(source)
+    checkpoints = [value for _, value in checkpoint_records]
+    named = {*logs, *_logs_named(source.catalog, checkpoints)}
+    notes = [*witnessing.held]
+    notes += await fetch_latest(source, witnessing.witnesses, named)
+    held = open_held(source, notes)
+    registry = (await registry_history(source)).union(source.registry)
+    verify = checkpoint_verifier(registry)  # a broker key rotated away still verifies its past
+    witnesses = WitnessKeys(registry)
     reports = [
-        verify_log(log_id, records, checkpoints, verify, catalog=source.catalog)
-        for log_id, records in logs.items()
+        verify_log(
+            log_id,
+            logs.get(log_id, []),
+            checkpoints,
+            verify,
+            catalog=source.catalog,
+            held=held.get(log_id, ()),
+            witnesses=witnesses,
+            quorum=witnessing.quorum,
+        )
+        for log_id in sorted({*named, *held})
     ]
     return reports, logs
+
+
+def _logs_named(catalog: SchemaCatalog, checkpoints: Sequence[bytes]) -> set[str]:
+    named = set()
+    for value in checkpoints:
+        try:
+            named.add(decode_checkpoint(catalog, value).log_id)
+        except DecodeError:
+            continue  # verify names it
+    return named
 
 
 async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Checkpoint]:
@@ -108,7 +159,7 @@ async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Chec
     )
     signed = []
     for log_id, records in (await read_logs(source.bootstrap, topics.audit)).items():
-        checkpointer = Checkpointer(log_id, signer, lambda: now)
+        checkpointer = Checkpointer(log_id, signer, lambda: now, origin_prefix=source.origin_prefix)
         checkpointer.extend(records)
         for before in earlier.get(log_id, []):  # still what was signed: never sign a fork
             checkpointer.resume(before)
@@ -135,9 +186,12 @@ async def sign_checkpoints(source: AuditSource, keystore: Keystore) -> list[Chec
 
 
 async def issue_receipt(
-    source: AuditSource, delivery_id: str, outcome: Outcome | None = None
+    source: AuditSource, delivery_id: str, outcome: Outcome | None = None, *, quorum: int = 0
 ) -> Receipt:
-    """A self-contained receipt for a delivery's latest entry, under its latest checkpoint."""
+    """A self-contained receipt for a delivery's latest entry, under its latest checkpoint.
+
+    With a ``quorum``, the latest checkpoint that many partners' witnesses cosigned.
+    """
     logs = await read_logs(source.bootstrap, source.topics.audit)
     checkpoints = []
     for _, value in await _checkpoint_records(source):
@@ -145,13 +199,26 @@ async def issue_receipt(
             checkpoints.append(decode_checkpoint(source.catalog, value))
         except DecodeError:
             continue  # ``ixb audit verify`` names it
-    return receipt_for_delivery(
+    history = await registry_history(source)
+    registry = history.union(source.registry)  # keys rotated away since still verify
+    issued = receipt_for_delivery(
         logs,
         checkpoints,
         delivery_id,
-        checkpoint_verifier(source.registry),
+        checkpoint_verifier(registry),
         catalog=source.catalog,
         outcome=outcome,
+        witnesses=WitnessKeys(registry),
+        quorum=quorum,
+    )
+    named = decode_entry(source.catalog, issued.entry or b"").event.registry_hash
+    return with_registry(issued, None if named is None else history.document(named))
+
+
+async def registry_history(source: AuditSource) -> RegistryHistory:
+    """The registry versions archived on ``ixb.registry``, each believed as it holds."""
+    return RegistryHistory(
+        await read_values(source.bootstrap, source.topics.registry), source.catalog
     )
 
 
@@ -163,6 +230,7 @@ def replayer_for(
     topics: TopicNames,
     window: IntakeWindow,
     cached: bool = True,
+    registry_archives: Sequence[bytes] = (),
 ) -> Replayer:
     """A replayer judging intake as the enforcer does and deciding with regopy in-process.
 
@@ -186,7 +254,8 @@ def replayer_for(
         layout=layout,
     )
     shelf = BundleShelf(archives, catalog, build)
-    return Replayer(intake, registry, shelf, ReceivedViews(layout))
+    history = RegistryHistory(registry_archives, catalog)
+    return Replayer(intake, registry, shelf, ReceivedViews(layout), registries=history)
 
 
 async def replay_audit(
@@ -209,6 +278,7 @@ async def replay_audit(
                 entries.append(LoggedEntry(log_id, offset, entry))
     entries.sort(key=lambda e: (e.entry.event.at, e.log_id, e.offset))
     archives = await read_values(bootstrap, topics.bundles)
+    registry_archives = await read_values(bootstrap, topics.registry)
     wanted = {
         (ref.topic, ref.partition, ref.offset)
         for e in entries
@@ -221,7 +291,13 @@ async def replay_audit(
             if position in wanted:
                 submissions[position] = record.value
     replayer = replayer_for(
-        catalog, source.registry, archives, topics=topics, window=window, cached=cached
+        catalog,
+        source.registry,
+        archives,
+        topics=topics,
+        window=window,
+        cached=cached,
+        registry_archives=registry_archives,
     )
     report = replayer.replay(entries, submissions)
     unread = {"undecodable_entry": undecodable, "repeated_entry": first.repeats}

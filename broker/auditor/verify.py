@@ -28,6 +28,13 @@ names, if any. Which of the two is told apart how: when a later checkpoint
 matches the log, the log is what was signed and the odd checkpoint is the
 broker's fork; when none does, the log itself differs from what was signed.
 
+Checkpoints held outside the broker's topics (a witness's latest, an
+auditor's file) and the witnesses' cosignatures are weighed next
+(broker/auditor/views.py: ``split_view``, a held checkpoint the log no
+longer reaches or matches, ``no_checkpoint``, ``no_quorum``); the report
+says how far checkpoints cover the log, who cosigned, and how many entries,
+written since when, no checkpoint signs yet.
+
 Every problem found is placed where its evidence appears: after the entry
 whose reading revealed it, or after the first ``tree_size`` entries for a
 checkpoint. The first one is reported; the rest only help to name it. The
@@ -36,8 +43,9 @@ pass keeps the Merkle tree (about 150 bytes an entry) and O(1) per writer.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from broker.auditlog.chains import MAX_FINDINGS, ChainReader, Finding
@@ -48,6 +56,8 @@ from broker.auditlog.checkpoints import (
     decode_checkpoint,
 )
 from broker.auditlog.entries import AUDIT_ENTRY_SCHEMA
+from broker.auditlog.witnessed import WitnessKeys
+from broker.auditor.views import HeldCheckpoint, Views, check_views
 from broker.errors import DecodeError, VerificationError
 from broker.trust.merkle import MerkleLog, leaf_hash, verify_consistency
 from broker.wire.codec import SchemaCatalog
@@ -81,6 +91,16 @@ class VerificationReport:
     root_hash: bytes  # of all the entries read
     problem: Problem | None
     duplicates: int = 0  # exact repeats of a writer's entries (at-least-once), tolerated
+    newest_size: int | None = None  # the largest checkpoint the log matches (any source)
+    witnessed_size: int | None = None  # ... cosigned by the quorum asked, if one was
+    cosigners: tuple[str, ...] = ()  # the nations whose witnesses cosigned that one
+    held: int = 0  # checkpoints held outside the broker that were weighed
+    unsigned_since: dt.datetime | None = None  # time of the first entry past the newest
+
+    @property
+    def unsigned(self) -> int:
+        """Entries past the newest checkpoint the log matches: not yet under any signature."""
+        return self.entries - (self.newest_size or 0)
 
     @property
     def ok(self) -> bool:
@@ -106,17 +126,33 @@ def verify_log(
     verify: VerifySignature,
     *,
     catalog: SchemaCatalog,
+    held: Sequence[HeldCheckpoint] = (),
+    witnesses: WitnessKeys | None = None,
+    quorum: int = 0,
 ) -> VerificationReport:
     """Verify one log (its records in offset order) against its checkpoints.
 
     Checkpoints of other logs are skipped, so the whole checkpoint topic
-    may be passed; they may come in any order.
+    may be passed; they may come in any order. ``held`` are this log's
+    checkpoints held outside the broker's topics, their signatures checked
+    by the caller; ``quorum`` partners' witnesses (under ``witnesses``) must
+    have cosigned a checkpoint the log matches.
     """
+    if quorum and witnesses is None:
+        raise ValueError("a quorum is counted under the registry's witness keys")
     log = MerkleLog()
-    entry_findings, next_offset, duplicates = _read_entries(records, log, catalog)
-    placed, read, steps = _check_checkpoints(
+    times: list[dt.datetime | None] = []
+    entry_findings, next_offset, duplicates = _read_entries(records, log, catalog, times)
+    placed, read, steps, signed = _check_checkpoints(
         log_id, checkpoints, log, next_offset=next_offset, verify=verify, catalog=catalog
     )
+    views = check_views(
+        log_id, log, signed, held, witnesses=witnesses, quorum=quorum, next_offset=next_offset
+    )
+    for finding in views.findings:  # a split view names the conflict before the fork it is
+        order = -2 if finding.reason == "split_view" else len(placed) + 1_000_000
+        found = Problem(log_id, finding.reason, finding.detail, finding.offset, finding.index)
+        placed.append((finding.position, order, found))
     if entry_findings:  # only the first can come first; the rest may name a mismatch
         first_finding = entry_findings[0]
         placed.append((first_finding.seen_at + 1, -1, _as_problem(log_id, first_finding)))
@@ -126,14 +162,54 @@ def verify_log(
         problem = (
             first if isinstance(first, Problem) else _name_mismatch(log_id, first, entry_findings)
         )
-    return VerificationReport(log_id, log.size, read, steps, log.root(), problem, duplicates)
+    return _report(
+        log_id,
+        log,
+        read=read,
+        steps=steps,
+        problem=problem,
+        duplicates=duplicates,
+        views=views,
+        times=times,
+    )
+
+
+def _report(
+    log_id: str,
+    log: MerkleLog,
+    *,
+    read: int,
+    steps: int,
+    problem: Problem | None,
+    duplicates: int,
+    views: Views,
+    times: list[dt.datetime | None],
+) -> VerificationReport:
+    newest = views.newest_size or 0
+    return VerificationReport(
+        log_id,
+        log.size,
+        read,
+        steps,
+        log.root(),
+        problem,
+        duplicates,
+        newest_size=views.newest_size,
+        witnessed_size=views.witnessed_size,
+        cosigners=views.cosigners,
+        held=views.held,
+        unsigned_since=times[newest] if newest < len(times) else None,
+    )
 
 
 def _read_entries(
-    records: Iterable[tuple[int, bytes]], log: MerkleLog, catalog: SchemaCatalog
+    records: Iterable[tuple[int, bytes]],
+    log: MerkleLog,
+    catalog: SchemaCatalog,
+    times: list[dt.datetime | None],
 ) -> tuple[list[Finding], int, int]:
     """The pass over the entries: findings in the order their evidence appeared, the next
-    offset, and the duplicates let through."""
+    offset, and the duplicates let through; each entry's time goes to ``times``."""
     chains = ChainReader(log.leaf)
     found: list[Finding] = []
     expected = 0
@@ -147,10 +223,12 @@ def _read_entries(
         try:
             record = catalog.decode(value, AUDIT_ENTRY_SCHEMA)
         except DecodeError as exc:
+            times.append(None)
             if len(found) < MAX_FINDINGS:
                 detail = f"entry at offset {offset}: {exc.reason}: {exc.detail}"
                 found.append(Finding("undecodable_entry", index, offset, detail, index))
             continue
+        times.append(record["at"])
         chains.read(
             index,
             offset,
@@ -182,8 +260,9 @@ def _check_checkpoints(
     next_offset: int,
     verify: VerifySignature,
     catalog: SchemaCatalog,
-) -> tuple[list[_Placed], int, int]:
-    """Every checkpoint problem, placed; the checkpoints read; the consistency steps checked."""
+) -> tuple[list[_Placed], int, int, list[Checkpoint]]:
+    """Every checkpoint problem, placed; the checkpoints read; the consistency steps checked;
+    the checkpoints whose signatures verified."""
     placed: list[_Placed] = []
     read = 0
     signed: list[Checkpoint] = []
@@ -215,7 +294,7 @@ def _check_checkpoints(
             continue
         signed.append(checkpoint)
     steps = _compare(log_id, signed, log, placed)
-    return placed, read, steps
+    return placed, read, steps, signed  # those beyond the log are named above: truncated
 
 
 def _compare(

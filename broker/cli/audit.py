@@ -27,22 +27,33 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from broker.app.assembly import load_catalog
 from broker.app.auditing import audit_source, intake_window
 from broker.app.settings import Settings
 from broker.auditlog.checkpoints import checkpoint_verifier
 from broker.auditlog.entries import Outcome, decode_entry
+from broker.auditlog.receipt_registry import registry_for_receipt
 from broker.auditlog.receipts import receipt_from_json, receipt_to_json, verify_receipt
+from broker.auditlog.witness_client import WitnessClient
+from broker.auditlog.witnessed import WitnessKeys
 from broker.auditor.export import render_html, write_jsonl
 from broker.auditor.replay import ReplayFilter
 from broker.auditor.replay_output import report_document, report_lines
 from broker.auditor.summary import FlowSummary
-from broker.auditor.use_cases import issue_receipt, replay_audit, sign_checkpoints, verify_audit
+from broker.auditor.use_cases import (
+    Witnessing,
+    issue_receipt,
+    replay_audit,
+    sign_checkpoints,
+    verify_audit,
+)
 from broker.auditor.verify import VerificationReport
 from broker.cli.console import console, print_json_line
-from broker.errors import DecodeError, IxbError, RejectedInput
+from broker.errors import ConfigurationError, DecodeError, IxbError, RejectedInput
 from broker.trust.keystore import Keystore
+from broker.trust.note import parse_note
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 
@@ -51,13 +62,66 @@ out = console()
 err = console(stderr=True)
 
 
+TrustedOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--trusted-checkpoint",
+        help="a C2SP checkpoint kept outside the broker (e.g. a witness's latest); repeatable",
+    ),
+]
+WitnessOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="a witness to ask for its latest cosigned checkpoints; repeatable "
+        "(default IXB_WITNESSES)",
+    ),
+]
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        min=0, help="partners' witnesses that must have cosigned (default IXB_WITNESS_QUORUM)"
+    ),
+]
+
+
+def _witnessing(
+    settings: Settings, trusted: list[Path] | None, witnesses: list[str] | None, quorum: int | None
+) -> Witnessing:
+    held = []
+    for path in trusted or []:
+        try:
+            held.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read the trusted checkpoint {path}") from exc
+    urls = witnesses if witnesses else list(settings.witness_urls)
+    return Witnessing(
+        held=held,
+        witnesses=[WitnessClient(u, timeout_s=settings.witness_timeout_s) for u in urls],
+        quorum=settings.witness_quorum if quorum is None else quorum,
+    )
+
+
 @audit_app.command("verify")
 def audit_verify(
+    trusted: TrustedOption = None,
+    witness: WitnessOption = None,
+    quorum: QuorumOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON document per log")] = False,
 ) -> None:
-    """Recompute every tree, check every checkpoint; exit 1 naming the first bad entry."""
+    """Recompute every tree, check every checkpoint; exit 1 naming the first bad entry.
+
+    Checkpoints held outside the broker (--trusted-checkpoint, the witnesses'
+    latest) must still be in the log; with --quorum K, K partners' witnesses
+    must have cosigned a checkpoint the log matches.
+    """
     try:
-        reports, _ = asyncio.run(verify_audit(audit_source(Settings())))
+        settings = Settings()
+        witnessing = _witnessing(settings, trusted, witness, quorum)
+        reports, _ = asyncio.run(verify_audit(audit_source(settings), witnessing))
+    except RejectedInput as exc:
+        err.print(f"[red]cannot verify:[/red] {exc.reason}: {exc.detail}")
+        raise typer.Exit(code=2) from exc
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc
@@ -66,19 +130,16 @@ def audit_verify(
             print_json_line(_verification_document(report))
         raise typer.Exit(code=1 if any(r.problem for r in reports) else 0)
     bad = 0
+    now = dt.datetime.now(dt.UTC)
     for report in reports:
         if report.problem is None:
-            repeats = f", {report.duplicates} duplicates (re-sent)" if report.duplicates else ""
-            out.print(
-                f"{report.log_id}: ok, {report.entries} entries{repeats}, "
-                f"{report.checkpoints} checkpoints, {report.consistency_steps} consistency steps"
-            )
+            out.print(_verified(report, witnessing.quorum, now), markup=False, highlight=False)
             continue
         bad += 1
         p = report.problem
         out.print(
             f"[red]{report.log_id}: {p.reason}[/red] at offset {p.offset} (index {p.index}): "
-            f"{p.detail}"
+            f"{escape(p.detail)}"
         )
     if not reports:
         out.print("the decision log is empty")
@@ -104,6 +165,24 @@ def _verification_document(report: VerificationReport) -> dict[str, object]:
             "detail": problem.detail,
         },
     }
+
+
+def _verified(report: VerificationReport, quorum: int, now: dt.datetime) -> str:
+    """One line: what holds, how far the checkpoints reach, and what is not signed yet."""
+    repeats = f", {report.duplicates} duplicates (re-sent)" if report.duplicates else ""
+    held = f", {report.held} held elsewhere" if report.held else ""
+    line = (
+        f"{report.log_id}: ok, {report.entries} entries{repeats}, "
+        f"{report.checkpoints} checkpoints{held}, {report.consistency_steps} consistency steps"
+    )
+    if quorum:
+        cosigners = ", ".join(report.cosigners)
+        line += f"; witnessed to size {report.witnessed_size} by {cosigners} (quorum {quorum})"
+    if report.unsigned:
+        since = report.unsigned_since
+        age = "" if since is None else f", the oldest {int((now - since).total_seconds())} s old"
+        line += f"; {report.unsigned} entries after the newest checkpoint{age}"
+    return line
 
 
 @audit_app.command("checkpoint")
@@ -169,10 +248,18 @@ def audit_receipt(
     outcome: Annotated[
         Outcome | None, typer.Option(help="the entry of this outcome (default: the latest)")
     ] = None,
+    quorum: QuorumOption = None,
 ) -> None:
-    """A receipt (JSON, entry included) proving the delivery's entry is in a signed checkpoint."""
+    """A receipt (JSON, entry included) proving the delivery's entry is in a signed checkpoint.
+
+    The checkpoint carries every witness cosignature collected for it; with
+    --quorum K, it is the latest checkpoint K partners' witnesses cosigned.
+    """
     try:
-        issued = asyncio.run(issue_receipt(audit_source(Settings()), delivery_id, outcome))
+        settings = Settings()
+        wanted = settings.witness_quorum if quorum is None else quorum
+        source = audit_source(settings)
+        issued = asyncio.run(issue_receipt(source, delivery_id, outcome, quorum=wanted))
     except RejectedInput as exc:
         err.print(f"[red]no receipt:[/red] {exc.reason}: {exc.detail}")
         raise typer.Exit(code=1) from exc
@@ -198,11 +285,18 @@ def audit_check_receipt(
         Path | None,
         typer.Option(help="the entry's bytes, for a receipt that does not carry them"),
     ] = None,
+    quorum: QuorumOption = None,
 ) -> None:
-    """Verify a receipt offline against the key registry; exit 1 naming what does not hold."""
+    """Verify a receipt offline against the key registry; exit 1 naming what does not hold.
+
+    With --quorum K (default IXB_WITNESS_QUORUM), K partners' witnesses must
+    have cosigned the receipt's checkpoint.
+    """
     settings = Settings()
+    wanted = settings.witness_quorum if quorum is None else quorum
     try:
-        registry = RegistryFile(settings.registry_path).current()
+        registry_file = RegistryFile(settings.registry_path)
+        current = registry_file.current()
         catalog = load_catalog(settings)
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
@@ -214,14 +308,25 @@ def audit_check_receipt(
             raise DecodeError("malformed_receipt", f"cannot read {receipt_file}") from exc
         held = receipt_from_json(document)
         entry = None if entry_file is None else entry_file.read_bytes()
-        verify_receipt(held, entry, checkpoint_verifier(registry))
+        registry = registry_for_receipt(
+            held, entry, catalog=catalog, holder=registry_file.document(), current=current
+        )
+        verify_receipt(
+            held,
+            entry,
+            checkpoint_verifier(registry),
+            witnesses=WitnessKeys(registry),
+            quorum=wanted,
+        )
     except RejectedInput as exc:
         out.print(f"[red]receipt refused: {exc.reason}[/red]: {exc.detail}")
         raise typer.Exit(code=1) from exc
     c = held.checkpoint
+    cosigners = sorted(WitnessKeys(registry).cosigners(parse_note(c.note)))
+    witnessed = f", cosigned by {', '.join(cosigners)}" if cosigners else ""
     out.print(
         f"ok: entry {held.index} of {c.log_id} is under the checkpoint of size {c.tree_size} "
-        f"signed by {c.signer_key_id} at {c.at.isoformat(timespec='milliseconds')}"
+        f"signed by {c.signer_key_id} at {c.at.isoformat(timespec='milliseconds')}{witnessed}"
     )
     _describe(catalog, entry if entry is not None else held.entry)
 

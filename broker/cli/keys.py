@@ -78,7 +78,11 @@ def _commit(registry_file: RegistryFile, registry: PartnerRegistry) -> bool:
     return True
 
 
-def _role(nation: str | None, broker_key: bool, governance: bool) -> KeyRole:
+def _role(nation: str | None, broker_key: bool, governance: bool, witness: bool = False) -> KeyRole:
+    if witness:
+        if nation is None or broker_key or governance:
+            raise typer.BadParameter("--witness goes with --nation XX, and alone")
+        return KeyRole.WITNESS
     if sum((nation is not None, broker_key, governance)) != 1:
         raise typer.BadParameter("give exactly one of --nation XX, --broker or --governance")
     if governance:
@@ -107,10 +111,17 @@ def _instant(text: str | None) -> dt.datetime:
 
 @keys_app.command("generate")
 def keys_generate(
+    *,
     nation: Annotated[str | None, typer.Option(help="agency key for this nation")] = None,
     broker_key: Annotated[bool, typer.Option("--broker", help="the broker's signing key")] = False,
     governance: Annotated[
         bool, typer.Option("--governance", help="a key that signs the registry")
+    ] = False,
+    witness: Annotated[
+        bool,
+        typer.Option(
+            "--witness", help="with --nation: the nation's witness key (cosigns checkpoints)"
+        ),
     ] = False,
     algorithm: AlgorithmOption = ED25519,
     threshold: Annotated[
@@ -119,7 +130,7 @@ def keys_generate(
     ] = None,
 ) -> None:
     """Create a key pair, keep the private key, register the public key."""
-    role = _role(nation, broker_key, governance)
+    role = _role(nation, broker_key, governance, witness)
     if threshold is not None and role is not KeyRole.GOVERNANCE:
         raise typer.BadParameter("--threshold goes with --governance")
     registry_file, keystore = _open()

@@ -42,11 +42,13 @@ from broker.cli.render import (
 )
 from broker.cli.schemas import schemas_app
 from broker.cli.taxii import taxii_app
+from broker.cli.witness import witness
 from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded import Engine, embedded_broker
 from broker.kafka.embedded.engine import ensure_kafka
 from broker.kafka.reader import read_topic
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import BundleRefused, PolicyBundle, load_bundle
 from broker.policy.lint import Finding, Severity, lint
@@ -68,6 +70,7 @@ app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
 app.add_typer(taxii_app, name="taxii")
 app.add_typer(schemas_app, name="schemas")
+app.command("witness")(witness)
 
 out = console()
 err = console(stderr=True)
@@ -363,7 +366,7 @@ def run() -> None:
 
 
 @app.command()
-def subscribe(
+def subscribe(  # noqa: PLR0917 - typer maps each option to a parameter
     nation: Nation,
     as_json: Json = False,
     fmt: Annotated[
@@ -371,6 +374,13 @@ def subscribe(
     ] = OutFormat.TEXT,
     follow: Annotated[bool, typer.Option(help="keep waiting for new deliveries")] = False,
     idle_timeout: Annotated[float, typer.Option(help="seconds without news before stopping")] = 3.0,
+    agreements: Annotated[
+        Path | None,
+        typer.Option(
+            help="a directory of the agreement files NATION is party to, to judge the broker's "
+            "derivations by (default: the bundles the broker archived on ixb.bundles)"
+        ),
+    ] = None,
 ) -> None:
     """Verify and show what NATION received on ixb.deliver.<NATION>."""
     settings = _settings()
@@ -383,6 +393,7 @@ def subscribe(
             nation=nation,
             catalog=load_catalog(settings),
             registry=registry.current,
+            agreements=None if agreements is None else PartyAgreements.from_directory(agreements),
             idle_timeout_s=idle_timeout,
             follow=follow,
         ):

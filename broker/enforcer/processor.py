@@ -31,6 +31,7 @@ import structlog
 
 from broker.auditlog.bundles import BundleArchiver
 from broker.auditlog.entries import AuditEvent, AuditWriter
+from broker.auditlog.registry_archive import RegistryArchiveWriter
 from broker.enforcer.stages.audit_events import decision_events, refusal_event, submission_ref
 from broker.enforcer.stages.context import BatchContext, batch_context
 from broker.enforcer.stages.fanout import FanOut, Pending, Routed
@@ -119,6 +120,7 @@ class BatchProcessor:
         self.audit = AuditWriter(catalog)  # this process's chain in the decision log
         # Shared with the embargo releaser, which may be the first to decide under a bundle.
         self.archiver = archiver or BundleArchiver(topics.bundles)
+        self._registry_archive = RegistryArchiveWriter(catalog, topics.registry)
 
     def process(self, batch: Iterable[InboundRecord]) -> Processed:
         """Every output for ``batch``, in one go (the bench's ceiling, replay, tests)."""
@@ -137,6 +139,9 @@ class BatchProcessor:
         context = batch_context(self._registry, self.policy, self.clock())
         self.intake.replay.forget_older_than(context.now)
         archives = self.archiver.records(context.policy.bundle_hash, context.bundle_archive)
+        document, digest = context.registry_document, context.registry_hash
+        if document is not None and digest is not None:  # signatures are checked against it
+            archives += self.archiver.once(self._registry_archive.record(document, digest))
         return BatchRun(self, context, archives)
 
     def outputs_of(
@@ -164,7 +169,17 @@ class BatchProcessor:
             origin = self.topics.nation_of_submit_topic(inbound.topic) or ""
             return [
                 self._refuse(inbound, outcome.error, context, bound),
-                *self._audited([refusal_event(inbound, outcome.error, origin, context.now)]),
+                *self._audited(
+                    [
+                        refusal_event(
+                            inbound,
+                            outcome.error,
+                            origin,
+                            context.now,
+                            registry_hash=context.registry_hash,
+                        )
+                    ]
+                ),
             ]
         assert isinstance(checked, Accepted)  # only an accepted submission is routed
         return self._routed(
@@ -223,7 +238,13 @@ class BatchProcessor:
             source=inbound,
             now=context.now,
         )
-        events = decision_events(accepted, routed, submission_ref(inbound), context.now)
+        events = decision_events(
+            accepted,
+            routed,
+            submission_ref(inbound),
+            context.now,
+            registry_hash=context.registry_hash,  # what intake checked the signature against
+        )
         return [ledger, *self._audited(events)]
 
     def _refuse(

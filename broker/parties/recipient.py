@@ -10,10 +10,13 @@ A delivery is trusted only after all of this holds (:func:`verify_delivery`):
    originator check the intake makes, broker/trust/key_checks.py), and it is
    the very payload the statement names (``original_sha256``);
 4. every disclosure matches a digest the originator signed, every derived
-   value lies under a field the statement says was derived (and replaces a
-   value the originator signed, if it names one), and every value missing
+   value lies under a field the statement says was derived and replaces a
+   value the originator signed and left undisclosed, and every value missing
    from the rebuilt report is one the statement says was withheld;
-5. the rebuilt report validates.
+5. the agreement the statement names is one the recipient trusts, covers
+   this flow, and prescribes every derivation the statement claims; no value
+   its rules withhold or derive came as signed (broker/parties/derivations.py);
+6. the rebuilt report validates.
 
 The result names, per field, who vouches for it: the originator's key, the
 broker under an agreement, or nobody because it was withheld. Anything else
@@ -27,13 +30,20 @@ import dataclasses
 import datetime as dt
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.domain.agreements import Agreement
 from broker.domain.report import ThreatReport
 from broker.errors import RejectedInput, VerificationError
 from broker.kafka.reader import read_topic
+from broker.parties.derivations import (
+    AgreementSource,
+    ArchivedAgreements,
+    Claim,
+    check_derivations,
+)
 from broker.trust.attestation import AttestationVerifier, open_attested
 from broker.trust.envelopes import open_envelope, verify_envelope
 from broker.trust.key_checks import check_originator
@@ -109,14 +119,19 @@ class DeliveryVerifier:
 
     Holds the report layout (costly to build) and the cache of verified
     batch roots, so the deliveries of one batch cost one root signature.
+    ``agreements`` are those the recipient judges the broker's derivations
+    by: its own copies of the agreements it is party to, as a rule.
     """
 
-    __slots__ = ("_attestations", "_catalog", "_layout", "recipient")
+    __slots__ = ("_agreements", "_attestations", "_catalog", "_layout", "recipient")
 
-    def __init__(self, catalog: SchemaCatalog, recipient: str) -> None:
+    def __init__(
+        self, catalog: SchemaCatalog, recipient: str, *, agreements: AgreementSource
+    ) -> None:
         self._catalog = catalog
         self._layout = ReportLayout.from_catalog(catalog)
         self._attestations = AttestationVerifier()
+        self._agreements = agreements
         self.recipient = recipient
 
     def verify(
@@ -154,7 +169,19 @@ class DeliveryVerifier:
                 "unexplained_withholding",
                 f"{len(unexplained)} values withheld without saying so, e.g. {unexplained[0]}",
             )
-        report = record_to_report(disclosed.record)  # 5
+        claim = Claim(
+            agreement_id=statement["agreement_id"],
+            agreement_version=statement["agreement_version"],
+            bundle_hash=statement["policy_bundle_hash"],
+            origin=statement["origin"],
+            recipient=statement["recipient"],
+            report_type=signed["report_type"],
+            decided_at=statement["decided_at"],
+            derived_fields=[(f.field, f.action, f.to) for f in derived_fields],
+            derived_values=derived,
+        )
+        check_derivations(claim, self._agreements, disclosed.provenance)  # 5
+        report = record_to_report(disclosed.record)  # 6
         agreement = f"{statement['agreement_id']} v{statement['agreement_version']}"
         return VerifiedDelivery(
             delivery_id=statement["delivery_id"],
@@ -252,13 +279,14 @@ def verify_delivery(
     data: bytes,
     *,
     recipient: str,
+    agreements: AgreementSource,
     at: dt.datetime | None = None,
 ) -> VerifiedDelivery:
     """Verify one delivery addressed to ``recipient``; raise RejectedInput otherwise.
 
     For many deliveries, build one :class:`DeliveryVerifier` instead.
     """
-    return DeliveryVerifier(catalog, recipient).verify(registry, data, at=at)
+    return DeliveryVerifier(catalog, recipient, agreements=agreements).verify(registry, data, at=at)
 
 
 async def read_feed(
@@ -268,6 +296,7 @@ async def read_feed(
     nation: str,
     catalog: SchemaCatalog,
     registry: Callable[[], PartnerRegistry],
+    agreements: AgreementSource | None = None,
     idle_timeout_s: float = 2.0,
     follow: bool = False,
     deduplicate: bool = True,
@@ -276,16 +305,29 @@ async def read_feed(
     """Verified deliveries for ``nation`` from the start of its feed.
 
     Deliveries are at least once; with ``deduplicate`` a repeated delivery id
-    is yielded only the first time. Setting ``stop`` ends a followed feed at
+    is yielded only the first time. ``agreements`` judge the broker's
+    derivations; without them, the bundles archived on ``ixb.bundles`` do
+    (read again whenever a statement names a bundle not seen yet), which
+    holds the broker to the rules it decided by, not to the partners' own
+    copies (broker/parties/derivations.py). Setting ``stop`` ends a followed feed at
     its next poll.
     """
     seen: set[str] = set()
-    verifier = DeliveryVerifier(catalog, nation)
+    source = agreements
+    if source is None:
+        source = _FeedArchive(bootstrap, topics.bundles, catalog, idle_timeout_s)
+        await source.refresh()
+    verifier = DeliveryVerifier(catalog, nation, agreements=source)
     async for record in read_topic(
         bootstrap, topics.deliver(nation), idle_timeout_s=idle_timeout_s, follow=follow, stop=stop
     ):
         try:
-            delivery = verifier.verify(registry(), record.value or b"")
+            try:
+                delivery = verifier.verify(registry(), record.value or b"")
+            except RejectedInput:
+                if not (isinstance(source, _FeedArchive) and await source.caught_up()):
+                    raise
+                delivery = verifier.verify(registry(), record.value or b"")  # with new bundles
         except RejectedInput as exc:
             yield FeedProblem(record.offset, exc.reason, exc.detail)
             continue
@@ -293,3 +335,45 @@ async def read_feed(
             continue
         seen.add(delivery.delivery_id)
         yield dataclasses.replace(delivery, offset=record.offset)
+
+
+class _FeedArchive:
+    """The bundle archive of a feed's cluster, read again when a statement names a new bundle."""
+
+    __slots__ = ("_archived", "_bootstrap", "_catalog", "_idle_timeout_s", "_missing", "_topic")
+
+    def __init__(
+        self, bootstrap: str, topic: str, catalog: SchemaCatalog, idle_timeout_s: float
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._catalog = catalog
+        self._idle_timeout_s = idle_timeout_s
+        self._archived = ArchivedAgreements((), catalog)
+        self._missing: dict[str, bool] = {}  # bundle hash asked for -> read again since
+
+    def agreements(self, bundle_hash: str) -> Sequence[Agreement]:
+        found = self._archived.agreements(bundle_hash)
+        if not found:
+            self._missing.setdefault(bundle_hash, False)
+        return found
+
+    async def refresh(self) -> None:
+        values = [
+            r.value
+            async for r in read_topic(
+                self._bootstrap, self._topic, idle_timeout_s=self._idle_timeout_s
+            )
+            if r.value is not None
+        ]
+        self._archived = ArchivedAgreements(values, self._catalog)
+
+    async def caught_up(self) -> bool:
+        """Read the archive again if a bundle was asked for that it lacked; True if it was."""
+        unread = [h for h, read in self._missing.items() if not read]
+        if not unread:
+            return False
+        await self.refresh()
+        for bundle_hash in unread:
+            self._missing[bundle_hash] = True
+        return True

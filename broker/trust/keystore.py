@@ -37,9 +37,17 @@ class Keystore:
         now: dt.datetime | None = None,
     ) -> tuple[KeyRecord, SigningKey]:
         """A fresh key pair, stored here; the caller registers the returned record."""
-        if (role is KeyRole.AGENCY) != (nation is not None):
-            raise ConfigurationError("agency keys name a nation; broker and governance keys do not")
-        private = SigningKey.generate(algorithm, prefix=nation or role.value)
+        if role.names_a_nation != (nation is not None):
+            raise ConfigurationError(
+                "agency and witness keys name a nation; broker and governance keys do not"
+            )
+        if role is KeyRole.WITNESS and algorithm != ED25519:
+            raise ConfigurationError(
+                "a witness key is ed25519: C2SP cosignature/v1 is Ed25519 only"
+            )
+        # A witness's key id is its name in cosignature lines: say whose it is.
+        prefix = f"witness-{nation}" if role is KeyRole.WITNESS else nation or role.value
+        private = SigningKey.generate(algorithm, prefix=prefix)
         atomic_write(self._file(private.key_id), private.to_pem(), mode=0o600)
         record = KeyRecord(
             key_id=private.key_id,

@@ -31,6 +31,12 @@ class KeyRole(StrEnum):
     AGENCY = "agency"  # signs threat reports for its nation
     BROKER = "broker"  # signs delivery statements
     GOVERNANCE = "governance"  # signs the registry itself
+    WITNESS = "witness"  # cosigns decision-log checkpoints for its nation (C2SP tlog-cosignature)
+
+    @property
+    def names_a_nation(self) -> bool:
+        """Agency and witness keys speak for a nation; broker and governance keys for none."""
+        return self in (KeyRole.AGENCY, KeyRole.WITNESS)
 
 
 class RevocationReason(StrEnum):
@@ -68,8 +74,12 @@ class KeyRecord(BaseModel):
         problem = public_key_problem(self.algorithm, self.public_key)
         if problem is not None:
             raise ValueError(problem)
-        if (self.role is KeyRole.AGENCY) != (self.nation is not None):
-            raise ValueError("agency keys name a nation; broker and governance keys do not")
+        if self.role.names_a_nation != (self.nation is not None):
+            raise ValueError(
+                "agency and witness keys name a nation; broker and governance keys do not"
+            )
+        if self.role is KeyRole.WITNESS and self.algorithm != ED25519:
+            raise ValueError("a witness key is ed25519: C2SP cosignature/v1 is Ed25519 only")
         return self
 
     def valid_at(self, when: dt.datetime) -> bool:
@@ -136,7 +146,12 @@ class PartnerRegistry:
         return sorted(self._keys.values(), key=lambda k: (k.role, k.nation or "", k.key_id))
 
     def nations(self) -> frozenset[str]:
-        return frozenset(k.nation for k in self._keys.values() if k.nation is not None)
+        """Nations with an agency key: the partners a report may be delivered to."""
+        return frozenset(
+            k.nation
+            for k in self._keys.values()
+            if k.nation is not None and k.role is KeyRole.AGENCY
+        )
 
     def with_key(self, record: KeyRecord) -> PartnerRegistry:
         if record.key_id in self._keys:

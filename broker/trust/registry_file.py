@@ -30,6 +30,7 @@ from broker.trust.governance import (
     RegistryDocument,
     TrustedGovernance,
     accept,
+    content_hash,
     document_bytes,
     parse_document,
     sign_document,
@@ -50,6 +51,7 @@ class RegistryFile:
 
     __slots__ = (
         "_document",
+        "_document_hash",
         "_keystore",
         "_last",
         "_refusal",
@@ -67,6 +69,7 @@ class RegistryFile:
         self._keystore = keystore
         self._stamp: tuple[int, int, int] | None = None
         self._document: RegistryDocument | None = None
+        self._document_hash: str | None = None
         self._registry = PartnerRegistry([])  # the view of _document, built once per version
         self._last: AcceptedState | None = None
         self._refusal: RegistryRefused | None = None
@@ -104,6 +107,11 @@ class RegistryFile:
         """The last accepted document as a whole (to export), if any."""
         self.current()
         return self._document
+
+    def current_and_document(self) -> tuple[PartnerRegistry, RegistryDocument | None, str | None]:
+        """:meth:`current`, the document it is the view of and its content hash (one version)."""
+        registry = self.current()
+        return registry, self._document, self._document_hash
 
     def save(self, registry: PartnerRegistry) -> None:
         """Install ``registry`` as the next version, signed by the keystore's governance keys.
@@ -204,6 +212,7 @@ class RegistryFile:
 
     def _keep(self, document: RegistryDocument) -> None:
         self._document, self._registry, self._refusal = document, document.registry(), None
+        self._document_hash = content_hash(document)  # once per version: entries name it
 
     def _remember(self, state: AcceptedState, *, previous: AcceptedState | None) -> None:
         if state != previous:

@@ -119,6 +119,18 @@ class SigningKey:
         """The public key as the registry stores it."""
         return _public_b64(self._ed25519, self._mldsa65)
 
+    def sign_ed25519(self, message: bytes) -> bytes:
+        """The Ed25519 signature alone, for formats that carry nothing else (C2SP notes).
+
+        Those formats are domain-separated from ixb's own signed inputs: a
+        note text holds no NUL byte, every ixb context string ends in one.
+        """
+        return self._ed25519.sign(message)
+
+    def ed25519_public_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key (of a hybrid key, its Ed25519 half)."""
+        return self._ed25519.public_key().public_bytes_raw()
+
     def with_key_id(self, key_id: str) -> SigningKey:
         return SigningKey(key_id, self.algorithm, self._ed25519, self._mldsa65)
 
@@ -197,6 +209,15 @@ def _public_keys(
     except ValueError:
         raise VerificationError("bad_public_key", "the public key does not parse") from None
     return ed25519, mldsa65
+
+
+def ed25519_public_key(record: KeyRecord) -> bytes:
+    """The raw Ed25519 public key of a registered key (a hybrid key's first 32 bytes).
+
+    For formats that carry an Ed25519 signature only (C2SP notes); the
+    registry validated the key's encoding when it was loaded.
+    """
+    return base64.b64decode(record.public_key)[:ED25519_PUBLIC_BYTES]
 
 
 def _public_b64(ed25519: Ed25519PrivateKey, mldsa65: MLDSA65PrivateKey | None) -> str:

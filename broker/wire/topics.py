@@ -10,6 +10,7 @@
 | ixb.audit               | writer id   | enforcer, releaser | auditors, enforcer |
 | ixb.audit.checkpoints   | log id      | enforcer, `ixb audit checkpoint` | auditors |
 | ixb.bundles             | bundle hash | enforcer          | auditors (replay)   |
+| ixb.registry            | registry hash/previous | enforcer | auditors (replay, receipts) |
 
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
@@ -88,6 +89,11 @@ class TopicNames:
         """Every policy bundle the enforcer decided with, archived by content hash."""
         return f"{self._base}.bundles"
 
+    @property
+    def registry(self) -> str:
+        """Every partner registry version the enforcer checked signatures against, by hash."""
+        return f"{self._base}.registry"
+
     def nation_of_submit_topic(self, topic: str) -> str | None:
         """The nation a submission topic belongs to, or None for any other topic."""
         return topic.rsplit(".", 1)[1] if self._submit.match(topic) else None
@@ -109,6 +115,11 @@ _SHAPES = (
     # One record per bundle hash, never superseded: compaction keeps them all.
     (
         re.compile(r"(?:^|\.)ixb\.bundles$"),
+        TopicShape(1, MappingProxyType({"cleanup.policy": "compact"})),
+    ),
+    # One record per (registry version, predecessor): compaction keeps every link.
+    (
+        re.compile(r"(?:^|\.)ixb\.registry$"),
         TopicShape(1, MappingProxyType({"cleanup.policy": "compact"})),
     ),
 )

@@ -20,6 +20,7 @@ from broker.enforcer.stages.rejections import REJECTION_SCHEMA
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
@@ -60,6 +61,11 @@ class Exchange:
     @property
     def topics(self) -> TopicNames:
         return TopicNames(self.settings.topic_namespace)
+
+    @property
+    def agreements(self) -> PartyAgreements:
+        """The agreements the recipients are party to: the test's own agreement files."""
+        return PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
 
     def seal(
         self,

@@ -169,13 +169,18 @@ async def test_a_delivery_altered_after_the_broker_signed_it_does_not_verify(
     assert raw.value is not None
     registry = RegistryFile(exchange.settings.registry_path).current()
 
-    verify_delivery(exchange.catalog, registry, raw.value, recipient="BE")
+    agreements = exchange.agreements
+    verify_delivery(exchange.catalog, registry, raw.value, recipient="BE", agreements=agreements)
     with pytest.raises(RejectedInput):
-        verify_delivery(exchange.catalog, registry, raw.value, recipient="DE")
+        verify_delivery(
+            exchange.catalog, registry, raw.value, recipient="DE", agreements=agreements
+        )
     altered = bytearray(raw.value)
     altered[len(altered) // 2] ^= 0x01
     with pytest.raises(RejectedInput):
-        verify_delivery(exchange.catalog, registry, bytes(altered), recipient="BE")
+        verify_delivery(
+            exchange.catalog, registry, bytes(altered), recipient="BE", agreements=agreements
+        )
 
 
 async def test_a_resubmitted_report_is_refused_as_a_replay_and_delivered_once(

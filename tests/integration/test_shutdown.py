@@ -27,6 +27,7 @@ from broker.app.assembly import open_publisher, provision_keys
 from broker.app.settings import Settings
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import VerifiedDelivery, read_feed
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
@@ -143,6 +144,7 @@ async def test_sigterm_mid_stream_exits_0_in_bounded_time_having_committed_just_
             nation="BE",
             catalog=SchemaCatalog.load(),
             registry=registry.current,
+            agreements=PartyAgreements.from_directory(settings.policies_dir / "agreements"),
             idle_timeout_s=2,
             deduplicate=False,
         )

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from broker.auditlog.checkpoints import (
     Checkpoint,
     Checkpointer,
+    CheckpointSigner,
     VerifySignature,
     encode_checkpoint,
     log_id_of,
@@ -52,21 +53,40 @@ class Ed25519CheckpointSigner:
     def sign(self, message: bytes) -> bytes:
         return self._private.sign(message)
 
+    def sign_ed25519(self, message: bytes) -> bytes:
+        return self._private.sign(message)
 
-def verifier(*signers: Ed25519CheckpointSigner) -> VerifySignature:
-    """A verify function knowing exactly these signers' public keys."""
-    keys = {s.key_id: s.public for s in signers}
+    def ed25519_public_key(self) -> bytes:
+        return self.public.public_bytes_raw()
 
-    def verify(key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime) -> None:
-        key = keys.get(key_id)
+
+class _KnownKeys:
+    """Checkpoint keys knowing exactly some signers' public keys, valid at any time."""
+
+    def __init__(self, signers: tuple[Ed25519CheckpointSigner, ...]) -> None:
+        self._keys = {s.key_id: s.public for s in signers}
+
+    def _key(self, key_id: str) -> Ed25519PublicKey:
+        key = self._keys.get(key_id)
         if key is None:
             raise VerificationError("unknown_key", f"no key {key_id!r}")
+        return key
+
+    def __call__(
+        self, key_id: str, signature: bytes, message: bytes, signed_at: dt.datetime
+    ) -> None:
         try:
-            key.verify(signature, message)
+            self._key(key_id).verify(signature, message)
         except InvalidSignature:
             raise VerificationError("bad_signature", f"signature by {key_id!r}") from None
 
-    return verify
+    def ed25519_key(self, key_id: str, signed_at: dt.datetime) -> bytes:
+        return self._key(key_id).public_bytes_raw()
+
+
+def verifier(*signers: Ed25519CheckpointSigner) -> VerifySignature:
+    """Checkpoint keys knowing exactly these signers' public keys."""
+    return _KnownKeys(signers)
 
 
 class SteppingClock:
@@ -132,7 +152,7 @@ class BuiltLog:
 
 def build_log(
     catalog: SchemaCatalog,
-    signer: Ed25519CheckpointSigner,
+    signer: CheckpointSigner,
     entries: int,
     *,
     writers: int = 3,

@@ -19,6 +19,7 @@ from broker.enforcer.stages.context import batch_context
 from broker.enforcer.stages.fanout import FanOut, Routed
 from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.replay_guard import ReplayGuard
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import DeliveryVerifier, VerifiedDelivery
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole
@@ -121,4 +122,6 @@ class DeliveryFactory:
     def deliver(self, report: ThreatReport, recipient: str) -> VerifiedDelivery:
         """``report`` as ``recipient`` holds it once verified."""
         data = self.attested(report)[recipient]
-        return DeliveryVerifier(self.catalog, recipient).verify(self.registry.current(), data)
+        agreements = PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
+        verifier = DeliveryVerifier(self.catalog, recipient, agreements=agreements)
+        return verifier.verify(self.registry.current(), data)

@@ -68,7 +68,8 @@ class Recorder:
         self.topics = stages.topics
         self.policy = stages.policy  # reloaded by the tests that change the agreement
         self.entries: list[LoggedEntry] = []
-        self.archives: list[bytes] = []
+        self.archives: list[bytes] = []  # of policy bundles (ixb.bundles)
+        self.registry_archives: list[bytes] = []  # of registry versions (ixb.registry)
         self.submissions: dict[Position, bytes | None] = {}
         self._offsets: dict[str, int] = {}
 
@@ -88,7 +89,11 @@ class Recorder:
             inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
         processed = self.processor.process(inbound)
         self.processor.archiver.acknowledged(processed.archives)  # as if Kafka had
-        self.archives += [a.value for a in processed.archives]
+        for archive in processed.archives:
+            if archive.topic == self.topics.registry:
+                self.registry_archives.append(archive.value)
+            else:
+                self.archives.append(archive.value)
         log_id = log_id_of(self.topics.audit, 0)
         for output in processed.outputs:
             if output.topic == self.topics.audit:
@@ -96,7 +101,9 @@ class Recorder:
                 self.entries.append(LoggedEntry(log_id, len(self.entries), entry))
         return processed
 
-    def replayer(self, archives: Iterable[bytes] | None = None) -> Replayer:
+    def replayer(
+        self, archives: Iterable[bytes] | None = None, *, registries: Iterable[bytes] | None = None
+    ) -> Replayer:
         """A replayer as ``ixb audit replay`` builds one, over this run's (or other) archives.
 
         Uncached, so a replay never shares the recording's decision cache.
@@ -108,4 +115,5 @@ class Recorder:
             topics=self.topics,
             window=intake_window(self.settings),
             cached=False,
+            registry_archives=list(self.registry_archives if registries is None else registries),
         )

@@ -179,6 +179,7 @@ def test_a_checkpoint_claiming_a_negative_size_is_refused_on_decode(catalog: Sch
         "at": 0,
         "signer_key_id": "k",
         "signature": b"",
+        "note": b"",
     }
 
     with pytest.raises(DecodeError) as refused:

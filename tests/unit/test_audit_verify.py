@@ -6,6 +6,8 @@ The log in these tests has 60 entries from three writers taking turns
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -298,7 +300,9 @@ def test_a_checkpoint_with_a_changed_signature_byte_is_refused(
     catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
 ) -> None:
     encoded = built.encoded_checkpoints(catalog)
-    encoded[2] = encoded[2][:-1] + bytes([encoded[2][-1] ^ 1])  # the signature is last
+    third = built.checkpoints[2]
+    flipped = third.signature[:-1] + bytes([third.signature[-1] ^ 1])
+    encoded[2] = encode_checkpoint(catalog, dataclasses.replace(third, signature=flipped))
 
     report = _verify(catalog, signer, built.records, encoded)
 
@@ -306,6 +310,25 @@ def test_a_checkpoint_with_a_changed_signature_byte_is_refused(
     assert report.problem.reason == "checkpoint_signature"
     assert "size 30" in report.problem.detail
     assert "bad_signature" in report.problem.detail
+
+
+def test_a_checkpoint_whose_c2sp_note_has_a_changed_signature_byte_is_refused(
+    catalog: SchemaCatalog, signer: Ed25519CheckpointSigner, built: BuiltLog
+) -> None:
+    third = built.checkpoints[2]
+    line = third.note.rstrip(b"\n").rsplit(b" ", 1)
+    raw = bytearray(base64.b64decode(line[1]))
+    raw[-1] ^= 1
+    note = line[0] + b" " + base64.b64encode(bytes(raw)) + b"\n"
+    encoded = built.encoded_checkpoints(catalog)
+    encoded[2] = encode_checkpoint(catalog, dataclasses.replace(third, note=note))
+
+    report = _verify(catalog, signer, built.records, encoded)
+
+    assert report.problem is not None
+    assert report.problem.reason == "checkpoint_signature"
+    assert "size 30" in report.problem.detail
+    assert "checkpoint_note_signature" in report.problem.detail
 
 
 def test_a_checkpoint_by_a_key_the_verifier_does_not_know_is_refused(

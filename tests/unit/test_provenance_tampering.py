@@ -21,6 +21,7 @@ from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.outcome import Refused
 from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.errors import RejectedInput
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
 from broker.trust.attestation import open_attested
@@ -56,6 +57,8 @@ class Pipeline:
             catalog, self.topics, PseudonymSecrets(self.settings.pseudonym_secrets_dir)
         )
         self.attester = attester_for(self.settings, catalog)
+        # What BE and DE are party to: the repository's agreements, as the broker's.
+        self.agreements = PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
 
     def intake(self) -> Intake:
         replay = ReplayGuard(dt.timedelta(hours=1))
@@ -102,7 +105,7 @@ def bits_to_flip(length: int, seed: int) -> list[int]:
 
 def test_the_untampered_submission_and_delivery_verify(pipeline: Pipeline) -> None:
     deliveries = pipeline.deliveries(pipeline.submission())
-    verified = DeliveryVerifier(pipeline.catalog, "BE").verify(
+    verified = DeliveryVerifier(pipeline.catalog, "BE", agreements=pipeline.agreements).verify(
         pipeline.registry.current(), deliveries["BE"]
     )
     assert verified.origin == "NL"
@@ -124,7 +127,7 @@ def test_every_sampled_bit_flip_of_a_delivery_is_refused_by_the_recipient(
     pipeline: Pipeline,
 ) -> None:
     delivery = pipeline.deliveries(pipeline.submission())["BE"]
-    verifier = DeliveryVerifier(pipeline.catalog, "BE")
+    verifier = DeliveryVerifier(pipeline.catalog, "BE", agreements=pipeline.agreements)
     registry = pipeline.registry.current()
     verifier.verify(registry, delivery)  # the genuine one, so its root is cached
     accepted_anyway = []
@@ -140,7 +143,7 @@ def test_every_sampled_bit_flip_of_a_delivery_is_refused_by_the_recipient(
 def test_a_delivery_for_one_recipient_cannot_be_presented_to_another(pipeline: Pipeline) -> None:
     deliveries = pipeline.deliveries(pipeline.submission())
     with pytest.raises(RejectedInput) as refused:
-        DeliveryVerifier(pipeline.catalog, "DE").verify(
+        DeliveryVerifier(pipeline.catalog, "DE", agreements=pipeline.agreements).verify(
             pipeline.registry.current(), deliveries["BE"]
         )
     assert refused.value.reason == "wrong_recipient"
@@ -165,7 +168,7 @@ def test_a_submission_and_a_delivery_accept_only_their_canonical_encoding(
         pipeline.inbound(over_long_first_varint(submission)), context
     )
     with pytest.raises(RejectedInput) as at_recipient:
-        DeliveryVerifier(pipeline.catalog, "BE").verify(
+        DeliveryVerifier(pipeline.catalog, "BE", agreements=pipeline.agreements).verify(
             pipeline.registry.current(), over_long_first_varint(delivery)
         )
 
@@ -198,6 +201,8 @@ def test_a_broker_passing_on_a_report_signed_for_another_origin_than_its_key_is_
     [delivery] = pipeline.attester.attest([catalog.encode(DELIVERY_SCHEMA, forged)])
 
     with pytest.raises(RejectedInput) as refused:
-        DeliveryVerifier(catalog, "BE").verify(pipeline.registry.current(), delivery)
+        DeliveryVerifier(catalog, "BE", agreements=pipeline.agreements).verify(
+            pipeline.registry.current(), delivery
+        )
 
     assert (refused.value.reason, refused.value.stage) == ("origin_mismatch", "identity")

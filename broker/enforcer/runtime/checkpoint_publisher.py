@@ -31,6 +31,12 @@ A log that stays shorter than its latest checkpoint (the topic was made
 anew, or lost entries) cannot be signed either, and would wait in silence:
 once the tail has had nothing new for ``_CAUGHT_UP_S``, such a log is named
 (``checkpoint_beyond_log``).
+
+**Witnesses.** With a :class:`~broker.enforcer.runtime.cosigning.Cosigner`,
+every checkpoint acknowledged is offered to it with its log's tree; it runs
+as a task beside the tail, pushes the newest checkpoint of each log to the
+partners' witnesses and publishes it again with their cosignatures. At stop
+it gets one last round, bounded by ``_LAST_COSIGN_S``.
 """
 
 from __future__ import annotations
@@ -53,7 +59,9 @@ from broker.auditlog.checkpoints import (
     log_id_of,
     signed_checkpoints,
 )
+from broker.auditlog.log_notes import DEFAULT_ORIGIN_PREFIX
 from broker.enforcer.runtime.commit import CommitPath, Outputs
+from broker.enforcer.runtime.cosigning import Cosigner
 from broker.errors import RejectedInput, TransportError
 from broker.kafka.base import BatchProducer
 from broker.wire.codec import SchemaCatalog
@@ -70,6 +78,7 @@ _QUEUE_RECORDS = 10_000  # between the tail and the trees: bounds memory if hash
 _DRAIN_RECORDS = 1_000  # hashed between two yields to the loop: about 6 ms
 _POLL_S = 0.2  # how long to wait for audit records before looking at the clock
 _CAUGHT_UP_S = 10.0  # a tail with nothing new this long has read the whole log
+_LAST_COSIGN_S = 10.0  # at stop, how long the last checkpoints may wait for witnesses
 
 
 @dataclass
@@ -124,8 +133,12 @@ class CheckpointPublisher:
         every_entries: int,
         every_s: float,
         retry_after_s: float = 1.0,
+        origin_prefix: str = DEFAULT_ORIGIN_PREFIX,
+        cosigner: Cosigner | None = None,
     ) -> None:
+        self._origin_prefix = origin_prefix
         self._read_log = read_log
+        self._cosigner = cosigner
         self._read_checkpoints = read_checkpoints
         self._commits = CommitPath(producer)  # a reader, not a group member: nothing to commit
         self._catalog = catalog
@@ -146,6 +159,9 @@ class CheckpointPublisher:
         self._resume_points = await self._latest_checkpoints()
         queue: asyncio.Queue[InboundRecord] = asyncio.Queue(maxsize=_QUEUE_RECORDS)
         tail = asyncio.create_task(self._tail(queue, stop))
+        cosigning = (
+            None if self._cosigner is None else asyncio.create_task(self._cosigner.run(stop))
+        )
         idle_since = time.monotonic()
         try:
             while not stop.is_set():
@@ -162,11 +178,21 @@ class CheckpointPublisher:
             await self._publish(
                 [s.checkpointer.checkpoint() for s in self._logs.values() if _grew(s)]
             )
+            if self._cosigner is not None and cosigning is not None:
+                with contextlib.suppress(TimeoutError):  # its round in progress ends first
+                    await asyncio.wait_for(self._last_round(cosigning), _LAST_COSIGN_S)
         finally:
-            tail.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await tail
+            for task in (tail, cosigning):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         log.info("checkpoints_stopped", logs=len(self._logs), unsent=len(self._unsent))
+
+    async def _last_round(self, cosigning: asyncio.Task[None]) -> None:
+        assert self._cosigner is not None
+        await cosigning  # stop is set: it returns after the round it is in
+        await self._cosigner.flush()
 
     async def _latest_checkpoints(self) -> dict[str, Checkpoint]:
         """Per log, the largest checkpoint a broker key signed, from before this start."""
@@ -225,6 +251,7 @@ class CheckpointPublisher:
                 self._clock,
                 every_entries=self._every_entries,
                 every_s=self._every_s,
+                origin_prefix=self._origin_prefix,
             )
             state = self._logs[log_id] = _Log(
                 record.partition, checkpointer, self._resume_points.get(log_id)
@@ -271,8 +298,11 @@ class CheckpointPublisher:
             return
         self._unsent = []
         self.stats.signed += len(batch)
-        for c in signed:
+        for c in batch:
             log.debug("checkpoint_signed", log_id=c.log_id, tree_size=c.tree_size)
+            state = self._logs.get(c.log_id)
+            if self._cosigner is not None and state is not None:
+                self._cosigner.offer(c, state.checkpointer.log)
 
 
 def _grew(state: _Log) -> bool:

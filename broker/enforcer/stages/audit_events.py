@@ -39,6 +39,8 @@ def decision_events(
     routed: Routed,
     submission: SubmissionRef,
     at: dt.datetime,
+    *,
+    registry_hash: str | None = None,
 ) -> list[AuditEvent]:
     """One event per recipient decided for: delivered, held (embargo) or withheld.
 
@@ -58,6 +60,7 @@ def decision_events(
             "report_id": str(report.report_id),
             "submission": submission,
             "policy_bundle_hash": decision.bundle_hash or None,
+            "registry_hash": registry_hash,
         }
         if not decision.allow:
             events.append(AuditEvent(Outcome.WITHHELD, reasons=decision.reasons, **common))
@@ -84,15 +87,24 @@ def decision_events(
 
 
 def refusal_event(
-    inbound: InboundRecord, refusal: RejectedInput, origin: str, at: dt.datetime
+    inbound: InboundRecord,
+    refusal: RejectedInput,
+    origin: str,
+    at: dt.datetime,
+    *,
+    registry_hash: str | None = None,
 ) -> AuditEvent:
-    """A submission refused at intake (or left undecided by the policy), by reason code."""
+    """A submission refused at intake (or left undecided by the policy), by reason code.
+
+    ``registry_hash`` names the registry version intake checked the signature against.
+    """
     return AuditEvent(
         Outcome.REFUSED,
         at=at,
         origin=origin,
         submission=submission_ref(inbound),
         reasons=(refusal.reason,),
+        registry_hash=registry_hash,
     )
 
 

@@ -2,10 +2,11 @@
 
 The rules a decision carries may name the same field more than once (the
 general ``"*"`` rules and the report type's own, or several agreements that
-all allow). One rule per field survives, the strictest: a redaction beats a
-pseudonym beats a generalisation, and of two generalisations the coarser
-wins. Redactions are applied first, so a pseudonym or a generalisation is
-never computed for something that is withheld anyway.
+all allow). One rule per field survives, the strictest
+(:func:`~broker.domain.rule_sets.effective_rules`, in the domain so that the
+recipient checks derivations by the same rule). Redactions are applied
+first, so a pseudonym or a generalisation is never computed for something
+that is withheld anyway.
 
 Everything happens on a copy of the decoded record; the original, and the
 originator's exact bytes, are never touched. Only the containers on the
@@ -15,57 +16,16 @@ per-report cost in the bench profile); everything else is shared, unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from broker.domain.agreements import FieldAction, FieldRule, strictness
+from broker.domain.agreements import FieldAction
 from broker.domain.fields import FieldPath, Step, resolve, transform, value_kind, withhold
 from broker.domain.generalise import generaliser
+from broker.domain.rule_sets import RuleSet, effective_rules
 from broker.trust.pseudonyms import Pseudonymiser
 
-
-@dataclass(frozen=True, slots=True)
-class RuleSet:
-    """The effective rules for one delivery: one per field, in the order they apply."""
-
-    rules: tuple[FieldRule, ...]
-
-    @property
-    def withheld(self) -> tuple[str, ...]:
-        return tuple(r.field for r in self.rules if r.action is FieldAction.REDACT and r.field)
-
-    @property
-    def derived(self) -> tuple[FieldRule, ...]:
-        """Fields whose values the broker changed (pseudonymised or generalised)."""
-        return tuple(r for r in self.rules if r.action is not FieldAction.REDACT)
-
-    @property
-    def derived_fields(self) -> tuple[str, ...]:
-        """The paths of :attr:`derived`, as statements and the decision log name them."""
-        return tuple(r.field for r in self.derived if r.field)
-
-    @property
-    def pseudonymises(self) -> bool:
-        return any(r.action is FieldAction.PSEUDONYMISE for r in self.rules)
-
-
-def effective_rules(rules: Iterable[FieldRule]) -> RuleSet:
-    """The strictest rule per field; embargo rules are not field rules and are dropped."""
-    strongest: dict[str, FieldRule] = {}
-    for rule in rules:
-        if rule.field is None:
-            continue
-        current = strongest.get(rule.field)
-        if current is None or _stricter(rule, current):
-            strongest[rule.field] = rule
-    order = {FieldAction.REDACT: 0, FieldAction.GENERALISE: 1, FieldAction.PSEUDONYMISE: 2}
-    ranked = sorted(strongest.values(), key=lambda r: (order[r.action], r.field or ""))
-    return RuleSet(tuple(ranked))
-
-
-def _stricter(rule: FieldRule, than: FieldRule) -> bool:
-    return strictness(rule.action, rule.to) > strictness(than.action, than.to)
+__all__ = ["Deriver", "RuleSet", "effective_rules"]
 
 
 class Deriver:
