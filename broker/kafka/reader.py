@@ -79,18 +79,24 @@ async def read_topic(
 async def _seek_to_start(
     consumer: AIOKafkaConsumer, assigned: list[TopicPartition], since: dt.datetime | None
 ) -> None:
-    """Each partition's first record, or its first stamped at or after ``since``."""
+    """Each partition's first record, or its first stamped at or after ``since``.
+
+    A partition with nothing that recent is positioned at its end offset by
+    number, not with ``seek_to_end``: that asks for a reset, and the reset
+    to the earliest offset that assigning the partition started may land
+    after it and win (measured: the one old record of such a partition was
+    read every time).
+    """
     if since is None:
         await consumer.seek_to_beginning(*assigned)
         return
     stamp = int(since.timestamp() * 1000)
     found = await consumer.offsets_for_times(dict.fromkeys(assigned, stamp))
+    nothing_since = [tp for tp in assigned if found.get(tp) is None]
+    ends = await consumer.end_offsets(nothing_since) if nothing_since else {}
     for tp in assigned:
-        at = found.get(tp)  # None: nothing that recent in the partition
-        if at is None:
-            await consumer.seek_to_end(tp)
-        else:
-            consumer.seek(tp, at.offset)
+        at = found.get(tp)
+        consumer.seek(tp, at.offset if at is not None else ends[tp])
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:

@@ -57,12 +57,12 @@ async def test_an_enforcer_reads_back_only_the_ledger_lines_stamped_inside_the_r
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        for offset, (report, stamp) in enumerate(stamped.items(), start=1000):
+        for partition, (report, stamp) in enumerate(stamped.items()):
             # as if accepted before, at a position no submission of this test takes
             source = InboundRecord(
                 topic=topics.submit("NL"),
                 partition=0,
-                offset=offset,
+                offset=1000 + partition,
                 key=None,
                 value=b"",
                 headers=(),
@@ -78,8 +78,12 @@ async def test_an_enforcer_reads_back_only_the_ledger_lines_stamped_inside_the_r
                 source=source,
                 now=stamp,
             )
-            await producer.send_and_wait(
-                line.topic, line.value, key=line.key, timestamp_ms=int(stamp.timestamp() * 1000)
+            await producer.send_and_wait(  # each alone in its partition: nothing else to skip
+                line.topic,
+                line.value,
+                key=line.key,
+                partition=partition,
+                timestamp_ms=int(stamp.timestamp() * 1000),
             )
     finally:
         await producer.stop()

@@ -25,21 +25,22 @@ async def test_a_read_since_a_time_yields_every_record_stamped_at_or_after_it_an
 ) -> None:
     topic = f"t{uuid.uuid4().hex[:12]}.read-since"
     now = dt.datetime.now(dt.UTC)
-    stamps = {
-        b"two hours ago": now - dt.timedelta(hours=2),
-        b"an hour ago": now - dt.timedelta(hours=1),
-        b"now": now,
+    stamps = {  # value: (partition, time)
+        b"two hours ago": (0, now - dt.timedelta(hours=2)),
+        b"an hour ago": (0, now - dt.timedelta(hours=1)),
+        b"now": (0, now),
+        b"alone, two hours ago": (1, now - dt.timedelta(hours=2)),  # nothing since in 1
     }
-    admin = TopicAdmin(kafka_bootstrap)  # three partitions: two hold nothing that recent
+    admin = TopicAdmin(kafka_bootstrap)  # three partitions: 2 holds nothing at all
     await admin.start()
     await admin.ensure([topic])
     await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        for value, stamp in stamps.items():
+        for value, (partition, stamp) in stamps.items():
             await producer.send_and_wait(
-                topic, value, partition=0, timestamp_ms=int(stamp.timestamp() * 1000)
+                topic, value, partition=partition, timestamp_ms=int(stamp.timestamp() * 1000)
             )
     finally:
         await producer.stop()

@@ -66,7 +66,7 @@ class ApacheKafka:
         self._java = java or shutil.which("java")
         self._heap_mb = heap_mb
         self._own_workdir = workdir is None
-        self.workdir = workdir or temporary_workdir()
+        self.workdir: Path | None = workdir  # without one, a temporary folder made by start
         self.cluster_id = kraft.cluster_id()
         free = iter(free_loopback_ports(2 * nodes))
         self.ports: dict[int, kraft.NodePorts] = {}
@@ -103,13 +103,14 @@ class ApacheKafka:
             raise ConfigurationError("running Apache Kafka needs a JDK >= 17 (`java` on the PATH)")
         if not (self.libs / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
             raise ConfigurationError(f"no Apache Kafka {KAFKA_VERSION} jars in {self.libs}")
-        command = self._jvm(self._heap_mb)
+        workdir = self.workdir = self.workdir or temporary_workdir()
+        command = self._jvm(workdir)
         try:
             self.nodes = {
-                node_id: KafkaNode(node_id, ports, self.workdir / f"node-{node_id}", command)
+                node_id: KafkaNode(node_id, ports, workdir / f"node-{node_id}", command)
                 for node_id, ports in self.ports.items()
             }
-            self._format()
+            self._format(workdir)
             for node in self.nodes.values():
                 node.start()
             asyncio.run(self._until_whole(list(self.nodes.values()), warm_up=True))
@@ -134,9 +135,10 @@ class ApacheKafka:
             node.stop(wait=False)
         for node in self.nodes.values():
             node.stop()
-        if self._own_workdir:
+        if self._own_workdir and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             release_workdir(self.workdir)
+            self.workdir = None
 
     def kill(self, node_id: int) -> None:
         """SIGKILL node ``node_id``; its data stays for :meth:`restart`."""
@@ -181,26 +183,26 @@ class ApacheKafka:
             p["partition"]: p["leader"] for entry in described for p in entry.get("partitions", [])
         }
 
-    def _jvm(self, heap_mb: int) -> list[str]:
+    def _jvm(self, workdir: Path) -> list[str]:
         assert self._java is not None
         return [
             self._java,
-            f"-Xms{min(256, heap_mb)}m",
-            f"-Xmx{heap_mb}m",
+            f"-Xms{min(256, self._heap_mb)}m",
+            f"-Xmx{self._heap_mb}m",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+            f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
             "-cp",
             str(self.libs / "*"),
             "kafka.Kafka",
         ]
 
-    def _format(self) -> None:
+    def _format(self, workdir: Path) -> None:
         """Write each node's files and run ``StorageTool format`` for all of them at once."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "log4j2.properties").write_text(kraft.log4j2_properties())
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "log4j2.properties").write_text(kraft.log4j2_properties())
         formats = []
         for node in self.nodes.values():
             node.directory.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,7 @@ class ApacheKafka:
             command = [
                 self._java,
                 *_TOOL_JVM,
-                f"-Dlog4j2.configurationFile={self.workdir / 'log4j2.properties'}",
+                f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
                 "-cp",
                 str(self.libs / "*"),
                 "kafka.tools.StorageTool",
