@@ -53,7 +53,7 @@ from broker.parties.recipient import (
 )
 from broker.wire.report import describe_validation_error
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ArchivedAgreements",
