@@ -1,7 +1,7 @@
 """The ceiling: ixb's own per-report work in a tight loop, without Kafka.
 
 The enforcer's :class:`~broker.enforcer.processor.BatchProcessor` is built
-as ``broker.app.assembly.run_enforcer`` builds it and called on each batch: the
+as ``broker.app.enforcer_process.run_enforcer`` builds it and called on each batch: the
 batch context, intake (envelope, signature, disclosures, validation, replay
 guard), fan-out (cached decisions, selections, derived values, statements),
 the batch attestation, the intake ledger, the decision-log entries and the

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from rich.markup import escape
 
 from broker.app import logs
-from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap, run_enforcer
+from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap
+from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.app.assembly import provision_keys, run_enforcer
+from broker.app.assembly import provision_keys
+from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import EnforcerStats

@@ -16,8 +16,9 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from broker.app import assembly
-from broker.app.assembly import provision_keys, run_enforcer
+from broker.app import enforcer_process
+from broker.app.assembly import provision_keys
+from broker.app.enforcer_process import run_enforcer
 from tests.integration.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ async def silent_kafka() -> AsyncIterator[str]:
 async def test_a_stop_during_a_start_up_that_waits_ends_the_enforcer_and_names_the_step(
     tmp_path: Path, policies_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(assembly, "START_UP_WARN_S", 0.2)
+    monkeypatch.setattr(enforcer_process, "START_UP_WARN_S", 0.2)
     async with silent_kafka() as bootstrap:
         settings = make_settings(tmp_path, bootstrap, policies_dir)
         provision_keys(settings, ["NL", "BE"])

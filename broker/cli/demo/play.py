@@ -30,9 +30,9 @@ from broker.app.assembly import (
     load_catalog,
     open_publisher,
     provision_keys,
-    run_enforcer,
     signer_for,
 )
+from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
 from broker.cli.demo.scenario import NATIONS, build
