@@ -24,6 +24,7 @@ from broker.app.documents import explain
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line
+from broker.cli.console_command import console_app
 from broker.cli.keys import keys_app
 from broker.cli.render import (
     decision_json,
@@ -55,6 +56,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(keys_app, name="keys")
 app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
+app.add_typer(console_app, name="console")
 
 out = console()
 err = console(stderr=True)
