@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install ixb with its development tools
 
-demo: $(STAMP) ## Run the multi-nation scenario end to end on the embedded broker
-	$(BIN)/ixb demo
+demo: $(STAMP) ## Run the multi-nation scenario, then serve the browser console on it until Ctrl-C
+	$(BIN)/ixb demo --console
 
 lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
 	$(BIN)/ruff check .
@@ -51,10 +51,22 @@ $(OPA_BIN):
 			go install -trimpath github.com/open-policy-agent/opa@v$(OPA_VERSION) && \
 		$$scratch/opa version >/dev/null && mv -f $$scratch/opa $@
 
+# The console's browser test drives Debian's chromium (Playwright cannot download
+# a browser here). Installed with apt-get when missing and this is root (as CI
+# is); otherwise the test says it is skipped, and why.
+browser: ## Debian's chromium for the console's browser test (apt-get, as root)
+	@test -x /usr/lib/chromium/chromium || command -v chromium >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's chromium for the console's browser test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium is missing and cannot be installed here (root and apt-get needed): the browser test will be skipped" >&2; \
+		fi; }
+
 check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
+test: $(STAMP) engines browser lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
@@ -82,4 +94,4 @@ clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 .PHONY: help install demo lint check test fuzz bench bench-audit resilience format clean \
-	engines opa-engine
+	engines opa-engine browser
