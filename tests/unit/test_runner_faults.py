@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -244,3 +245,30 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+async def test_a_batch_fetched_as_the_stop_arrives_is_left_unprocessed_for_the_next_owner(
+    rig: _Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIGTERM during a broker outage: whatever the enforcer starts after it (a ledger
+    # read, a batch to send to a dead leader) only delays the exit the supervisor waits on.
+    rig.submit(BATCH)
+    stop = asyncio.Event()
+    fetch = rig.consumer.fetch
+
+    async def fetch_as_the_stop_arrives(**kwargs: Any) -> list[InboundRecord]:
+        """A test double around the real in-memory fetch: the stop comes while it is out."""
+        batch = await fetch(**kwargs)
+        if batch:
+            stop.set()
+        return batch
+
+    monkeypatch.setattr(rig.consumer, "fetch", fetch_as_the_stop_arrives)
+
+    await asyncio.wait_for(rig.enforcer().run(stop), timeout=10)
+
+    assert stop.is_set()
+    assert rig.processor.stats.submissions == 0
+    assert rig.delivery_ids() == Counter()
+    assert rig.consumer.committed == {}
+    assert rig.ledger_reads == 0, "no ledger read for partitions it is leaving"

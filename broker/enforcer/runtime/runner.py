@@ -118,6 +118,11 @@ class Enforcer:
             log.warning("fetch_failed", error=str(exc))
             await asyncio.sleep(self._retry_backoff_s)
             return
+        if stop.is_set():
+            # Asked to stop while fetching: this batch is neither sent nor committed, so
+            # its next owner reads it again. Starting it (a ledger read, sends to a leader
+            # that may be down) would only delay the exit a supervisor is waiting on.
+            return
         if self._consumer.assignment() != self._assignment and not await self._finish_pending():
             return  # stopping, the batch before given up: this one must not pass it
         if not await self._follow_assignment():
