@@ -32,8 +32,6 @@ from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from tests.support.audit import LOG_ID, event
 
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
 
 @pytest.fixture
 def home(tmp_path: Path) -> Settings:
@@ -43,16 +41,21 @@ def home(tmp_path: Path) -> Settings:
 
 
 def issued(settings: Settings, catalog: SchemaCatalog) -> tuple[Receipt, RegistryFile]:
-    """A receipt for entry 2 of a log whose entries name the current registry version."""
+    """A receipt for entry 2 of a log whose entries name the current registry version.
+
+    Its checkpoint is stamped now, after the keys were made: an instant taken
+    when the module was imported may come before the broker key's window.
+    """
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     file = RegistryFile(settings.registry_path, keystore=Keystore(settings.keystore_dir))
     document = file.document()
     assert document is not None
     keystore = Keystore(settings.keystore_dir)
     broker = keystore.newest_usable(file.current(), role=KeyRole.BROKER, nation=None)
-    checkpointer = Checkpointer(LOG_ID, keystore.private_key(broker.key_id), lambda: NOW)
+    checkpointer = Checkpointer(LOG_ID, keystore.private_key(broker.key_id), lambda: now)
     writer = AuditWriter(catalog, "w")
     values = [
-        writer.entry(dataclasses.replace(event(i, NOW), registry_hash=content_hash(document)))
+        writer.entry(dataclasses.replace(event(i, now), registry_hash=content_hash(document)))
         for i in range(4)
     ]
     checkpointer.extend(enumerate(values))
