@@ -7,7 +7,9 @@ implementation module; docs/ARCHITECTURE.md maps the layers.
 - An agency publishes signed reports with :class:`Publisher`.
 - A recipient reads and checks its feed with :func:`read_feed` (or one
   delivery at a time with :class:`DeliveryVerifier`) and sees each field's
-  :class:`FieldProvenance`.
+  :class:`FieldProvenance`. Deliveries are sealed to the recipient: it
+  passes its private sealing keys, e.g. ``Keyring([DecryptionKey.from_pem(
+  key_id, pem)])``.
 - Reports are :class:`ThreatReport` values; every error is an
   :class:`IxbError`, and its subclass says what the caller does next.
 """
@@ -48,6 +50,7 @@ from broker.parties.recipient import (
     read_feed,
     verify_delivery,
 )
+from broker.trust.sealing.keys import DecryptionKey, Keyring
 from broker.wire.report import describe_validation_error
 
 __version__ = "0.1.0"
@@ -55,6 +58,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigurationError",
     "DecodeError",
+    "DecryptionKey",
     "DeliveryVerifier",
     "DerivedField",
     "DocumentType",
@@ -64,6 +68,7 @@ __all__ = [
     "Indicator",
     "IndicatorKind",
     "IxbError",
+    "Keyring",
     "Location",
     "Marking",
     "PolicyUndecided",

@@ -185,7 +185,14 @@ class _Run:
             await producer.stop()
             await admin.close()
         self.say("reading every feed and rejected topic")
-        seen = await observe(self.bootstrap, self.topics, self.catalog, registry, NATIONS)
+        seen = await observe(
+            self.bootstrap,
+            self.topics,
+            self.catalog,
+            registry,
+            NATIONS,
+            keys=Keystore(self.settings.keystore_dir),
+        )
         verdict = judge(expectation, seen)
         events = self.fleet.log_events(LOG_EVENTS)
         verdict.counts.update(

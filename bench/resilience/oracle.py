@@ -31,6 +31,7 @@ from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.trust.records import PartnerRegistry
+from broker.trust.sealing.keys import DecryptionKeys
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 
@@ -138,6 +139,7 @@ async def observe(
     registry: PartnerRegistry,
     nations: Iterable[str],
     *,
+    keys: DecryptionKeys,
     idle_timeout_s: float = 3.0,
 ) -> Observation:
     seen = Observation()
@@ -148,6 +150,7 @@ async def observe(
             nation=nation,
             catalog=catalog,
             registry=lambda: registry,
+            keys=keys,
             idle_timeout_s=idle_timeout_s,
             deduplicate=False,
         ):

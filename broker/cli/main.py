@@ -41,6 +41,7 @@ from broker.policy.bundle import load_bundle
 from broker.policy.lint import Severity, lint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import request_reload
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.report import describe_validation_error
 from broker.wire.topics import TopicNames
@@ -232,6 +233,7 @@ def subscribe(
             nation=nation,
             catalog=load_catalog(settings),
             registry=registry.current,
+            keys=Keystore(settings.keystore_dir),  # NATION's sealing keys open its feed
             idle_timeout_s=idle_timeout,
             follow=follow,
         ):

@@ -29,6 +29,7 @@ from broker.app.settings import Settings
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import VerifiedDelivery, read_feed
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
@@ -152,6 +153,7 @@ async def test_sigterm_mid_stream_exits_0_in_bounded_time_having_committed_just_
             nation="BE",
             catalog=SchemaCatalog.load(),
             registry=registry.current,
+            keys=Keystore(settings.keystore_dir),
             idle_timeout_s=2,
             deduplicate=False,
         )
