@@ -4,8 +4,9 @@ For every decision entry of the log in the window asked for, the replay
 takes the archived submission the entry names, checks that its bytes are
 the ones the entry digested, runs intake on them again as of the entry's
 ``at`` (the batch's clock: the same key validity, clock skew and freshness
-judgement; but no memory of other reports, so nothing is refused as
-replayed), and decides again for the entry's recipient with the archived
+judgement, the key judged at the record's append time where Kafka stamped
+it, as the enforcer judged it; but no memory of other reports, so nothing
+is refused as replayed), and decides again for the entry's recipient with the archived
 bundle whose hash the entry records and ``now_s`` = ``at``. The replayed
 outcome, agreement id and version, reasons, withheld and derived fields are
 compared with those recorded.
@@ -211,7 +212,7 @@ class Replayer:
     def replay(
         self,
         entries: Iterable[LoggedEntry],
-        submissions: Mapping[Position, bytes | None],
+        submissions: Mapping[Position, InboundRecord],
     ) -> ReplayReport:
         """Replay every entry, in the order given; count what is skipped.
 
@@ -235,7 +236,7 @@ class Replayer:
                 replayed.append(self.one(logged, submissions))
         return ReplayReport(tuple(replayed), dict(skipped), self._shelf.undecodable)
 
-    def one(self, logged: LoggedEntry, submissions: Mapping[Position, bytes | None]) -> Replayed:
+    def one(self, logged: LoggedEntry, submissions: Mapping[Position, InboundRecord]) -> Replayed:
         """Replay one decision or refusal entry."""
         event = logged.entry.event
         recorded = Verdict.recorded(event)
@@ -314,7 +315,7 @@ class Replayer:
         return verdict, self._views.view(accepted.disclosures, rules)
 
     def _intake_of(
-        self, event: AuditEvent, submissions: Mapping[Position, bytes | None]
+        self, event: AuditEvent, submissions: Mapping[Position, InboundRecord]
     ) -> Accepted | RejectedInput | str:
         """Intake's result for the entry's submission as of ``at``, or a finding's reason."""
         ref = event.submission
@@ -327,10 +328,9 @@ class Replayer:
         known = self._intake_memory.get(key)
         if known is not None:
             return known
-        value = submissions[position]
-        if hashlib.sha256(value or b"").digest() != ref.sha256:
+        inbound = submissions[position]  # as read, with the time Kafka stamped it
+        if hashlib.sha256(inbound.value or b"").digest() != ref.sha256:
             return "submission_digest_mismatch"
-        inbound = InboundRecord(ref.topic, ref.partition, ref.offset, None, value, (), 0)
         context = BatchContext(self._registry, _NoDecisions(), frozenset(), event.at)
         checked = self._intake.check(inbound, context)  # as the enforcer: one record, one finding
         result = checked.error if isinstance(checked, Refused) else checked

@@ -70,7 +70,7 @@ class Recorder:
         self.policy = stages.policy  # reloaded by the tests that change the agreement
         self.entries: list[LoggedEntry] = []
         self.archives: list[bytes] = []
-        self.submissions: dict[Position, bytes | None] = {}
+        self.submissions: dict[Position, InboundRecord] = {}
         self._offsets: dict[str, int] = {}
 
     def seal(self, report: ThreatReport) -> bytes:
@@ -85,8 +85,9 @@ class Recorder:
             topic = self.topics.submit(nation)
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
-            self.submissions[topic, 0, offset] = value
-            inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+            record = InboundRecord(topic, 0, offset, None, value, (), 0)
+            self.submissions[topic, 0, offset] = record
+            inbound.append(record)
         processed = self.processor.process(inbound)
         self.processor.archiver.acknowledged(processed.archives)  # as if Kafka had
         self.archives += [a.value for a in processed.archives]
