@@ -4,7 +4,10 @@ Starts the embedded broker (unless IXB_KAFKA_BOOTSTRAP points at a real
 one), generates keys into a throw-away home, runs one enforcer, publishes
 the scenario from every nation plus three reports that must not get through
 (one no agreement allows, one tampered in transit, one signed by a
-neighbour's key), then reads and verifies every nation's feed.
+neighbour's key), then reads and verifies every nation's feed. Last, it
+dumps the topics as the Kafka operator could (ciphertext: no published title
+is found in any record) and copies a delivery onto another nation's topic,
+where it opens for no one (broker/cli/demo/sealing.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from broker.app.assembly import (
 )
 from broker.app.settings import Settings
 from broker.cli.demo.scenario import NATIONS, build
+from broker.cli.demo.sealing import show_moved_delivery, show_operator_view
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import EnforcerStats
@@ -155,6 +159,19 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         console,
         published_titles={str(scenario.embargoed.report_id): scenario.embargoed.title},
     )
+    topics = TopicNames(settings.topic_namespace)
+    opaque = await show_operator_view(console, bootstrap, topics, NATIONS, published.values())
+    moved_refused = await show_moved_delivery(
+        console,
+        bootstrap,
+        topics=topics,
+        catalog=load_catalog(settings),
+        keystore=Keystore(settings.keystore_dir),
+        registry=RegistryFile(settings.registry_path),
+        sender="NL",
+        recipient="BE",
+        other="DE",
+    )
     console.print(
         f"\n[bold]{stats.submissions}[/bold] submissions, "
         f"[bold]{stats.deliveries}[/bold] deliveries, "
@@ -162,7 +179,7 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console) -> boo
         f"withheld by policy: {dict(stats.withheld.most_common(4))}, "
         f"rejected: {dict(stats.rejected)}"
     )
-    return bool(stats.rejected) and bool(nowhere) and stats.held == 1
+    return bool(stats.rejected) and bool(nowhere) and stats.held == 1 and opaque and moved_refused
 
 
 async def _show_feeds(settings: Settings, bootstrap: str, console: Console) -> set[str]:
