@@ -4,6 +4,8 @@ The phases, in order, each on fresh topics (and, for the embedded broker, a
 fresh Tansu, whose per-fetch cost grows with what it stores):
 
 1. generate reports and sign them as the agencies would (not timed);
+   sealing: HPKE seal and open cost per suite, per record and per batch
+   (bench/sealing.py);
 2. ceiling: intake and fan-out in a tight loop, no Kafka;
 3. passthrough: raw aiokafka consume -> produce to three topics -> commit;
 4. pipeline, one ``ixb run`` process, on the backlog;
@@ -30,7 +32,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import ceiling, latency, speed
+from bench import ceiling, latency, sealing, speed
 from bench.enforcers import run_backlog
 from bench.kafka import RunFailed, passthrough
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
@@ -45,7 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 MAX_CEILING_REPORTS = 10_000
 SPEED_SPREAD_NOTED = 1.15  # beyond this, the note says ratios between phases are noisy
 MAX_SATURATION_REPORTS = 30_000
-PHASES = ("ceiling", "passthrough", "pipeline1", "pipeline2", "latency")
+PHASES = ("sealing", "ceiling", "passthrough", "pipeline1", "pipeline2", "latency")
 REQUIRED_KEYS = (  # issue 7: runs are compared by these
     "reports_per_s_1proc",
     "reports_per_s_2proc",
@@ -184,6 +186,7 @@ class Bench:
             self.sealed = await self.workspace.seal(reports, bootstrap)
             self.warm = await self.workspace.seal(warm, bootstrap)
         phases: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "sealing": self.sealing,
             "ceiling": self.ceiling,
             "passthrough": self.passthrough,
             "pipeline1": lambda: self.pipeline(1),
@@ -196,6 +199,10 @@ class Bench:
             else:
                 self.notes.append(f"{name}: skipped (--only)")
         return self.summary()
+
+    async def sealing(self) -> None:
+        self.say("sealing: HPKE seal and open per record and per batch, both suites (one thread)")
+        self.figures.update(await asyncio.to_thread(sealing.figures))
 
     async def ceiling(self) -> None:
         """Synchronous on purpose: nothing else runs while the loop is timed."""
