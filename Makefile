@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml $(NATIVE_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@command -v cargo >/dev/null || { echo "Rust's cargo is needed to build native/: https://rustup.rs" >&2; exit 1; }
-	CARGO_TARGET_DIR=$(ENGINE_CACHE)/cargo-target \
-		$(BIN)/python -m pip install --quiet --disable-pip-version-check ./native
+	$(CARGO_ENV) $(BIN)/python -m pip install --quiet --disable-pip-version-check ./native
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
@@ -31,11 +30,16 @@ install: $(STAMP) ## Create .venv, build the native core, install ixb with its d
 demo: $(STAMP) ## Run the multi-nation scenario end to end on the embedded broker
 	$(BIN)/ixb demo
 
-lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
+lint: $(STAMP) ## ruff, mypy --strict, the import contract (imports run downward), rustfmt and clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	cd native && cargo fmt --check
+	cd native && $(CARGO_ENV) cargo clippy --release --all-targets --quiet -- -D warnings
+
+# cargo test links the core's unit tests against the venv's Python.
+CARGO_ENV = CARGO_TARGET_DIR=$(ENGINE_CACHE)/cargo-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python
 
 # Engines the tests run on, built once per machine outside the clone:
 # ${IXB_ENGINE_CACHE:-$HOME/.cache/ixb}/<engine>-<version>/ (a fresh clone
@@ -65,6 +69,7 @@ check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute
 	$(BIN)/pytest tests/unit -q
 
 test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own embedded broker), then a short fuzz
+	cd native && $(CARGO_ENV) cargo test --release --quiet
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
