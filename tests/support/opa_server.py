@@ -9,8 +9,8 @@ a skipped test: the OPA path must be tested against OPA.
 The server starts empty and in memory (as docker-compose.yml runs it), so a
 stopped server comes back holding nothing: :meth:`OpaServer.restart` is how
 an outage looks in production. It dies with the process that started it,
-however that process ends, by the idea Tansu's launcher uses
-(broker/kafka/embedded/tansu.py): OPA runs under a small watchdog holding the
+however that process ends: it runs under the engines' own watchdog
+(broker/kafka/embedded/watchdog.py), which holds the
 read end of a pipe whose write end only we hold; when we stop, exit or are
 SIGKILLed, the pipe closes and the watchdog stops OPA.
 
@@ -22,14 +22,10 @@ off unless configured, so no decision input is written anywhere.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -40,29 +36,15 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
+from broker.errors import TransportError
+from broker.kafka.embedded.watchdog import Watched
+
 OPA_VERSION = "1.22.4"  # the Makefile's OPA_VERSION and docker-compose.yml's image say the same
 # No call to GitHub (the tests run offline), errors only, and a quick stop.
 SERVER_FLAGS = ("--skip-version-check", "--log-level=error", "--shutdown-grace-period=1")
 MAKE_TARGET = "make opa-engine"
 _STARTUP_TIMEOUT_S = 15.0
 _HTTP_TIMEOUT_S = 5.0
-
-_WATCHDOG = """
-import signal, subprocess, sys
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
-server = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-print(server.pid, flush=True)
-try:
-    sys.stdin.buffer.read()  # returns when the pipe closes: our starter stopped or died
-finally:
-    server.terminate()
-    try:
-        server.wait(5)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-"""
 
 # The Prometheus counter of Data API evaluations OPA answered.
 _EVALUATIONS = re.compile(
@@ -121,7 +103,7 @@ class OpaServer:
         self._args = [*flags, *(str(a) for a in args)]
         self._workdir = tempfile.TemporaryDirectory(prefix="ixb-opa-")
         self.log_path = Path(self._workdir.name) / "opa.log"
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._process: Watched | None = None
         self.pid: int | None = None
         self.starts = 0
 
@@ -131,7 +113,7 @@ class OpaServer:
 
     @property
     def running(self) -> bool:
-        return self._watchdog is not None and self._watchdog.poll() is None
+        return self._process is not None and self._process.running
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -146,18 +128,11 @@ class OpaServer:
             f"--addr=127.0.0.1:{self.port}",
             *self._args,
         ]
-        with self.log_path.open("ab") as log:
-            self._watchdog = subprocess.Popen(
-                [sys.executable, "-c", _WATCHDOG, *command],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log,
-            )
-        assert self._watchdog.stdout is not None
+        self._process = Watched(command, log=self.log_path, grace_s=2.0)
         try:
-            self.pid = int(self._watchdog.stdout.readline())
+            self.pid = self._process.start()
             self._wait_until_healthy()
-        except (ValueError, TimeoutError) as exc:
+        except (TransportError, TimeoutError) as exc:
             self.stop()
             raise RuntimeError(
                 f"OPA did not start on {self.url}: {exc}; {self._log_tail()}"
@@ -166,21 +141,10 @@ class OpaServer:
         return self
 
     def stop(self) -> None:
-        """Close the watchdog's pipe (it stops OPA), and make sure of it."""
-        watchdog, self._watchdog = self._watchdog, None
-        if watchdog is None:
-            return
-        for stream in (watchdog.stdin, watchdog.stdout):
-            if stream is not None:
-                stream.close()
-        try:
-            watchdog.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            watchdog.kill()
-            watchdog.wait(timeout=5)
-            if self.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(self.pid, signal.SIGKILL)
+        """Stop OPA through its watchdog, and make sure of it."""
+        process, self._process = self._process, None
+        if process is not None:
+            process.stop()
 
     def restart(self) -> Self:
         """Stop and start again on the same port: the server comes back empty."""
