@@ -39,6 +39,7 @@ from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole, PartnerRegistry
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
+from broker.trust.sealing.keys import X25519
 from broker.trust.signatures import SigningKey
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
@@ -83,14 +84,28 @@ def output_producer(
     )
 
 
-def provision_keys(settings: Settings, nations: list[str]) -> PartnerRegistry:
-    """Generate a broker key and one agency key per nation, and register them all."""
+def provision_keys(
+    settings: Settings, nations: list[str], *, sealing_algorithm: str = X25519
+) -> PartnerRegistry:
+    """Generate every key a federation of ``nations`` needs, and register them all.
+
+    The broker's signing and sealing keys; for each nation its agency's
+    signing and sealing keys and a sealing key of its data-protection
+    authority (which replays that nation's submissions). The sealing keys
+    use ``sealing_algorithm``.
+    """
     keystore = Keystore(settings.keystore_dir)
     registry_file = RegistryFile(settings.registry_path, keystore=keystore)
     registry = registry_file.current()
-    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]:
+    parties = [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]
+    for role, nation in parties:
         record, _ = keystore.generate(role=role, nation=nation)
         registry = registry.with_key(record)
+    for role, nation in [*parties, *((KeyRole.AUDITOR, n) for n in nations)]:
+        sealing, _ = keystore.generate_sealing(
+            role=role, nation=nation, algorithm=sealing_algorithm
+        )
+        registry = registry.with_key(sealing)
     registry_file.save(registry)
     return registry
 

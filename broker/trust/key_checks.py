@@ -2,7 +2,7 @@
 
 Envelopes, batch attestations, decision-log checkpoints and registry
 documents are all signed by keys the partner registry vouches for, and each
-verifier asks the registry the same four questions before it checks a
+verifier asks the registry the same five questions before it checks a
 signature (:func:`check_key`), in this order:
 
 =================  ===========================================================
@@ -10,6 +10,7 @@ reason             the key ...
 =================  ===========================================================
 unknown_key        is not in the registry
 wrong_key_role     is registered for another role (agency, broker, governance)
+wrong_key_use      is a sealing key, which signs nothing
 algorithm_mismatch is registered with another algorithm than the signature names
 key_not_valid      is not yet valid, expired or revoked at the instant asked
 =================  ===========================================================
@@ -27,7 +28,7 @@ from __future__ import annotations
 import datetime as dt
 
 from broker.errors import VerificationError
-from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.records import KeyRecord, KeyRole, KeyUse, PartnerRegistry
 
 
 def check_key(
@@ -53,6 +54,8 @@ def check_key(
         raise VerificationError(
             "wrong_key_role", f"key {key.key_id} is a {key.role.value} key, not {role.value}"
         )
+    if key.use is not KeyUse.SIGNING:
+        raise VerificationError("wrong_key_use", f"key {key.key_id} is a sealing key")
     if algorithm is not None and algorithm != key.algorithm:
         raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
     if at is not None and not key.valid_at(at):
