@@ -237,3 +237,38 @@ def test_arbitrary_bytes_are_refused_with_a_reason_or_parse(data: bytes) -> None
     except RejectedInput as exc:
         stage = exc.stage
     assert stage in {"parsed", "unseal"}
+
+
+def test_an_opener_holding_several_parties_keys_opens_with_its_own_partys(
+    catalog: SchemaCatalog,
+) -> None:
+    broker, broker_private = _key(KeyRole.BROKER, None)
+    auditor, auditor_private = _key(KeyRole.AUDITOR, "NL")
+    topic = "ixb.submit.NL"
+    sealed = read_sealed(catalog, seal(catalog, PAYLOAD, topic=topic, to=[broker, auditor]))
+    both = Keyring([broker_private, auditor_private])  # one home holding every key, as in a demo
+
+    assert Opener(both, "auditor.NL").open(sealed, topic=topic) == PAYLOAD
+    assert Opener(both, BROKER_PARTY).open(sealed, topic=topic) == PAYLOAD
+    with pytest.raises(VerificationError) as caught:
+        Opener(both, "auditor.BE").open(sealed, topic=topic)
+    assert caught.value.reason == "seal_unopenable"
+
+
+def test_a_submission_whose_auditors_copy_was_damaged_does_not_open_for_the_broker_either(
+    catalog: SchemaCatalog,
+) -> None:
+    """Otherwise the broker would accept what the authority can never replay."""
+    broker, broker_private = _key(KeyRole.BROKER, None)
+    auditor, _ = _key(KeyRole.AUDITOR, "NL")
+    topic = "ixb.submit.NL"
+    sealed = catalog.decode(
+        seal(catalog, PAYLOAD, topic=topic, to=[broker, auditor]), SEALED_SCHEMA
+    )
+    copy = bytearray(sealed["readers"][1]["sealed_key"])
+    copy[-1] ^= 0x01
+    sealed["readers"][1]["sealed_key"] = bytes(copy)
+    damaged = catalog.encode(SEALED_SCHEMA, sealed)
+
+    opener = Opener(Keyring([broker_private]), BROKER_PARTY)
+    assert _refusal(catalog, damaged, opener, topic=topic) == "seal_unopenable"

@@ -14,8 +14,10 @@ or replayed onto another topic):
   key_id``: the topic it travels on, the reader's party label
   (broker/trust/sealing/parties.py) and the key id;
 * the payload's associated data is ``"ixb-seal-v1" 0x00 topic 0x00`` and,
-  for each reader in order, ``key_id 0x00 suite 0x00``: dropping or adding
-  a reader breaks it for everyone.
+  for each reader in order, ``key_id 0x00 suite 0x00 SHA-256(sealed_key)``:
+  dropping, adding or corrupting any reader's copy breaks it for everyone,
+  so a submission whose data-protection authority's copy was damaged on the
+  way does not open for the broker either.
 
 The opener rebuilds both from what it knows (the topic it read, its own
 party), never from the envelope, so an envelope moved to another topic,
@@ -43,11 +45,12 @@ one HPKE open for the lot.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -86,11 +89,12 @@ def key_info(topic: str, party: str, key_id: str) -> bytes:
     return _CONTEXT + topic.encode() + b"\x00" + party.encode() + b"\x00" + key_id.encode()
 
 
-def payload_aad(topic: str, readers: Sequence[tuple[str, str]]) -> bytes:
-    """The payload's associated data: the topic and every (key id, suite symbol), in order."""
+def payload_aad(topic: str, readers: Sequence[tuple[str, str, bytes]]) -> bytes:
+    """The payload's associated data: the topic and every (key id, suite, sealed key), in order."""
     parts = [_CONTEXT, topic.encode(), b"\x00"]
-    for key_id, suite in readers:
+    for key_id, suite, sealed_key in readers:
         parts += [key_id.encode(), b"\x00", suite.encode(), b"\x00"]
+        parts.append(hashlib.sha256(sealed_key).digest())
     return b"".join(parts)
 
 
@@ -129,7 +133,7 @@ class ContentKey:
         content_key = AESGCM.generate_key(bit_length=8 * CONTENT_KEY_BYTES)
         self.topic = topic
         self._aead = AESGCM(content_key)
-        self._readers: list[dict[str, str | bytes]] = [
+        self._readers: list[dict[str, Any]] = [
             {
                 "key_id": reader.key_id,
                 "suite": SUITE_SYMBOLS[reader.algorithm],
@@ -142,7 +146,7 @@ class ContentKey:
             for reader in readers
         ]
         self._aad = payload_aad(
-            topic, [(reader.key_id, SUITE_SYMBOLS[reader.algorithm]) for reader in readers]
+            topic, [(r["key_id"], r["suite"], r["sealed_key"]) for r in self._readers]
         )
 
     def seal(self, catalog: SchemaCatalog, payload: bytes) -> bytes:
@@ -200,19 +204,29 @@ class Opener:
     def open(self, sealed: Sealed, *, topic: str) -> bytes:
         """The payload of ``sealed`` as read from ``topic``; VerificationError if not."""
         aead = self._content_key(sealed, topic)
-        aad = payload_aad(topic, [(r.key_id, r.suite) for r in sealed.readers])
+        aad = payload_aad(topic, [(r.key_id, r.suite, r.sealed_key) for r in sealed.readers])
         try:
             return aead.decrypt(sealed.nonce, sealed.ciphertext, aad)
         except InvalidTag:
             raise _unopenable() from None
 
     def _content_key(self, sealed: Sealed, topic: str) -> AESGCM:
+        """The content key unsealed by the first reader key held here that opens for this party.
+
+        Every held key is tried (one keystore may hold several parties' keys,
+        as a test's or the demo's does): a key of another party fails, since
+        its party is bound into what was sealed to it.
+        """
+        refusals: list[VerificationError] = []
         for reader in sealed.readers:
             private = self._keys.decryption_key(reader.key_id)
             if private is None:
                 continue
             if SUITE_SYMBOLS[private.algorithm] != reader.suite:
-                raise _refusal("suite_mismatch", f"{reader.key_id} is {private.algorithm}")
+                refusals.append(
+                    _refusal("suite_mismatch", f"{reader.key_id} is {private.algorithm}")
+                )
+                continue
             cache_key = (topic, reader.key_id, reader.sealed_key)
             known = self._content_keys.get(cache_key)
             if known is not None:
@@ -223,12 +237,15 @@ class Opener:
                     reader.sealed_key, key_info(topic, self.party, reader.key_id)
                 )
             except InvalidTag:
-                raise _unopenable() from None
+                refusals.append(_unopenable())
+                continue
             aead = AESGCM(content_key)  # 32 bytes: read_sealed checked the sealed length
             self._content_keys[cache_key] = aead
             if len(self._content_keys) > self._capacity:
                 self._content_keys.popitem(last=False)
             return aead
+        if refusals:
+            raise refusals[0]
         raise _refusal("not_sealed_to_us", f"sealed to none of {self.party}'s keys")
 
 
