@@ -45,6 +45,7 @@ from broker.parties.derivations import PartyAgreements
 from broker.trust.envelopes import Signer
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
 from broker.wire.topics import TopicNames
 
 Say = Callable[[str], None]
@@ -353,6 +354,7 @@ class _Run:
                     signer=signer,
                     producer=producer,
                     topics=self.topics,
+                    registry=RegistryFile(self.settings.registry_path).current,
                 )
             return publishers[claims, signed_by]
 

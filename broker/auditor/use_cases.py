@@ -65,6 +65,9 @@ from broker.policy.rego import RegoDecisionPoint
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole, PartnerRegistry
 from broker.trust.sd.layout import ReportLayout
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.keys import DecryptionKeys
+from broker.trust.sealing.parties import auditor_party
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.topics import TopicNames
@@ -229,10 +232,15 @@ def replayer_for(
     *,
     topics: TopicNames,
     window: IntakeWindow,
+    keys: DecryptionKeys,
     cached: bool = True,
     registry_archives: Sequence[bytes] = (),
 ) -> Replayer:
     """A replayer judging intake as the enforcer does and deciding with regopy in-process.
+
+    ``keys`` are the auditor's own: a submission from XX is opened with XX's
+    data-protection authority's key, which the agency sealed it to beside
+    the broker's (broker/trust/sealing/routes.py).
 
     The archived Rego and data are what decided, whichever engine evaluated
     them (regopy or an OPA server): both go through one decision contract.
@@ -246,11 +254,17 @@ def replayer_for(
         return CachedDecisionPoint(point, bundle.time_boundaries_s()) if cached else point
 
     layout = ReportLayout.from_catalog(catalog)
+    openers: dict[str, Opener] = {}
+
+    def opener_for(origin: str) -> Opener:
+        return openers.setdefault(origin, Opener(keys, auditor_party(origin)))
+
     intake = Intake(
         catalog,
         topics,
         max_clock_skew=window.max_clock_skew,
         replay=ReplayGuard(window.max_report_age),
+        openers=opener_for,
         layout=layout,
     )
     shelf = BundleShelf(archives, catalog, build)
@@ -259,7 +273,12 @@ def replayer_for(
 
 
 async def replay_audit(
-    source: AuditSource, admit: ReplayFilter, window: IntakeWindow, *, cached: bool = True
+    source: AuditSource,
+    admit: ReplayFilter,
+    window: IntakeWindow,
+    *,
+    keys: DecryptionKeys,
+    cached: bool = True,
 ) -> ReplayReport:
     """Read the log, the bundle archives and the submissions it names; replay what ``admit`` asks.
 
@@ -296,6 +315,7 @@ async def replay_audit(
         archives,
         topics=topics,
         window=window,
+        keys=keys,
         cached=cached,
         registry_archives=registry_archives,
     )

@@ -377,7 +377,8 @@ def audit_replay(
     try:
         settings = Settings()
         source, window = audit_source(settings), intake_window(settings)
-        report = asyncio.run(replay_audit(source, admit, window, cached=not uncached))
+        keys = Keystore(settings.keystore_dir)  # this auditor's own sealing keys
+        report = asyncio.run(replay_audit(source, admit, window, keys=keys, cached=not uncached))
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc

@@ -19,6 +19,7 @@ from broker.kafka.reader import read_topic
 from broker.policy.archive import decode_archive
 from broker.policy.bundle import load_bundle
 from broker.policy.source import request_reload
+from broker.trust.keystore import Keystore
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
@@ -65,7 +66,10 @@ async def test_a_replay_across_an_agreement_change_decides_each_side_with_its_ow
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
     report = await replay_audit(
-        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+        audit_source(settings),
+        ReplayFilter(since, until),
+        intake_window(settings),
+        keys=Keystore(settings.keystore_dir),
     )
     cli = await asyncio.to_thread(
         CliRunner().invoke,
@@ -111,7 +115,10 @@ async def test_an_entry_the_log_holds_twice_is_replayed_once_and_the_repeat_coun
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
     report = await replay_audit(
-        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+        audit_source(settings),
+        ReplayFilter(since, until),
+        intake_window(settings),
+        keys=Keystore(settings.keystore_dir),
     )
 
     assert report.ok, report.findings

@@ -67,7 +67,7 @@ from tests.factories import make_report
 from tests.integration.conftest import Exchange, enforcer, make_settings
 from tests.support.canaries import Canaries, abstract, string_paths
 from tests.support.probes import http_get
-from tests.support.submissions import seal_record, tamper_signed_payload
+from tests.support.submissions import resealed, seal_record, tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
@@ -202,7 +202,12 @@ async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
     sealed = seal_record(settings, catalog, valid, key_nation="NL")
     submissions = [
         OutboundRecord(submit, str(valid["report_id"]).encode(), sealed),
-        OutboundRecord(submit, b"tampered", tamper_signed_payload(catalog, sealed)),
+        resealed(
+            settings,
+            catalog,
+            OutboundRecord(submit, b"tampered", sealed),
+            lambda signed: tamper_signed_payload(catalog, signed),
+        ),
         OutboundRecord(
             submit, b"invalid", seal_record(settings, catalog, invalid, key_nation="NL")
         ),

@@ -16,7 +16,7 @@ from broker.wire.codec import MAGIC
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
-from tests.support.submissions import tamper_disclosure, tamper_signed_payload
+from tests.support.submissions import seal_signed, tamper_disclosure, tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +84,10 @@ async def test_a_tampered_submission_is_refused_with_its_bytes_and_the_enforcer_
     exchange: Exchange,
 ) -> None:
     good = exchange.seal(make_report("NL"))
-    value = tamper_signed_payload(exchange.catalog, exchange.seal(make_report("NL")).value)
+    forged = exchange.resealed(
+        exchange.seal(make_report("NL")), lambda s: tamper_signed_payload(exchange.catalog, s)
+    )
+    value = forged.value
     tampered = dataclasses.replace(good, value=value, key=b"tampered")
     await exchange.publish("NL", [tampered, good])
     await exchange.wait_completed(2)
@@ -102,9 +105,7 @@ async def test_a_value_altered_in_transit_is_refused_because_its_digest_is_not_s
     exchange: Exchange,
 ) -> None:
     good = exchange.seal(make_report("NL"))
-    altered = dataclasses.replace(
-        good, value=tamper_disclosure(exchange.catalog, good.value, "summary")
-    )
+    altered = exchange.resealed(good, lambda s: tamper_disclosure(exchange.catalog, s, "summary"))
     await exchange.publish("NL", [altered])
     await exchange.wait_completed(1)
 
@@ -123,6 +124,19 @@ async def test_a_report_claiming_another_origin_than_its_key_is_refused(
     [rejection] = await exchange.rejections("BE")
     assert rejection["reason"] == "origin_mismatch"
     assert _verified(await exchange.feed("NL")) == []
+
+
+async def test_a_sealed_submission_moved_to_another_nations_topic_does_not_open(
+    exchange: Exchange,
+) -> None:
+    sealed_for_nl = exchange.seal(make_report("NL"))
+    moved = dataclasses.replace(sealed_for_nl, topic=exchange.topics.submit("BE"))
+    await exchange.publish("BE", [moved])
+    await exchange.wait_completed(1)
+
+    [rejection] = await exchange.rejections("BE")
+    assert (rejection["reason"], rejection["stage"]) == ("seal_unopenable", "unseal")
+    assert rejection["original_value"] == sealed_for_nl.value, "kept sealed, as it came"
 
 
 async def test_a_submission_on_another_nations_topic_is_refused(exchange: Exchange) -> None:
@@ -146,7 +160,9 @@ async def test_an_unknown_schema_fingerprint_is_refused_even_when_correctly_sign
     submission = exchange.catalog.encode(
         SUBMISSION_SCHEMA, {"envelope": signer.seal(unknown), "disclosures": []}
     )
-    record = OutboundRecord(exchange.topics.submit("NL"), b"k", submission)
+    topic = exchange.topics.submit("NL")
+    sealed = seal_signed(exchange.settings, exchange.catalog, submission, topic=topic)
+    record = OutboundRecord(topic, b"k", sealed)
     garbage = OutboundRecord(exchange.topics.submit("NL"), b"g", b"not avro at all")
     await exchange.publish("NL", [record, garbage])
     await exchange.wait_completed(2)

@@ -16,7 +16,7 @@ from broker.app.settings import Settings
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FieldProvenance
 from broker.trust.keystore import Keystore
-from broker.trust.records import KeyRole
+from broker.trust.records import KeyRole, KeyUse
 from broker.trust.registry_file import RegistryFile
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
@@ -109,7 +109,11 @@ async def test_a_report_issued_after_its_key_was_revoked_is_refused_one_issued_b
 ) -> None:
     registry_file, _ = _keys(settings)
     registry = registry_file.current()
-    [nl] = [k for k in registry.records() if k.nation == "NL"]
+    [nl] = [
+        k
+        for k in registry.records()
+        if k.role is KeyRole.AGENCY and k.nation == "NL" and k.use is KeyUse.SIGNING
+    ]
     revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     before = make_report("NL", issued_at=revoked_at - dt.timedelta(minutes=1))
     after = make_report("NL", issued_at=revoked_at + dt.timedelta(seconds=30))

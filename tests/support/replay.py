@@ -24,6 +24,7 @@ from broker.auditor.use_cases import replayer_for
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import Processed
 from broker.enforcer.stages.replay_guard import Position
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
@@ -114,6 +115,7 @@ class Recorder:
             list(self.archives if archives is None else archives),
             topics=self.topics,
             window=intake_window(self.settings),
+            keys=Keystore(self.settings.keystore_dir),
             cached=False,
             registry_archives=list(self.registry_archives if registries is None else registries),
         )

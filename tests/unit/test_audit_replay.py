@@ -23,7 +23,7 @@ from broker.policy.archive import decode_archive, load_archived_bundle
 from broker.wire.codec import SchemaCatalog
 from tests.factories import make_report
 from tests.support.replay import STRICTER, UNUSED_BOOTSTRAP, Recorder, write_agreement
-from tests.support.submissions import tamper_signed_payload
+from tests.support.submissions import reseal_value, tamper_signed_payload
 
 T = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=1)
 """The enforcer's clock: a day ahead, so a replay that judged by the wall clock would refuse."""
@@ -162,9 +162,14 @@ async def test_refusals_replay_to_the_same_reason_and_those_depending_on_history
 ) -> None:
     good = recorder.seal(_report())
     stale = recorder.seal(_report(issued_at=T - dt.timedelta(hours=2)))
-    await recorder.batch(
-        [("NL", good), ("NL", tamper_signed_payload(catalog, good)), ("NL", stale)]
+    tampered = reseal_value(
+        recorder.settings,
+        catalog,
+        good,
+        topic=recorder.topics.submit("NL"),
+        change=lambda signed: tamper_signed_payload(catalog, signed),
     )
+    await recorder.batch([("NL", good), ("NL", tampered), ("NL", stale)])
     await recorder.batch([("NL", good)])  # the same report again, from another offset
 
     result = recorder.replayer().replay(recorder.entries, recorder.submissions)

@@ -2,6 +2,8 @@
 
 The stages run as the enforcer runs them (intake, fan-out, batch attestation)
 but without Kafka; the recipient side is the client library's verifier.
+A flip of the signed submission is sealed again before intake sees it, as
+anyone may seal to the broker: the signature, not the seal, must catch it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
 from broker.trust.attestation import open_attested
 from broker.trust.envelopes import open_envelope
+from broker.trust.keystore import Keystore
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
@@ -33,11 +36,14 @@ from broker.trust.sd.disclosure import SD_REPORT_SCHEMA
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.parties import BROKER_PARTY
 from broker.wire.codec import HEADER_LEN, SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
+from tests.support.submissions import seal_signed
 
 SAMPLED_BITS = 1200
 
@@ -62,17 +68,28 @@ class Pipeline:
 
     def intake(self) -> Intake:
         replay = ReplayGuard(dt.timedelta(hours=1))
+        opener = Opener(Keystore(self.settings.keystore_dir), BROKER_PARTY)
         return Intake(
-            self.catalog, self.topics, max_clock_skew=dt.timedelta(minutes=5), replay=replay
+            self.catalog,
+            self.topics,
+            max_clock_skew=dt.timedelta(minutes=5),
+            replay=replay,
+            openers=lambda _: opener,
         )
 
     def submission(self) -> bytes:
+        """A signed submission, not yet sealed."""
         signer = signer_for(self.settings, self.catalog, role=KeyRole.AGENCY, nation="NL")
         return seal_submission(
             self.catalog, self.layout, signer, report_to_record(make_report("NL"))
         )
 
-    def inbound(self, value: bytes) -> InboundRecord:
+    def sealed(self, signed: bytes) -> bytes:
+        return seal_signed(self.settings, self.catalog, signed, topic=self.topics.submit("NL"))
+
+    def inbound(self, signed: bytes, *, sealed: bytes | None = None) -> InboundRecord:
+        """``signed`` sealed for NL's topic as NL seals it (or ``sealed`` as it is)."""
+        value = self.sealed(signed) if sealed is None else sealed
         return InboundRecord(self.topics.submit("NL"), 0, 0, b"k", value, (), 0)
 
     def deliveries(self, value: bytes) -> dict[str, bytes]:
@@ -121,6 +138,24 @@ def test_every_sampled_bit_flip_of_a_submission_is_refused_at_intake(pipeline: P
             continue  # refused with a reason of its own, not by a fault of ours
         accepted_anyway.append((bit, outcome))
     assert accepted_anyway == []
+
+
+def test_every_sampled_bit_flip_of_a_sealed_submission_is_refused_at_unseal(
+    pipeline: Pipeline,
+) -> None:
+    value = pipeline.sealed(pipeline.submission())
+    context = batch_context(pipeline.registry, pipeline.policy, dt.datetime.now(dt.UTC))
+    intake = pipeline.intake()
+    outcomes = {
+        bit: intake.check(pipeline.inbound(b"", sealed=flipped(value, bit)), context)
+        for bit in bits_to_flip(len(value), seed=3)
+    }
+    not_refused_at_unseal = {
+        bit: outcome
+        for bit, outcome in outcomes.items()
+        if not (isinstance(outcome, Refused) and outcome.error.stage == "unseal")
+    }
+    assert not_refused_at_unseal == {}
 
 
 def test_every_sampled_bit_flip_of_a_delivery_is_refused_by_the_recipient(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import secrets
 import tempfile
@@ -51,7 +52,9 @@ from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.statement import DELIVERY_SCHEMA
-from broker.trust.sd.submission import SUBMISSION_SCHEMA, seal_submission
+from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.envelope import SEALED_SCHEMA
+from broker.trust.sealing.routes import sealed_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.report import report_to_record
@@ -323,24 +326,25 @@ async def _publish_impostor(
     catalog = load_catalog(settings)
     be_signer = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="BE")
     forged = report_from_nl.model_copy(update={"report_id": uuid.uuid4()})
-    record = OutboundRecord(
-        topic=TopicNames(settings.topic_namespace).submit("BE"),
-        key=str(forged.report_id).encode(),
-        value=seal_submission(
-            catalog, ReportLayout.from_catalog(catalog), be_signer, report_to_record(forged)
-        ),
+    topic = TopicNames(settings.topic_namespace).submit("BE")
+    signed = seal_submission(
+        catalog, ReportLayout.from_catalog(catalog), be_signer, report_to_record(forged)
     )
+    registry = RegistryFile(settings.registry_path).current()
+    sealed = sealed_submission(
+        catalog, registry, signed, topic=topic, origin="BE", at=dt.datetime.now(dt.UTC)
+    )
+    record = OutboundRecord(topic=topic, key=str(forged.report_id).encode(), value=sealed)
     async with open_publisher(settings, bootstrap, "BE") as publisher:
         await publisher.send_sealed([record])
 
 
 def _alter_a_value(catalog: SchemaCatalog, record: OutboundRecord) -> OutboundRecord:
-    """Change the title on its way, as a man in the middle would: its digest is not signed."""
-    submission = catalog.decode(record.value, SUBMISSION_SCHEMA)
-    for disclosure in submission["disclosures"]:
-        if disclosure["path"] == "title":
-            value = bytearray(disclosure["value"])
-            value[-1] ^= 0x01  # still a string, another one
-            disclosure["value"] = bytes(value)
-    altered = catalog.encode(SUBMISSION_SCHEMA, submission)
+    """Change a byte on its way, as a man in the middle would: he cannot read what he changes,
+    and the sealed record no longer opens."""
+    sealed = catalog.decode(record.value, SEALED_SCHEMA)
+    ciphertext = bytearray(sealed["ciphertext"])
+    ciphertext[len(ciphertext) // 2] ^= 0x01
+    sealed["ciphertext"] = bytes(ciphertext)
+    altered = catalog.encode(SEALED_SCHEMA, sealed)
     return OutboundRecord(record.topic, record.key, altered, record.headers)

@@ -2,6 +2,12 @@
 
 The order is the security argument (docs/ARCHITECTURE.md, decision 1):
 
+0. the record is opened (broker/trust/sealing/envelope.py) with the
+   broker's key, for this topic: sealed for another topic it does not open.
+   Its list of readers, authenticated by the opening, must name a broker
+   sealing key valid now and, when the origin registered a data-protection
+   authority's key, that authority too (which is what lets it replay its
+   nation's submissions);
 1. the size is checked and only the outer submission and its envelope are
    parsed;
 2. the signature is verified over the exact signed payload bytes, by a
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,11 +45,13 @@ from broker.enforcer.stages.replay_guard import Position, ReplayGuard
 from broker.errors import RejectedInput, VerificationError
 from broker.trust.envelopes import verify_envelope
 from broker.trust.key_checks import check_originator
-from broker.trust.records import KeyRecord, KeyRole
+from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
 from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureError
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import open_submission
 from broker.trust.sd.verify import verify_disclosures
+from broker.trust.sealing.envelope import Opener, Sealed, read_sealed
+from broker.trust.sealing.parties import check_sealed_to, sealing_keys
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import record_to_report
@@ -64,8 +72,13 @@ class Accepted:
     position: Position
 
 
+Openers = Callable[[str], Opener]
+"""Who opens a submission from an origin: the broker's opener for every origin (the
+enforcer), or that origin's data-protection authority's (broker/auditor/replay.py)."""
+
+
 class Intake:
-    __slots__ = ("_catalog", "_layout", "_max_skew", "_topics", "replay")
+    __slots__ = ("_catalog", "_layout", "_max_skew", "_openers", "_topics", "replay")
 
     def __init__(
         self,
@@ -74,11 +87,13 @@ class Intake:
         *,
         max_clock_skew: dt.timedelta,
         replay: ReplayGuard,
+        openers: Openers,
         layout: ReportLayout | None = None,
     ) -> None:
         self._catalog = catalog
         self._topics = topics
         self._max_skew = max_clock_skew
+        self._openers = openers
         self._layout = layout or ReportLayout.from_catalog(catalog)
         self.replay = replay
 
@@ -105,7 +120,10 @@ class Intake:
             raise RejectedInput("not_a_submission_topic", inbound.topic, stage="envelope")
         if inbound.value is None:
             raise RejectedInput("empty_message", "the record has no value", stage="envelope")
-        submission = open_submission(self._catalog, inbound.value)  # 1
+        sealed = read_sealed(self._catalog, inbound.value)  # 0
+        plain = self._openers(topic_nation).open(sealed, topic=inbound.topic)
+        _check_readers(sealed, context.registry, topic_nation, context.now)  # now authenticated
+        submission = open_submission(self._catalog, plain)  # 1
         envelope = submission.envelope
         # 2: validity is judged at the report's issued-at (step 4), once it is known
         key = verify_envelope(envelope, context.registry, role=KeyRole.AGENCY, at=None)
@@ -140,4 +158,21 @@ class Intake:
             digests=disclosed.digests,
             key=key,
             position=position,
+        )
+
+
+def _check_readers(sealed: Sealed, registry: PartnerRegistry, origin: str, at: dt.datetime) -> None:
+    """Sealed to a broker key valid ``at``, and to ``origin``'s auditor if it has a key then."""
+    if check_sealed_to(registry, sealed.key_ids, role=KeyRole.BROKER, nation=None, at=at) is None:
+        raise VerificationError(
+            "not_sealed_to_broker", "sealed to no broker sealing key", stage="unseal"
+        )
+    auditors = sealing_keys(registry, role=KeyRole.AUDITOR, nation=origin, at=at)
+    if auditors and not check_sealed_to(
+        registry, sealed.key_ids, role=KeyRole.AUDITOR, nation=origin, at=at
+    ):
+        raise VerificationError(
+            "not_sealed_to_auditor",
+            f"not sealed to {origin}'s data-protection authority, which has a key",
+            stage="unseal",
         )
