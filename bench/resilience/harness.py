@@ -176,7 +176,13 @@ class _Run:
         self.say("reading every feed and rejected topic")
         agreements = PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
         seen = await observe(
-            self.bootstrap, self.topics, self.catalog, registry, NATIONS, agreements=agreements
+            self.bootstrap,
+            self.topics,
+            self.catalog,
+            registry,
+            NATIONS,
+            agreements=agreements,
+            keys=Keystore(self.settings.keystore_dir),
         )
         verdict = judge(expectation, seen)
         events = self.fleet.log_events(LOG_EVENTS)

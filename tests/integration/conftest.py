@@ -23,6 +23,7 @@ from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
 from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
@@ -126,6 +127,7 @@ class Exchange:
                 nation=nation,
                 catalog=self.catalog,
                 registry=registry.current,
+                keys=Keystore(self.settings.keystore_dir),
                 idle_timeout_s=1.5,
             )
         ]

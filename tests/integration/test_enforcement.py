@@ -10,8 +10,10 @@ import pytest
 from broker.errors import RejectedInput
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, verify_delivery
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.submission import SUBMISSION_SCHEMA
+from broker.trust.sealing.envelope import Opener, read_sealed
 from broker.wire.codec import MAGIC
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
@@ -184,19 +186,55 @@ async def test_a_delivery_altered_after_the_broker_signed_it_does_not_verify(
     ]
     assert raw.value is not None
     registry = RegistryFile(exchange.settings.registry_path).current()
+    keys = Keystore(exchange.settings.keystore_dir)  # every nation's, as one test home holds them
 
     agreements = exchange.agreements
-    verify_delivery(exchange.catalog, registry, raw.value, recipient="BE", agreements=agreements)
-    with pytest.raises(RejectedInput):
+
+    def verify(data: bytes, recipient: str) -> None:
         verify_delivery(
-            exchange.catalog, registry, raw.value, recipient="DE", agreements=agreements
+            exchange.catalog,
+            registry,
+            data,
+            recipient=recipient,
+            agreements=agreements,
+            keys=keys,
+            topics=exchange.topics,
         )
+
+    verify(raw.value, "BE")
+    with pytest.raises(RejectedInput):
+        verify(raw.value, "DE")
     altered = bytearray(raw.value)
     altered[len(altered) // 2] ^= 0x01
     with pytest.raises(RejectedInput):
-        verify_delivery(
-            exchange.catalog, registry, bytes(altered), recipient="BE", agreements=agreements
+        verify(bytes(altered), "BE")
+
+
+async def test_a_delivery_moved_to_another_nations_topic_does_not_open_there(
+    exchange: Exchange,
+) -> None:
+    await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+    await exchange.wait_completed(1)
+    [raw] = [
+        r
+        async for r in read_topic(
+            exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=1.5
         )
+    ]
+    assert raw.value is not None
+    moved = OutboundRecord(exchange.topics.deliver("DE"), raw.key, raw.value, raw.headers)
+    await exchange.publish("DE", [moved])  # as an operator with write access might
+
+    [problem] = await exchange.feed("DE")  # DE's reader, holding (in this home) every key
+    assert isinstance(problem, FeedProblem)
+    assert problem.reason == "seal_unopenable"
+    # Not even BE's own key opens it there: the topic is bound into the seal.
+    keys = Keystore(exchange.settings.keystore_dir)
+    be_on_de = Opener(keys, "BE")
+    with pytest.raises(RejectedInput) as caught:
+        be_on_de.open(read_sealed(exchange.catalog, raw.value), topic=moved.topic)
+    assert caught.value.reason == "seal_unopenable"
+    assert len(_verified(await exchange.feed("BE"))) == 1, "where it belongs, it opens"
 
 
 async def test_a_resubmitted_report_is_refused_as_a_replay_and_delivered_once(

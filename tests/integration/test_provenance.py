@@ -18,6 +18,7 @@ from broker.parties.recipient import FieldProvenance
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole, KeyUse
 from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.envelope import Opener, read_sealed
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings
@@ -43,12 +44,13 @@ async def test_a_recipient_proves_each_field_signed_derived_or_withheld(settings
         await exchange.publish("NL", [exchange.seal(report)])
         await exchange.wait_completed(1)
         [delivery] = await feed_until(exchange, "BE", 1, timeout_s=10)
+        be = Opener(Keystore(settings.keystore_dir), "BE")
         raw = [
-            r.value or b""
+            be.open(read_sealed(exchange.catalog, r.value or b""), topic=r.topic)
             async for r in read_topic(
                 exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=1.0
             )
-        ]
+        ]  # what BE itself can read, opened with its key
 
     nl_key = delivery.originator_key_id
     signed = FieldProvenance("signed", f"NL key {nl_key}")

@@ -48,12 +48,14 @@ from broker.kafka.embedded import embedded_broker, group_session_timeout_ms
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 from broker.trust.attestation import open_attested
+from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.trust.sd.submission import seal_submission
-from broker.trust.sealing.envelope import SEALED_SCHEMA
+from broker.trust.sealing.envelope import SEALED_SCHEMA, Opener, read_sealed
+from broker.trust.sealing.parties import BROKER_PARTY
 from broker.trust.sealing.routes import sealed_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
@@ -230,6 +232,7 @@ async def _show_feeds(
             nation=nation,
             catalog=catalog,
             registry=registry.current,
+            keys=Keystore(settings.keystore_dir),
             idle_timeout_s=1.0,
         ):
             if isinstance(item, FeedProblem):
@@ -293,12 +296,17 @@ def _print_summary(console: Console, rows: list[dict[str, Any]], *, as_json: boo
 async def _show_held(
     settings: Settings, bootstrap: str, console: Console, *, published_titles: dict[str, str]
 ) -> None:
-    """What waits on the held topic, and until when (released by a running enforcer)."""
+    """What waits on the held topic, and until when (released by a running enforcer).
+
+    Held deliveries are sealed to the broker: this is the broker's view, opened with its key.
+    """
     catalog = load_catalog(settings)
-    console.rule("[bold]Held under embargo[/bold] (ixb.held)")
+    console.rule("[bold]Held under embargo[/bold] (ixb.held, opened with the broker's key)")
     topics = TopicNames(settings.topic_namespace)
+    broker = Opener(Keystore(settings.keystore_dir), BROKER_PARTY)
     async for record in read_topic(bootstrap, topics.held, idle_timeout_s=0.5):
-        held = catalog.decode(record.value or b"", HELD_SCHEMA)
+        opened = broker.open(read_sealed(catalog, record.value or b""), topic=record.topic)
+        held = catalog.decode(opened, HELD_SCHEMA)
         asked = json.loads(held["decision_input"])
         statement = catalog.decode(open_attested(catalog, held["value"]).payload, DELIVERY_SCHEMA)
         report_id = str(statement["report_id"])
