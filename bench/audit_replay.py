@@ -57,7 +57,7 @@ class Recording:
         self.entries: list[LoggedEntry] = []
         self.archives: list[bytes] = []  # policy bundles
         self.registry_archives: list[bytes] = []  # registry versions
-        self.submissions: dict[Position, bytes | None] = {}
+        self.submissions: dict[Position, InboundRecord] = {}
 
     async def record(self, sealed: list[tuple[str, bytes]], now: dt.datetime) -> None:
         settings = self.workspace.settings
@@ -74,8 +74,9 @@ class Recording:
             inbound = []
             for offset, (nation, value) in enumerate(sealed[start : start + batch], start):
                 topic = topics.submit(nation)
-                self.submissions[topic, 0, offset] = value
-                inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+                record = InboundRecord(topic, 0, offset, None, value, (), 0)
+                self.submissions[topic, 0, offset] = record
+                inbound.append(record)
             processed = processor.process(inbound)
             processor.archiver.acknowledged(processed.archives)  # as if Kafka had
             for archive in processed.archives:

@@ -4,9 +4,10 @@ For every decision entry of the log in the window asked for, the replay
 takes the archived submission the entry names, checks that its bytes are
 the ones the entry digested, runs intake on them again as of the entry's
 ``at`` (the batch's clock: the same key validity, clock skew and freshness
-judgement; but no memory of other reports, so nothing is refused as
-replayed) against the partner registry as it was: the version the entry
-names, archived in ``ixb.registry`` (broker/auditlog/registry_archive.py),
+judgement, the key judged at the record's append time where Kafka stamped
+it, as the enforcer judged it; but no memory of other reports, so nothing
+is refused as replayed) against the partner registry as it was: the version
+the entry names, archived in ``ixb.registry`` (broker/auditlog/registry_archive.py),
 or today's for an entry that names none. It decides again for the entry's
 recipient with the archived bundle whose hash the entry records and
 ``now_s`` = ``at``. The replayed
@@ -221,7 +222,7 @@ class Replayer:
     def replay(
         self,
         entries: Iterable[LoggedEntry],
-        submissions: Mapping[Position, bytes | None],
+        submissions: Mapping[Position, InboundRecord],
     ) -> ReplayReport:
         """Replay every entry, in the order given; count what is skipped.
 
@@ -245,7 +246,7 @@ class Replayer:
                 replayed.append(self.one(logged, submissions))
         return ReplayReport(tuple(replayed), dict(skipped), self._shelf.undecodable)
 
-    def one(self, logged: LoggedEntry, submissions: Mapping[Position, bytes | None]) -> Replayed:
+    def one(self, logged: LoggedEntry, submissions: Mapping[Position, InboundRecord]) -> Replayed:
         """Replay one decision or refusal entry."""
         event = logged.entry.event
         recorded = Verdict.recorded(event)
@@ -324,7 +325,7 @@ class Replayer:
         return verdict, self._views.view(accepted.disclosures, rules)
 
     def _intake_of(
-        self, event: AuditEvent, submissions: Mapping[Position, bytes | None]
+        self, event: AuditEvent, submissions: Mapping[Position, InboundRecord]
     ) -> Accepted | RejectedInput | str:
         """Intake's result for the entry's submission as of ``at``, or a finding's reason."""
         ref = event.submission
@@ -338,13 +339,12 @@ class Replayer:
         known = self._intake_memory.get(key)
         if known is not None:
             return known
-        value = submissions[position]
-        if hashlib.sha256(value or b"").digest() != ref.sha256:
+        inbound = submissions[position]  # as read, with the time Kafka stamped it
+        if hashlib.sha256(inbound.value or b"").digest() != ref.sha256:
             return "submission_digest_mismatch"
         registry = self._registry_of(event)
         if registry is None:
             return "registry_not_archived"
-        inbound = InboundRecord(ref.topic, ref.partition, ref.offset, None, value, (), 0)
         context = BatchContext(registry, _NoDecisions(), frozenset(), event.at)
         checked = self._intake.check(inbound, context)  # as the enforcer: one record, one finding
         result = checked.error if isinstance(checked, Refused) else checked

@@ -69,7 +69,7 @@ from broker.trust.sealing.envelope import Opener
 from broker.trust.sealing.keys import DecryptionKeys
 from broker.trust.sealing.parties import auditor_party
 from broker.wire.codec import SchemaCatalog
-from broker.wire.records import OutboundRecord
+from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.topics import TopicNames
 
 __all__ = [
@@ -303,12 +303,12 @@ async def replay_audit(
         for e in entries
         if (ref := e.entry.event.submission) is not None
     }
-    submissions: dict[Position, bytes | None] = {}
+    submissions: dict[Position, InboundRecord] = {}
     for topic in sorted({topic for topic, _, _ in wanted}):
         async for record in read_topic(bootstrap, topic, idle_timeout_s=IDLE_TIMEOUT_S):
             position = (record.topic, record.partition, record.offset)
             if position in wanted:
-                submissions[position] = record.value
+                submissions[position] = record
     replayer = replayer_for(
         catalog,
         source.registry,

@@ -263,13 +263,17 @@ def keys_revoke(
     at: Annotated[
         str | None,
         typer.Option(
-            help="effective time, ISO-8601 with zone (default now); "
-            "what the key signed before it stays valid"
+            help="effective time, ISO-8601 with zone (default now); what reached the "
+            "broker before it stays valid, nothing it signed reaching the broker later is"
         ),
     ] = None,
     reason: Annotated[RevocationReason | None, typer.Option(help="why")] = None,
 ) -> None:
-    """Revoke a key from a time on; signatures made before it keep verifying."""
+    """Revoke a key from a time on: what it signed that reaches Kafka from then on is refused.
+
+    Judged at the time Kafka appended the record, not at the issued-at the
+    signer claims; what reached Kafka before keeps verifying.
+    """
     effective = _instant(at)
     registry_file, _ = _open()
     try:

@@ -120,6 +120,7 @@ class BatchProcessor:
         self._attester = attester
         self._registry = registry
         self.audit = AuditWriter(catalog)  # this process's chain in the decision log
+        self._unstamped: set[str] = set()  # submit topics seen without Kafka's append time
         # Shared with the embargo releaser, which may be the first to decide under a bundle.
         self.archiver = archiver or BundleArchiver(topics.bundles)
         self._registry_archive = RegistryArchiveWriter(catalog, topics.registry)
@@ -160,6 +161,13 @@ class BatchProcessor:
             self.stats.rejected[inbound.reason] += 1
             return [undecodable_rejection(self.catalog, self.topics, inbound, context.now)]
         bound = log.bind(topic=inbound.topic, partition=inbound.partition, offset=inbound.offset)
+        if not inbound.log_append_time and inbound.topic not in self._unstamped:
+            self._unstamped.add(inbound.topic)  # said once per topic and process
+            bound.warning(
+                "submit_topic_not_stamped_by_kafka",
+                hint="set message.timestamp.type=LogAppendTime on it; until then keys are "
+                "judged at the enforcer's clock when it reads a record, which is stricter",
+            )
         checked = self.intake.check(inbound, context)
         outcome = self._fanout.route(checked, context) if isinstance(checked, Accepted) else checked
         if isinstance(outcome, Undecided):

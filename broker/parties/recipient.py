@@ -9,9 +9,10 @@ A delivery is trusted only after all of this holds (:func:`verify_delivery`):
    leads to a root signed by a broker key in the partner registry;
 2. the statement is addressed to this recipient;
 3. the originator's own envelope inside it verifies, by an agency key of the
-   statement's origin that was valid when the report was issued (the
-   originator check the intake makes, broker/trust/key_checks.py), and it is
-   the very payload the statement names (``original_sha256``);
+   statement's origin that was valid when the broker received the report
+   (``received_at``) and when it was issued (the originator check the intake
+   makes, broker/trust/key_checks.py), and it is the very payload the
+   statement names (``original_sha256``);
 4. every disclosure matches a digest the originator signed, every derived
    value lies under a field the statement says was derived and replaces a
    value the originator signed and left undisclosed, and every value missing
@@ -108,6 +109,9 @@ class VerifiedDelivery:
     not_before: dt.datetime | None = None  # the embargo it was held under, if any
     offset: int = -1
     provenance: Mapping[str, FieldProvenance] = field(default_factory=dict)
+    # When the broker received the report (Kafka's append time): the originator's key
+    # was judged valid then. None for a statement that does not say.
+    received_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +228,7 @@ class DeliveryVerifier:
             original_sha256=statement["original_sha256"],
             decided_at=statement["decided_at"],
             not_before=statement["not_before"],
+            received_at=statement["received_at"],
             provenance=_provenance(
                 disclosed.provenance, disclosed.holes, originator, agreement, derived_fields
             ),
@@ -240,7 +245,12 @@ class DeliveryVerifier:
             raise VerificationError(
                 "statement_mismatch", "statement names another original payload", stage="identity"
             )
-        check_originator(key, origin=signed["origin"], issued_at=signed["issued_at"])
+        check_originator(
+            key,
+            origin=signed["origin"],
+            issued_at=signed["issued_at"],
+            received_at=statement["received_at"],
+        )
         if (
             key.key_id != statement["originator_key_id"]
             or signed["origin"] != statement["origin"]

@@ -1,4 +1,4 @@
-"""Provenance end to end: what a recipient can prove about every field, replays, revocation.
+"""Provenance end to end: what a recipient can prove about every field, replays, hybrid keys.
 
 The enforcer runs under a test agreement that pseudonymises names,
 generalises dates and locations and withholds document numbers
@@ -16,7 +16,7 @@ from broker.app.settings import Settings
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FieldProvenance
 from broker.trust.keystore import Keystore
-from broker.trust.records import KeyRole, KeyUse
+from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sealing.envelope import Opener, read_sealed
 from tests.factories import make_report
@@ -106,29 +106,7 @@ async def test_a_report_is_accepted_once_even_across_an_enforcer_restart(
     assert len(delivered) == 1
 
 
-async def test_a_report_issued_after_its_key_was_revoked_is_refused_one_issued_before_is_not(
-    settings: Settings,
-) -> None:
-    registry_file, _ = _keys(settings)
-    registry = registry_file.current()
-    [nl] = [
-        k
-        for k in registry.records()
-        if k.role is KeyRole.AGENCY and k.nation == "NL" and k.use is KeyUse.SIGNING
-    ]
-    revoked_at = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
-    before = make_report("NL", issued_at=revoked_at - dt.timedelta(minutes=1))
-    after = make_report("NL", issued_at=revoked_at + dt.timedelta(seconds=30))
-    async with enforcer(settings) as exchange:
-        sealed = [exchange.seal(before), exchange.seal(after)]  # signed while the key was good
-        registry_file.save(registry.revoking(nl.key_id, revoked_at))
-        await exchange.publish("NL", sealed)
-        await exchange.wait_completed(2)
-        rejections = await exchange.rejections("NL")
-        delivered = await feed_until(exchange, "BE", 1, timeout_s=5)
-
-    assert [r["reason"] for r in rejections] == ["key_not_valid_at_issue"]
-    assert [d.report.report_id for d in delivered] == [before.report_id]
+# Revocation, judged at the time a report reached Kafka: test_revocation_at_receipt.py.
 
 
 async def test_a_partner_signing_with_a_hybrid_post_quantum_key_is_delivered_and_verified(

@@ -71,7 +71,7 @@ class Recorder:
         self.entries: list[LoggedEntry] = []
         self.archives: list[bytes] = []  # of policy bundles (ixb.bundles)
         self.registry_archives: list[bytes] = []  # of registry versions (ixb.registry)
-        self.submissions: dict[Position, bytes | None] = {}
+        self.submissions: dict[Position, InboundRecord] = {}
         self._offsets: dict[str, int] = {}
 
     def seal(self, report: ThreatReport) -> bytes:
@@ -86,8 +86,9 @@ class Recorder:
             topic = self.topics.submit(nation)
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
-            self.submissions[topic, 0, offset] = value
-            inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+            record = InboundRecord(topic, 0, offset, None, value, (), 0)
+            self.submissions[topic, 0, offset] = record
+            inbound.append(record)
         processed = self.processor.process(inbound)
         self.processor.archiver.acknowledged(processed.archives)  # as if Kafka had
         for archive in processed.archives:

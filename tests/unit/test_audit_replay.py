@@ -140,10 +140,12 @@ async def test_a_submission_whose_bytes_do_not_match_the_entrys_digest_is_report
 ) -> None:
     await recorder.batch([("NL", recorder.seal(_report())), ("NL", recorder.seal(_report()))])
     [altered, gone] = list(recorder.submissions)
-    value = recorder.submissions[altered]
+    value = recorder.submissions[altered].value or b""
     assert value is not None
     submissions = dict(recorder.submissions)
-    submissions[altered] = value[:-1] + bytes([value[-1] ^ 1])
+    submissions[altered] = dataclasses.replace(
+        recorder.submissions[altered], value=value[:-1] + bytes([value[-1] ^ 1])
+    )
     del submissions[gone]
 
     result = recorder.replayer().replay(recorder.entries, submissions)

@@ -78,6 +78,7 @@ def _attested(catalog: SchemaCatalog, delivery_id: str) -> bytes:
         "original_sha256": bytes(32),
         "originator_key_id": "NL-1",
         "decided_at": NOW,
+        "received_at": NOW,
         "not_before": None,
         "originator_envelope": b"envelope bytes",
         "disclosures": [],

@@ -251,6 +251,7 @@ class FanOut:
                 "original_sha256": accepted.payload_sha256,
                 "originator_key_id": accepted.key.key_id,
                 "decided_at": now,
+                "received_at": accepted.received_at,
                 "not_before": (
                     None if decision.not_before_s is None else _instant(decision.not_before_s)
                 ),

@@ -5,17 +5,19 @@ The order is the security argument (docs/ARCHITECTURE.md, decision 1):
 0. the record is opened (broker/trust/sealing/envelope.py) with the
    broker's key, for this topic: sealed for another topic it does not open.
    Its list of readers, authenticated by the opening, must name a broker
-   sealing key valid now and, when the origin registered a data-protection
-   authority's key, that authority too (which is what lets it replay its
-   nation's submissions);
+   sealing key valid at receipt and, when the origin registered a
+   data-protection authority's key, that authority too (which is what lets
+   it replay its nation's submissions);
 1. the size is checked and only the outer submission and its envelope are
    parsed;
 2. the signature is verified over the exact signed payload bytes, by a
    registered agency key;
 3. the key's nation must be the nation whose topic carried the message;
 4. only then is the signed payload (header and digests) decoded; the report
-   must claim the key's nation as its origin, and its issued-at must fall
-   inside the key's validity (a key revoked at T signs nothing after T): the
+   must claim the key's nation as its origin, and the key must have been
+   valid when the record reached Kafka (its append time, which Kafka stamps
+   on the submit topics and the signer cannot choose; the broker's clock now
+   where Kafka did not stamp it) and at the report's issued-at: the
    originator check every recipient makes too (broker/trust/key_checks.py);
    and the issued-at must not be in the future;
 5. every disclosure is checked against the signed digests and the report is
@@ -70,6 +72,7 @@ class Accepted:
     digests: dict[str, bytes]  # of each disclosure, by path (what derived values replace)
     key: KeyRecord
     position: Position
+    received_at: dt.datetime  # when Kafka appended it (else when intake read it): judged at
 
 
 Openers = Callable[[str], Opener]
@@ -120,12 +123,13 @@ class Intake:
             raise RejectedInput("not_a_submission_topic", inbound.topic, stage="envelope")
         if inbound.value is None:
             raise RejectedInput("empty_message", "the record has no value", stage="envelope")
+        received_at = received(inbound, context.now)
         sealed = read_sealed(self._catalog, inbound.value)  # 0
         plain = self._openers(topic_nation).open(sealed, topic=inbound.topic)
-        _check_readers(sealed, context.registry, topic_nation, context.now)  # now authenticated
+        _check_readers(sealed, context.registry, topic_nation, received_at)  # now authenticated
         submission = open_submission(self._catalog, plain)  # 1
         envelope = submission.envelope
-        # 2: validity is judged at the report's issued-at (step 4), once it is known
+        # 2: validity is judged at receipt and at the report's issued-at (step 4)
         key = verify_envelope(envelope, context.registry, role=KeyRole.AGENCY, at=None)
         if key.nation != topic_nation:  # 3
             raise VerificationError(
@@ -135,7 +139,7 @@ class Intake:
             )
         signed = self._catalog.decode(envelope.payload, SD_REPORT_SCHEMA)  # 4
         issued_at: dt.datetime = signed["issued_at"]
-        check_originator(key, origin=signed["origin"], issued_at=issued_at)
+        check_originator(key, origin=signed["origin"], issued_at=issued_at, received_at=received_at)
         if issued_at > context.now + self._max_skew:
             raise RejectedInput(
                 "issued_in_future", "issued_at is ahead of the broker's clock", stage="validate"
@@ -158,7 +162,20 @@ class Intake:
             digests=disclosed.digests,
             key=key,
             position=position,
+            received_at=received_at,
         )
+
+
+def received(inbound: InboundRecord, now: dt.datetime) -> dt.datetime:
+    """When ``inbound`` reached the broker, by a clock its signer does not control.
+
+    Kafka's append time where it stamped the record (the submit topics are
+    made with ``message.timestamp.type=LogAppendTime``); otherwise ``now``,
+    the enforcer's own clock as it reads the record, which is later still:
+    a producer's timestamp is never believed.
+    """
+    appended = inbound.appended_at
+    return now if appended is None else appended
 
 
 def _check_readers(sealed: Sealed, registry: PartnerRegistry, origin: str, at: dt.datetime) -> None:
