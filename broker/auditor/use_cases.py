@@ -240,7 +240,9 @@ def replayer_for(
 
     ``keys`` are the auditor's own: a submission from XX is opened with XX's
     data-protection authority's key, which the agency sealed it to beside
-    the broker's (broker/trust/sealing/routes.py).
+    the broker's (broker/trust/sealing/routes.py); entries of reports from
+    nations whose authority's key is not among them are counted, not
+    replayed (broker/auditor/replay.py, "Who replays what").
 
     The archived Rego and data are what decided, whichever engine evaluated
     them (regopy or an OPA server): both go through one decision contract.
@@ -269,7 +271,16 @@ def replayer_for(
     )
     shelf = BundleShelf(archives, catalog, build)
     history = RegistryHistory(registry_archives, catalog)
-    return Replayer(intake, registry, shelf, ReceivedViews(layout), registries=history)
+    authorities = frozenset(
+        k.nation
+        for k in registry.records()
+        if k.role is KeyRole.AUDITOR
+        and k.nation is not None
+        and keys.decryption_key(k.key_id) is not None
+    )
+    return Replayer(
+        intake, registry, shelf, ReceivedViews(layout), authorities=authorities, registries=history
+    )
 
 
 async def replay_audit(

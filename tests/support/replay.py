@@ -26,6 +26,7 @@ from broker.enforcer.processor import Processed
 from broker.enforcer.stages.replay_guard import Position
 from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.keys import DecryptionKeys
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
@@ -104,11 +105,17 @@ class Recorder:
         return processed
 
     def replayer(
-        self, archives: Iterable[bytes] | None = None, *, registries: Iterable[bytes] | None = None
+        self,
+        archives: Iterable[bytes] | None = None,
+        *,
+        registries: Iterable[bytes] | None = None,
+        keys: DecryptionKeys | None = None,
     ) -> Replayer:
         """A replayer as ``ixb audit replay`` builds one, over this run's (or other) archives.
 
         Uncached, so a replay never shares the recording's decision cache.
+        ``keys``: the auditor's sealing keys (default: this home's, every
+        authority's).
         """
         return replayer_for(
             self.catalog,
@@ -116,7 +123,7 @@ class Recorder:
             list(self.archives if archives is None else archives),
             topics=self.topics,
             window=intake_window(self.settings),
-            keys=Keystore(self.settings.keystore_dir),
+            keys=Keystore(self.settings.keystore_dir) if keys is None else keys,
             cached=False,
             registry_archives=list(self.registry_archives if registries is None else registries),
         )

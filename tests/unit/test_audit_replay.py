@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ from broker.auditor.replay import ACCEPTED, ReplayFilter
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
 from broker.policy.archive import decode_archive, load_archived_bundle
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole, KeyUse
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.keys import Keyring
 from broker.wire.codec import SchemaCatalog
 from tests.factories import make_report
 from tests.support.replay import STRICTER, UNUSED_BOOTSTRAP, Recorder, write_agreement
@@ -256,3 +261,49 @@ def test_a_bundle_without_an_archive_cannot_be_decided_under_by_an_archiving_enf
     assert archiver.records("sha256:" + "11" * 32, b"archive") == [record], "not yet acknowledged"
     archiver.acknowledged([record])
     assert archiver.records("sha256:" + "11" * 32, b"archive") == []
+
+
+def _sealing_keys_of(recorder: Recorder, role: KeyRole, nation: str | None) -> Keyring:
+    """The private sealing keys of one party, as only that party holds them."""
+    keystore = Keystore(recorder.settings.keystore_dir)
+    registry = RegistryFile(recorder.settings.registry_path).current()
+    keys = [
+        keystore.decryption_key(k.key_id)
+        for k in registry.records()
+        if k.role is role and k.nation == nation and k.use is KeyUse.SEALING
+    ]
+    return Keyring(k for k in keys if k is not None)
+
+
+async def test_a_nations_authority_replays_its_own_reports_and_no_other_nations(
+    recorder: Recorder,
+) -> None:
+    from_be = make_report("BE", issued_at=T - dt.timedelta(seconds=10), observed_at=T)
+    await recorder.batch(
+        [
+            ("NL", recorder.seal(_report())),
+            ("BE", recorder.seal(from_be)),
+            ("NL", recorder.seal(_report())),
+        ]
+    )
+    by_origin = Counter(e.entry.event.origin for e in recorder.entries)
+
+    for nation, other in (("NL", "BE"), ("BE", "NL")):
+        keys = _sealing_keys_of(recorder, KeyRole.AUDITOR, nation)
+        result = recorder.replayer(keys=keys).replay(recorder.entries, recorder.submissions)
+        assert result.ok, result.findings
+        assert {r.origin for r in result.replayed} == {nation}
+        assert len(result.replayed) == by_origin[nation]
+        assert result.skipped == {"sealed_for_another_authority": by_origin[other]}
+
+
+async def test_the_broker_and_the_oversight_body_hold_no_key_to_replay_reports_with(
+    recorder: Recorder,
+) -> None:
+    """The broker's own sealing key is no authority's; the oversight body has none."""
+    await recorder.batch([("NL", recorder.seal(_report()))])
+
+    for keys in (_sealing_keys_of(recorder, KeyRole.BROKER, None), Keyring([])):
+        result = recorder.replayer(keys=keys).replay(recorder.entries, recorder.submissions)
+        assert result.replayed == ()
+        assert result.skipped == {"sealed_for_another_authority": len(recorder.entries)}
