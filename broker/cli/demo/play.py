@@ -4,7 +4,10 @@ Starts the embedded broker (unless IXB_KAFKA_BOOTSTRAP points at a real
 one), generates keys into a throw-away home, runs one enforcer, publishes
 the scenario from every nation plus three reports that must not get through
 (one no agreement allows, one tampered in transit, one signed by a
-neighbour's key), then reads and verifies every nation's feed.
+neighbour's key), then reads and verifies every nation's feed. Last, it
+dumps the topics as the Kafka operator could (ciphertext: no published title
+is found in any record) and copies a delivery onto another nation's topic,
+where it opens for no one (broker/cli/demo/sealing.py).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from broker.app.settings import Settings
 from broker.cli.console import print_json_line
 from broker.cli.demo.scenario import NATIONS, build
 from broker.cli.demo.taxii import show_taxii
+from broker.cli.demo.sealing import show_moved_delivery, show_operator_view
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import EnforcerStats
@@ -181,6 +185,19 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
         console,
         published_titles={str(scenario.embargoed.report_id): scenario.embargoed.title},
     )
+    topics = TopicNames(settings.topic_namespace)
+    opaque = await show_operator_view(console, bootstrap, topics, NATIONS, published.values())
+    moved_refused = await show_moved_delivery(
+        console,
+        bootstrap,
+        topics=topics,
+        catalog=load_catalog(settings),
+        keystore=Keystore(settings.keystore_dir),
+        registry=RegistryFile(settings.registry_path),
+        sender="NL",
+        recipient="BE",
+        other="DE",
+    )
     if as_json:
         print_json_line(
             {
@@ -208,6 +225,8 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
         and bool(nowhere)
         and stats.held == 1
         and over_taxii
+        and opaque
+        and moved_refused
     )
 
 
