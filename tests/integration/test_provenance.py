@@ -16,7 +16,7 @@ from broker.app.settings import Settings
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FieldProvenance
 from broker.trust.keystore import Keystore
-from broker.trust.records import KeyRole
+from broker.trust.records import KeyRole, KeyUse
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sealing.envelope import Opener, read_sealed
 from tests.factories import make_report
@@ -128,3 +128,32 @@ async def test_a_partner_signing_with_a_hybrid_post_quantum_key_is_delivered_and
     assert record.algorithm == "ed25519+ml-dsa-65"
     assert delivery.originator_key_id == record.key_id
     assert delivery.provenance["title"].describe() == f"signed by NL key {record.key_id}"
+
+
+async def test_a_partner_choosing_the_post_quantum_hybrid_sealing_suite_receives_under_it(
+    settings: Settings,
+) -> None:
+    """BE rotates its sealing key to ML-KEM-768 + X25519; its deliveries are sealed to that."""
+    registry_file, keystore = _keys(settings)
+    rotated, record = keystore.rotate(
+        registry_file.current(),
+        role=KeyRole.AGENCY,
+        nation="BE",
+        use=KeyUse.SEALING,
+        algorithm="ml-kem-768+x25519",
+    )
+    registry_file.save(rotated)
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.wait_completed(1)
+        [delivery] = await feed_until(exchange, "BE", 1, timeout_s=10)
+        [raw] = [
+            r
+            async for r in read_topic(
+                exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=1.0
+            )
+        ]
+
+    [reader] = read_sealed(exchange.catalog, raw.value or b"").readers
+    assert (reader.key_id, reader.suite) == (record.key_id, "mlkem768_x25519")
+    assert delivery.origin == "NL"
