@@ -164,7 +164,7 @@ class PartnerRegistry:
     without a governance rule keeps the one already on disk.
     """
 
-    __slots__ = ("_keys", "governance", "version")
+    __slots__ = ("_keys", "_of_party", "governance", "version")
 
     def __init__(
         self,
@@ -176,6 +176,8 @@ class PartnerRegistry:
         self._keys = {k.key_id: k for k in keys}
         self.governance = governance
         self.version = version
+        self._of_party: dict[tuple[KeyRole, str | None, KeyUse], tuple[KeyRecord, ...]] | None
+        self._of_party = None  # built on first use: the hot path asks per report
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -191,6 +193,18 @@ class PartnerRegistry:
 
     def records(self) -> list[KeyRecord]:
         return sorted(self._keys.values(), key=lambda k: (k.role, k.nation or "", k.key_id))
+
+    def of_party(self, role: KeyRole, nation: str | None, use: KeyUse) -> tuple[KeyRecord, ...]:
+        """Every key of one party for one use, valid or not, newest first (:func:`newness`)."""
+        if self._of_party is None:
+            index: dict[tuple[KeyRole, str | None, KeyUse], list[KeyRecord]] = {}
+            for key in self._keys.values():
+                index.setdefault((key.role, key.nation, key.use), []).append(key)
+            self._of_party = {
+                party: tuple(sorted(keys, key=newness, reverse=True))
+                for party, keys in index.items()
+            }
+        return self._of_party.get((role, nation, use), ())
 
     def nations(self) -> frozenset[str]:
         """Nations with an agency key: the partners a report may be delivered to.

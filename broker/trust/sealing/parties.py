@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from broker.errors import ConfigurationError, VerificationError
-from broker.trust.records import KeyRecord, KeyRole, KeyUse, PartnerRegistry, newness
+from broker.trust.records import KeyRecord, KeyRole, KeyUse, PartnerRegistry
 
 BROKER_PARTY: Final = "broker"
 
@@ -55,12 +55,7 @@ def sealing_keys(
     registry: PartnerRegistry, *, role: KeyRole, nation: str | None, at: dt.datetime
 ) -> list[KeyRecord]:
     """The party's sealing keys valid at ``at``, newest first."""
-    keys = [
-        k
-        for k in registry.records()
-        if k.role is role and k.nation == nation and k.use is KeyUse.SEALING and k.valid_at(at)
-    ]
-    return sorted(keys, key=newness, reverse=True)
+    return [k for k in registry.of_party(role, nation, KeyUse.SEALING) if k.valid_at(at)]
 
 
 def newest_sealing_key(
