@@ -8,8 +8,10 @@ Sign inside, seal outside: the signed submission is sealed
 (broker/trust/sealing/envelope.py) for the nation's submit topic to the
 broker's current sealing key and to the nation's own data-protection
 authority's, if it registered one (broker/trust/sealing/parties.py), both
-read from the partner registry as it is when each report is sealed. Nobody
-else who reads the topic, the Kafka operator included, sees a value.
+read from the partner registry as it is when the reports are sealed. Nobody
+else who reads the topic, the Kafka operator included, sees a value. The
+reports of one :meth:`Publisher.publish` share one content key (each its
+own nonce): the broker then opens the lot with one HPKE decapsulation.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from broker.trust.envelopes import Signer
 from broker.trust.records import PartnerRegistry
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
-from broker.trust.sealing.routes import sealed_submission
+from broker.trust.sealing.envelope import ContentKey
+from broker.trust.sealing.routes import submission_content_key
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.report import report_to_record
@@ -75,18 +78,29 @@ class Publisher:
         """
         return self.seal_signed(self.sign(report), key=str(report.report_id).encode())
 
-    def seal_signed(self, signed: bytes, *, key: bytes) -> OutboundRecord:
-        """A submission signed elsewhere (e.g. in an HSM), sealed for this nation's topic."""
+    def seal_signed(
+        self, signed: bytes, *, key: bytes, content: ContentKey | None = None
+    ) -> OutboundRecord:
+        """A submission signed elsewhere (e.g. in an HSM), sealed for this nation's topic.
+
+        ``content``: a content key from :meth:`content_key` shared by several
+        submissions (fresh nonces each); by default, one of its own.
+        """
         topic = self._topics.submit(self._nation)
-        sealed = sealed_submission(
-            self._catalog,
+        if content is None:
+            content = self.content_key()
+        if content.topic != topic:
+            raise ConfigurationError(f"a content key for {content.topic} seals nothing for {topic}")
+        return OutboundRecord(topic=topic, key=key, value=content.seal(self._catalog, signed))
+
+    def content_key(self) -> ContentKey:
+        """A content key sealed to this nation's submission readers as the registry has them now."""
+        return submission_content_key(
             self._registry(),
-            signed,
-            topic=topic,
+            topic=self._topics.submit(self._nation),
             origin=self._nation,
             at=dt.datetime.now(dt.UTC),
         )
-        return OutboundRecord(topic=topic, key=key, value=sealed)
 
     def sign(self, report: ThreatReport) -> bytes:
         """The signed submission for ``report``, not yet sealed (what :meth:`seal` seals)."""
@@ -99,7 +113,11 @@ class Publisher:
 
     async def publish(self, reports: list[ThreatReport]) -> list[Published]:
         """Sign and send every report; returns once all are acknowledged."""
-        records = [self.seal(r) for r in reports]
+        content = self.content_key()  # one HPKE encapsulation per reader for the whole list
+        records = [
+            self.seal_signed(self.sign(r), key=str(r.report_id).encode(), content=content)
+            for r in reports
+        ]
         await self.send_sealed(records)
         return [
             Published(rec.topic, str(rep.report_id))

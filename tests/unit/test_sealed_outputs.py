@@ -22,12 +22,13 @@ from broker.trust.records import KeyRole, KeyUse
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sealing.envelope import Opener, read_sealed
 from broker.trust.sealing.parties import BROKER_PARTY
+from broker.trust.sealing.routes import submission_content_key
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.report import report_to_record
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT
-from tests.support.submissions import seal_record
+from tests.support.submissions import seal_record, sign_record
 
 EMBARGOED_FOR_DE = """
 id: test-nl-de-embargo
@@ -126,3 +127,27 @@ def test_an_allowed_recipient_without_a_valid_sealing_key_is_withheld_and_logged
     entries = [decode_entry(catalog, o.value).event for o in outputs if o.topic == topics.audit]
     [for_be] = [e for e in entries if e.recipient == "BE"]
     assert (for_be.outcome, for_be.reasons) == (Outcome.WITHHELD, (NO_SEALING_KEY,))
+
+
+def test_submissions_published_together_share_one_encapsulation_and_are_each_accepted(
+    settings: Settings, catalog: SchemaCatalog
+) -> None:
+    """What Publisher.publish does with a list: one content key, a fresh nonce per report."""
+    stages = build_stages(settings)
+    topic = stages.topics.submit("NL")
+    registry = RegistryFile(settings.registry_path).current()
+    content = submission_content_key(registry, topic=topic, origin="NL", at=dt.datetime.now(dt.UTC))
+    values = [
+        content.seal(
+            catalog,
+            sign_record(settings, catalog, report_to_record(make_report("NL")), key_nation="NL"),
+        )
+        for _ in range(3)
+    ]
+    inbound = [InboundRecord(topic, 0, i, b"k", v, (), 0) for i, v in enumerate(values)]
+
+    outputs = stages.processor().process(inbound).outputs
+
+    assert len({read_sealed(catalog, v).readers for v in values}) == 1
+    assert [o for o in outputs if ".rejected." in o.topic] == []
+    assert len([o for o in outputs if o.topic == stages.topics.deliver("BE")]) == 3
