@@ -324,9 +324,7 @@ def verify_delivery(
 
     For many deliveries, build one :class:`DeliveryVerifier` instead.
     """
-    verifier = DeliveryVerifier(
-        catalog, recipient, agreements=agreements, keys=keys, topics=topics
-    )
+    verifier = DeliveryVerifier(catalog, recipient, agreements=agreements, keys=keys, topics=topics)
     return verifier.verify(registry, data, at=at)
 
 

@@ -45,7 +45,7 @@ class KeyRole(StrEnum):
 
     @property
     def names_a_nation(self) -> bool:
-        """Agency, witness and auditor keys speak for a nation; broker and governance keys for none."""
+        """Agency, witness and auditor keys speak for a nation; broker and governance ones not."""
         return self in NATIONAL_ROLES
 
 
@@ -119,9 +119,7 @@ class KeyRecord(BaseModel):
 def role_problem(role: KeyRole, nation: str | None, use: KeyUse) -> str | None:
     """Why a key of ``role`` for ``nation`` cannot be a ``use`` key, or None if it can."""
     if (role in NATIONAL_ROLES) != (nation is not None):
-        return (
-            "agency, witness and auditor keys name a nation; broker and governance keys do not"
-        )
+        return "agency, witness and auditor keys name a nation; broker and governance keys do not"
     if role is KeyRole.WITNESS and use is KeyUse.SEALING:
         return "witness keys cosign checkpoints: they cannot be sealing keys"
     if role is KeyRole.GOVERNANCE and use is KeyUse.SEALING:

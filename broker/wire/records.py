@@ -38,7 +38,7 @@ class InboundRecord:
         return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UndecodableBatch(InboundRecord):
     """A record batch the consumer could not decode, standing in its records' place.
 

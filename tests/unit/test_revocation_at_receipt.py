@@ -24,6 +24,7 @@ from broker.auditor.replay import LoggedEntry
 from broker.auditor.use_cases import replayer_for
 from broker.enforcer.stages.rejections import REJECTION_SCHEMA
 from broker.errors import RejectedInput
+from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import DeliveryVerifier
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRecord, KeyRole, KeyUse
@@ -99,6 +100,16 @@ def _reasons(catalog: SchemaCatalog, outputs: list[OutboundRecord]) -> list[str]
     ]
 
 
+def _verifier(settings: Settings, catalog: SchemaCatalog) -> DeliveryVerifier:
+    """BE's verifier, judging derivations by BE's own copies of the agreements."""
+    return DeliveryVerifier(
+        catalog,
+        "BE",
+        agreements=PartyAgreements.from_directory(settings.policies_dir / "agreements"),
+        keys=Keystore(settings.keystore_dir),
+    )
+
+
 def _delivered(outputs: list[OutboundRecord]) -> list[OutboundRecord]:
     return [o for o in outputs if o.topic.endswith(".deliver.BE")]
 
@@ -125,7 +136,7 @@ def test_a_report_that_reached_kafka_before_the_revocation_is_accepted_however_l
 
     assert _reasons(catalog, outputs) == []
     [delivery] = _delivered(outputs)
-    verifier = DeliveryVerifier(catalog, "BE", keys=Keystore(settings.keystore_dir))
+    verifier = _verifier(settings, catalog)
     verified = verifier.verify(RegistryFile(settings.registry_path).current(), delivery.value)
     assert verified.received_at == T - SECOND, "the statement says when it was judged"
 
@@ -154,7 +165,7 @@ def test_a_recipient_refuses_what_the_broker_received_after_a_revocation_publish
         now=T + 2 * SECOND,
     )
     [delivery] = _delivered(delivered)
-    verifier = DeliveryVerifier(catalog, "BE", keys=Keystore(settings.keystore_dir))
+    verifier = _verifier(settings, catalog)
     verifier.verify(RegistryFile(settings.registry_path).current(), delivery.value)
 
     _revoke_nl_at(settings, T)  # published now, effective from T
@@ -181,11 +192,14 @@ def test_an_audit_replay_judges_the_key_at_the_append_time_as_the_enforcer_did(
     replayer = replayer_for(
         catalog,
         RegistryFile(settings.registry_path).current(),
-        [a.value for a in processed.archives],
+        [a.value for a in processed.archives if a.topic == stages.topics.bundles],
         topics=stages.topics,
         window=intake_window(settings),
         keys=Keystore(settings.keystore_dir),
         cached=False,
+        registry_archives=[
+            a.value for a in processed.archives if a.topic == stages.topics.registry
+        ],
     )
     report = replayer.replay(entries, {(r.topic, r.partition, r.offset): r for r in (early, late)})
 

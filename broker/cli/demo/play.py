@@ -40,8 +40,8 @@ from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
 from broker.cli.demo.scenario import NATIONS, build
-from broker.cli.demo.taxii import show_taxii
 from broker.cli.demo.sealing import show_moved_delivery, show_operator_view
+from broker.cli.demo.taxii import show_taxii
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import EnforcerStats
