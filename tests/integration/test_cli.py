@@ -309,11 +309,14 @@ def test_keys_list_as_json_gives_every_key_once(keyed_cli: Cli) -> None:
 
     assert listed.returncode == 0, listed.stderr
     documents = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert sorted((d["role"], d["nation"]) for d in documents) == [
-        ("agency", "BE"),
-        ("agency", "NL"),
-        ("broker", None),
-        ("governance", None),
+    assert sorted((d["role"], d["nation"], d["algorithm"]) for d in documents) == [
+        ("agency", "BE", "ed25519"),
+        ("agency", "BE", "x25519"),
+        ("agency", "NL", "ed25519"),
+        ("agency", "NL", "x25519"),
+        ("broker", None, "ed25519"),
+        ("broker", None, "x25519"),
+        ("governance", None, "ed25519"),
     ]
 
 
