@@ -189,11 +189,7 @@ def _sealing_rows() -> list[tuple[str, str, str] | None]:
             (f"sealing_{suite}_seal_batch_us", f"{name}: seal, batch's content key, µs", "{:.1f}"),
             (f"sealing_{suite}_open_record_us", f"{name}: open, own encapsulation, µs", "{:.1f}"),
             (f"sealing_{suite}_open_batch_us", f"{name}: open, batch's content key, µs", "{:.1f}"),
-            (
-                f"sealing_{suite}_seal_submission_us",
-                f"{name}: seal a submission (2 readers), µs",
-                "{:.1f}",
-            ),
+            (f"sealing_{suite}_seal_submission_us", f"{name}: seal to 2 readers, µs", "{:.1f}"),
             (f"sealing_{suite}_sealed_overhead_bytes", f"{name}: bytes added, 1 reader", "{:.0f}"),
         ]
     return rows
