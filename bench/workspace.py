@@ -63,7 +63,11 @@ class Sealed:
         )
 
     def inbound(self, topics: TopicNames, offset: int) -> InboundRecord:
-        """As the enforcer's consumer would hand it over (for the ceiling loop)."""
+        """As the enforcer's consumer would hand it over (for the ceiling loop).
+
+        Stamped now with Kafka's append time, as the submit topics are
+        (``LogAppendTime``): the intake judges keys at it.
+        """
         return InboundRecord(
             topic=topics.submit(self.nation),
             partition=0,
@@ -71,7 +75,8 @@ class Sealed:
             key=self.key,
             value=self.value(topics),
             headers=(),
-            timestamp_ms=0,
+            timestamp_ms=int(dt.datetime.now(dt.UTC).timestamp() * 1000),
+            log_append_time=True,
         )
 
 
