@@ -245,6 +245,9 @@ class SubmissionConsumer:
             if not self._settled.is_set() or self._fetching is not None:
                 return []
             self._subscribe(self._wanted)
+        if not self._subscribed:  # no matching topic yet: a take would wait for good
+            await asyncio.sleep(timeout_ms / 1000)
+            return []
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(self._taker.take(timeout_ms, max_records))
         done, _ = await asyncio.wait({self._fetching}, timeout=timeout_ms / 1000 + _GRACE_S)

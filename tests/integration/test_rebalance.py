@@ -238,3 +238,40 @@ async def test_a_submit_topic_created_during_a_batch_neither_stops_its_commit_no
     assert len(later) == 10
     assert consumer.subscribed == {topics.submit("NL"), topics.submit("BE")}
     assert consumer.revocations.abandoned == 0
+
+
+async def test_a_consumer_started_before_any_submit_topic_reads_the_first_one_created(
+    kafka_bootstrap: str,
+) -> None:
+    topics = TopicNames(f"t{uuid.uuid4().hex[:12]}")
+    consumer = SubmissionConsumer(
+        kafka_bootstrap,
+        group_id=f"g{uuid.uuid4().hex[:8]}",
+        pattern=topics.submit_pattern,
+        max_poll_records=500,
+        session_timeout_ms=SESSION_MS,
+        metadata_max_age_ms=300,
+    )
+    await consumer.start()
+    admin = TopicAdmin(kafka_bootstrap, partitions=2)
+    producer = OutputProducer(kafka_bootstrap, admin)
+    try:
+        assert await consumer.fetch(timeout_ms=200, max_records=500) == []
+        assert not consumer.joined, "no topic to consume: no group to be in yet"
+        await admin.start()
+        await producer.start()
+        await producer.send_all(
+            [OutboundRecord(topics.submit("NL"), f"k{i}".encode(), b"v") for i in range(5)]
+        )
+        read: list[InboundRecord] = []
+        deadline = time.monotonic() + 15
+        while len(read) < 5 and time.monotonic() < deadline:
+            read += await consumer.fetch(timeout_ms=200, max_records=500)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.close()
+
+    assert len(read) == 5
+    assert consumer.joined
+    assert consumer.subscribed == {topics.submit("NL")}
