@@ -350,8 +350,8 @@ class SubmissionConsumer:
         """Note matching topics not subscribed yet; :meth:`fetch` subscribes them when safe."""
         try:
             found = await self._matching()
-        except KafkaError as exc:
-            log.warning("topic_discovery_failed", error=str(exc))
+        except (KafkaError, OSError, TimeoutError) as exc:  # asked again at the next interval
+            log.warning("topic_discovery_failed", error_kind=type(exc).__name__)
             found = frozenset()
         finally:
             self._discovering = None
