@@ -4,8 +4,9 @@ Fan-out writes an embargoed delivery, already derived and attested, to the
 held topic (``ixb.held``) instead of the recipient's topic, sealed whole to
 the broker (broker/enforcer/stages/sealing.py). The releaser reads that
 topic as its own consumer group, opens each record with the broker's key,
-keeps what is not yet due in memory, and when an item falls due asks the
-current policy again:
+keeps what is not yet due in memory (a delivery held by ixb 0.2, before
+sealing, is read as it lies), and when an item falls due asks the current
+policy again:
 
 * still allowed under the same agreement with the same field rules: the
   stored statement, unchanged, is sealed to the recipient's sealing key of
@@ -183,9 +184,7 @@ class EmbargoReleaser:
             self._seen.get(inbound.partition, 0), inbound.offset + 1
         )
         try:
-            sealed = read_sealed(self._catalog, inbound.value or b"")
-            opened = self._opener.open(sealed, topic=inbound.topic)
-            held = self._catalog.decode(opened, HELD_SCHEMA)
+            held = self._catalog.decode(self._opened(inbound), HELD_SCHEMA)
             statement = open_attested(self._catalog, held["value"]).payload
             decision_input = DecisionInput.model_validate_json(held["decision_input"])
             self._check_addressed(held, statement, decision_input)
@@ -209,6 +208,22 @@ class EmbargoReleaser:
             hashlib.sha256(statement).digest(),
         )
         heapq.heappush(self._queue, item)
+
+    def _opened(self, inbound: InboundRecord) -> bytes:
+        """The held record inside ``inbound``: sealed to the broker, or held before sealing.
+
+        A delivery held by ixb 0.2 lies on this topic unsealed, as 0.2 wrote
+        it; it is released like any other (sealed to its recipient then), not
+        lost on the upgrade. Accepting it opens nothing new: it was readable
+        there already, and a sealed record proves no more about its writer
+        (anyone may seal to the broker) than an unsealed one: what is
+        released is the broker's attested statement, checked for whom it names.
+        """
+        value = inbound.value or b""
+        if self._catalog.schema_of(value).name == HELD_SCHEMA:
+            log.warning("held_record_unsealed", partition=inbound.partition, offset=inbound.offset)
+            return value
+        return self._opener.open(read_sealed(self._catalog, value), topic=inbound.topic)
 
     def _check_addressed(
         self, held: dict[str, Any], statement: bytes, decision_input: DecisionInput
