@@ -1,0 +1,23 @@
+# Types of the native core (src/lib.rs); the reference implementations are in broker/trust/sd/.
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+def bind(wire_error: type[Exception], disclosure_error: type[Exception]) -> None: ...
+def read_disclosures(
+    data: bytes, pos: int, *, max_items: int, max_field_bytes: int
+) -> tuple[list[tuple[bytes, str, bytes, bytes]], int]: ...
+def disclosure_digest(salt: bytes, path: bytes, value: bytes) -> bytes: ...
+def uncovered(disclosures: Iterable[Any], patterns: Sequence[str]) -> list[Any]: ...
+def disclosures_array(disclosures: Iterable[Any]) -> bytes: ...
+
+class Plan:
+    def __init__(
+        self, slots: Sequence[tuple[str, str, object, Callable[[str, bytes], Any]]]
+    ) -> None: ...
+    def take_signed(
+        self,
+        disclosures: Iterable[Any],
+        signed: object,
+        values: dict[str, Any],
+        digests: dict[str, bytes],
+    ) -> int: ...
