@@ -10,13 +10,23 @@ STAMP := $(VENV)/.installed-stamp
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The native core (native/: Rust, PyO3) is its own package, built by maturin
+# through pip into .venv; cargo's target directory lives in the engine cache
+# (below), so a fresh clone recompiles only what changed. IXB_NATIVE=0 at run
+# time makes a process use the Python reference instead.
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml \
+	native/ixb_native.pyi $(wildcard native/src/*.rs)
+
+$(STAMP): pyproject.toml $(NATIVE_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@command -v cargo >/dev/null || { echo "Rust's cargo is needed to build native/: https://rustup.rs" >&2; exit 1; }
+	CARGO_TARGET_DIR=$(ENGINE_CACHE)/cargo-target \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check ./native
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install ixb with its development tools
+install: $(STAMP) ## Create .venv, build the native core, install ixb with its development tools
 
 # The engines live outside the clone (a fresh clone on this machine reuses them),
 # one folder per engine and version: ${IXB_ENGINE_CACHE:-$HOME/.cache/ixb}/<engine>-<version>/;
