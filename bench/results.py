@@ -46,6 +46,9 @@ TARGETS = (
     Target("ratio_to_ceiling", "pipeline / ceiling", True, 0.8),
     Target("ratio_2proc_to_1proc", "2 processes / 1 process", True, 1.8),
     Target("latency_ms_p99", "p99 latency (ms) at the fixed rate", False, 60),
+    # issue 23: ixb's own work no costlier than Kafka's
+    Target("ratio_to_passthrough", "pipeline / passthrough", True, 0.5),
+    Target("cpu_ms_per_report_1proc", "enforcer CPU per report (ms), 1 process", False, 0.2),
 )
 
 
