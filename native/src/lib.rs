@@ -9,6 +9,7 @@ mod errors;
 mod plan;
 mod values;
 mod wire;
+mod writer;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
@@ -157,5 +158,6 @@ fn ixb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(uncovered, m)?)?;
     m.add_function(wrap_pyfunction!(disclosures_array, m)?)?;
     m.add_class::<plan::Plan>()?;
+    m.add_class::<writer::RecordWriter>()?;
     Ok(())
 }
