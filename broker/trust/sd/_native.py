@@ -1,81 +1,43 @@
-"""Which implementation runs the per-field hot path: the native core if built, else Python.
+"""The native core's side of selective disclosure: its loops, fed as the reference's are.
 
 A submission carries some 75 disclosures, and reading, hashing, looking up
 and checking each one in Python cost more than the signature check
-(issue 23). The native core (``ixb_native``, Rust and PyO3, built from
-native/ by ``make install``) does the same per-field work: reading the
-disclosure array (:func:`broker.trust.sd.wire.read_disclosures`), the
-verifier's loop (``_take_signed`` in :mod:`broker.trust.sd.verify`), and
-selecting and splicing disclosures into statements
-(:mod:`broker.trust.sd.select`, :mod:`broker.trust.sd.statement`).
+(issue 23). The core does that per-field work: reading the disclosure array
+(:func:`broker.trust.sd.wire.read_disclosures`), the verifier's loop
+(``_take_signed`` in :mod:`broker.trust.sd.verify`), and selecting and
+splicing disclosures into statements (:mod:`broker.trust.sd.select`,
+:mod:`broker.trust.sd.statement`). Each call site runs the function here
+when :data:`broker.native.ACTIVE` is true, its own Python otherwise.
 
-The Python functions stay the reference: each call site runs the native
-one when :data:`ACTIVE` is true and its own otherwise, and
-tests/unit/test_native_core.py holds the two to the same answers and the
-same refusals on arbitrary bytes. The native core raises the reference's
-own error classes (bound here once), so no caller can tell them apart.
-
-``IXB_NATIVE=0`` forces the reference, for comparison and as a way out
-should the core misbehave. It is read here, once, at import, rather than
-through the settings: the choice is the process's, made before any
-settings exist, and it changes no behaviour, only the cost.
+The core raises the reference's own error classes (bound here once), so no
+caller can tell which implementation refused, only why.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import os
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from types import ModuleType
 from typing import Any
 
+from broker import native
 from broker.trust.sd.disclosure import Disclosure, DisclosureError
 from broker.trust.sd.layout import FieldKind, ReportLayout, Slot
 from broker.trust.sd.wire import _LOGICAL, _PRIMITIVES, Item, WireError
 
+__all__ = ["disclosures_array", "read_disclosures", "take_signed", "uncovered", "value_type"]
 
-def _import() -> ModuleType | None:
-    try:
-        return importlib.import_module("ixb_native")
-    except ImportError:  # not built: the reference runs, at its own cost
-        return None
-
-
-_core = _import()
-
-__all__ = [
-    "ACTIVE",
-    "BUILT",
-    "disclosures_array",
-    "read_disclosures",
-    "take_signed",
-    "uncovered",
-    "value_type",
-]
-
-BUILT = _core is not None
-ACTIVE = BUILT and os.environ.get("IXB_NATIVE", "1") != "0"
-"""Whether the native core runs; the call sites read it on every call (tests switch it)."""
-
-if _core is not None:
-    _core.bind(WireError, DisclosureError)
+if native.BUILT:
+    native.core().bind(WireError, DisclosureError)
 
 Decode = Callable[[Slot, str, bytes], Any]
-
-
-def _loaded() -> Any:
-    if _core is None:
-        raise RuntimeError("the native core is not built (make install builds it)")
-    return _core
 
 
 def read_disclosures(
     data: bytes, pos: int, *, max_items: int, max_field_bytes: int
 ) -> tuple[list[Item], int]:
     """:func:`broker.trust.sd.wire.read_disclosures`, natively."""
-    result: tuple[list[Item], int] = _loaded().read_disclosures(
+    result: tuple[list[Item], int] = native.core().read_disclosures(
         data, pos, max_items=max_items, max_field_bytes=max_field_bytes
     )
     return result
@@ -104,13 +66,13 @@ def take_signed(
 
 def uncovered(disclosures: Iterable[Disclosure], patterns: Sequence[str]) -> list[Disclosure]:
     """The disclosures no pattern covers, natively (the filter in :func:`~.select.select`)."""
-    kept: list[Disclosure] = _loaded().uncovered(disclosures, patterns)
+    kept: list[Disclosure] = native.core().uncovered(disclosures, patterns)
     return kept
 
 
 def disclosures_array(disclosures: Iterable[Disclosure]) -> bytes:
     """:func:`broker.trust.sd.statement.disclosures_array`, natively."""
-    array: bytes = _loaded().disclosures_array(disclosures)
+    array: bytes = native.core().disclosures_array(disclosures)
     return array
 
 
@@ -120,7 +82,7 @@ _KINDS = {FieldKind.LEAF: "leaf", FieldKind.RECORD: "record", FieldKind.LIST: "l
 
 def _plan(layout: ReportLayout, decode: Decode) -> Any:
     """The layout's slots, compiled once for the core."""
-    return _loaded().Plan(
+    return native.core().Plan(
         [
             (
                 path,

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broker import native
 from broker.errors import ConfigurationError, DecodeError
 from broker.trust.envelopes import Envelope, Signer, open_envelope
 from broker.trust.sd import _native
@@ -74,7 +75,7 @@ def open_submission(catalog: SchemaCatalog, data: bytes) -> Submission:
     limits = catalog.guard_limits
     try:
         envelope_bytes, pos = read_bytes(data, HEADER_LEN, limits.max_bytes_field)
-        read = _native.read_disclosures if _native.ACTIVE else read_disclosures
+        read = _native.read_disclosures if native.ACTIVE else read_disclosures
         items, pos = read(
             data,
             pos,

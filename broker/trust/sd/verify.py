@@ -17,6 +17,7 @@ from typing import Any
 
 import fastavro
 
+from broker import native
 from broker.errors import ConfigurationError
 from broker.trust.sd import _native
 from broker.trust.sd.disclosure import (
@@ -93,7 +94,7 @@ def verify_disclosures(
     values: dict[str, Any] = {}
     provenance: dict[str, Provenance] = dict.fromkeys(HEADER_FIELDS, Provenance.SIGNED)
     digests: dict[str, bytes] = {}
-    if _native.ACTIVE:
+    if native.ACTIVE:
         listed = _native.take_signed(
             layout, disclosures, signed_set, values, digests, decode=_decode
         )
