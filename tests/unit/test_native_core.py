@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from broker import native as switch
 from broker.errors import DecodeError
 from broker.trust.envelopes import Signer
 from broker.trust.sd import _native, select, statement, verify
@@ -77,11 +78,11 @@ def same(a: Any, b: Any) -> bool:
 @contextmanager
 def running(native: bool) -> Iterator[None]:
     """Every call site runs the native core, or the Python reference, while inside."""
-    before, _native.ACTIVE = _native.ACTIVE, native
+    before, switch.ACTIVE = switch.ACTIVE, native
     try:
         yield
     finally:
-        _native.ACTIVE = before
+        switch.ACTIVE = before
 
 
 # --- the choice -------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_the_native_core_is_built_and_runs_unless_the_reference_is_asked_for(
     env = {k: v for k, v in os.environ.items() if k != "IXB_NATIVE"}
     if setting is not None:
         env["IXB_NATIVE"] = setting
-    probe = "from broker.trust.sd import _native; print(_native.BUILT, _native.ACTIVE)"
+    probe = "from broker import native; print(native.BUILT, native.ACTIVE)"
     done = subprocess.run(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
@@ -365,3 +366,187 @@ def test_a_nan_latitude_keeps_its_bits_whichever_reader_met_it() -> None:
     reference, native = take_both(_layout(), [disclosure], {disclosure.digest()})
     assert reference[0] == "ok"
     assert same(native, reference)
+
+
+# --- statement heads ------------------------------------------------------------------
+
+TEXT = st.text(max_size=12)
+MOMENT = st.one_of(
+    st.datetimes(timezones=st.sampled_from([dt.UTC, dt.timezone(dt.timedelta(hours=-5))])),
+    st.integers(-(1 << 62), 1 << 62),
+)
+VALID = {
+    "delivery_id": TEXT,
+    "recipient": TEXT,
+    "origin": TEXT,
+    "report_id": st.uuids().map(str),
+    "agreement_id": TEXT,
+    "agreement_version": st.integers(-(1 << 31), (1 << 31) - 1),
+    "policy_bundle_hash": TEXT,
+    "withheld_fields": st.lists(TEXT, max_size=3),
+    "derived_fields": st.lists(
+        st.fixed_dictionaries(
+            {
+                "field": TEXT,
+                "action": st.sampled_from(["pseudonymise", "generalise"]),
+                "to": st.one_of(st.none(), TEXT),
+            }
+        ),
+        max_size=2,
+    ),
+    "original_sha256": st.binary(min_size=32, max_size=32),
+    "originator_key_id": TEXT,
+    "decided_at": MOMENT,
+    "not_before": st.one_of(st.none(), MOMENT),
+    "originator_envelope": st.binary(max_size=40),
+}
+ODD = st.one_of(  # values fastavro may coerce, fill in or refuse
+    st.just("\ud800"),
+    st.integers(-(1 << 70), 1 << 70),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.none(),
+    st.datetimes(),  # naive: fastavro's own rule decides
+    st.uuids(),
+    st.binary(max_size=40),
+    st.tuples(TEXT),
+    st.just([{"field": "f", "action": "other"}]),
+    st.just([{"field": "f", "action": "generalise"}]),  # "to" left to the schema's default
+    st.just(bytearray(b"x")),
+)
+
+
+@st.composite
+def heads(draw: st.DrawFn) -> dict[str, Any]:
+    """Statement heads as fan-out writes them; half of them with one odd value."""
+    head = {name: draw(values) for name, values in VALID.items()}
+    if draw(st.booleans()):
+        head[draw(st.sampled_from(sorted(VALID)))] = draw(ODD)
+    return head
+
+
+@pytest.fixture(scope="module")
+def writer(catalog: SchemaCatalog) -> statement.StatementWriter:
+    return statement.StatementWriter(catalog)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(head=heads())
+def test_a_statement_head_is_written_as_fastavro_writes_it_or_refused_alike(
+    writer: statement.StatementWriter, head: dict[str, Any]
+) -> None:
+    """The core writes what it can byte for byte; anything else is fastavro's to write or refuse."""
+    with running(native=True):
+        native = outcome_of_writing(lambda: writer.write(head, b"\x00", b"\x02\x00"))
+    with running(native=False):
+        reference = outcome_of_writing(lambda: writer.write(head, b"\x00", b"\x02\x00"))
+    assert native == reference
+
+
+def test_the_core_writes_the_heads_fan_out_makes(writer: statement.StatementWriter) -> None:
+    """Not only equal: written natively, without falling back to fastavro."""
+    head = {
+        "delivery_id": "d" * 32,
+        "recipient": "DE",
+        "origin": "NL",
+        "report_id": "8f5b3c1e-0d1a-4c1b-9d2e-3f4a5b6c7d8e",
+        "agreement_id": "nl-de",
+        "agreement_version": 3,
+        "policy_bundle_hash": "f" * 64,
+        "withheld_fields": ["subjects[].full_name"],
+        "derived_fields": [{"field": "location", "action": "generalise", "to": "country"}],
+        "original_sha256": b"\x01" * 32,
+        "originator_key_id": "NL-1",
+        "decided_at": dt.datetime(2026, 12, 3, 12, 0, 0, 123_456, tzinfo=dt.UTC),
+        "not_before": None,
+        "originator_envelope": b"envelope",
+    }
+    assert writer._native is not None
+    body = writer._native.write(head)
+    assert body is not None
+    with running(native=False):
+        assert writer.write(head, b"\x00", b"\x00") == writer._header + body + b"\x00\x00"
+
+
+def outcome_of_writing(run: Callable[[], bytes]) -> tuple[Any, ...]:
+    """The bytes, or the error: fastavro's own (an OverflowError escapes write_body) included."""
+    try:
+        return ("ok", run())
+    except Exception as exc:  # noqa: BLE001 - whatever the reference raises, the core must too
+        return ("refused", type(exc).__name__, str(exc))
+
+
+# --- every record the codec writes -------------------------------------------------------
+
+
+def values_of(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:  # noqa: PLR0911 - one return per Avro type
+    """Values fastavro writes for ``schema`` (fastavro-parsed): what the broker encodes."""
+    if isinstance(schema, list):
+        return st.one_of([values_of(branch, named) for branch in schema])
+    if isinstance(schema, str):
+        return PRIMITIVES[schema] if schema in PRIMITIVES else values_of(named[schema], named)
+    kind, logical = schema["type"], schema.get("logicalType")
+    if (kind, logical) == ("long", "timestamp-millis"):
+        return st.one_of(st.datetimes(timezones=st.just(dt.UTC)), PRIMITIVES["long"])
+    if (kind, logical) == ("string", "uuid"):
+        return st.one_of(st.uuids().map(str), st.uuids())
+    if kind in ("record", "enum", "fixed"):
+        named[schema["name"]] = schema
+    if kind == "record":
+        fields = {f["name"]: values_of(f["type"], named) for f in schema["fields"]}
+        return st.fixed_dictionaries(fields)
+    if kind == "enum":
+        return st.sampled_from(schema["symbols"])
+    if kind == "fixed":
+        return st.binary(min_size=schema["size"], max_size=schema["size"])
+    if kind == "array":
+        return st.lists(values_of(schema["items"], named), max_size=3)
+    if kind == "map":
+        return st.dictionaries(st.text(max_size=4), values_of(schema["values"], named), max_size=2)
+    return values_of(kind, named)
+
+
+PRIMITIVES: dict[str, st.SearchStrategy[Any]] = {
+    "null": st.none(),
+    "boolean": st.booleans(),
+    "int": st.integers(-(1 << 31), (1 << 31) - 1),
+    "long": st.integers(-(1 << 63), (1 << 63) - 1),
+    "float": st.floats(width=32),
+    "double": st.floats(),
+    "bytes": st.binary(max_size=40),
+    "string": st.text(max_size=12),
+}
+
+
+@st.composite
+def records(draw: st.DrawFn, catalog: SchemaCatalog) -> tuple[str, dict[str, Any]]:
+    """A record of any schema in the catalog; half of them with one top-level field odd."""
+    name = draw(st.sampled_from(sorted(s for s in catalog._by_name)))
+    schema = catalog.schema(name).parsed
+    record: dict[str, Any] = draw(values_of(schema, {}))
+    if draw(st.booleans()):
+        field = draw(st.sampled_from([f["name"] for f in schema["fields"]]))
+        if draw(st.booleans()):
+            record[field] = draw(ODD)
+        else:
+            del record[field]  # fastavro fills in the default, or refuses
+    return name, record
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_record_the_codec_writes_is_written_as_fastavro_writes_it_or_refused_alike(
+    catalog: SchemaCatalog, data: st.DataObject
+) -> None:
+    name, record = data.draw(records(catalog))
+    with running(native=True):
+        native = outcome_of_writing(lambda: catalog.encode(name, record))
+    with running(native=False):
+        reference = outcome_of_writing(lambda: catalog.encode(name, record))
+    assert native == reference
+
+
+def test_the_core_writes_every_schema_but_the_report_s_own(catalog: SchemaCatalog) -> None:
+    """The report has doubles, which the core leaves to fastavro; it is no output of fan-out."""
+    unwritten = [name for name, writer in catalog._writers.items() if writer is None]
+    assert unwritten == ["ixb.v1.ThreatReport"]
