@@ -6,6 +6,7 @@
 //! broker/trust/sd/_native.py decides which runs.
 
 mod errors;
+mod merkle;
 mod plan;
 mod values;
 mod wire;
@@ -157,6 +158,7 @@ fn ixb_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(disclosure_digest, m)?)?;
     m.add_function(wrap_pyfunction!(uncovered, m)?)?;
     m.add_function(wrap_pyfunction!(disclosures_array, m)?)?;
+    m.add_function(wrap_pyfunction!(merkle::batch_tree, m)?)?;
     m.add_class::<plan::Plan>()?;
     m.add_class::<writer::RecordWriter>()?;
     Ok(())

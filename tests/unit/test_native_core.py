@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from broker import native as switch
 from broker.errors import DecodeError
+from broker.trust import attestation, merkle
 from broker.trust.envelopes import Signer
 from broker.trust.sd import _native, select, statement, verify
 from broker.trust.sd.disclosure import (
@@ -550,3 +551,22 @@ def test_the_core_writes_every_schema_but_the_report_s_own(catalog: SchemaCatalo
     """The report has doubles, which the core leaves to fastavro; it is no output of fan-out."""
     unwritten = [name for name, writer in catalog._writers.items() if writer is None]
     assert unwritten == ["ixb.v1.ThreatReport"]
+
+
+# --- a batch's Merkle tree ----------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(payloads=st.lists(st.binary(max_size=20), min_size=1, max_size=70))
+def test_a_batch_tree_has_the_root_and_audit_paths_of_the_reference(
+    payloads: list[bytes],
+) -> None:
+    """Sizes odd and even over a few levels: RFC 6962's MTH and PATH, as merkle.py has them."""
+    with running(native=True):
+        native = attestation.batch_tree(payloads)
+    with running(native=False):
+        reference = attestation.batch_tree(payloads)
+    assert native == reference
+    leaves = [merkle.leaf_hash(p) for p in payloads]
+    assert native[0] == merkle.root(leaves)
+    assert native[1] == [merkle.inclusion_proof(i, leaves) for i in range(len(leaves))]
