@@ -19,7 +19,9 @@ pub fn bind(py: Python<'_>, wire_error: Py<PyAny>, disclosure_error: Py<PyAny>) 
     let wire = WIRE_ERROR.get_or_init(|| wire_error.clone_ref(py));
     let disclosure = DISCLOSURE_ERROR.get_or_init(|| disclosure_error.clone_ref(py));
     if !wire.is(&wire_error) || !disclosure.is(&disclosure_error) {
-        return Err(PyRuntimeError::new_err("ixb_native is bound to other error classes"));
+        return Err(PyRuntimeError::new_err(
+            "ixb_native is bound to other error classes",
+        ));
     }
     Ok(())
 }

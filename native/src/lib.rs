@@ -16,7 +16,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::errors::wire_error;
-use crate::wire::{byte_at, read_length, read_long, wire as refuse, write_bytes, write_long, Refusal};
+use crate::wire::{
+    byte_at, read_length, read_long, wire as refuse, write_bytes, write_long, Refusal,
+};
 
 /// An array of `ixb.v1.Disclosure` at `pos`: ([(salt, path, value, item bytes)], next position).
 /// The reference: `broker.trust.sd.wire.read_disclosures`.
@@ -30,7 +32,8 @@ fn read_disclosures<'py>(
     max_field_bytes: i64,
 ) -> PyResult<(Bound<'py, PyList>, usize)> {
     let bytes = data.as_bytes();
-    let spans = disclosure_spans(bytes, pos, max_items, max_field_bytes).map_err(|r| wire_error(py, r))?;
+    let spans =
+        disclosure_spans(bytes, pos, max_items, max_field_bytes).map_err(|r| wire_error(py, r))?;
     let items = PyList::empty(py);
     for span in &spans.items {
         let [salt, path, value] = span.parts;
@@ -63,16 +66,27 @@ struct Spans {
 
 /// Where each disclosure and its three parts lie; nothing is allocated ahead
 /// of the bytes (a claimed count only bounds the loop).
-fn disclosure_spans(data: &[u8], pos: usize, max_items: i64, max_field_bytes: i64) -> Result<Spans, Refusal> {
+fn disclosure_spans(
+    data: &[u8],
+    pos: usize,
+    max_items: i64,
+    max_field_bytes: i64,
+) -> Result<Spans, Refusal> {
     let (count, mut pos) = read_long(data, pos)?;
     if count == 0 {
-        return Ok(Spans { items: Vec::new(), end: pos });
+        return Ok(Spans {
+            items: Vec::new(),
+            end: pos,
+        });
     }
     if count < 0 {
         return refuse("non_canonical", "an array is written in sized blocks");
     }
     if count > max_items {
-        return refuse("too_many_items", format!("{count} disclosures exceed {max_items}"));
+        return refuse(
+            "too_many_items",
+            format!("{count} disclosures exceed {max_items}"),
+        );
     }
     let mut items = Vec::with_capacity((count as usize).min(data.len() / 3 + 1));
     for _ in 0..count {
@@ -97,11 +111,18 @@ fn disclosure_spans(data: &[u8], pos: usize, max_items: i64, max_field_bytes: i6
         if std::str::from_utf8(&data[parts[1].0..parts[1].1]).is_err() {
             return refuse("invalid_utf8", "a disclosure path is not UTF-8");
         }
-        items.push(Span { start, end: pos, parts });
+        items.push(Span {
+            start,
+            end: pos,
+            parts,
+        });
     }
     let (end, pos) = read_long(data, pos)?;
     if end != 0 {
-        return refuse("non_canonical", "an array is written in more than one block");
+        return refuse(
+            "non_canonical",
+            "an array is written in more than one block",
+        );
     }
     Ok(Spans { items, end: pos })
 }
@@ -109,14 +130,22 @@ fn disclosure_spans(data: &[u8], pos: usize, max_items: i64, max_field_bytes: i6
 /// SHA-256 over the context and each part prefixed by its length.
 /// The reference: `broker.trust.sd.disclosure.disclosure_digest`.
 #[pyfunction]
-fn disclosure_digest<'py>(py: Python<'py>, salt: &[u8], path: &[u8], value: &[u8]) -> Bound<'py, PyBytes> {
+fn disclosure_digest<'py>(
+    py: Python<'py>,
+    salt: &[u8],
+    path: &[u8],
+    value: &[u8],
+) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &plan::disclosure_digest(salt, path, value))
 }
 
 /// The disclosures no pattern covers (abstract paths, `[]` for any index).
 /// The reference: the filter in `broker.trust.sd.select.select`.
 #[pyfunction]
-fn uncovered<'py>(disclosures: &Bound<'py, PyAny>, patterns: Vec<String>) -> PyResult<Bound<'py, PyList>> {
+fn uncovered<'py>(
+    disclosures: &Bound<'py, PyAny>,
+    patterns: Vec<String>,
+) -> PyResult<Bound<'py, PyList>> {
     plan::uncovered(disclosures, &patterns)
 }
 
@@ -124,18 +153,30 @@ fn uncovered<'py>(disclosures: &Bound<'py, PyAny>, patterns: Vec<String>) -> PyR
 /// (or written, for a disclosure made here). The reference:
 /// `broker.trust.sd.statement.disclosures_array`.
 #[pyfunction]
-fn disclosures_array<'py>(py: Python<'py>, disclosures: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+fn disclosures_array<'py>(
+    py: Python<'py>,
+    disclosures: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyBytes>> {
     let mut body = Vec::new();
     let mut count: i64 = 0;
     for item in disclosures.try_iter()? {
         let item = item?;
         let parts = item.cast::<PyTuple>()?;
-        let wire = if parts.len() > 3 { Some(parts.get_item(3)?) } else { None };
+        let wire = if parts.len() > 3 {
+            Some(parts.get_item(3)?)
+        } else {
+            None
+        };
         match wire.as_ref().map(|w| w.cast::<PyBytes>()).transpose()? {
-            Some(received) if !received.as_bytes().is_empty() => body.extend_from_slice(received.as_bytes()),
+            Some(received) if !received.as_bytes().is_empty() => {
+                body.extend_from_slice(received.as_bytes())
+            }
             _ => {
                 write_bytes(parts.get_item(0)?.cast::<PyBytes>()?.as_bytes(), &mut body);
-                write_bytes(parts.get_item(1)?.cast::<PyString>()?.to_str()?.as_bytes(), &mut body);
+                write_bytes(
+                    parts.get_item(1)?.cast::<PyString>()?.to_str()?.as_bytes(),
+                    &mut body,
+                );
                 write_bytes(parts.get_item(2)?.cast::<PyBytes>()?.as_bytes(), &mut body);
             }
         }

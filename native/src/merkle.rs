@@ -47,7 +47,9 @@ pub fn batch_tree<'py>(
     payloads: Vec<Bound<'py, PyBytes>>,
 ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyList>)> {
     if payloads.is_empty() {
-        return Err(PyValueError::new_err("a batch tree needs at least one payload"));
+        return Err(PyValueError::new_err(
+            "a batch tree needs at least one payload",
+        ));
     }
     let leaves: Vec<Hash> = payloads.iter().map(|p| leaf(p.as_bytes())).collect();
     let mut paths: Vec<Vec<Hash>> = vec![Vec::new(); leaves.len()];

@@ -52,7 +52,10 @@ impl Plan {
     /// `slots`: (abstract path, kind, value type, fallback decode) for every
     /// disclosable path; kind is "leaf", "record" or "list".
     #[new]
-    fn new(py: Python<'_>, slots: Vec<(String, String, Bound<'_, PyAny>, Py<PyAny>)>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        slots: Vec<(String, String, Bound<'_, PyAny>, Py<PyAny>)>,
+    ) -> PyResult<Self> {
         let mut compiled = Vec::with_capacity(slots.len());
         let mut by_abstract = HashMap::with_capacity(slots.len());
         for (path, kind, spec, fallback) in slots {
@@ -67,7 +70,11 @@ impl Plan {
                 }
             };
             by_abstract.insert(path, compiled.len());
-            compiled.push(Slot { kind, reader: compile(&spec)?, fallback });
+            compiled.push(Slot {
+                kind,
+                reader: compile(&spec)?,
+                fallback,
+            });
         }
         Ok(Self {
             slots: compiled,
@@ -104,10 +111,18 @@ impl Plan {
                 return Err(malformed(py));
             }
             if value.len() > MAX_VALUE_BYTES {
-                return Err(disclosure_error(py, "value_too_large", &format!("{path}: value is too large")));
+                return Err(disclosure_error(
+                    py,
+                    "value_too_large",
+                    &format!("{path}: value is too large"),
+                ));
             }
             if !(SALT_BYTES..=MAX_SALT_BYTES).contains(&salt.len()) {
-                return Err(disclosure_error(py, "bad_salt", &format!("{path}: salt length out of range")));
+                return Err(disclosure_error(
+                    py,
+                    "bad_salt",
+                    &format!("{path}: salt length out of range"),
+                ));
             }
             let digest = PyBytes::new(py, &disclosure_digest(salt, path.as_bytes(), value));
             let is_signed = match signed_set {
@@ -115,18 +130,30 @@ impl Plan {
                 None => signed.contains(&digest)?,
             };
             if !is_signed {
-                return Err(disclosure_error(py, "disclosure_not_signed", &format!("{path} is not signed")));
+                return Err(disclosure_error(
+                    py,
+                    "disclosure_not_signed",
+                    &format!("{path} is not signed"),
+                ));
             }
             let slot = &self.slots[self.slot_of(py, path)?];
             if values.contains(&path_obj)? {
-                return Err(disclosure_error(py, "duplicate_path", &format!("{path} is disclosed twice")));
+                return Err(disclosure_error(
+                    py,
+                    "duplicate_path",
+                    &format!("{path} is disclosed twice"),
+                ));
             }
             let decoded = self.decode(py, slot, &path_obj, path, &value_obj, value)?;
             values.set_item(&path_obj, &decoded)?;
             if slot.kind == Kind::List {
                 let length: i128 = decoded.extract()?;
                 if length < 0 {
-                    return Err(disclosure_error(py, "implausible_count", &format!("{path}: negative length")));
+                    return Err(disclosure_error(
+                        py,
+                        "implausible_count",
+                        &format!("{path}: negative length"),
+                    ));
                 }
                 listed += length;
             }
@@ -143,7 +170,11 @@ impl Plan {
             return Ok(index);
         }
         let Some(&index) = self.by_abstract.get(abstract_path(path).as_str()) else {
-            return Err(disclosure_error(py, "unknown_path", &format!("{path}: no such disclosable field")));
+            return Err(disclosure_error(
+                py,
+                "unknown_path",
+                &format!("{path}: no such disclosable field"),
+            ));
         };
         if known.len() >= MAX_KNOWN_PATHS {
             known.clear();
@@ -168,18 +199,28 @@ impl Plan {
             Ok(decoded) => Ok(decoded),
             Err(Failure::Python(err)) => Err(err),
             Err(Failure::Refused(Refusal::Wire(reason, detail))) => {
-                let reason = if reason == "non_canonical" { "non_canonical_value" } else { "undecodable_value" };
+                let reason = if reason == "non_canonical" {
+                    "non_canonical_value"
+                } else {
+                    "undecodable_value"
+                };
                 Err(disclosure_error(py, reason, &format!("{path}: {detail}")))
             }
-            Err(Failure::Refused(Refusal::Truncated)) => {
-                Err(disclosure_error(py, "undecodable_value", &format!("{path}: the value ends early")))
-            }
+            Err(Failure::Refused(Refusal::Truncated)) => Err(disclosure_error(
+                py,
+                "undecodable_value",
+                &format!("{path}: the value ends early"),
+            )),
         }
     }
 }
 
 fn malformed(py: Python<'_>) -> PyErr {
-    disclosure_error(py, "malformed_path", "a disclosure path is not a concrete field path")
+    disclosure_error(
+        py,
+        "malformed_path",
+        "a disclosure path is not a concrete field path",
+    )
 }
 
 /// SHA-256 over the context and each part prefixed by its length (4 bytes, big-endian).
@@ -246,7 +287,10 @@ pub fn abstract_path(path: &str) -> String {
     let mut pos = 0;
     while pos < bytes.len() {
         if bytes[pos] == b'[' {
-            let digits = bytes[pos + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let digits = bytes[pos + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
             if digits > 0 && bytes.get(pos + 1 + digits) == Some(&b']') {
                 out.push_str(&path[copied..pos]);
                 out.push_str("[]");
@@ -308,21 +352,41 @@ mod tests {
 
     #[test]
     fn paths_of_the_layout_have_the_shape() {
-        for path in ["title", "subjects[0].full_name", "subjects[12].travel_documents[999999].number", "_a.b_1"] {
+        for path in [
+            "title",
+            "subjects[0].full_name",
+            "subjects[12].travel_documents[999999].number",
+            "_a.b_1",
+        ] {
             assert!(path_shape(path), "{path}");
         }
     }
 
     #[test]
     fn paths_the_reference_refuses_are_refused() {
-        for path in ["", "Title", "a..b", "a[01]", "a[1234567]", "a[]", "1a", "a.", "a[0]b", "a b", "é"] {
+        for path in [
+            "",
+            "Title",
+            "a..b",
+            "a[01]",
+            "a[1234567]",
+            "a[]",
+            "1a",
+            "a.",
+            "a[0]b",
+            "a b",
+            "é",
+        ] {
             assert!(!path_shape(path), "{path}");
         }
     }
 
     #[test]
     fn indices_become_brackets() {
-        assert_eq!(abstract_path("subjects[2].travel_documents[10].number"), "subjects[].travel_documents[].number");
+        assert_eq!(
+            abstract_path("subjects[2].travel_documents[10].number"),
+            "subjects[].travel_documents[].number"
+        );
         assert_eq!(abstract_path("a[x][1][][2"), "a[x][][][2");
     }
 }

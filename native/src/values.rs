@@ -50,7 +50,9 @@ impl Logical {
     pub fn new(py: Python<'_>) -> PyResult<Self> {
         let datetime = py.import("datetime")?;
         let utc = datetime.getattr("UTC")?;
-        let epoch = datetime.getattr("datetime")?.call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
+        let epoch = datetime
+            .getattr("datetime")?
+            .call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
         Ok(Self {
             epoch: epoch.unbind(),
             timedelta: datetime.getattr("timedelta")?.unbind(),
@@ -89,7 +91,9 @@ fn step(spec: &Bound<'_, PyAny>) -> PyResult<Option<Step>> {
             _ => return Err(PyValueError::new_err(format!("unknown value type {name}"))),
         }));
     }
-    let parts = spec.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("a value type"))?;
+    let parts = spec
+        .cast::<PyTuple>()
+        .map_err(|_| PyTypeError::new_err("a value type"))?;
     let kind: String = parts.get_item(0)?.extract()?;
     match kind.as_str() {
         "enum" => {
@@ -164,7 +168,10 @@ fn whole_string<'py>(py: Python<'py>, data: &[u8]) -> Result<Bound<'py, PyAny>, 
     if let Some(&first) = data.first() {
         if first < 0x80 && first & 1 == 0 {
             if usize::from(first >> 1) + 1 != data.len() {
-                return Err(refused("undecodable", "a string's length disagrees with its bytes"));
+                return Err(refused(
+                    "undecodable",
+                    "a string's length disagrees with its bytes",
+                ));
             }
             return utf8(py, &data[1..]);
         }
@@ -188,7 +195,11 @@ fn utf8<'py>(py: Python<'py>, raw: &[u8]) -> Result<Bound<'py, PyAny>, Failure> 
     }
 }
 
-fn string<'py>(py: Python<'py>, data: &[u8], pos: usize) -> Result<(Bound<'py, PyAny>, usize), Failure> {
+fn string<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    pos: usize,
+) -> Result<(Bound<'py, PyAny>, usize), Failure> {
     let (raw, pos) = read_bytes(data, pos, data.len() as i64)?;
     Ok((utf8(py, raw)?, pos))
 }
@@ -272,7 +283,11 @@ fn read_step<'py>(
 }
 
 /// `_EPOCH + timedelta(microseconds=millis * 1000)`, an overflow refused.
-fn timestamp<'py>(py: Python<'py>, logical: &Logical, millis: i64) -> Result<Bound<'py, PyAny>, Failure> {
+fn timestamp<'py>(
+    py: Python<'py>,
+    logical: &Logical,
+    millis: i64,
+) -> Result<Bound<'py, PyAny>, Failure> {
     let kwargs = PyDict::new(py);
     kwargs.set_item("microseconds", i128::from(millis) * 1000)?;
     let finished = logical
@@ -291,9 +306,16 @@ fn timestamp<'py>(py: Python<'py>, logical: &Logical, millis: i64) -> Result<Bou
 
 /// `date.fromordinal(days + EPOCH_ORDINAL)`, a date out of range refused.
 fn date<'py>(py: Python<'py>, logical: &Logical, days: i64) -> Result<Bound<'py, PyAny>, Failure> {
-    match logical.date.bind(py).call_method1("fromordinal", (days + EPOCH_ORDINAL,)) {
+    match logical
+        .date
+        .bind(py)
+        .call_method1("fromordinal", (days + EPOCH_ORDINAL,))
+    {
         Ok(value) => Ok(value),
-        Err(err) if err.is_instance_of::<PyOverflowError>(py) || err.is_instance_of::<PyValueError>(py) => {
+        Err(err)
+            if err.is_instance_of::<PyOverflowError>(py)
+                || err.is_instance_of::<PyValueError>(py) =>
+        {
             Err(refused("undecodable", "a date out of range"))
         }
         Err(err) => Err(err.into()),
@@ -301,7 +323,11 @@ fn date<'py>(py: Python<'py>, logical: &Logical, days: i64) -> Result<Bound<'py,
 }
 
 /// `uuid.UUID(text)`, which must print back as `text` (one form per value).
-fn uuid<'py>(py: Python<'py>, logical: &Logical, text: &Bound<'py, PyAny>) -> Result<Bound<'py, PyAny>, Failure> {
+fn uuid<'py>(
+    py: Python<'py>,
+    logical: &Logical,
+    text: &Bound<'py, PyAny>,
+) -> Result<Bound<'py, PyAny>, Failure> {
     let value = match logical.uuid.bind(py).call1((text,)) {
         Ok(value) => value,
         Err(err) if err.is_instance_of::<PyValueError>(py) => {

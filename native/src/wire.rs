@@ -85,7 +85,10 @@ pub fn read_length(data: &[u8], pos: usize, limit: i64) -> Read<usize> {
         return wire("negative_length", "a negative length");
     }
     if size > limit {
-        return wire("bytes_too_long", format!("a length of {size} exceeds {limit}"));
+        return wire(
+            "bytes_too_long",
+            format!("a length of {size} exceeds {limit}"),
+        );
     }
     Ok((size as usize, pos))
 }
@@ -116,12 +119,18 @@ mod tests {
 
     #[test]
     fn an_over_long_number_is_non_canonical() {
-        assert!(matches!(read_long(&[0x80, 0x00], 0), Err(Refusal::Wire("non_canonical", _))));
+        assert!(matches!(
+            read_long(&[0x80, 0x00], 0),
+            Err(Refusal::Wire("non_canonical", _))
+        ));
     }
 
     #[test]
     fn eleven_bytes_run_over() {
         let data = [0xFFu8; 11];
-        assert!(matches!(read_long(&data, 0), Err(Refusal::Wire("varint_too_long", _))));
+        assert!(matches!(
+            read_long(&data, 0),
+            Err(Refusal::Wire("varint_too_long", _))
+        ));
     }
 }

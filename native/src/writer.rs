@@ -52,12 +52,28 @@ impl RecordWriter {
             return Err(PyValueError::new_err("a record writer writes records"));
         }
         let datetime = py.import("datetime")?;
-        let epoch = datetime.getattr("datetime")?.call1((1970, 1, 1, 0, 0, 0, 0, datetime.getattr("UTC")?))?;
-        Ok(Self { record, epoch: epoch.unbind() })
+        let epoch = datetime.getattr("datetime")?.call1((
+            1970,
+            1,
+            1,
+            0,
+            0,
+            0,
+            0,
+            datetime.getattr("UTC")?,
+        ))?;
+        Ok(Self {
+            record,
+            epoch: epoch.unbind(),
+        })
     }
 
     /// The record's Avro body as fastavro writes it, or None: then fastavro must.
-    fn write<'py>(&self, py: Python<'py>, record: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    fn write<'py>(
+        &self,
+        py: Python<'py>,
+        record: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let mut out = Vec::with_capacity(1024);
         match self.value(py, &self.record, record, &mut out)? {
             Ok(()) => Ok(Some(PyBytes::new(py, &out))),
@@ -79,7 +95,9 @@ fn compile(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Type> {
             _ => return Err(PyValueError::new_err(format!("unknown type {name}"))),
         });
     }
-    let parts = spec.cast::<PyTuple>().map_err(|_| PyTypeError::new_err("a type"))?;
+    let parts = spec
+        .cast::<PyTuple>()
+        .map_err(|_| PyTypeError::new_err("a type"))?;
     let kind: String = parts.get_item(0)?.extract()?;
     Ok(match kind.as_str() {
         "enum" => {
@@ -108,7 +126,13 @@ fn compile(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Type> {
 }
 
 impl RecordWriter {
-    fn value(&self, py: Python<'_>, ty: &Type, value: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<Written> {
+    fn value(
+        &self,
+        py: Python<'_>,
+        ty: &Type,
+        value: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+    ) -> PyResult<Written> {
         match ty {
             Type::Null => {
                 if !value.is_none() {
@@ -136,12 +160,19 @@ impl RecordWriter {
                 Ok(raw) => out.extend_from_slice(raw.as_bytes()), // fastavro writes it as given
                 Err(_) => return Ok(Err(Fallback)),
             },
-            Type::Str => match value.cast_exact::<PyString>().ok().and_then(|s| s.to_str().ok()) {
+            Type::Str => match value
+                .cast_exact::<PyString>()
+                .ok()
+                .and_then(|s| s.to_str().ok())
+            {
                 Some(text) => write_bytes(text.as_bytes(), out),
                 None => return Ok(Err(Fallback)),
             },
             Type::Enum(index) => {
-                let symbol = value.cast_exact::<PyString>().ok().and_then(|s| s.to_str().ok());
+                let symbol = value
+                    .cast_exact::<PyString>()
+                    .ok()
+                    .and_then(|s| s.to_str().ok());
                 match symbol.and_then(|s| index.get(s)) {
                     Some(&i) => write_long(i, out),
                     None => return Ok(Err(Fallback)),
