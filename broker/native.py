@@ -111,6 +111,6 @@ def _named(schema: dict[str, Any], named: dict[str, object]) -> object:
     if schema["type"] == "enum":
         return ("enum", list(schema["symbols"]))
     if schema["type"] == "fixed":
-        return "fixed"
+        return ("fixed", int(schema["size"]))
     fields = [(f["name"], _described(f["type"], named)) for f in schema["fields"]]
     return None if any(t is None for _, t in fields) else ("record", fields)

@@ -22,7 +22,7 @@ enum Type {
     Boolean,
     Long, // "int" too: fastavro writes an int as a varint, unchecked
     Bytes,
-    Fixed,
+    Fixed(usize),
     Str,
     Enum(HashMap<String, i64>),
     Array(Box<Type>),
@@ -89,7 +89,6 @@ fn compile(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Type> {
             "boolean" => Type::Boolean,
             "int" | "long" => Type::Long,
             "bytes" => Type::Bytes,
-            "fixed" => Type::Fixed,
             "string" => Type::Str,
             "timestamp-millis" => Type::TimestampMillis,
             _ => return Err(PyValueError::new_err(format!("unknown type {name}"))),
@@ -108,6 +107,7 @@ fn compile(py: Python<'_>, spec: &Bound<'_, PyAny>) -> PyResult<Type> {
             }
             Type::Enum(index)
         }
+        "fixed" => Type::Fixed(parts.get_item(1)?.extract()?),
         "array" => Type::Array(Box::new(compile(py, &parts.get_item(1)?)?)),
         "record" => {
             let fields: Vec<(String, Bound<'_, PyAny>)> = parts.get_item(1)?.extract()?;
@@ -156,9 +156,10 @@ impl RecordWriter {
                 Ok(raw) => write_bytes(raw.as_bytes(), out),
                 Err(_) => return Ok(Err(Fallback)),
             },
-            Type::Fixed => match value.cast_exact::<PyBytes>() {
-                Ok(raw) => out.extend_from_slice(raw.as_bytes()), // fastavro writes it as given
-                Err(_) => return Ok(Err(Fallback)),
+            Type::Fixed(size) => match value.cast_exact::<PyBytes>() {
+                // fastavro refuses another length
+                Ok(raw) if raw.as_bytes().len() == *size => out.extend_from_slice(raw.as_bytes()),
+                _ => return Ok(Err(Fallback)),
             },
             Type::Str => match value
                 .cast_exact::<PyString>()
