@@ -138,6 +138,7 @@ def print_table(console: Console, figures: dict[str, Any]) -> None:
         ("reports_per_s_2proc", "pipeline, 2 processes, reports/s", "{:,.0f}"),
         ("peak_rss_mb", "peak memory of one enforcer (VmHWM), MiB", "{:,.0f}"),
         ("cpu_ms_per_report_1proc", "enforcer CPU per report, 1 process, ms", "{:.3f}"),
+        ("cpu_ms_per_report_2proc", "enforcer CPU per report, 2 processes, ms", "{:.3f}"),
         ("enforcer_cores_used_1proc", "cores used by the enforcer, 1 process", "{:.2f}"),
         ("enforcer_cores_used_2proc", "cores used by the enforcers, 2 processes", "{:.2f}"),
         ("broker_cores_used_2proc", "cores used by Kafka (embedded), 2 processes", "{:.2f}"),
