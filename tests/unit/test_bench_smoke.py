@@ -5,10 +5,13 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from bench import ceiling
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
@@ -119,6 +122,27 @@ def test_a_forged_report_is_refused_by_the_ceiling_loop_as_by_the_enforcer(
     assert stages.process([forged.inbound(stages.topics, 0)]) == (0, 1)
 
 
+@pytest.fixture
+def logs_as_the_bench() -> Iterator[None]:
+    """ixb's events from INFO up, as `make bench` logs them (bench/run.py), for one test.
+
+    Unconfigured, structlog renders every debug event (three "delivered" a
+    report): the profile would then be of log printing, not of the stages.
+    The configuration before is restored, caching off, so no test after
+    inherits a logger bound here.
+    """
+    before = structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**before)
+
+
+@pytest.mark.usefixtures("logs_as_the_bench")
 def test_the_ceiling_decides_from_a_warm_cache_and_counts_every_report(
     workspace: Workspace,
 ) -> None:
