@@ -283,6 +283,7 @@ class Bench:
                 warm_up=self.warm,
                 runs=sealed,
                 logs_dir=self.logs,
+                broker_pid=self.broker_pid,
             )
         fixed = results[0]
         self.figures.update(
@@ -292,6 +293,11 @@ class Bench:
             latency_ms_p50=fixed.p50_ms,
             latency_ms_p99=fixed.p99_ms,
             latency_ms_max=fixed.max_ms,
+            latency_ms_to_output_p50=fixed.to_output_p50_ms,
+            latency_ms_to_output_p99=fixed.to_output_p99_ms,
+            latency_ms_from_output_p50=fixed.from_output_p50_ms,
+            latency_ms_from_output_p99=fixed.from_output_p99_ms,
+            latency_cpu_ms_per_report=fixed.cpu_ms_per_report,
         )
         for result in results:
             if not result.deliveries and result.unmatched:
@@ -373,6 +379,7 @@ async def _main(config: Config, console: Console) -> int:
         figures = await bench.run()
     print_table(console, figures)
     stages.print_stages(console, figures)
+    latency.print_breakdown(console, figures)
     write_json(config.output, figures)
     console.print(f"figures written to {config.output}")
     if bench.failed:

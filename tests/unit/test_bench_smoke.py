@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import structlog
 
-from bench import ceiling
+from bench import ceiling, latency
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
 from bench.results import TARGETS, verdicts, write_json
 from bench.workspace import Sealed, Workspace
 from broker.app.assembly import signer_for
 from broker.app.settings import Settings
 from broker.domain.report import SubjectRole, ThreatReport
+from broker.enforcer.stages.fanout import delivery_id
 from broker.trust.records import KeyRole
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission, signed_payload_sha256
@@ -171,3 +172,18 @@ def test_targets_pass_only_on_the_right_side_of_their_limit() -> None:
     assert all(verdicts(at_limit).values())
     worse = {t.key: t.limit * (0.9 if t.at_least else 1.1) for t in TARGETS}
     assert not any(verdicts(worse).values())
+
+
+def test_a_latency_splits_at_the_stamp_the_enforcer_put_on_the_delivery(
+    workspace: Workspace,
+) -> None:
+    [report] = _seal(workspace, generate(1, seed=9))
+    ledger = latency._Ledger([report])
+    ledger.sent(0, at=10.0)
+    recipient = next(n for n in NATIONS if n != report.nation)
+    key = delivery_id(report.payload_sha256, recipient).encode()
+    ledger.arrived(key, at=10.5, stamped_ms=round(ledger.sent_wall_ms[0] + 200))
+    ledger.arrived(key, at=10.6, stamped_ms=0)  # a repeat: not counted twice
+    assert ledger.latencies_s == [0.5]
+    assert ledger.to_output_ms == [pytest.approx(200, abs=1)]
+    assert ledger.unmatched == 1
