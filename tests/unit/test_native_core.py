@@ -26,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from broker import native as switch
+from broker.app.settings import Settings
 from broker.errors import DecodeError
 from broker.trust import attestation, merkle
 from broker.trust.envelopes import Signer
@@ -102,6 +103,15 @@ def test_the_native_core_is_built_and_runs_unless_the_reference_is_asked_for(
         [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["True", active]
+
+
+def test_a_subprocess_given_exactly_the_settings_still_inherits_the_choice_of_core() -> None:
+    """The bench and the tests start `ixb run` with ``Settings.environment``: IXB_ settings
+    are replaced, but IXB_NATIVE=0 must reach the enforcer, or a comparison compares nothing."""
+    env = Settings().environment({"IXB_NATIVE": "0", "IXB_GROUP_ID": "stale", "HOME": "/h"})
+    assert env["IXB_NATIVE"] == "0"
+    assert env["HOME"] == "/h"
+    assert env["IXB_GROUP_ID"] == Settings().group_id
 
 
 def test_the_core_raises_the_reference_s_own_error_classes() -> None:
