@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from broker.app import logs
 from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap
+from broker.app.documents import explain
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
@@ -44,7 +45,6 @@ from broker.cli.render import (
 from broker.cli.schemas import schemas_app
 from broker.cli.taxii import taxii_app
 from broker.cli.witness import witness
-from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded import Engine, embedded_broker
 from broker.kafka.embedded.engine import ensure_kafka
@@ -283,8 +283,7 @@ def agreements_explain(
         policy = RegoDecisionPoint(bundle)
         reports = load_reports(report_file)
         for report in reports:
-            [asked] = decision_inputs(report, [recipient], now_s=now_s, origin=origin)
-            decision = policy.decide(asked)
+            decision = explain(policy, report, origin=origin, recipient=recipient, now_s=now_s)
             if as_json:
                 print_json_line(decision_json(bundle, report, origin, recipient, decision))
             else:
