@@ -25,6 +25,7 @@ from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line
+from broker.cli.console_command import console_app
 from broker.cli.formats import (
     InFormat,
     OutFormat,
@@ -72,6 +73,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(taxii_app, name="taxii")
 app.add_typer(schemas_app, name="schemas")
 app.command("witness")(witness)
+app.add_typer(console_app, name="console")
 
 out = console()
 err = console(stderr=True)
