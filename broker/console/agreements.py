@@ -33,9 +33,19 @@ def agreements_of(bundle: PolicyBundle, nation: str | None) -> list[Agreement]:
     )
 
 
+def field_words(path: str) -> str:
+    """``subjects[].full_name`` → ``the full name of each subject``."""
+    steps = path.split(".")
+    words = [steps[-1].removesuffix("[]").replace("_", " ")]
+    for step in reversed(steps[:-1]):
+        name = step.removesuffix("[]").replace("_", " ")
+        words.append(f"each {name.removesuffix('s')}" if step.endswith("[]") else f"the {name}")
+    return "the " + " of ".join(words)
+
+
 def rule_words(rule: FieldRule) -> str:
     """One field rule as a sentence a liaison officer would sign."""
-    target = (rule.field or "").replace("[]", "")
+    target = field_words(rule.field or "")
     if rule.action is FieldAction.REDACT:
         return f"{target} is withheld: the recipient does not receive it"
     if rule.action is FieldAction.PSEUDONYMISE:

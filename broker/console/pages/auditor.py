@@ -88,11 +88,11 @@ async def receipt_form(request: Request) -> Response:
 
 async def receipt_check(request: Request) -> Response:
     session = allow(request, Role.AUDITOR)
-    form = await request.form(max_files=1, max_fields=5)
-    if not session.csrf_matches(str(form.get("csrf", ""))):
-        raise HTTPException(403, "form token does not match")
-    upload = form.get("receipt")
-    data = await upload.read(MAX_RECEIPT_BYTES + 1) if isinstance(upload, UploadFile) else b""
+    async with request.form(max_files=1, max_fields=5) as form:
+        if not session.csrf_matches(str(form.get("csrf", ""))):
+            raise HTTPException(403, "form token does not match")
+        upload = form.get("receipt")
+        data = await upload.read(MAX_RECEIPT_BYTES + 1) if isinstance(upload, UploadFile) else b""
     if not data.strip() or len(data) > MAX_RECEIPT_BYTES:
         return page(
             request,

@@ -121,16 +121,22 @@ def _explain_context(request: Request, nation: str, **extra: object) -> dict[str
 
 async def explain_upload(request: Request) -> Response:
     session, nation = _officer(request)
-    form = await request.form(max_files=1, max_fields=10)
-    if not session.csrf_matches(str(form.get("csrf", ""))):
-        raise HTTPException(403, "form token does not match")
-    direction, partner = str(form.get("direction", "to")), str(form.get("partner", ""))
+    async with request.form(max_files=1, max_fields=10) as form:
+        if not session.csrf_matches(str(form.get("csrf", ""))):
+            raise HTTPException(403, "form token does not match")
+        direction, partner = str(form.get("direction", "to")), str(form.get("partner", ""))
+        try:
+            raw = await _read_upload(form.get("report"), str(form.get("text", "")))
+        except ConfigurationError as exc:
+            raw, problem = None, str(exc)
+        else:
+            problem = ""
     origin, recipient = (nation, partner) if direction == "to" else (partner, nation)
-    upload = form.get("report")
     try:
+        if problem:
+            raise ConfigurationError(problem)
         if not partner:
             raise ConfigurationError("choose a partner nation")
-        raw = await _read_upload(upload, str(form.get("text", "")))
         report = ThreatReport.model_validate(
             {"issued_at": dt.datetime.now(dt.UTC).isoformat(), **_one_report(raw)}
         )
