@@ -187,7 +187,7 @@ def _cell(
         by_id[decision.agreement.id]
     ]
     ceiling = min((a.max_marking for a in governing), key=lambda m: m.rank)
-    handling = set.intersection(*({c.value for c in a.handling_codes} for a in governing))
+    handling = set.intersection(*(_carried(a, origin, recipient) for a in governing))
     return Cell(
         True,
         agreement=f"{decision.agreement.id} v{decision.agreement.version}",
@@ -195,3 +195,11 @@ def _cell(
         handling=tuple(sorted(handling)),
         embargo=decision.not_before_s is not None,
     )
+
+
+def _carried(agreement: Agreement, origin: str, recipient: str) -> set[str]:
+    """The handling codes that flow from ``origin`` to ``recipient``: H2 only with consent."""
+    codes = {c.value for c in agreement.handling_codes}
+    if recipient not in agreement.h2_consent.get(origin, ()):
+        codes.discard(HandlingCode.H2.value)
+    return codes

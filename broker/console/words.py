@@ -8,10 +8,13 @@ adds colour and layout, never other words.
 from __future__ import annotations
 
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from broker.domain.report import HandlingCode, Marking, ReportType
+from pydantic import BaseModel
+
+from broker.domain.report import HandlingCode, Marking, ReportType, ThreatReport
 from broker.parties.recipient import VerifiedDelivery
 
 __all__ = [
@@ -84,11 +87,40 @@ def _label(path: str) -> str:
     return f"{words} {int(index.rstrip(']')) + 1}" if index else words
 
 
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds (``tuple[Subject, ...]``, ``Location | None`` → the model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _order(path: str) -> tuple[tuple[int, int], ...]:
+    """Where ``path`` comes in the report: by each step's field position, then its index."""
+    model: type[BaseModel] | None = ThreatReport
+    key = []
+    for part in path.split("."):
+        match = _STEP.fullmatch(part)
+        names = list(model.model_fields) if model is not None else []
+        if match is None or match[1] not in names:
+            key.append((len(names), 0))
+            model = None
+            continue
+        key.append((names.index(match[1]), int(match[2] or -1)))
+        assert model is not None
+        model = _model_of(model.model_fields[match[1]].annotation)
+    return tuple(key)
+
+
 def field_rows(delivery: VerifiedDelivery) -> list[FieldRow]:
     """Every value with its provenance, in the report's order; records and lists as headings."""
     document = delivery.report.model_dump(mode="json")
     rows = []
-    for path, provenance in delivery.provenance.items():
+    for path in sorted(delivery.provenance, key=_order):
+        provenance = delivery.provenance[path]
         present, value = _resolve(document, path)
         if provenance.kind != "withheld" and isinstance(value, dict | list):
             if isinstance(value, list) and not value:
