@@ -444,6 +444,13 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="summary as JSON Lines on stdout, story on stderr")
     ] = False,
+    with_console: Annotated[
+        bool,
+        typer.Option("--console", help="then keep it running with the browser console, to Ctrl-C"),
+    ] = False,
+    console_port: Annotated[
+        int, typer.Option(help="the console's port (taken: a free one)")
+    ] = 8470,
 ) -> None:
     """Run the multi-nation scenario on an embedded (or IXB_KAFKA_BOOTSTRAP) broker."""
     from broker.cli.demo.play import run_demo  # noqa: PLC0415 - only the demo needs its scenario data
@@ -451,7 +458,9 @@ def demo(
     settings = Settings()
     if engine is not None:
         settings = settings.model_copy(update={"kafka_engine": engine})
-    raise typer.Exit(code=run_demo(settings, err if as_json else out, as_json=as_json))
+    port = console_port if with_console else None
+    code = run_demo(settings, err if as_json else out, as_json=as_json, console_port=port)
+    raise typer.Exit(code=code)
 
 
 def main() -> None:

@@ -112,7 +112,8 @@ async def serve(
     try:
         while not server.started:
             if task.done():
-                task.result()  # its failure (e.g. the port is taken)
+                with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
+                    task.result()
                 raise ConfigurationError(f"the console could not listen on {host}:{port}")
             await asyncio.sleep(0.05)
         bound = server.servers[0].sockets[0].getsockname()

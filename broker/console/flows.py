@@ -27,6 +27,9 @@ from broker.errors import DecodeError
 __all__ = ["Flow", "FlowCounts", "count_flows", "flows_svg"]
 
 
+NO_AGREEMENT = "no_agreement"  # every partner is decided on; most pairs share no agreement
+
+
 @dataclass
 class Flow:
     delivered: int = 0  # delivered at once or released from embargo
@@ -37,6 +40,11 @@ class Flow:
     @property
     def withheld_total(self) -> int:
         return sum(self.withheld.values())
+
+    @property
+    def withheld_by_terms(self) -> int:
+        """Withheld by an agreement's terms, not for want of any agreement."""
+        return self.withheld_total - self.withheld[NO_AGREEMENT]
 
 
 @dataclass
@@ -93,27 +101,34 @@ _DELIVERED, _WITHHELD, _REFUSED = "#2e7d32", "#c62828", "#455a64"
 
 
 def flows_svg(counts: FlowCounts) -> str:
-    """Origins left, recipients right, a band per flow as wide as its deliveries."""
-    if not counts.flows and not counts.refused:
+    """Origins left, recipients right, a band per flow as wide as its deliveries.
+
+    Pairs that share no agreement (everything between them withheld as
+    ``no_agreement``) are not drawn: they are no flow; the table lists them.
+    """
+    drawn = {
+        pair: f for pair, f in counts.flows.items() if f.delivered or f.held or f.withheld_by_terms
+    }
+    if not drawn and not counts.refused:
         return ""
-    origins = sorted({o for o, _ in counts.flows} | set(counts.refused))
-    recipients = sorted({r for _, r in counts.flows})
-    widest = max([f.delivered + f.withheld_total for f in counts.flows.values()] or [1]) or 1
-    row_h, top, left_x, right_x, width = 46, 34, 150, 560, 760
-    height = top + row_h * max(len(origins), len(recipients), 1) + 16
+    origins = sorted({o for o, _ in drawn} | set(counts.refused))
+    recipients = sorted({r for _, r in drawn})
+    widest = max([f.delivered + f.withheld_by_terms for f in drawn.values()] or [1]) or 1
+    row_h, top, left_x, right_x, width = 46, 40, 200, 600, 800
+    height = top + row_h * max(len(origins), len(recipients), 1)
     o_y = {o: top + i * row_h + row_h / 2 for i, o in enumerate(origins)}
     r_y = {r: top + i * row_h + row_h / 2 for i, r in enumerate(recipients)}
     parts = [
         f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
         f'aria-label="flows between nations: delivered bands, withheld and refused counts">',
-        '<text x="150" y="16" text-anchor="end" font-weight="600">from</text>',
-        '<text x="560" y="16" font-weight="600">to</text>',
+        f'<text x="{left_x}" y="16" text-anchor="end" font-weight="600">from</text>',
+        f'<text x="{right_x}" y="16" font-weight="600">to</text>',
     ]
-    for (origin, recipient), flow in sorted(counts.flows.items()):
+    for (origin, recipient), flow in sorted(drawn.items()):
         y1, y2 = o_y[origin], r_y[recipient]
         for amount, colour, offset in (
             (flow.delivered, _DELIVERED, -3.0),
-            (flow.withheld_total, _WITHHELD, 3.0),
+            (flow.withheld_by_terms, _WITHHELD, 3.0),
         ):
             if not amount:
                 continue
@@ -130,7 +145,7 @@ def flows_svg(counts: FlowCounts) -> str:
             )
     for origin, y in o_y.items():
         refused = sum(counts.refused.get(origin, Counter()).values())
-        sent = sum(f.delivered for (o, _), f in counts.flows.items() if o == origin)
+        sent = sum(f.delivered for (o, _), f in drawn.items() if o == origin)
         parts.append(
             f'<circle cx="{left_x}" cy="{y}" r="7" fill="#14253d"/>'
             f'<text x="{left_x - 14}" y="{y + 4}" text-anchor="end" font-weight="700">'
@@ -139,19 +154,18 @@ def flows_svg(counts: FlowCounts) -> str:
             f"{sent} delivered{f', {refused} refused' if refused else ''}</text>"
         )
     for recipient, y in r_y.items():
-        got = sum(f.delivered for (_, r), f in counts.flows.items() if r == recipient)
+        got = sum(f.delivered for (_, r), f in drawn.items() if r == recipient)
         parts.append(
             f'<circle cx="{right_x}" cy="{y}" r="7" fill="#14253d"/>'
             f'<text x="{right_x + 14}" y="{y + 4}" font-weight="700">'
             f"{html.escape(recipient)}</text>"
             f'<text x="{right_x + 14}" y="{y + 18}" font-size="11">{got} received</text>'
         )
-    legend_y = height - 6
     parts.append(
-        f'<rect x="0" y="{legend_y - 9}" width="12" height="8" fill="{_DELIVERED}"/>'
-        f'<text x="16" y="{legend_y}" font-size="11">delivered</text>'
-        f'<rect x="90" y="{legend_y - 9}" width="12" height="8" fill="{_WITHHELD}"/>'
-        f'<text x="106" y="{legend_y}" font-size="11">withheld by policy</text>'
+        f'<rect x="{width - 250}" y="8" width="12" height="8" fill="{_DELIVERED}"/>'
+        f'<text x="{width - 234}" y="16" font-size="11">delivered</text>'
+        f'<rect x="{width - 170}" y="8" width="12" height="8" fill="{_WITHHELD}"/>'
+        f'<text x="{width - 154}" y="16" font-size="11">withheld by the terms</text>'
     )
     parts.append("</svg>")
     return "".join(parts)

@@ -45,6 +45,14 @@ class EnforcerHealth:
     def total_lag(self) -> float:
         return sum(self.lag.values())
 
+    def lag_by_topic(self) -> dict[str, tuple[int, float]]:
+        """Topic -> (partitions owned, records behind over them)."""
+        topics: dict[str, tuple[int, float]] = {}
+        for (topic, _), behind in self.lag.items():
+            owned, total = topics.get(topic, (0, 0.0))
+            topics[topic] = (owned + 1, total + behind)
+        return dict(sorted(topics.items()))
+
     def by_outcome(self) -> dict[str, float]:
         totals: dict[str, float] = {}
         for (outcome, _), count in self.decisions.items():

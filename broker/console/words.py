@@ -56,7 +56,7 @@ class FieldRow:
     path: str
     label: str  # the path in words, indented by depth
     value: str  # empty when withheld
-    kind: str  # signed | derived | withheld
+    kind: str  # signed | derived | withheld, or group: a heading for a list element
     provenance: str  # FieldProvenance.describe(), word for word
     depth: int
 
@@ -118,9 +118,11 @@ def _order(path: str) -> tuple[tuple[int, int], ...]:
 def field_rows(delivery: VerifiedDelivery) -> list[FieldRow]:
     """Every value with its provenance, in the report's order; records and lists as headings."""
     document = delivery.report.model_dump(mode="json")
-    rows = []
+    rows: list[FieldRow] = []
+    grouped: set[str] = set()
     for path in sorted(delivery.provenance, key=_order):
         provenance = delivery.provenance[path]
+        rows.extend(_groups(path, grouped))
         present, value = _resolve(document, path)
         if provenance.kind != "withheld" and isinstance(value, dict | list):
             if isinstance(value, list) and not value:
@@ -144,3 +146,20 @@ def field_rows(delivery: VerifiedDelivery) -> list[FieldRow]:
             )
         )
     return rows
+
+
+def _groups(path: str, seen: set[str]) -> list[FieldRow]:
+    """A heading for each list element ``path`` is the first to enter (``subject 2``)."""
+    headings = []
+    prefix = ""
+    for part in path.split(".")[:-1]:
+        prefix = f"{prefix}.{part}" if prefix else part
+        match = _STEP.fullmatch(part)
+        if match is None or match[2] is None or prefix in seen:
+            continue
+        seen.add(prefix)
+        name = match[1].replace("_", " ").removesuffix("s")
+        headings.append(
+            FieldRow(prefix, f"{name} {int(match[2]) + 1}", "", "group", "", prefix.count("."))
+        )
+    return headings

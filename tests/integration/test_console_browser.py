@@ -36,7 +36,7 @@ if CHROMIUM is None:
     )
 
 from axe_playwright_python.async_playwright import Axe  # noqa: E402 - only once chromium is known
-from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
+from playwright.async_api import Browser, Page, Route, async_playwright  # noqa: E402
 
 FIRST = "Forged waybills at Hazeldonk"
 SECOND = "Refrigerated trailer with a false floor"
@@ -63,10 +63,7 @@ class Visit:
         self.axe = Axe()
 
     async def watch(self) -> None:
-        async def route(route_: object) -> None:
-            from playwright.async_api import Route  # noqa: PLC0415 - typing only
-
-            assert isinstance(route_, Route)
+        async def route(route_: Route) -> None:
             host = urlsplit(route_.request.url).hostname
             if host not in ("127.0.0.1", None) and not route_.request.url.startswith("data:"):
                 self.outside.append(route_.request.url)

@@ -35,6 +35,7 @@ from broker.app.assembly import (
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
+from broker.cli.demo.console_demo import serve_demo_console
 from broker.cli.demo.scenario import NATIONS, build
 from broker.cli.demo.taxii import show_taxii
 from broker.cli.render import print_delivery, print_rejection, rejection_json
@@ -60,12 +61,20 @@ from broker.wire.topics import TopicNames
 PROCESS_TIMEOUT_S = 60.0
 
 
-def run_demo(settings: Settings, console: Console, *, as_json: bool = False) -> int:
+def run_demo(
+    settings: Settings,
+    console: Console,
+    *,
+    as_json: bool = False,
+    console_port: int | None = None,
+) -> int:
     """Play the scenario, telling it on ``console``; with ``as_json`` the summary goes to stdout.
 
     The summary (what each nation received, and the totals) is JSON Lines on
     stdout with ``as_json``; otherwise a table on a terminal and one
-    tab-separated line per nation when piped.
+    tab-separated line per nation when piped. With ``console_port`` the
+    scenario stays up afterwards with the browser console on it, until
+    Ctrl-C (broker/cli/demo/console_demo.py).
     """
     logs.configure(level="ERROR")
     started = time.monotonic()
@@ -85,6 +94,10 @@ def run_demo(settings: Settings, console: Console, *, as_json: bool = False) -> 
                 }
             )
             ok = asyncio.run(_scenario(demo_settings, bootstrap, console, as_json=as_json))
+            if ok and console_port is not None:
+                asyncio.run(
+                    serve_demo_console(demo_settings, bootstrap, console, port=console_port)
+                )
     except IxbError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1

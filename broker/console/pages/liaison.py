@@ -34,6 +34,7 @@ from broker.console.users import Role
 from broker.console.web import allow, page, state_of
 from broker.console.words import HANDLING, type_words
 from broker.domain.report import ThreatReport
+from broker.enforcer.stages.derive import effective_rules
 from broker.errors import ConfigurationError
 from broker.policy.lint import lint
 from broker.wire.report import describe_validation_error
@@ -171,6 +172,10 @@ async def explain_upload(request: Request) -> Response:
             decision=decision,
             asked={"origin": origin, "recipient": recipient, "title": report.title},
             document_text=json.dumps(document, indent=2),
+            rules=[(rule_words(r), r.field) for r in effective_rules(decision.field_rules).rules],
+            embargo_until=None
+            if decision.not_before_s is None
+            else dt.datetime.fromtimestamp(decision.not_before_s, dt.UTC),
         ),
     )
 
