@@ -101,6 +101,15 @@ def shots(tmp_path: Path) -> Path:
     return tmp_path
 
 
+def keep_screenshots(shots: Path) -> None:
+    """Copy the screenshots to ``IXB_CONSOLE_SCREENSHOTS``, when it names a directory."""
+    kept = os.environ.get("IXB_CONSOLE_SCREENSHOTS")
+    if kept:
+        Path(kept).mkdir(parents=True, exist_ok=True)
+        for picture in shots.glob("*.png"):
+            shutil.copy(picture, Path(kept) / picture.name)
+
+
 async def test_a_person_uses_the_console_in_chromium_and_no_request_leaves_the_machine(
     exchange: Exchange, browser: Browser, shots: Path
 ) -> None:
@@ -166,9 +175,5 @@ async def test_a_person_uses_the_console_in_chromium_and_no_request_leaves_the_m
             ).wait_for()
             await auditor.shot("charts")
     finally:
-        kept = os.environ.get("IXB_CONSOLE_SCREENSHOTS")
-        if kept:
-            Path(kept).mkdir(parents=True, exist_ok=True)
-            for picture in shots.glob("*.png"):
-                shutil.copy(picture, Path(kept) / picture.name)
+        keep_screenshots(shots)
     assert [url for v in visits for url in v.outside] == []
