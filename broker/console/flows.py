@@ -115,7 +115,7 @@ def flows_svg(counts: FlowCounts) -> str:
     recipients = sorted({r for _, r in drawn})
     widest = max([f.delivered + f.withheld_by_terms for f in drawn.values()] or [1]) or 1
     row_h, top, left_x, right_x, width = 46, 40, 200, 600, 800
-    height = top + row_h * max(len(origins), len(recipients), 1)
+    height = top + row_h * max(len(origins), len(recipients), 1) + 24
     o_y = {o: top + i * row_h + row_h / 2 for i, o in enumerate(origins)}
     r_y = {r: top + i * row_h + row_h / 2 for i, r in enumerate(recipients)}
     parts = [
@@ -161,11 +161,12 @@ def flows_svg(counts: FlowCounts) -> str:
             f"{html.escape(recipient)}</text>"
             f'<text x="{right_x + 14}" y="{y + 18}" font-size="11">{got} received</text>'
         )
+    legend = height - 8
     parts.append(
-        f'<rect x="{width - 250}" y="8" width="12" height="8" fill="{_DELIVERED}"/>'
-        f'<text x="{width - 234}" y="16" font-size="11">delivered</text>'
-        f'<rect x="{width - 170}" y="8" width="12" height="8" fill="{_WITHHELD}"/>'
-        f'<text x="{width - 154}" y="16" font-size="11">withheld by the terms</text>'
+        f'<rect x="{left_x}" y="{legend - 8}" width="12" height="8" fill="{_DELIVERED}"/>'
+        f'<text x="{left_x + 16}" y="{legend}" font-size="11">delivered</text>'
+        f'<rect x="{left_x + 90}" y="{legend - 8}" width="12" height="8" fill="{_WITHHELD}"/>'
+        f'<text x="{left_x + 106}" y="{legend}" font-size="11">withheld by the terms</text>'
     )
     parts.append("</svg>")
     return "".join(parts)
