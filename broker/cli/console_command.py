@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from broker.app import logs
 from broker.app.assembly import load_catalog, resolve_bootstrap
 from broker.app.auditing import intake_window
 from broker.app.settings import Settings
@@ -79,6 +80,7 @@ def serve_console(
     if context.invoked_subcommand is not None:
         return
     settings = Settings()
+    logs.configure()
     try:
         require_loopback(host)
         users = PasswordFile(users_path(settings))

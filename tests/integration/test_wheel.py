@@ -49,6 +49,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return built
 
 
+def test_the_wheel_carries_the_consoles_templates_and_static_files(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    console = REPO / "broker" / "console"
+    shipped = [*(console / "templates").glob("*.html"), *(console / "static").iterdir()]
+    assert shipped
+    for source in shipped:
+        assert source.relative_to(REPO).as_posix() in names
+
+
 def test_the_wheel_carries_the_schemas_and_policies_as_package_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for source in (REPO / "schemas").glob("*.avsc"):

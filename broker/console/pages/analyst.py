@@ -26,7 +26,7 @@ from broker.app.documents import delivery_json
 from broker.console.feeds import FeedFilter, NationFeed
 from broker.console.held import held_items
 from broker.console.users import Role
-from broker.console.web import allow, page, state_of
+from broker.console.web import allow, page, session_of, state_of
 from broker.console.words import HANDLING, MARKINGS, REPORT_TYPES, field_rows
 
 __all__ = ["routes"]
@@ -100,6 +100,8 @@ async def feed_events(request: Request) -> Response:
         ends = time.monotonic() + _STREAM_S
         yield "retry: 2000\n\n"
         while time.monotonic() < ends and not await request.is_disconnected():
+            if session_of(request) is None:  # logged out (or expired) meanwhile: the stream ends
+                return
             version = await feed.wait_newer(seen, _HEARTBEAT_S)
             if version > seen:
                 seen = version
