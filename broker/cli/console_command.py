@@ -80,7 +80,6 @@ def serve_console(
     if context.invoked_subcommand is not None:
         return
     settings = Settings()
-    logs.configure()
     try:
         require_loopback(host)
         users = PasswordFile(users_path(settings))
@@ -95,6 +94,7 @@ def serve_console(
         raise typer.Exit(code=2) from exc
 
     async def go() -> None:
+        logs.configure()  # only once it serves: configuring binds the process's stderr
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

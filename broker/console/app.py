@@ -29,8 +29,15 @@ from broker.console.feeds import FeedHub
 from broker.console.pages import analyst, auditor, liaison, login, operator
 from broker.console.sources import ConsoleSources
 from broker.console.users import Authenticator
-from broker.console.web import HERE, ConsoleState, SecurityHeaders, refused, templates
-from broker.errors import ConfigurationError
+from broker.console.web import (
+    HERE,
+    ConsoleState,
+    SecurityHeaders,
+    refused,
+    templates,
+    unavailable,
+)
+from broker.errors import ConfigurationError, IxbError
 
 __all__ = ["create_app", "require_loopback", "serve"]
 
@@ -65,7 +72,7 @@ def create_app(sources: ConsoleSources, authenticator: Authenticator) -> Starlet
             Middleware(SecurityHeaders),
             Middleware(TrustedHostMiddleware, allowed_hosts=[*LOOPBACK_NAMES, "testserver"]),
         ],
-        exception_handlers={HTTPException: refused},
+        exception_handlers={HTTPException: refused, IxbError: unavailable},
         lifespan=lifespan,
     )
     app.state.console = state

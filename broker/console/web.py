@@ -181,6 +181,18 @@ async def refused(request: Request, exc: Exception) -> Response:
     )
 
 
+async def unavailable(request: Request, exc: Exception) -> Response:
+    """An ixb error behind a page (Kafka unreachable, policy files that do not load): 503.
+
+    The page says so in fixed words; what went wrong is logged by its kind,
+    never shown, so no detail of the deployment reaches a browser.
+    """
+    log.warning("console_unavailable", path=request.url.path, error_kind=type(exc).__name__)
+    return page(
+        request, "error.html", {"status": 503, "title": "Not available just now"}, status=503
+    )
+
+
 class SecurityHeaders:
     """ASGI middleware: the same protective headers on every response, streams included."""
 

@@ -133,6 +133,11 @@ async def test_a_liaison_officer_reads_their_agreement_in_plain_words_and_explai
             data={"csrf": csrf(form.text), "direction": "to", "partner": "BE"},
             files={"report": ("report.json", json.dumps(report), "application/json")},
         )
+        outside = await http.post(
+            "/liaison/explain",
+            data={"csrf": csrf(form.text), "direction": "to", "partner": "US"},
+            files={"report": ("report.json", json.dumps(report), "application/json")},
+        )
         forged = await http.post(
             "/liaison/explain",
             data={"csrf": "not-the-token", "direction": "to", "partner": "BE"},
@@ -150,6 +155,8 @@ async def test_a_liaison_officer_reads_their_agreement_in_plain_words_and_explai
     assert "Delivered" in explained.text
     assert "test-nl-be v4" in explained.text
     assert "subjects[].travel_documents[].number" in explained.text
+    assert outside.status_code == 400
+    assert "partner nations" in outside.text
     assert forged.status_code == 403
     assert feed.status_code == 403  # a liaison officer is not the nation's analyst
 

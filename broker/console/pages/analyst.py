@@ -96,7 +96,8 @@ async def feed_events(request: Request) -> Response:
     _, feed = await _feed(request)
 
     async def events() -> AsyncIterator[str]:
-        seen = int(request.query_params.get("version", "0") or 0)
+        asked = request.query_params.get("version", "0")
+        seen = int(asked) if asked.isdigit() and len(asked) < 12 else 0
         ends = time.monotonic() + _STREAM_S
         yield "retry: 2000\n\n"
         while time.monotonic() < ends and not await request.is_disconnected():

@@ -114,9 +114,14 @@ async def explain_form(request: Request) -> Response:
     return page(request, "liaison_explain.html", _explain_context(request, nation))
 
 
-def _explain_context(request: Request, nation: str, **extra: object) -> dict[str, object]:
+def _partners(request: Request, nation: str) -> list[str]:
+    """The nations ``nation`` shares an agreement with."""
     bundle, _ = state_of(request).sources.policies.current()
-    partners = sorted({p for a in agreements_of(bundle, nation) for p in a.parties} - {nation})
+    return sorted({p for a in agreements_of(bundle, nation) for p in a.parties} - {nation})
+
+
+def _explain_context(request: Request, nation: str, **extra: object) -> dict[str, object]:
+    partners = _partners(request, nation)
     return {"nation": nation, "partners": partners, "result": None, "message": None, **extra}
 
 
@@ -136,8 +141,8 @@ async def explain_upload(request: Request) -> Response:
     try:
         if problem:
             raise ConfigurationError(problem)
-        if not partner:
-            raise ConfigurationError("choose a partner nation")
+        if partner not in _partners(request, nation):
+            raise ConfigurationError("choose one of your agreements' partner nations")
         report = ThreatReport.model_validate(
             {"issued_at": dt.datetime.now(dt.UTC).isoformat(), **_one_report(raw)}
         )
