@@ -1,9 +1,9 @@
 """Each nation's verified feed, kept up to date while the console runs.
 
-A :class:`NationFeed` reads ``ixb.deliver.<NATION>`` from its start, verifies
-every record with the recipient's own :class:`~broker.parties.recipient.DeliveryVerifier`
-(so the console trusts exactly what ``ixb subscribe`` trusts, and follows
-that library when deliveries change shape), then keeps following the topic.
+A :class:`NationFeed` reads ``ixb.deliver.<NATION>`` from its start through
+the recipient's own :func:`~broker.parties.recipient.read_feed` (so the
+console trusts exactly what ``ixb subscribe`` trusts, and follows that
+library when deliveries change shape), then keeps following the topic.
 A record that does not verify is a :class:`FeedProblem`, shown as a warning
 and never as a report. Deliveries are at least once: a repeated delivery id
 is kept once.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -27,10 +26,8 @@ from dataclasses import dataclass
 import structlog
 
 from broker.console.sources import ConsoleSources
-from broker.errors import IxbError, RejectedInput
-from broker.kafka.reader import read_topic
-from broker.parties.recipient import DeliveryVerifier, FeedProblem, VerifiedDelivery
-from broker.wire.records import InboundRecord
+from broker.errors import IxbError
+from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 
 __all__ = ["FeedFilter", "FeedHub", "NationFeed"]
 
@@ -38,6 +35,7 @@ log = structlog.get_logger("ixb.console")
 
 MAX_KEPT = 5000
 _RETRY_S = 1.0
+_CLOSE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +106,10 @@ class NationFeed:
         "_by_id",
         "_caught_up",
         "_changed",
+        "_dropped",
+        "_problems_seen",
         "_sources",
+        "_stop",
         "_task",
         "deliveries",
         "error",
@@ -123,6 +124,9 @@ class NationFeed:
         self.deliveries: list[VerifiedDelivery] = []
         self.problems: list[FeedProblem] = []
         self._by_id: dict[str, VerifiedDelivery] = {}
+        self._dropped: set[str] = set()  # ids let go past MAX_KEPT, not to come back on a re-read
+        self._problems_seen: set[FeedProblem] = set()
+        self._stop = asyncio.Event()
         self.version = 0  # grows with every change; live pages compare it
         self.error: str | None = None  # the transport's complaint, shown until it reads again
         self._changed = asyncio.Condition()
@@ -137,10 +141,11 @@ class NationFeed:
             await asyncio.wait_for(self._caught_up.wait(), wait_s)
 
     async def close(self) -> None:
+        """Stop following: the read ends at its next poll and closes its consumer."""
+        self._stop.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(TimeoutError):  # wait_for has cancelled it then
+                await asyncio.wait_for(self._task, _CLOSE_S)
 
     def find(self, delivery_id: str) -> VerifiedDelivery | None:
         return self._by_id.get(delivery_id)
@@ -159,22 +164,30 @@ class NationFeed:
             return self.version
 
     async def _follow(self) -> None:
-        """Read to the end, say so, then follow from there; a failed read is tried again."""
+        """Read to the end, say so, then follow; a failed read is tried again.
+
+        The reading and verifying is the recipient library's
+        :func:`~broker.parties.recipient.read_feed`, as ``ixb subscribe``
+        does it (the broker's derivations judged by the bundles it archived),
+        so the console trusts exactly what the command trusts. Every pass
+        reads from the feed's start (``read_feed`` cannot resume by
+        partition); what was already kept is dropped by delivery id, a
+        problem already shown by what it says.
+        """
         sources = self._sources
-        topic = sources.topics.deliver(self.nation)
-        verifier = DeliveryVerifier(sources.catalog, self.nation)
-        next_offsets: dict[int, int] = {}
-        while True:
+        while not self._stop.is_set():
             try:
-                async for record in read_topic(
-                    sources.bootstrap,
-                    topic,
+                async for item in read_feed(
+                    bootstrap=sources.bootstrap,
+                    topics=sources.topics,
+                    nation=self.nation,
+                    catalog=sources.catalog,
+                    registry=sources.registry,
                     idle_timeout_s=sources.read_idle_s,
                     follow=self._caught_up.is_set(),
-                    start=dict(next_offsets),
+                    stop=self._stop,
                 ):
-                    next_offsets[record.partition] = record.offset + 1
-                    await self._take(verifier, record)
+                    await self._take(item)
                 if self.error is not None:
                     self.error = None
                     await self._notify()
@@ -187,24 +200,27 @@ class NationFeed:
             if not self._caught_up.is_set():
                 self._caught_up.set()
                 await self._notify()
-            await asyncio.sleep(_RETRY_S)  # the topic does not exist yet, or a read failed
+            # The topic does not exist yet, or a read failed: wait, then read again.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), _RETRY_S)
 
-    async def _take(self, verifier: DeliveryVerifier, record: InboundRecord) -> None:
-        try:
-            delivery = verifier.verify(self._sources.registry(), record.value or b"")
-        except RejectedInput as exc:
-            self.problems.append(FeedProblem(record.offset, exc.reason, exc.detail))
+    async def _take(self, item: VerifiedDelivery | FeedProblem) -> None:
+        if isinstance(item, FeedProblem):
+            if item in self._problems_seen:
+                return
+            self._problems_seen.add(item)
+            self.problems.append(item)
             del self.problems[:-100]
             await self._notify()
             return
-        if delivery.delivery_id in self._by_id:
+        if item.delivery_id in self._by_id or item.delivery_id in self._dropped:
             return
-        delivery = dataclasses.replace(delivery, offset=record.offset)
-        self._by_id[delivery.delivery_id] = delivery
-        self.deliveries.append(delivery)
+        self._by_id[item.delivery_id] = item
+        self.deliveries.append(item)
         if len(self.deliveries) > MAX_KEPT:
             dropped = self.deliveries.pop(0)
             self._by_id.pop(dropped.delivery_id, None)
+            self._dropped.add(dropped.delivery_id)
         await self._notify()
 
     async def _notify(self) -> None:
