@@ -23,6 +23,8 @@ from broker.app import logs
 from broker.app.assembly import load_catalog, resolve_bootstrap
 from broker.app.auditing import intake_window
 from broker.app.settings import Settings
+from broker.auditlog.witness_client import WitnessClient
+from broker.auditor.use_cases import Witnessing
 from broker.cli.console import console, print_json_line
 from broker.console.app import create_app, require_loopback, serve
 from broker.console.sources import ConsoleSources, PolicyShelf
@@ -52,7 +54,11 @@ def users_path(settings: Settings) -> Path:
 def console_sources(
     settings: Settings, bootstrap: str, probes: list[str] | None = None
 ) -> ConsoleSources:
-    """The console's view of the configured deployment; probes default to IXB_METRICS_ADDR."""
+    """The console's view of the configured deployment; probes default to IXB_METRICS_ADDR.
+
+    Verification weighs the partners' witnesses (IXB_WITNESSES) and demands
+    their quorum (IXB_WITNESS_QUORUM), as ``ixb audit verify`` does.
+    """
     catalog = load_catalog(settings)
     chosen = probes if probes else ([settings.metrics_addr] if settings.metrics_addr else [])
     return ConsoleSources(
@@ -63,6 +69,13 @@ def console_sources(
         policies=PolicyShelf(settings.policies_dir, catalog),
         intake_window=intake_window(settings),
         probes=tuple(chosen),
+        witnessing=Witnessing(  # as `ixb audit verify` weighs them by default
+            witnesses=[
+                WitnessClient(url, timeout_s=settings.witness_timeout_s)
+                for url in settings.witness_urls
+            ],
+            quorum=settings.witness_quorum,
+        ),
     )
 
 

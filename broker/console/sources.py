@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.auditor.source import AuditSource
-from broker.auditor.use_cases import IntakeWindow
+from broker.auditor.use_cases import IntakeWindow, Witnessing
 from broker.policy.bundle import PolicyBundle, load_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.trust.records import PartnerRegistry
@@ -70,6 +70,7 @@ class ConsoleSources:
     policies: PolicyShelf
     intake_window: IntakeWindow
     probes: tuple[str, ...] = ()  # host:port of each enforcer's /metrics and /readyz
+    witnessing: Witnessing = field(default_factory=Witnessing)  # weighed besides the topics
     read_idle_s: float = 1.0  # a topic read to its end: how long nothing new means the end
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 

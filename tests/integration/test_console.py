@@ -12,8 +12,11 @@ import json
 
 import pytest
 
+from broker.app.auditing import audit_source
 from broker.app.documents import delivery_json
+from broker.auditor.use_cases import sign_checkpoints
 from broker.parties.recipient import VerifiedDelivery
+from broker.trust.keystore import Keystore
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
 from tests.support.console import client, console_for, csrf
@@ -165,13 +168,21 @@ async def test_an_auditor_verifies_every_log_and_sees_the_flows(exchange: Exchan
     await deliver_both_ways(exchange)
     app = console_for(exchange)
     async with client(app, "auditor") as http:
+        unsigned = await http.get("/audit?run=1")
+        source = audit_source(exchange.settings)
+        await sign_checkpoints(source, Keystore(exchange.settings.keystore_dir))
         verified = await http.get("/audit?run=1")
         charts = await http.get("/audit/charts")
         export = await http.get("/audit/export.html")
         feed = await http.get("/analyst/BE")
+    assert unsigned.status_code == 200  # entries no checkpoint signs yet: as `ixb audit verify`
+    assert "status-bad" in unsigned.text
+    assert "no_checkpoint" in unsigned.text
+    assert "after the newest checkpoint" in unsigned.text
     assert verified.status_code == 200
     assert "logs verify" in verified.text
     assert "status-bad" not in verified.text
+    assert "after the newest checkpoint" not in verified.text
     assert charts.status_code == 200
     assert "<svg" in charts.text
     assert "NL → BE: 1 delivered" in charts.text

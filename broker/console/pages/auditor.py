@@ -45,12 +45,14 @@ _EXPORT_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 's
 async def verification(request: Request) -> Response:
     allow(request, Role.AUDITOR)
     run = request.query_params.get("run") == "1"
-    context: dict[str, object] = {"run": run, "reports": [], "error": None}
+    context: dict[str, object] = {"run": run, "reports": [], "error": None, "quorum": 0}
     if run:
         try:
-            reports, _ = await verify_audit(state_of(request).sources.audit_source())
+            sources = state_of(request).sources
+            reports, _ = await verify_audit(sources.audit_source(), sources.witnessing)
             context["reports"] = reports
             context["bad"] = sum(not r.ok for r in reports)
+            context["quorum"] = sources.witnessing.quorum
         except IxbError as exc:
             context["error"] = f"the decision log could not be read ({type(exc).__name__})"
     return page(request, "audit_verify.html", context)
