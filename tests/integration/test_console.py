@@ -180,7 +180,7 @@ async def test_an_auditor_verifies_every_log_and_sees_the_flows(exchange: Exchan
     assert "no_checkpoint" in unsigned.text
     assert "after the newest checkpoint" in unsigned.text
     assert verified.status_code == 200
-    assert "logs verify" in verified.text
+    assert "Every log verifies" in verified.text
     assert "status-bad" not in verified.text
     assert "after the newest checkpoint" not in verified.text
     assert charts.status_code == 200

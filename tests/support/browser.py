@@ -1,9 +1,11 @@
 """Debian's chromium, driven by Playwright, for the console's end-to-end test.
 
 Playwright cannot download a browser here, so it drives the one Debian
-installs (``apt-get install chromium``; ``make browser`` does it), found at
-:data:`CANDIDATES` or ``IXB_CHROMIUM``. A test that needs it is skipped,
-saying why, when it is not there.
+installs (``apt-get install chromium``; ``.ci/run`` does it when it is
+missing, as it installs the JDK), found at :data:`CANDIDATES` or
+``IXB_CHROMIUM``. A test that needs it is skipped, saying why, when it is
+not there; with ``IXB_REQUIRE_BROWSER=1`` (``.ci/run`` sets it) it fails
+instead, so CI never passes without having driven the browser.
 """
 
 from __future__ import annotations

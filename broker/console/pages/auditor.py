@@ -154,8 +154,9 @@ async def export_html(request: Request) -> Response:
     """The whole log's HTML report, as ``ixb audit export`` writes it."""
     allow(request, Role.AUDITOR)
     try:
-        source = state_of(request).sources.audit_source()
-        reports, logs = await verify_audit(source)
+        sources = state_of(request).sources
+        source = sources.audit_source()
+        reports, logs = await verify_audit(source, sources.witnessing)
     except IxbError as exc:
         raise HTTPException(503, "the decision log could not be read") from exc
     summary = FlowSummary()
