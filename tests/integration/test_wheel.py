@@ -5,13 +5,15 @@ A checkout finds the Avro schemas and the shipped policies in the top-level
 copies the wheel carries as package data. This builds the wheel, installs
 it (without dependencies: those of the test run serve) into a folder of its
 own, and runs ``ixb demo`` from there in a directory that holds nothing of
-the checkout, with the interpreter told to look in that folder first.
+the checkout, with the interpreter told to look in that folder first. The
+demo exits by itself, saying how to serve the console and a login to try.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import zipfile
@@ -102,3 +104,11 @@ def test_an_installed_wheel_runs_the_demo_without_the_checkout(
     # The demo's two tampered submissions are refused with their reasons.
     assert "origin_mismatch" in done.stdout
     assert "disclosure_not_signed" in done.stdout
+    # It exits, ending with where the console would be and a login that `make console` takes.
+    password_file = elsewhere / "home" / "console" / "demo-password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text(encoding="utf-8").strip()
+    hint = done.stdout[done.stdout.rindex("The console") :]
+    assert "make console" in hint
+    assert "http://127.0.0.1:8470/" in hint
+    assert f"be-analyst with password {password}" in hint
