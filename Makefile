@@ -49,7 +49,7 @@ $(OPA_BIN):
 demo: $(STAMP) kafka-engine ## Run the multi-nation scenario end to end on the embedded Apache Kafka, then exit
 	$(BIN)/ixb demo
 
-console: $(STAMP) kafka-engine ## Run the scenario again and serve the browser console on it until Ctrl-C
+console: $(STAMP) kafka-engine ## Run the scenario, then serve the browser console on it until Ctrl-C
 	$(BIN)/ixb demo --console
 
 lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
