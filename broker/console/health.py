@@ -34,6 +34,7 @@ class EnforcerHealth:
     reachable: bool = False
     ready: bool = False
     readiness: str = ""  # the enforcer's own words: "ready", or the first unmet condition
+    partitions: int | None = None  # submission partitions it owns, as its /readyz says
     counters: dict[str, float] = field(default_factory=dict)  # name -> value
     decisions: dict[tuple[str, str], float] = field(default_factory=dict)  # (outcome, reason)
     rejected: dict[str, float] = field(default_factory=dict)  # reason -> records
@@ -71,10 +72,20 @@ async def enforcer_health(address: str) -> EnforcerHealth:
             return health
     health.reachable = True
     health.ready = ready.status_code == 200
-    health.readiness = ready.text.strip()[:200]
+    _read_readiness(health, ready.text)
     if metrics.status_code == 200:
         _read_metrics(health, metrics.text)
     return health
+
+
+def _read_readiness(health: EnforcerHealth, text: str) -> None:
+    """``ready`` or ``not ready: <condition>``, then ``partitions: N`` (ixb 0.3 on)."""
+    lines = text.strip().splitlines()
+    health.readiness = (lines[0] if lines else "")[:200]
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip() == "partitions" and value.strip().isdigit():
+            health.partitions = int(value.strip())
 
 
 def _read_metrics(health: EnforcerHealth, text: str) -> None:

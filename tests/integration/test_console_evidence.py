@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -94,6 +95,7 @@ async def test_an_operator_sees_the_enforcers_own_health_and_the_rejected_topics
     assert health.status_code == 200
     assert f"Enforcer at <code>{probe}</code>" in health.text
     assert '<span class="pill ok">ready</span>' in health.text
+    assert re.search(r"owns \d+ submission partitions?", health.text)  # /readyz's second line
     assert '<div class="n">2</div><div class="what">submissions processed</div>' in health.text
     assert "bad_signature" in health.text
     assert exchange.topics.rejected("NL") in health.text
