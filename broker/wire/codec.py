@@ -32,6 +32,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from broker import native
 from broker.errors import ConfigurationError, DecodeError
 from broker.resources import SCHEMAS_DIR
 from broker.wire.guard import AvroGuardError, Limits
@@ -108,12 +109,14 @@ class SchemaCatalog:
     them. A version dropped from there is refused as ``unknown_schema``.
     """
 
-    __slots__ = ("_by_fingerprint", "_by_name", "guard_limits", "max_message_bytes")
+    __slots__ = ("_by_fingerprint", "_by_name", "_writers", "guard_limits", "max_message_bytes")
 
     def __init__(self, schemas: Mapping[str, AvroSchema], *, max_message_bytes: int) -> None:
         self._by_name = dict(schemas)
         self._by_fingerprint = {s.fingerprint: s for s in schemas.values()}
         _NAMES.update({s.fingerprint: s.name for s in schemas.values()})
+        # The native core writes what it can byte for byte as fastavro does (broker/native.py).
+        self._writers = {n: native.record_writer(s.parsed) for n, s in schemas.items()}
         self.max_message_bytes = max_message_bytes
         self.guard_limits = Limits(max_bytes=max(1, max_message_bytes))
 
@@ -153,6 +156,11 @@ class SchemaCatalog:
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         """Encode ``record`` as a single-object message of schema ``name``."""
         schema = self.schema(name)
+        writer = self._writers[name]
+        if writer is not None and native.ACTIVE:
+            body: bytes | None = writer.write(record)
+            if body is not None:  # else a value fastavro must write: it does, below
+                return schema.header + body
         out = io.BytesIO()
         out.write(schema.header)
         write_body(out, schema.parsed, record, name=name)
