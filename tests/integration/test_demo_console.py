@@ -9,13 +9,15 @@ logs in with what it printed, reads BE's feed, and stops it with SIGINT.
 from __future__ import annotations
 
 import os
+import queue
 import re
-import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -26,24 +28,41 @@ _OPEN = re.compile(r"open (http://127\.0\.0\.1:\d+)/ in a browser")
 _LOGIN = re.compile(r"log in as be-analyst with password (\S+) ")
 
 
-def _until(process: subprocess.Popen[str], pattern: re.Pattern[str], timeout_s: float) -> str:
-    """Lines of the command's output until one matches; the match's group, or a failure."""
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout_s
-    with selectors.DefaultSelector() as watch:
-        watch.register(process.stdout, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not watch.select(timeout=1.0):
-                continue
-            line = process.stdout.readline()
-            if not line:
-                break  # the command ended
-            seen.append(line)
+class _Lines:
+    """The command's output, line by line, read by a thread so a wait can time out.
+
+    (Waiting with select() on the pipe and reading with readline() loses
+    lines: readline buffers a whole chunk, and select() then sees nothing
+    left to read while the line waited for sits in that buffer.)
+    """
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+        self._queue.put(None)  # the command ended
+
+    def until(self, pattern: re.Pattern[str], timeout_s: float) -> str:
+        """Lines until one matches; the match's group, or a failure naming the last ones."""
+        deadline = time.monotonic() + timeout_s
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
             found = pattern.search(line)
             if found:
                 return found[1]
-    pytest.fail(f"no line matching {pattern.pattern!r}; the output ended with: {seen[-15:]}")
+        pytest.fail(f"no line matching {pattern.pattern!r}; the output ended: {self.seen[-15:]}")
 
 
 def test_the_demo_serves_the_console_with_the_login_it_prints_until_interrupted(
@@ -57,8 +76,9 @@ def test_the_demo_serves_the_console_with_the_login_it_prints_until_interrupted(
         command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     ) as process:
         try:
-            url = _until(process, _OPEN, timeout_s=180)
-            password = _until(process, _LOGIN, timeout_s=10)
+            lines = _Lines(process)
+            url = lines.until(_OPEN, timeout_s=180)
+            password = lines.until(_LOGIN, timeout_s=10)
             with httpx.Client(base_url=url, timeout=30) as http:
                 wrong = http.post("/login", data={"name": "be-analyst", "password": password + "x"})
                 logged_in = http.post("/login", data={"name": "be-analyst", "password": password})

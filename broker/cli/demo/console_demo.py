@@ -144,7 +144,6 @@ async def serve_demo_console(
         console.print(f"open [bold]http://{host}:{bound}/[/bold] in a browser on this machine")
         _print_login(console, password)
         console.print(f"a new report is published every {TRICKLE_S:.0f} s; Ctrl-C stops the demo")
-        console.file.flush()  # piped (`make console | tee`), stdout is block-buffered: say it now
 
     try:
         try:
