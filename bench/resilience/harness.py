@@ -10,35 +10,43 @@ The steps:
 3. the workload published in bursts over a window, while a chaos schedule
    (drawn from the seed) SIGKILLs a random enforcer at random moments and
    restarts it, and adds and later gracefully removes an extra enforcer
-   (``rebalances`` times);
+   (``rebalances`` times); on a three-node cluster (``brokers`` 3) Kafka
+   nodes are SIGKILLed, restarted with their data and frozen as well
+   (:mod:`bench.resilience.brokers`);
 4. quiescence: the group has committed every submission, and stays so;
 5. every enforcer stopped with SIGTERM: each must exit 0 within the bound;
-6. every feed and rejected topic read back and judged by the oracle.
+6. every feed and rejected topic read back and judged by the oracle, and the
+   decision log verified (every tree recomputed, every checkpoint checked).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import random
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.embedded import Kafka, kafka_for
+from bench.embedded import Kafka
 from bench.kafka import GroupProbe
+from bench.resilience.brokers import BrokerChaos, BrokerCounts, kafka_of
 from bench.resilience.fleet import Fleet
-from bench.resilience.oracle import Verdict, expected, judge, observe
+from bench.resilience.oracle import Verdict, audit_findings, expected, judge, observe
 from bench.resilience.workload import SealerFor, Workload, reports, workload
 from bench.workspace import Phase
 from broker.app.assembly import load_catalog, provision_keys, signer_for
+from broker.app.auditing import audit_source
 from broker.app.settings import Settings
 from broker.cli.demo.scenario import NATIONS
 from broker.kafka.admin import TopicAdmin
+from broker.kafka.embedded import ApacheKafka
 from broker.kafka.producer import OutputProducer
 from broker.parties.agency import Publisher
 from broker.parties.derivations import PartyAgreements
@@ -66,6 +74,9 @@ class Preset:
     publish_s: float = 0.0  # the publishing window; 0: from the report count
     settle_timeout_s: float = 300.0
     session_timeout_ms: int = 0  # 0: broker/kafka/embedded's rule for the Kafka it runs on
+    brokers: int = 1  # 3: its own three-node Apache Kafka, with the broker faults below
+    broker_kills: int = 0  # the first at a busy partition's leader, the second the controller
+    broker_freezes: int = 0  # SIGSTOP, a few seconds, SIGCONT
 
     @property
     def window_s(self) -> float:
@@ -73,6 +84,12 @@ class Preset:
 
 
 QUICK = Preset(reports=1500, processes=2, kills=3, rebalances=1, bursts=10, settle_timeout_s=60)
+# ``make resilience``: a three-node cluster, four broker kills and a freeze.
+FULL = Preset(brokers=3, broker_kills=4, broker_freezes=1)
+# The in-suite broker-fault run: both aimed kills and one freeze, kept short.
+BROKER_QUICK = dataclasses.replace(
+    QUICK, brokers=3, broker_kills=2, broker_freezes=1, kills=2, publish_s=20.0, bursts=20
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +103,23 @@ class Outcome:
 
 
 async def run_resilience(
-    preset: Preset, base: Settings, *, workdir: Path | None = None, say: Say = lambda _: None
+    preset: Preset,
+    base: Settings,
+    *,
+    workdir: Path | None = None,
+    cluster: ApacheKafka | None = None,
+    say: Say = lambda _: None,
 ) -> Outcome:
-    """The whole run; ``base.kafka_bootstrap`` unset means a fresh embedded Kafka."""
+    """The whole run; ``base.kafka_bootstrap`` unset means a fresh embedded Kafka.
+
+    With ``preset.brokers`` above 1 it runs on ``cluster`` (a test session's)
+    or on a fresh cluster of that many nodes, whose brokers it may kill.
+    """
     started = time.monotonic()
     with _directory(workdir) as root:
-        async with kafka_for(base, say) as kafka:
+        async with kafka_of(base, preset.brokers, cluster, say) as (kafka, nodes):
             say(f"on {kafka.description}")
-            run = _Run(preset, _settings(base, root, kafka, preset), root, say)
+            run = _Run(preset, _settings(base, root, kafka, preset), root, say, nodes)
             verdict = await run.go()
     return Outcome(verdict, time.monotonic() - started)
 
@@ -126,8 +152,16 @@ def _directory(given: Path | None) -> Iterator[Path]:
 
 
 class _Run:
-    def __init__(self, preset: Preset, settings: Settings, root: Path, say: Say) -> None:
+    def __init__(
+        self,
+        preset: Preset,
+        settings: Settings,
+        root: Path,
+        say: Say,
+        cluster: ApacheKafka | None = None,
+    ) -> None:
         self.preset = preset
+        self.cluster = cluster
         self.settings = settings
         self.root = root
         self.say = say
@@ -138,6 +172,7 @@ class _Run:
         (root / "logs").mkdir(exist_ok=True)
         self.fleet = Fleet(Phase(settings, self.bootstrap).env(), root / "logs")
         self.probe = GroupProbe(self.bootstrap, settings.group_id)
+        self.brokers = BrokerCounts()
 
     async def go(self) -> Verdict:
         p = self.preset
@@ -178,12 +213,20 @@ class _Run:
             self.bootstrap, self.topics, self.catalog, registry, NATIONS, agreements=agreements
         )
         verdict = judge(expectation, seen)
+        audit_counts, audit_problems = await audit_findings(audit_source(self.settings))
+        verdict.counts.update(audit_counts)
+        problems["audit_unverified"] = audit_problems
         events = self.fleet.log_events(LOG_EVENTS)
         verdict.counts.update(
             submissions=len(load.submissions),
             valid_reports=len(load.valid),
             kills=self.fleet.kills,
             restarts=self.fleet.restarts,
+            broker_kills=self.brokers.kills,
+            broker_restarts=self.brokers.restarts,
+            broker_freezes=self.brokers.freezes,
+            leader_changes=self.brokers.leader_changes,
+            controller_changes=self.brokers.controller_changes,
             rebalances_added=p.rebalances,
             revoke_drained=events["revoke_waited_for_batch"],
             revoke_abandoned=events["revoked_with_batch_in_flight"],
@@ -208,7 +251,10 @@ class _Run:
         )
         background: list[asyncio.Task[None]] = []
         await asyncio.gather(
-            self._publish(load, producer), self._chaos(background), return_exceptions=False
+            self._publish(load, producer),
+            self._chaos(background),
+            self._broker_chaos(load),
+            return_exceptions=False,
         )
         await asyncio.gather(*background)
         self.say("waiting until every submission is committed")
@@ -265,6 +311,17 @@ class _Run:
                 self.fleet.start(slot)
                 stay = self.rng.uniform(2, 6)
                 background.append(asyncio.create_task(self._remove(slot, stay)))
+
+    async def _broker_chaos(self, load: Workload) -> None:
+        """Broker kills and freezes beside the enforcers' (none on a single node)."""
+        p = self.preset
+        if self.cluster is None or not (p.broker_kills or p.broker_freezes):
+            return
+        volume = Counter(s.record.topic for s in load.submissions)
+        rng = random.Random(p.seed + 1)  # noqa: S311 - a reproducible schedule, not secrets
+        chaos = BrokerChaos(self.cluster, list(volume), volume.most_common(1)[0][0], rng, self.say)
+        self.brokers = chaos.counts
+        await chaos.run(kills=p.broker_kills, freezes=p.broker_freezes, window_s=p.window_s)
 
     async def _restart(self, slot: str) -> None:
         await asyncio.sleep(self.rng.uniform(0.2, 1.0))  # a supervisor's restart delay

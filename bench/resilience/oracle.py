@@ -9,8 +9,9 @@ between the moment the oracle decides and the moment an enforcer does.
 
 What happened is read back only through the public readers: a recipient's
 verified feed (:func:`broker.parties.recipient.read_feed`, without de-duplication so
-repeats can be counted) and the rejected topics (rendered by
-:func:`broker.cli.render.rejection_json`).
+repeats can be counted), the rejected topics (rendered by
+:func:`broker.cli.render.rejection_json`), and the decision log, verified as
+``ixb audit verify`` does (:func:`audit_findings`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.resilience.workload import Submission
+from broker.auditor.source import AuditSource
+from broker.auditor.use_cases import verify_audit
 from broker.cli.render import rejection_json
 from broker.domain.decisions import DecisionInput, decision_inputs
 from broker.domain.report import ThreatReport
@@ -233,3 +236,26 @@ def judge(expectation: Expectation, seen: Observation) -> Verdict:
     for name in VIOLATIONS:
         counts[name] = len(violations[name])
     return Verdict(counts, violations)
+
+
+async def audit_findings(source: AuditSource) -> tuple[dict[str, int], list[str]]:
+    """The decision log as ``ixb audit verify`` sees it: counts, and each log that fails.
+
+    Every tree is recomputed and every checkpoint checked; an empty log is a
+    finding too, since every run decides something.
+    """
+    reports, _ = await verify_audit(source)
+    problems = [
+        f"{r.log_id}: {r.problem.reason} at offset {r.problem.offset}"
+        for r in reports
+        if r.problem is not None
+    ]
+    if not reports:
+        problems.append("the decision log is empty")
+    counts = {
+        "audit_logs": len(reports),
+        "audit_entries": sum(r.entries for r in reports),
+        "audit_resent": sum(r.duplicates for r in reports),
+        "audit_checkpoints": sum(r.checkpoints for r in reports),
+    }
+    return counts, problems
