@@ -70,7 +70,7 @@ class BrokerChaos:
         # The aimed kills come first (while the load is on); freezes fall in among the rest.
         head, tail = actions[: min(kills, 2)], actions[min(kills, 2) :]
         self.rng.shuffle(tail)
-        await asyncio.sleep(self.rng.uniform(0.1 * window_s, 0.3 * window_s))
+        await asyncio.sleep(self.rng.uniform(2.0, max(2.0, 0.15 * window_s)))
         for number, action in enumerate(head + tail):
             if action == "freeze":
                 await self._freeze(self.rng.uniform(2.0, 4.0))
