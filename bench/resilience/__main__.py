@@ -29,7 +29,7 @@ def preset_from(argv: list[str] | None) -> tuple[Preset, Path | None]:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="1,500 reports over 45 s, 2 kills, 2 broker kills, 1 freeze",
+        help="the in-suite run: 1,000 reports over 20 s, 2 kills, 1 broker kill, 1 freeze",
     )
     parser.add_argument("--brokers", type=int, help="Kafka nodes: 3 (default) or 1 (no faults)")
     parser.add_argument("--broker-kills", type=int, help="broker SIGKILLs (default 4)")
@@ -73,6 +73,7 @@ def print_outcome(console: Console, outcome: Outcome) -> None:
     for name, examples in outcome.verdict.violations.items():
         for example in examples[:EXAMPLES]:
             console.print(f"[red]{name}[/red]: {example}")
+    console.print(outcome.repeats)
     verdict = "[green]no violation[/green]" if outcome.ok else "[red]VIOLATIONS[/red]"
     console.print(verdict)
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.resilience.workload import Submission
-from broker.auditor.source import AuditSource
+from broker.auditlog.entries import FirstWritten, decode_entry
+from broker.auditor.source import AuditSource, Logs, read_logs
 from broker.auditor.use_cases import verify_audit
 from broker.cli.render import rejection_json
 from broker.domain.decisions import DecisionInput, decision_inputs
@@ -242,7 +243,8 @@ async def audit_findings(source: AuditSource) -> tuple[dict[str, int], list[str]
     """The decision log as ``ixb audit verify`` sees it: counts, and each log that fails.
 
     Every tree is recomputed and every checkpoint checked; an empty log is a
-    finding too, since every run decides something.
+    finding too, since every run decides something. The counts also say how
+    much of the log is at-least-once noise (:func:`decision_repeats`).
     """
     reports, _ = await verify_audit(source)
     problems = [
@@ -255,7 +257,35 @@ async def audit_findings(source: AuditSource) -> tuple[dict[str, int], list[str]
     counts = {
         "audit_logs": len(reports),
         "audit_entries": sum(r.entries for r in reports),
-        "audit_resent": sum(r.duplicates for r in reports),
         "audit_checkpoints": sum(r.checkpoints for r in reports),
     }
+    counts.update(decision_repeats(await read_logs(source.bootstrap, source.topics.audit), source))
     return counts, problems
+
+
+def decision_repeats(logs: Logs, source: AuditSource) -> dict[str, int]:
+    """Entries that record a decision the log already holds: noise, not violations.
+
+    ``audit_copies``: the same bytes again (a send whose acknowledgement was
+    lost; verify and replay take them once). ``audit_repeats``: every entry
+    beyond the first for one decision, the copies included, also new entries
+    for a decision made again (a batch processed again after an enforcer was
+    killed or its commit failed; a new writer, a new entry). A decision is one
+    outcome of one submission position for one recipient, or of one held
+    delivery id.
+    """
+    first = FirstWritten()
+    entries, decisions = 0, set()
+    for records in logs.values():
+        for _, value in records:
+            entry = decode_entry(source.catalog, value)
+            first.first(entry, value)
+            entries += 1
+            e = entry.event
+            where = (
+                (e.submission.topic, e.submission.partition, e.submission.offset)
+                if e.submission is not None
+                else e.delivery_id
+            )
+            decisions.add((e.outcome, where, e.recipient))
+    return {"audit_copies": first.repeats, "audit_repeats": entries - len(decisions)}

@@ -11,7 +11,8 @@ Fault tests drive one node at a time by id: :meth:`ApacheKafka.kill`
 (SIGKILL), :meth:`ApacheKafka.restart` (the same node, ports and data, back
 in the cluster), :meth:`ApacheKafka.freeze` and :meth:`ApacheKafka.thaw`
 (SIGSTOP, SIGCONT); :meth:`ApacheKafka.active_controller` and
-:meth:`ApacheKafka.partition_leaders` say where to aim. Data lives in a
+:meth:`ApacheKafka.partition_leaders` (or :meth:`ApacheKafka.partition_states`,
+with the in-sync replicas) say where to aim. Data lives in a
 temporary folder removed on :meth:`ApacheKafka.stop` unless ``workdir`` is
 given.
 """
@@ -23,6 +24,8 @@ import contextlib
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -39,6 +42,14 @@ from broker.kafka.embedded.ports import free_loopback_ports
 FORMAT_TIMEOUT_S = 60.0
 # A short-lived tool: the quick JIT tier and the serial collector start it soonest.
 _TOOL_JVM = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto"]
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """One partition as the cluster reports it: its leader (-1: none) and in-sync replicas."""
+
+    leader: int
+    isr: frozenset[int]
 
 
 class ApacheKafka:
@@ -171,16 +182,28 @@ class ApacheKafka:
 
     async def partition_leaders(self, topic: str) -> dict[int, int]:
         """Partition number -> the node id leading it (-1: no leader right now)."""
+        states = await self.partition_states([topic])
+        return {partition: state.leader for (_, partition), state in states.items()}
+
+    async def partition_states(self, topics: Iterable[str]) -> dict[tuple[str, int], Replicas]:
+        """(topic, partition) -> its leader and in-sync replicas, in one request for all topics.
+
+        A fault schedule asks this every few hundred milliseconds while a node
+        is away; one admin client and one request keep each look short.
+        """
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        wanted = list(topics)
         try:
             await admin.start()
-            described = await on_some_broker(lambda: admin.describe_topics([topic]))
+            described = await on_some_broker(lambda: admin.describe_topics(wanted))
         except KafkaError as exc:
-            raise TransportError(f"cannot describe {topic}: {exc}") from exc
+            raise TransportError(f"cannot describe {', '.join(wanted)}: {exc}") from exc
         finally:
             await admin.close()
         return {
-            p["partition"]: p["leader"] for entry in described for p in entry.get("partitions", [])
+            (entry["topic"], p["partition"]): Replicas(p["leader"], frozenset(p["isr"]))
+            for entry in described
+            for p in entry.get("partitions", [])
         }
 
     def _jvm(self, workdir: Path) -> list[str]:
