@@ -209,7 +209,7 @@ async def cluster_for(
     if base.kafka_bootstrap:
         raise ConfigurationError("broker faults need the embedded cluster, not IXB_KAFKA_BOOTSTRAP")
     libs = await asyncio.to_thread(ensure_kafka, base.engine_cache, say=say)
-    cluster = ApacheKafka(libs, nodes=nodes, heap_mb=512)
+    cluster = ApacheKafka(libs, nodes=nodes, heap_mb=512, quick_start=True)
     started = time.monotonic()
     await asyncio.to_thread(cluster.start)  # it waits for the nodes on its own event loop
     say(f"{cluster.description} up in {time.monotonic() - started:.1f} s")
