@@ -106,7 +106,7 @@ class BrokerChaos:
         controller = self.cluster.active_controller()
         self.say(f"SIGKILL broker {victim} ({why})")
         killed = time.monotonic()
-        self.cluster.kill(victim)
+        await asyncio.to_thread(self.cluster.kill, victim)  # about a second until it is gone
         self.counts.kills += 1
         self.counts.controller_kills += victim == controller
         self.counts.victims.append(f"{why}: {victim}")

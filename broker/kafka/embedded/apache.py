@@ -151,7 +151,7 @@ class ApacheKafka:
         """
         if self._own_workdir:
             for node in self.nodes.values():
-                node.kill()
+                node.kill(wait=False)
         for node in self.nodes.values():
             node.stop(wait=False)
         for node in self.nodes.values():
