@@ -300,7 +300,7 @@ class _Run:
             if settled
             else [f"committed {committed} of {len(load.submissions)}"],
             "graceful_stop": [
-                f"{s.slot}: exit {s.code} after {s.seconds:.1f} s"
+                f"{s.slot}: exit {s.code} after {s.seconds:.1f} s; last: {' | '.join(s.last_lines)}"
                 for s in self.fleet.stopped
                 if s.code != 0
             ],
