@@ -94,7 +94,7 @@ bench-audit: $(STAMP) ## Verify and replay 100,000 decision-log entries (about 2
 	$(BIN)/python -m bench.audit_verify
 	$(BIN)/python -m bench.audit_replay
 
-resilience: $(STAMP) kafka-engine ## Enforcers SIGKILLed and restarted under load, checked against the agreements (about 90 s)
+resilience: $(STAMP) kafka-engine ## Enforcers and Kafka brokers SIGKILLed, restarted and frozen under load on three nodes, checked against the agreements
 	$(BIN)/python -m bench.resilience
 
 format: $(STAMP) ## Apply ruff's fixes and formatting

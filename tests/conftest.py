@@ -64,9 +64,11 @@ def kafka_cluster() -> Iterator[ApacheKafka]:
 
     Started once, by the first test that asks for it. A test that kills,
     freezes or restarts nodes leaves every node running again when it ends.
+    Its nodes start on the quick JIT tier: they restart under load, where
+    start-up CPU is what a fault costs.
     """
     libs = ensure_kafka(SUITE_SETTINGS.engine_cache)
-    with ApacheKafka(libs, nodes=3, heap_mb=512) as cluster:
+    with ApacheKafka(libs, nodes=3, heap_mb=512, quick_start=True) as cluster:
         yield cluster
 
 

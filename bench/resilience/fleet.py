@@ -67,6 +67,7 @@ class Stopped:
     slot: str
     code: int | None  # None: did not exit in time and was killed
     seconds: float
+    last_lines: tuple[str, ...] = ()  # of its log, when it did not exit 0: where it was
 
 
 class Fleet:
@@ -135,7 +136,8 @@ class Fleet:
                 os.killpg(enforcer.process.pid, signal.SIGKILL)
             enforcer.process.wait(timeout=10)
         enforcer.close()
-        stopped = Stopped(slot, code, seconds)
+        last = () if code == 0 else _last_lines(enforcer.log_path)
+        stopped = Stopped(slot, code, seconds, last)
         self.stopped.append(stopped)
         return stopped
 
@@ -175,3 +177,12 @@ class Fleet:
                     if event in wanted:
                         found[event] += 1
         return found
+
+
+def _last_lines(log: Path, count: int = 5) -> tuple[str, ...]:
+    """The last lines of a log, long lines cut: what an enforcer did as it ended."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ()
+    return tuple(line[:300] for line in lines[-count:])

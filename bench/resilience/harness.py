@@ -10,35 +10,43 @@ The steps:
 3. the workload published in bursts over a window, while a chaos schedule
    (drawn from the seed) SIGKILLs a random enforcer at random moments and
    restarts it, and adds and later gracefully removes an extra enforcer
-   (``rebalances`` times);
+   (``rebalances`` times); on a three-node cluster (``brokers`` 3) Kafka
+   nodes are SIGKILLed, restarted with their data and frozen as well
+   (:mod:`bench.resilience.brokers`);
 4. quiescence: the group has committed every submission, and stays so;
 5. every enforcer stopped with SIGTERM: each must exit 0 within the bound;
-6. every feed and rejected topic read back and judged by the oracle.
+6. every feed and rejected topic read back and judged by the oracle, and the
+   decision log verified (every tree recomputed, every checkpoint checked).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import random
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.embedded import Kafka, kafka_for
+from bench.embedded import Kafka
 from bench.kafka import GroupProbe
+from bench.resilience.brokers import BrokerChaos, BrokerCounts, kafka_of
 from bench.resilience.fleet import Fleet
-from bench.resilience.oracle import Verdict, expected, judge, observe
+from bench.resilience.oracle import Verdict, audit_findings, expected, judge, observe
 from bench.resilience.workload import SealerFor, Workload, reports, workload
 from bench.workspace import Phase
 from broker.app.assembly import load_catalog, provision_keys, signer_for
+from broker.app.auditing import audit_source
 from broker.app.settings import Settings
 from broker.cli.demo.scenario import NATIONS
 from broker.kafka.admin import TopicAdmin
+from broker.kafka.embedded import ApacheKafka
 from broker.kafka.producer import OutputProducer
 from broker.parties.agency import Publisher
 from broker.parties.derivations import PartyAgreements
@@ -67,6 +75,9 @@ class Preset:
     publish_s: float = 0.0  # the publishing window; 0: from the report count
     settle_timeout_s: float = 300.0
     session_timeout_ms: int = 0  # 0: broker/kafka/embedded's rule for the Kafka it runs on
+    brokers: int = 1  # 3: its own three-node Apache Kafka, with the broker faults below
+    broker_kills: int = 0  # the first at a busy partition's leader, the second the controller
+    broker_freezes: int = 0  # SIGSTOP, a few seconds, SIGCONT
 
     @property
     def window_s(self) -> float:
@@ -74,6 +85,23 @@ class Preset:
 
 
 QUICK = Preset(reports=1500, processes=2, kills=3, rebalances=1, bursts=10, settle_timeout_s=60)
+# ``make resilience``: a three-node cluster, four broker kills (a busy partition's
+# leader, the active controller, two at random) and a freeze, over a long window.
+FULL = Preset(brokers=3, broker_kills=4, broker_freezes=1, publish_s=120.0, bursts=60)
+# The in-suite broker-fault run, kept short for ``make test``: one kill of the active
+# controller (which leads a third of the submission partitions), one freeze, two
+# enforcer kills and a rebalance, all while reports are published (the last burst
+# waits for the faults to end).
+BROKER_QUICK = dataclasses.replace(
+    QUICK,
+    reports=1000,
+    brokers=3,
+    broker_kills=1,
+    broker_freezes=1,
+    kills=2,
+    publish_s=20.0,
+    bursts=20,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +113,39 @@ class Outcome:
     def ok(self) -> bool:
         return self.verdict.ok
 
+    @property
+    def repeats(self) -> str:
+        """The at-least-once noise beside the faults that made it (none of it a violation)."""
+        c = self.verdict.counts
+        return (
+            f"repeats (at least once): {c['duplicates']:,} of {c['delivery_records']:,} "
+            f"delivery records, {c['audit_repeats']:,} of {c['audit_entries']:,} "
+            f"decision-log entries ({c['audit_copies']:,} exact copies), "
+            f"{c['rejection_duplicates']:,} of {c['rejection_records']:,} refusals; after "
+            f"{c['kills']} enforcer kills, {c['broker_kills']} broker kills, "
+            f"{c['broker_freezes']} freezes, {c['leader_changes']} leader changes, "
+            f"{c['controller_changes']} controller changes"
+        )
+
 
 async def run_resilience(
-    preset: Preset, base: Settings, *, workdir: Path | None = None, say: Say = lambda _: None
+    preset: Preset,
+    base: Settings,
+    *,
+    workdir: Path | None = None,
+    cluster: ApacheKafka | None = None,
+    say: Say = lambda _: None,
 ) -> Outcome:
-    """The whole run; ``base.kafka_bootstrap`` unset means a fresh embedded Kafka."""
+    """The whole run; ``base.kafka_bootstrap`` unset means a fresh embedded Kafka.
+
+    With ``preset.brokers`` above 1 it runs on ``cluster`` (a test session's)
+    or on a fresh cluster of that many nodes, whose brokers it may kill.
+    """
     started = time.monotonic()
     with _directory(workdir) as root:
-        async with kafka_for(base, say) as kafka:
+        async with kafka_of(base, preset.brokers, cluster, say) as (kafka, nodes):
             say(f"on {kafka.description}")
-            run = _Run(preset, _settings(base, root, kafka, preset), root, say)
+            run = _Run(preset, _settings(base, root, kafka, preset), root, say, nodes)
             verdict = await run.go()
     return Outcome(verdict, time.monotonic() - started)
 
@@ -127,8 +178,16 @@ def _directory(given: Path | None) -> Iterator[Path]:
 
 
 class _Run:
-    def __init__(self, preset: Preset, settings: Settings, root: Path, say: Say) -> None:
+    def __init__(
+        self,
+        preset: Preset,
+        settings: Settings,
+        root: Path,
+        say: Say,
+        cluster: ApacheKafka | None = None,
+    ) -> None:
         self.preset = preset
+        self.cluster = cluster
         self.settings = settings
         self.root = root
         self.say = say
@@ -139,6 +198,7 @@ class _Run:
         (root / "logs").mkdir(exist_ok=True)
         self.fleet = Fleet(Phase(settings, self.bootstrap).env(), root / "logs")
         self.probe = GroupProbe(self.bootstrap, settings.group_id)
+        self.brokers = BrokerCounts()
 
     async def go(self) -> Verdict:
         p = self.preset
@@ -147,25 +207,30 @@ class _Run:
         now = dt.datetime.now(dt.UTC)
         producer, admin = await self._producer()
         try:
-            self.say(f"sealing {p.reports:,} reports from {', '.join(NATIONS)}")
-            load = workload(
-                reports(p.reports, seed=p.seed, now=now),
-                self._sealer(producer),
-                self.topics,
-                refused_every=p.refused_every,
-                seed=p.seed,
-            )
-            self.say("deciding every (report, partner) pair with the same policies")
-            expectation = expected(
-                self.settings.policies_dir,
-                self.catalog,
-                registry=registry,
-                submissions=load.submissions,
-                topics=self.topics,
-                now=now,
-            )
             await self.probe.start()
             try:
+                # The enforcers start (a few seconds each) while the workload is sealed and
+                # decided; nothing is published before their group is stable.
+                self.say(f"starting {p.processes} enforcers")
+                for i in range(p.processes):
+                    self.fleet.start(f"{BASE}{i}")
+                self.say(f"sealing {p.reports:,} reports from {', '.join(NATIONS)}")
+                load = workload(
+                    reports(p.reports, seed=p.seed, now=now),
+                    self._sealer(producer),
+                    self.topics,
+                    refused_every=p.refused_every,
+                    seed=p.seed,
+                )
+                self.say("deciding every (report, partner) pair with the same policies")
+                expectation = expected(
+                    self.settings.policies_dir,
+                    self.catalog,
+                    registry=registry,
+                    submissions=load.submissions,
+                    topics=self.topics,
+                    now=now,
+                )
                 problems = await self._under_chaos(load, producer)
             finally:
                 self.fleet.close()
@@ -185,12 +250,21 @@ class _Run:
             keys=Keystore(self.settings.keystore_dir),
         )
         verdict = judge(expectation, seen)
+        audit_counts, audit_problems = await audit_findings(audit_source(self.settings))
+        verdict.counts.update(audit_counts)
+        problems["audit_unverified"] = audit_problems
         events = self.fleet.log_events(LOG_EVENTS)
         verdict.counts.update(
             submissions=len(load.submissions),
             valid_reports=len(load.valid),
             kills=self.fleet.kills,
             restarts=self.fleet.restarts,
+            broker_kills=self.brokers.kills,
+            controller_kills=self.brokers.controller_kills,
+            broker_restarts=self.brokers.restarts,
+            broker_freezes=self.brokers.freezes,
+            leader_changes=self.brokers.leader_changes,
+            controller_changes=self.brokers.controller_changes,
             rebalances_added=p.rebalances,
             revoke_drained=events["revoke_waited_for_batch"],
             revoke_abandoned=events["revoked_with_batch_in_flight"],
@@ -205,17 +279,18 @@ class _Run:
     async def _under_chaos(self, load: Workload, producer: OutputProducer) -> dict[str, list[str]]:
         p = self.preset
         submit = await self.probe.partitions(self.topics.submit(n) for n in NATIONS)
-        self.say(f"starting {p.processes} enforcers")
-        for i in range(p.processes):
-            self.fleet.start(f"{BASE}{i}")
         await self._until_stable(p.processes)
         self.say(
             f"publishing {len(load.submissions):,} submissions in {p.bursts} bursts over "
             f"{p.window_s:.0f} s; {p.kills} kills, {p.rebalances} extra enforcer(s) in and out"
         )
         background: list[asyncio.Task[None]] = []
+        faults_done = asyncio.Event()
         await asyncio.gather(
-            self._publish(load, producer), self._chaos(background), return_exceptions=False
+            self._publish(load, producer, faults_done),
+            self._chaos(background),
+            self._broker_chaos(load, faults_done),
+            return_exceptions=False,
         )
         await asyncio.gather(*background)
         self.say("waiting until every submission is committed")
@@ -232,7 +307,7 @@ class _Run:
             if settled
             else [f"committed {committed} of {len(load.submissions)}"],
             "graceful_stop": [
-                f"{s.slot}: exit {s.code} after {s.seconds:.1f} s"
+                f"{s.slot}: exit {s.code} after {s.seconds:.1f} s; last: {' | '.join(s.last_lines)}"
                 for s in self.fleet.stopped
                 if s.code != 0
             ],
@@ -241,14 +316,30 @@ class _Run:
             else [f"committed {committed} of {len(load.submissions)} after the enforcers stopped"],
         }
 
-    async def _publish(self, load: Workload, producer: OutputProducer) -> None:
+    async def _publish(
+        self, load: Workload, producer: OutputProducer, faults_done: asyncio.Event
+    ) -> None:
+        """The bursts at even moments of the window; the last waits for the broker faults.
+
+        A burst due while an earlier one still waits on a dead leader goes
+        as soon as that one is acknowledged, so a stalled send does not
+        stretch the window; and since the last waits until the broker faults
+        are over, every fault falls while reports are still published, however
+        long it takes on the machine.
+        """
         p = self.preset
         records = [s.record for s in load.submissions]
         size = -(-len(records) // p.bursts)
-        pause = p.window_s / p.bursts
-        for start in range(0, len(records), size):
+        starts = range(0, len(records), size)
+        pause = p.window_s / len(starts)
+        began = time.monotonic()
+        for number, start in enumerate(starts):
+            await asyncio.sleep(max(0.0, began + number * pause - time.monotonic()))
+            if start == starts[-1] and not faults_done.is_set():
+                self.say("the last burst waits for the broker faults to end")
+                await faults_done.wait()
             await producer.send_all(records[start : start + size])
-            await asyncio.sleep(pause)
+        self.say("every submission published")
 
     async def _chaos(self, background: list[asyncio.Task[None]]) -> None:
         """Kills, restarts and one extra enforcer per rebalance, on a seeded schedule."""
@@ -272,6 +363,22 @@ class _Run:
                 self.fleet.start(slot)
                 stay = self.rng.uniform(2, 6)
                 background.append(asyncio.create_task(self._remove(slot, stay)))
+
+    async def _broker_chaos(self, load: Workload, done: asyncio.Event) -> None:
+        """Broker kills and freezes beside the enforcers' (none on a single node); then ``done``."""
+        p = self.preset
+        try:
+            if self.cluster is None or not (p.broker_kills or p.broker_freezes):
+                return
+            volume = Counter(s.record.topic for s in load.submissions)
+            rng = random.Random(p.seed + 1)  # noqa: S311 - a reproducible schedule, not secrets
+            busiest = volume.most_common(1)[0][0]
+            chaos = BrokerChaos(self.cluster, list(volume), busiest, rng, self.say)
+            self.brokers = chaos.counts
+            await chaos.run(kills=p.broker_kills, freezes=p.broker_freezes, window_s=p.window_s)
+            self.say("broker faults over")
+        finally:
+            done.set()
 
     async def _restart(self, slot: str) -> None:
         await asyncio.sleep(self.rng.uniform(0.2, 1.0))  # a supervisor's restart delay

@@ -9,8 +9,9 @@ between the moment the oracle decides and the moment an enforcer does.
 
 What happened is read back only through the public readers: a recipient's
 verified feed (:func:`broker.parties.recipient.read_feed`, without de-duplication so
-repeats can be counted) and the rejected topics (rendered by
-:func:`broker.cli.render.rejection_json`).
+repeats can be counted), the rejected topics (rendered by
+:func:`broker.cli.render.rejection_json`), and the decision log, verified as
+``ixb audit verify`` does (:func:`audit_findings`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.resilience.workload import Submission
+from broker.auditlog.entries import FirstWritten, decode_entry
+from broker.auditor.source import AuditSource, Logs, read_logs
+from broker.auditor.use_cases import verify_audit
 from broker.cli.render import rejection_json
 from broker.domain.decisions import DecisionInput, decision_inputs
 from broker.domain.report import ThreatReport
@@ -236,3 +240,55 @@ def judge(expectation: Expectation, seen: Observation) -> Verdict:
     for name in VIOLATIONS:
         counts[name] = len(violations[name])
     return Verdict(counts, violations)
+
+
+async def audit_findings(source: AuditSource) -> tuple[dict[str, int], list[str]]:
+    """The decision log as ``ixb audit verify`` sees it: counts, and each log that fails.
+
+    Every tree is recomputed and every checkpoint checked; an empty log is a
+    finding too, since every run decides something. The counts also say how
+    much of the log is at-least-once noise (:func:`decision_repeats`).
+    """
+    reports, _ = await verify_audit(source)
+    problems = [
+        f"{r.log_id}: {r.problem.reason} at offset {r.problem.offset}"
+        for r in reports
+        if r.problem is not None
+    ]
+    if not reports:
+        problems.append("the decision log is empty")
+    counts = {
+        "audit_logs": len(reports),
+        "audit_entries": sum(r.entries for r in reports),
+        "audit_checkpoints": sum(r.checkpoints for r in reports),
+    }
+    counts.update(decision_repeats(await read_logs(source.bootstrap, source.topics.audit), source))
+    return counts, problems
+
+
+def decision_repeats(logs: Logs, source: AuditSource) -> dict[str, int]:
+    """Entries that record a decision the log already holds: noise, not violations.
+
+    ``audit_copies``: the same bytes again (a send whose acknowledgement was
+    lost; verify and replay take them once). ``audit_repeats``: every entry
+    beyond the first for one decision, the copies included, also new entries
+    for a decision made again (a batch processed again after an enforcer was
+    killed or its commit failed; a new writer, a new entry). A decision is one
+    outcome of one submission position for one recipient, or of one held
+    delivery id.
+    """
+    first = FirstWritten()
+    entries, decisions = 0, set()
+    for records in logs.values():
+        for _, value in records:
+            entry = decode_entry(source.catalog, value)
+            first.first(entry, value)
+            entries += 1
+            e = entry.event
+            where = (
+                (e.submission.topic, e.submission.partition, e.submission.offset)
+                if e.submission is not None
+                else e.delivery_id
+            )
+            decisions.add((e.outcome, where, e.recipient))
+    return {"audit_copies": first.repeats, "audit_repeats": entries - len(decisions)}

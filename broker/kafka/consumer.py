@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from broker.errors import TransportError
 from broker.kafka.base import RevokeHook
+from broker.kafka.closing import close_consumer
 from broker.kafka.undecodable import RecordTaker
 from broker.wire.records import InboundRecord, Partition, offsets_after
 
@@ -191,7 +192,7 @@ class SubmissionConsumer:
             with contextlib.suppress(asyncio.CancelledError, KafkaError):
                 await self._fetching
             self._fetching = None
-        await self._consumer.stop()
+        await close_consumer(self._consumer)
 
     def assignment(self) -> frozenset[tuple[str, int]]:
         """The (topic, partition) pairs this member owns right now."""

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from broker.errors import TransportError
 from broker.kafka.admin import on_some_broker
+from broker.kafka.closing import close_consumer
 from broker.kafka.records import inbound
 from broker.wire.records import InboundRecord
 
@@ -73,7 +74,7 @@ async def read_topic(
     except KafkaError as exc:
         raise TransportError(f"cannot read {topic}: {exc}") from exc
     finally:
-        await consumer.stop()
+        await close_consumer(consumer)
 
 
 async def _seek_to_start(

@@ -46,6 +46,8 @@ async def test_enforcers_killed_and_restarted_deliver_every_allowed_pair_and_not
     assert counts["refusals_found"] == counts["refusals_expected"]
     assert counts["refusal_wrong_reason"] == 0
     assert counts["valid_rejected"] == 0
+    assert counts["audit_entries"] > 0
+    assert counts["audit_unverified"] == 0, violations["audit_unverified"][:5]
     assert outcome.ok, {k: v for k, v in violations.items() if v}
 
 

@@ -272,3 +272,36 @@ async def test_a_batch_fetched_as_the_stop_arrives_is_left_unprocessed_for_the_n
     assert rig.delivery_ids() == Counter()
     assert rig.consumer.committed == {}
     assert rig.ledger_reads == 0, "no ledger read for partitions it is leaving"
+
+
+async def test_a_stop_while_a_batch_is_processed_abandons_it_unsent_for_the_next_owner(
+    rig: _Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A SIGTERM under load: a batch of 500 takes seconds to process, and finishing it
+    # would only delay the exit; nothing of it is sent yet, so nothing is lost.
+    rig.submit(BATCH)
+    stop = asyncio.Event()
+    start = rig.processor.start
+
+    class StopAfterFirstFeed:
+        """A test double around the real batch run: the stop comes after its first record."""
+
+        def __init__(self) -> None:
+            self.run = start()
+
+        def feed(self, inbound: InboundRecord) -> None:
+            self.run.feed(inbound)
+            stop.set()
+
+        def close(self) -> Any:
+            return self.run.close()
+
+    monkeypatch.setattr(rig.processor, "start", StopAfterFirstFeed)
+    monkeypatch.setattr("broker.enforcer.runtime.runner.YIELD_AFTER_S", 0.0)  # yield per record
+
+    await asyncio.wait_for(rig.enforcer().run(stop), timeout=10)
+
+    assert rig.processor.stats.submissions == 1, "it stopped after the first record"
+    assert rig.delivery_ids() == Counter()
+    assert rig.cluster.records(rig.topics.accepted) == []
+    assert rig.consumer.committed == {}

@@ -84,10 +84,16 @@ class KafkaNode:
         """SIGTERM (after SIGCONT), SIGKILL after the grace; ``wait=False`` only asks."""
         self._process.stop(wait=wait)
 
-    def kill(self) -> None:
-        """SIGKILL, and return once the process is gone (its data stays)."""
+    def kill(self, *, wait: bool = True) -> None:
+        """SIGKILL, and return once the process is gone (its data stays).
+
+        ``wait=False`` only sends the signal, so that several nodes die at
+        once (each takes about a second to be gone here); a later ``kill()``
+        or ``stop()`` waits.
+        """
         self._process.signal(signal.SIGKILL)
-        self._process.wait(timeout_s=10)
+        if wait:
+            self._process.wait(timeout_s=10)
 
     def freeze(self) -> None:
         self._process.signal(signal.SIGSTOP)
