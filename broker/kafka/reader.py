@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 from broker.errors import TransportError
 from broker.kafka.admin import on_some_broker
 from broker.kafka.records import inbound
+from broker.kafka.security import client_options
 from broker.wire.records import InboundRecord
 
 
@@ -42,6 +43,7 @@ async def read_topic(
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
@@ -117,7 +119,9 @@ async def _wait_for_partitions(
     without keeping any. Assigning the partitions then makes the consumer
     track the topic.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **client_options(bootstrap), request_timeout_ms=5000
+    )
     deadline = time.monotonic() + timeout_s
     try:
         await admin.start()
