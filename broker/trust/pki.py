@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +163,30 @@ class Pki:
         chain = certificate.public_bytes(_PEM) + ca_certificate.public_bytes(_PEM)
         atomic_write(files.certificate, chain, mode=0o644)
         return files
+
+    @property
+    def revocations(self) -> Path:
+        return self.directory / "revoked.json"
+
+    def revoked(self) -> frozenset[Identity]:
+        """The identities whose credentials were revoked (``ixb credentials revoke``)."""
+        try:
+            names = json.loads(self.revocations.read_text())
+        except FileNotFoundError:
+            return frozenset()
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read {self.revocations}: {exc}") from exc
+        return frozenset(Identity.parse(name) for name in names)
+
+    def revoke(self, identity: Identity) -> None:
+        """Record ``identity`` as revoked, and delete its key from this directory.
+
+        What bites is the ACL plan: a revoked identity gets no grant and an
+        explicit DENY (broker.trust.acls), applied with ``ixb acl apply``.
+        """
+        names = sorted({i.name for i in self.revoked()} | {identity.name})
+        atomic_write(self.revocations, json.dumps(names, indent=1).encode() + b"\n", mode=0o644)
+        self.files(identity).key.unlink(missing_ok=True)
 
     def _authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         if not self.exists:

@@ -1,0 +1,252 @@
+"""Least-privilege Kafka ACLs, derived from the partner registry, the topic names and the roles.
+
+Nothing here is hand-written per partner: :func:`plan` takes the nations
+the registry lists, the topic names (:mod:`broker.wire.topics`) and the
+enforcer's group, and says exactly which ACLs must exist — ``ixb acl plan``
+prints them, ``ixb acl apply`` makes a cluster match (adding what is
+missing, removing what is stale). Kafka's StandardAuthorizer with
+``allow.everyone.if.no.acl.found=false`` refuses everything else.
+
+| principal       | may                                                              |
+|-----------------|------------------------------------------------------------------|
+| ``N.agency``    | write ``ixb.submit.N``                                           |
+| ``N.analyst``   | read ``ixb.deliver.N`` and ``ixb.rejected.N``; groups ``ixb.N.*`` |
+| ``N.auditor``   | read the evidence; read ``ixb.submit.N`` and ``ixb.rejected.N``  |
+|                 | (the origin nation's authority replays its own submissions)      |
+| ``oversight``   | read the evidence (decision log, checkpoints, bundles, registry) |
+| ``enforcer``    | read every submit topic; write every deliver and rejected topic; |
+|                 | read and write its own topics; groups ``<group_id>*``            |
+| ``operator``, ``kafka`` | super users: create, alter, delete topics and ACLs       |
+
+Kafka lets READ and WRITE imply DESCRIBE, so no DESCRIBE is granted apart.
+No principal but the super users has any CLUSTER permission, so no one else
+creates, alters or deletes a topic, or touches an ACL. The enforcer also
+reads its topics' settings (DESCRIBE_CONFIGS) to report drift at start.
+
+The enum values are Kafka's wire codes (``AclOperation`` and friends).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+from broker.errors import ConfigurationError
+from broker.trust.identities import SUPER_USERS, Identity, Role
+from broker.wire.topics import TopicNames
+
+
+class ResourceType(IntEnum):
+    TOPIC = 2
+    GROUP = 3
+    CLUSTER = 4
+    TRANSACTIONAL_ID = 5
+
+
+class PatternType(IntEnum):
+    LITERAL = 3
+    PREFIXED = 4
+
+
+class Operation(IntEnum):
+    ALL = 2
+    READ = 3
+    WRITE = 4
+    CREATE = 5
+    DELETE = 6
+    ALTER = 7
+    DESCRIBE = 8
+    CLUSTER_ACTION = 9
+    DESCRIBE_CONFIGS = 10
+    ALTER_CONFIGS = 11
+    IDEMPOTENT_WRITE = 12
+
+
+class Permission(IntEnum):
+    DENY = 2
+    ALLOW = 3
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Acl:
+    """One binding: ``principal`` may do ``operation`` on the resources the pattern matches."""
+
+    principal: str
+    resource_type: ResourceType
+    pattern_type: PatternType
+    resource_name: str
+    operation: Operation
+    permission: Permission = Permission.ALLOW
+    host: str = "*"
+
+    def row(self) -> dict[str, str]:
+        return {
+            "principal": self.principal,
+            "permission": self.permission.name,
+            "operation": self.operation.name,
+            "resource": self.resource_type.name,
+            "pattern": self.pattern_type.name,
+            "name": self.resource_name,
+            "host": self.host,
+        }
+
+    def kafka_acls_command(self, bootstrap: str, command_config: str) -> str:
+        """The same binding as ``kafka-acls.sh --add`` arguments."""
+        resource = {
+            ResourceType.TOPIC: "--topic",
+            ResourceType.GROUP: "--group",
+            ResourceType.TRANSACTIONAL_ID: "--transactional-id",
+        }
+        target = (
+            ["--cluster"]
+            if self.resource_type is ResourceType.CLUSTER
+            else [resource[self.resource_type], self.resource_name]
+        )
+        verb = "--allow-principal" if self.permission is Permission.ALLOW else "--deny-principal"
+        words = [
+            "kafka-acls.sh",
+            "--bootstrap-server",
+            bootstrap,
+            "--command-config",
+            command_config,
+            "--add",
+            verb,
+            self.principal,
+            "--operation",
+            _camel(self.operation.name),
+            *target,
+            "--resource-pattern-type",
+            self.pattern_type.name.lower(),
+        ]
+        return shlex.join(words)
+
+
+@dataclass(frozen=True, slots=True)
+class AclPlan:
+    """The ACLs that must exist, and the topics the operator creates for them to guard."""
+
+    acls: frozenset[Acl]
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AclChanges:
+    """What makes a cluster's ACLs equal to a plan's."""
+
+    add: tuple[Acl, ...]
+    remove: tuple[Acl, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not self.add and not self.remove
+
+
+def group_prefix(topics: TopicNames, nation: str) -> str:
+    """The consumer-group prefix of ``nation``'s readers: ``ixb.BE.`` (under the namespace)."""
+    base = f"{topics.namespace}.ixb" if topics.namespace else "ixb"
+    return f"{base}.{nation}."
+
+
+def evidence_topics(topics: TopicNames) -> tuple[str, ...]:
+    """What auditors verify and replay from: the decision log and its archives."""
+    return (topics.audit, topics.audit_checkpoints, topics.bundles, topics.registry)
+
+
+def plan(
+    nations: Iterable[str],
+    topics: TopicNames,
+    *,
+    enforcer_group: str,
+    revoked: Iterable[Identity] = (),
+) -> AclPlan:
+    """Every ACL ixb needs for ``nations`` (the registry's partners), and nothing more.
+
+    A ``revoked`` identity gets no grant, and a DENY of everything on every
+    topic and group besides: a DENY wins over any ALLOW, so an ACL added by
+    hand later does not bring the credential back.
+    """
+    acls: set[Acl] = set()
+    refused = frozenset(revoked)
+
+    def grant(
+        who: Identity,
+        kind: ResourceType,
+        name: str,
+        *operations: Operation,
+        pattern: PatternType = PatternType.LITERAL,
+    ) -> None:
+        if who not in refused:
+            acls.update(Acl(who.principal, kind, pattern, name, op) for op in operations)
+
+    read, write = Operation.READ, Operation.WRITE
+    topic, group = ResourceType.TOPIC, ResourceType.GROUP
+    chosen = sorted(set(nations))
+    for nation in chosen:
+        agency = Identity(Role.AGENCY, nation)
+        analyst = Identity(Role.ANALYST, nation)
+        auditor = Identity(Role.AUDITOR, nation)
+        grant(agency, topic, topics.submit(nation), write)
+        grant(analyst, topic, topics.deliver(nation), read)
+        grant(analyst, topic, topics.rejected(nation), read)
+        grant(analyst, group, group_prefix(topics, nation), read, pattern=PatternType.PREFIXED)
+        grant(auditor, topic, topics.submit(nation), read)
+        grant(auditor, topic, topics.rejected(nation), read)
+        for name in evidence_topics(topics):
+            grant(auditor, topic, name, read)
+    for name in evidence_topics(topics):
+        grant(Identity(Role.OVERSIGHT), topic, name, read)
+
+    enforcer = Identity(Role.ENFORCER)
+    base = f"{topics.namespace}.ixb" if topics.namespace else "ixb"
+    prefixed = PatternType.PREFIXED
+    grant(enforcer, topic, f"{base}.submit.", read, pattern=prefixed)
+    grant(enforcer, topic, f"{base}.deliver.", write, pattern=prefixed)
+    grant(enforcer, topic, f"{base}.rejected.", write, pattern=prefixed)
+    own = (topics.held, topics.accepted, *evidence_topics(topics))
+    for name in own:
+        grant(enforcer, topic, name, read, write, Operation.DESCRIBE_CONFIGS)
+    grant(enforcer, group, enforcer_group, read, pattern=prefixed)
+
+    for who in refused:
+        for kind in (topic, group):
+            acls.add(
+                Acl(who.principal, kind, PatternType.LITERAL, "*", Operation.ALL, Permission.DENY)
+            )
+
+    per_nation = [
+        name
+        for nation in chosen
+        for name in (topics.submit(nation), topics.deliver(nation), topics.rejected(nation))
+    ]
+    return AclPlan(frozenset(acls), (*per_nation, *own))
+
+
+def changes(planned: AclPlan, existing: Iterable[Acl]) -> AclChanges:
+    """What to add and remove so that ixb's principals hold exactly the plan.
+
+    Only ACLs of principals that name an ixb party are removed when stale
+    (a partner dropped from the registry included); an ACL another system
+    made for its own principal is none of ixb's business.
+    """
+    held = {acl for acl in existing if is_managed(acl.principal)}
+    return AclChanges(
+        add=tuple(sorted(planned.acls - held)), remove=tuple(sorted(held - planned.acls))
+    )
+
+
+def is_managed(principal: str) -> bool:
+    """Whether ``principal`` is an ixb party's (the super users need no ACL and get none)."""
+    kind, _, name = principal.partition(":")
+    if kind != "User":
+        return False
+    try:
+        identity = Identity.parse(name)
+    except ConfigurationError:
+        return False
+    return identity not in SUPER_USERS
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
