@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import time
 from collections.abc import Coroutine
@@ -22,6 +23,7 @@ from broker.app import logs
 from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
+from broker.cli.access import acl_app, credentials_app, pki_app
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line
 from broker.cli.formats import (
@@ -71,7 +73,29 @@ app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
 app.add_typer(taxii_app, name="taxii")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(pki_app, name="pki")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(acl_app, name="acl")
 app.command("witness")(witness)
+
+
+@app.callback()
+def _options(
+    client_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-config",
+            help="a Kafka client configuration (`ixb credentials issue`); "
+            "the same as IXB_CLIENT_CONFIG",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Options for every command; the settings themselves are read by each command."""
+    if client_config is not None:
+        os.environ["IXB_CLIENT_CONFIG"] = str(client_config)
+
 
 out = console()
 err = console(stderr=True)

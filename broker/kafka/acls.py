@@ -14,10 +14,12 @@ reports what it changed. Applying the same plan again changes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
+from aiokafka.protocol.api import Request
 
 from broker.errors import TransportError
 from broker.kafka.admin import TopicAdmin
@@ -55,7 +57,8 @@ class AclAdmin:
 
     async def acls(self) -> list[Acl]:
         """Every binding the cluster holds (those of kinds ixb never makes are left out)."""
-        request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)  # type: ignore[arg-type]
+        # None (a null string) matches any name, principal and host.
+        request = DescribeAclsRequest(_ANY, None, _ANY, None, None, _ANY, _ANY)
         response = await self._send(request)
         _raise_for(response.error_code, response.error_message, "describe ACLs")
         found = []
@@ -89,10 +92,10 @@ class AclAdmin:
             for code, message, _matching in response.filter_responses:
                 _raise_for(code, message, f"remove {acl.row()}")
 
-    async def _send(self, request: object) -> object:
+    async def _send(self, request: Request[Any]) -> Any:
         # The admin client's own request path (private in aiokafka 0.14, which has no ACL API).
         try:
-            return await self._admin._send_request(request)  # type: ignore[arg-type]  # noqa: SLF001
+            return await self._admin._send_request(request)
         except KafkaError as exc:
             raise TransportError(f"ACL request failed: {exc}") from exc
 

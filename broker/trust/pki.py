@@ -121,12 +121,18 @@ class Pki:
         sans: Sequence[str] = DEFAULT_SANS,
         now: dt.datetime | None = None,
         valid: dt.timedelta = PARTY_VALID,
+        into: PartyFiles | None = None,
     ) -> PartyFiles:
-        """A new key and certificate for ``identity`` (replacing any it had), signed by the CA.
+        """A new key and certificate for ``identity``, signed by the CA; where they were written.
 
-        Every certificate serves as client and as server (the brokers' own
-        is both); ``sans`` are the host names and addresses a server answers on.
+        Written to ``into`` if given (credentials handed to a party), else
+        to :meth:`files` (replacing what was there). Every certificate
+        serves as client and as server (the brokers' own is both); ``sans``
+        are the host names and addresses a server answers on. A revoked
+        identity gets none: its name stays refused (pick another to reinstate).
         """
+        if identity in self.revoked():
+            raise ConfigurationError(f"{identity.name} is revoked; no certificate is issued to it")
         ca_certificate, ca_key = self._authority()
         now = now or dt.datetime.now(dt.UTC)
         key = ec.generate_private_key(ec.SECP256R1())
@@ -158,7 +164,7 @@ class Pki:
             )
             .sign(ca_key, hashes.SHA256())
         )
-        files = self.files(identity)
+        files = into or self.files(identity)
         atomic_write(files.key, _private_pem(key), mode=0o600)
         chain = certificate.public_bytes(_PEM) + ca_certificate.public_bytes(_PEM)
         atomic_write(files.certificate, chain, mode=0o644)

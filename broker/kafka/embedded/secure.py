@@ -26,7 +26,7 @@ class SecureCluster:
 
     @classmethod
     def prepare(cls, directory: Path) -> SecureCluster:
-        """The PKI in ``directory``; its CA, the brokers' and the operator's certs made if missing."""
+        """The PKI in ``directory``; made with a CA and the super users' certificates."""
         pki = Pki(directory)
         if not pki.exists:
             pki.init()
