@@ -10,10 +10,11 @@ missing, removing what is stale). Kafka's StandardAuthorizer with
 | principal       | may                                                              |
 |-----------------|------------------------------------------------------------------|
 | ``N.agency``    | write ``ixb.submit.N``                                           |
-| ``N.analyst``   | read ``ixb.deliver.N`` and ``ixb.rejected.N``; groups ``ixb.N.*`` |
+| ``N.analyst``   | read ``ixb.deliver.N`` and ``ixb.rejected.N``                    |
 | ``N.auditor``   | read the evidence; read ``ixb.submit.N`` and ``ixb.rejected.N``  |
 |                 | (the origin nation's authority replays its own submissions)      |
 | ``oversight``   | read the evidence (decision log, checkpoints, bundles, registry) |
+| each of them    | consumer groups under its own prefix, ``ixb.<principal>.``       |
 | ``enforcer``    | read every submit topic; write every deliver and rejected topic; |
 |                 | read and write its own topics; groups ``<group_id>*``            |
 | ``operator``, ``kafka`` | super users: create, alter, delete topics and ACLs       |
@@ -130,6 +131,41 @@ class AclPlan:
     acls: frozenset[Acl]
     topics: tuple[str, ...]
 
+    def allows(
+        self, principal: str, resource_type: ResourceType, name: str, operation: Operation
+    ) -> bool:
+        """Whether Kafka's StandardAuthorizer would let ``principal`` do this under the plan.
+
+        Its rules: a DENY wins over any ALLOW; ALL covers every operation;
+        READ, WRITE, DELETE and ALTER imply DESCRIBE; no ACL, no access. The
+        access-matrix test holds the cluster's answers to these.
+        """
+        relevant = [
+            a
+            for a in self.acls
+            if a.principal == principal
+            and a.resource_type is resource_type
+            and (
+                a.resource_name == "*"
+                or (a.pattern_type is PatternType.LITERAL and a.resource_name == name)
+                or (a.pattern_type is PatternType.PREFIXED and name.startswith(a.resource_name))
+            )
+        ]
+        implying = {Operation.READ, Operation.WRITE, Operation.DELETE, Operation.ALTER}
+
+        def covers(acl: Acl) -> bool:
+            if acl.operation in (operation, Operation.ALL):
+                return True
+            return (
+                operation is Operation.DESCRIBE
+                and acl.permission is Permission.ALLOW
+                and acl.operation in implying
+            )
+
+        if any(a.permission is Permission.DENY and covers(a) for a in relevant):
+            return False
+        return any(a.permission is Permission.ALLOW and covers(a) for a in relevant)
+
 
 @dataclass(frozen=True, slots=True)
 class AclChanges:
@@ -143,10 +179,14 @@ class AclChanges:
         return not self.add and not self.remove
 
 
-def group_prefix(topics: TopicNames, nation: str) -> str:
-    """The consumer-group prefix of ``nation``'s readers: ``ixb.BE.`` (under the namespace)."""
+def group_prefix(topics: TopicNames, identity: Identity) -> str:
+    """The consumer groups a reader may use: ``ixb.BE.analyst.`` (under the namespace).
+
+    One prefix per principal, inside its nation's (``ixb.BE.``): a nation's
+    auditor cannot join its analysts' group and take their partitions.
+    """
     base = f"{topics.namespace}.ixb" if topics.namespace else "ixb"
-    return f"{base}.{nation}."
+    return f"{base}.{identity.name}."
 
 
 def evidence_topics(topics: TopicNames) -> tuple[str, ...]:
@@ -190,13 +230,16 @@ def plan(
         grant(agency, topic, topics.submit(nation), write)
         grant(analyst, topic, topics.deliver(nation), read)
         grant(analyst, topic, topics.rejected(nation), read)
-        grant(analyst, group, group_prefix(topics, nation), read, pattern=PatternType.PREFIXED)
+        for reader in (agency, analyst, auditor):
+            grant(reader, group, group_prefix(topics, reader), read, pattern=PatternType.PREFIXED)
         grant(auditor, topic, topics.submit(nation), read)
         grant(auditor, topic, topics.rejected(nation), read)
         for name in evidence_topics(topics):
             grant(auditor, topic, name, read)
+    oversight = Identity(Role.OVERSIGHT)
     for name in evidence_topics(topics):
-        grant(Identity(Role.OVERSIGHT), topic, name, read)
+        grant(oversight, topic, name, read)
+    grant(oversight, group, group_prefix(topics, oversight), read, pattern=PatternType.PREFIXED)
 
     enforcer = Identity(Role.ENFORCER)
     base = f"{topics.namespace}.ixb" if topics.namespace else "ixb"
