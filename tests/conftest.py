@@ -36,7 +36,7 @@ from broker.kafka.security import load_client_config, render_properties
 from broker.trust.files import atomic_write
 from broker.trust.identities import Identity, Role
 from broker.wire.codec import SchemaCatalog
-from tests.support.kafka import EXTERNAL, SESSION_TIMEOUT_MS, SUITE_SETTINGS
+from tests.support.kafka import EXTERNAL, SECURED, SESSION_TIMEOUT_MS, SUITE_SETTINGS
 from tests.support.opa_server import OpaServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,9 +50,6 @@ def pytest_report_header(config: pytest.Config) -> str:
         where = f"Apache Kafka {KAFKA_VERSION}, one KRaft node started for the session ({home})"
     secured = "TLS, mTLS, ACLs" if SECURED else "PLAINTEXT (IXB_TEST_KAFKA_SECURITY=off)"
     return f"kafka: {where} ({secured}); consumer-group sessions of {SESSION_TIMEOUT_MS} ms"
-
-
-SECURED = os.environ.get("IXB_TEST_KAFKA_SECURITY", "on") != "off"
 
 
 @pytest.fixture(scope="session")

@@ -44,8 +44,7 @@ from broker.trust.acls import AclPlan, Operation
 from broker.trust.identities import Identity, Role
 from broker.trust.pki import PartyFiles, Pki
 from broker.wire.topics import TopicNames
-from tests.conftest import SECURED
-from tests.support.kafka import EXTERNAL
+from tests.support.kafka import EXTERNAL, SECURED
 
 pytestmark = [
     pytest.mark.integration,
