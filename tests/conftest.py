@@ -32,8 +32,7 @@ from broker.kafka import security
 from broker.kafka.embedded import ApacheKafka
 from broker.kafka.embedded.engine import KAFKA_VERSION, ensure_kafka, kafka_home
 from broker.kafka.embedded.secure import SecureCluster
-from broker.kafka.security import load_client_config, render_properties
-from broker.trust.files import atomic_write
+from broker.kafka.security import load_client_config
 from broker.trust.identities import Identity, Role
 from broker.wire.codec import SchemaCatalog
 from tests.support.kafka import EXTERNAL, SECURED, SESSION_TIMEOUT_MS, SUITE_SETTINGS
@@ -60,9 +59,7 @@ def suite_pki(tmp_path_factory: pytest.TempPathFactory) -> SecureCluster:
 
 def _speak_as_operator(secure: SecureCluster, bootstrap: str) -> None:
     """``ixb`` subprocesses (and Settings built from here on) use the operator's identity."""
-    config = secure.client_config(Identity(Role.OPERATOR), bootstrap)
-    path = secure.pki.directory / "operator.properties"
-    atomic_write(path, render_properties(config.properties()).encode(), mode=0o600)
+    path = secure.write_client_config(Identity(Role.OPERATOR), bootstrap)
     os.environ["IXB_CLIENT_CONFIG"] = str(path)
 
 

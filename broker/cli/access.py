@@ -92,7 +92,7 @@ def pki_issue(
 
 
 @credentials_app.command("issue")
-def credentials_issue(
+def credentials_issue(  # noqa: PLR0917 - typer maps each option to a parameter
     role: RoleOption,
     output: Annotated[Path, typer.Option("--out", help="the client configuration to write")],
     nation: NationOption = None,
@@ -103,6 +103,10 @@ def credentials_issue(
     flavour: Annotated[
         Flavour, typer.Option("--format", help="whose property names: librdkafka or java")
     ] = Flavour.LIBRDKAFKA,
+    san: Annotated[
+        list[str] | None,
+        typer.Option("--san", help="a host name or address the party also serves on (repeatable)"),
+    ] = None,
 ) -> None:
     """A new key and certificate for the party, and a client configuration beside them.
 
@@ -120,7 +124,9 @@ def credentials_issue(
         def beside(suffix: str) -> Path:
             return stem.parent / f"{stem.name}{suffix}"
 
-        files = pki.issue(identity, into=PartyFiles(beside(".pem"), beside(".key")))
+        files = pki.issue(
+            identity, sans=san or DEFAULT_SANS, into=PartyFiles(beside(".pem"), beside(".key"))
+        )
         ca = beside(".ca.pem")
         shutil.copyfile(pki.ca_certificate, ca)
         key: Path | None = files.key

@@ -48,7 +48,7 @@ from broker.cli.taxii import taxii_app
 from broker.cli.witness import witness
 from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
-from broker.kafka.embedded import Engine, embedded_broker
+from broker.kafka.embedded import Engine, SecureCluster, embedded_broker
 from broker.kafka.embedded.engine import ensure_kafka
 from broker.kafka.reader import read_topic
 from broker.parties.derivations import PartyAgreements
@@ -57,6 +57,7 @@ from broker.policy.bundle import BundleRefused, PolicyBundle, load_bundle
 from broker.policy.lint import Finding, Severity, lint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import request_reload
+from broker.trust.identities import Identity, Role
 from broker.trust.registry_file import RegistryFile
 from broker.wire.report import describe_validation_error
 from broker.wire.topics import TopicNames
@@ -147,17 +148,28 @@ EngineOption = Annotated[
 def kafka_up(
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
     engine: EngineOption = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="TLS only, client certificates required, the authorizer on (Apache Kafka); "
+            "the CA and the operator's credentials are made in IXB_PKI_DIR",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded broker on loopback and keep it running until Ctrl-C or SIGTERM.
 
     Apache Kafka keeps its data in a temporary folder for as long as it runs;
     its jars are fetched with Maven into IXB_ENGINE_CACHE the first time.
+    With ``--secure`` it prints the operator's client configuration to export
+    as IXB_CLIENT_CONFIG (for ``ixb acl apply`` and ``ixb credentials issue``).
     """
     settings = _settings()
     chosen = engine or settings.kafka_engine
     try:
+        cluster = SecureCluster.prepare(settings.pki_path) if secure else None
         broker = embedded_broker(
-            chosen, cache=settings.engine_cache, port=port or None, say=err.print
+            chosen, cache=settings.engine_cache, port=port or None, say=err.print, secure=cluster
         )
     except IxbError as exc:
         raise _fail(exc) from exc
@@ -174,6 +186,11 @@ def kafka_up(
             settings.embedded_bootstrap_file.write_text(broker.bootstrap + "\n")
             out.print(f"{broker.description} listening on [bold]{broker.bootstrap}[/bold]")
             out.print(f"other ixb commands find it through {settings.embedded_bootstrap_file}")
+            if cluster is not None:
+                operator = cluster.write_client_config(Identity(Role.OPERATOR), broker.bootstrap)
+                out.print(
+                    f"TLS + mTLS + ACLs; as the operator: export IXB_CLIENT_CONFIG={operator}"
+                )
             while broker.running and not asked:
                 time.sleep(0.5)
         finally:

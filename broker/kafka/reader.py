@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from broker.errors import TransportError
 from broker.kafka.admin import on_some_broker
@@ -129,6 +129,12 @@ async def _wait_for_partitions(
             for described in await on_some_broker(lambda: admin.describe_topics([topic])):
                 if described.get("error_code") == 0 and described.get("partitions"):
                     return {p["partition"] for p in described["partitions"]}
+                if described.get("error_code") == TopicAuthorizationFailedError.errno:
+                    # Kafka's refusal, not a topic still to come: say so, do not wait it out.
+                    raise TransportError(
+                        f"Kafka refused access to {topic}: TopicAuthorizationFailedError "
+                        "(this principal has no ACL for it)"
+                    )
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 return set()
             await asyncio.sleep(0.1)

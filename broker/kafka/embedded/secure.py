@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker.kafka.embedded.kraft import BrokerTls
-from broker.kafka.security import ClientConfig
+from broker.kafka.security import ClientConfig, render_properties
 from broker.trust.files import atomic_write
 from broker.trust.identities import SUPER_USERS, Identity, Role
 from broker.trust.pki import Pki
@@ -46,6 +46,13 @@ class SecureCluster:
             keystore=keystore,
             super_users=tuple(i.principal for i in SUPER_USERS),
         )
+
+    def write_client_config(self, identity: Identity, bootstrap: str) -> Path:
+        """``clients/<name>.properties`` in the PKI directory (0600), for ``IXB_CLIENT_CONFIG``."""
+        path = self.pki.directory / "clients" / f"{identity.name}.properties"
+        text = render_properties(self.client_config(identity, bootstrap).properties())
+        atomic_write(path, text.encode(), mode=0o600)
+        return path
 
     def client_config(self, identity: Identity, bootstrap: str) -> ClientConfig:
         """How ``identity`` connects (its certificate must have been issued)."""
