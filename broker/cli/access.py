@@ -15,6 +15,7 @@ Settings are read once per command, here at the edge.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import shutil
 from pathlib import Path
 from typing import Annotated
@@ -22,18 +23,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from broker.app.assembly import resolve_bootstrap
+from broker.app.assembly import load_catalog, resolve_bootstrap
 from broker.app.settings import Settings
 from broker.cli.console import console, print_json_line
 from broker.errors import IxbError
 from broker.kafka.acls import apply_plan
 from broker.kafka.security import ClientConfig, Flavour, render_properties
+from broker.policy.bundle import load_bundle
 from broker.trust import acls
 from broker.trust.files import atomic_write
 from broker.trust.identities import Identity, Role
 from broker.trust.pki import DEFAULT_SANS, PartyFiles, Pki
 from broker.trust.registry_file import RegistryFile
-from broker.wire.topics import TopicNames
+from broker.wire.topics import TopicNames, ledger_retention
 
 pki_app = typer.Typer(help="The federation CA and the parties' certificates.", no_args_is_help=True)
 credentials_app = typer.Typer(
@@ -163,7 +165,15 @@ def credentials_revoke(role: RoleOption, nation: NationOption = None) -> None:
 
 
 def _plan(settings: Settings) -> acls.AclPlan:
-    nations = RegistryFile(settings.registry_path).current().nations()
+    """The plan for every nation the registry or an agreement names.
+
+    The registry's nations publish and read; the agreements' parties are
+    those the enforcer delivers to, whose topics must exist (only the
+    operator creates them) even before the partner's keys are registered.
+    """
+    bundle = load_bundle(settings.policies_dir, load_catalog(settings))
+    nations = set(RegistryFile(settings.registry_path).current().nations())
+    nations.update(party for agreement in bundle.agreements for party in agreement.parties)
     return acls.plan(
         nations,
         TopicNames(settings.topic_namespace),
@@ -217,7 +227,13 @@ def acl_apply(json: Json = False) -> None:
     settings = Settings()
     try:
         planned = _plan(settings)
-        done = asyncio.run(apply_plan(resolve_bootstrap(settings), planned))
+        retention = ledger_retention(
+            dt.timedelta(seconds=settings.max_report_age_s),
+            dt.timedelta(seconds=settings.max_clock_skew_s),
+        )
+        done = asyncio.run(
+            apply_plan(resolve_bootstrap(settings), planned, ledger_retention=retention)
+        )
     except IxbError as exc:
         raise _fail(exc) from exc
     if json:

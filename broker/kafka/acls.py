@@ -13,6 +13,7 @@ reports what it changed. Applying the same plan again changes nothing.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from typing import Any
 
@@ -100,9 +101,15 @@ class AclAdmin:
             raise TransportError(f"ACL request failed: {exc}") from exc
 
 
-async def apply_plan(bootstrap: str, planned: AclPlan) -> AclChanges:
-    """Create the plan's missing topics, then add missing and delete stale ACLs; what changed."""
-    topics = TopicAdmin(bootstrap)
+async def apply_plan(
+    bootstrap: str, planned: AclPlan, *, ledger_retention: dt.timedelta | None = None
+) -> AclChanges:
+    """Create the plan's missing topics, then add missing and delete stale ACLs; what changed.
+
+    Topics are created with the shapes the enforcer would give them
+    (``ledger_retention``: the intake ledger's, from the enforcer's settings).
+    """
+    topics = TopicAdmin(bootstrap, ledger_retention=ledger_retention)
     await topics.start()
     try:
         await topics.ensure(planned.topics)

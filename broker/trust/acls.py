@@ -10,7 +10,8 @@ missing, removing what is stale). Kafka's StandardAuthorizer with
 | principal       | may                                                              |
 |-----------------|------------------------------------------------------------------|
 | ``N.agency``    | write ``ixb.submit.N``                                           |
-| ``N.analyst``   | read ``ixb.deliver.N`` and ``ixb.rejected.N``                    |
+| ``N.analyst``   | read ``ixb.deliver.N``, ``ixb.rejected.N`` and ``ixb.bundles``   |
+|                 | (the agreements its recipient library checks derivations by)    |
 | ``N.auditor``   | read the evidence; read ``ixb.submit.N`` and ``ixb.rejected.N``  |
 |                 | (the origin nation's authority replays its own submissions)      |
 | ``oversight``   | read the evidence (decision log, checkpoints, bundles, registry) |
@@ -230,6 +231,8 @@ def plan(
         grant(agency, topic, topics.submit(nation), write)
         grant(analyst, topic, topics.deliver(nation), read)
         grant(analyst, topic, topics.rejected(nation), read)
+        # The recipient library judges the broker's derivations by the archived bundles.
+        grant(analyst, topic, topics.bundles, read)
         for reader in (agency, analyst, auditor):
             grant(reader, group, group_prefix(topics, reader), read, pattern=PatternType.PREFIXED)
         grant(auditor, topic, topics.submit(nation), read)

@@ -39,6 +39,7 @@ def test_a_nations_analyst_reads_its_feed_and_its_refusals_under_its_group_prefi
     assert _grants("User:BE.analyst", planned.acls) == {
         ("TOPIC", "LITERAL", "ixb.deliver.BE", "READ"),
         ("TOPIC", "LITERAL", "ixb.rejected.BE", "READ"),
+        ("TOPIC", "LITERAL", "ixb.bundles", "READ"),
         ("GROUP", "PREFIXED", "ixb.BE.analyst.", "READ"),
     }
 
@@ -122,7 +123,9 @@ def test_only_ixb_parties_principals_are_managed() -> None:
 
 def test_the_plan_reads_as_kafka_acls_commands() -> None:
     planned = plan(["BE"], TOPICS, enforcer_group="g")
-    acl = next(a for a in planned.acls if a.principal == "User:BE.agency")
+    acl = next(
+        a for a in planned.acls if a.principal == "User:BE.agency" and a.operation.name == "WRITE"
+    )
     assert acl.kafka_acls_command("k:9093", "op.properties") == (
         "kafka-acls.sh --bootstrap-server k:9093 --command-config op.properties --add "
         "--allow-principal User:BE.agency --operation Write --topic ixb.submit.BE "
