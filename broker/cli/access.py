@@ -165,20 +165,24 @@ def credentials_revoke(role: RoleOption, nation: NationOption = None) -> None:
 
 
 def _plan(settings: Settings) -> acls.AclPlan:
-    """The plan for every nation the registry or an agreement names.
+    """The plan for the registry's partners, and the topics of every agreement's parties.
 
-    The registry's nations publish and read; the agreements' parties are
-    those the enforcer delivers to, whose topics must exist (only the
-    operator creates them) even before the partner's keys are registered.
+    A partner is a nation with an agency key neither revoked nor expired:
+    one whose every key was revoked loses its grants at the next apply. The
+    agreements' parties are those the enforcer delivers to, whose topics
+    must exist (only the operator creates them) before their keys are
+    registered, or after they were revoked.
     """
     bundle = load_bundle(settings.policies_dir, load_catalog(settings))
-    nations = set(RegistryFile(settings.registry_path).current().nations())
-    nations.update(party for agreement in bundle.agreements for party in agreement.parties)
+    registry = RegistryFile(settings.registry_path).current()
+    partners = acls.partners(registry.records(), dt.datetime.now(dt.UTC))
+    parties = {party for agreement in bundle.agreements for party in agreement.parties}
     return acls.plan(
-        nations,
+        partners,
         TopicNames(settings.topic_namespace),
         enforcer_group=settings.group_id,
         revoked=_pki(settings).revoked(),
+        delivered_to=parties,
     )
 
 

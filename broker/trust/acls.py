@@ -30,6 +30,7 @@ The enum values are Kafka's wire codes (``AclOperation`` and friends).
 
 from __future__ import annotations
 
+import datetime as dt
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from enum import IntEnum
 
 from broker.errors import ConfigurationError
 from broker.trust.identities import SUPER_USERS, Identity, Role
+from broker.trust.records import KeyRecord, KeyRole
 from broker.wire.topics import TopicNames
 
 
@@ -180,6 +182,22 @@ class AclChanges:
         return not self.add and not self.remove
 
 
+def partners(keys: Iterable[KeyRecord], now: dt.datetime) -> frozenset[str]:
+    """The nations with an agency key neither revoked nor expired at ``now``.
+
+    A nation whose every key was revoked is no partner any more: the plan
+    gives its principals nothing, and applying it removes their ACLs.
+    """
+    return frozenset(
+        key.nation
+        for key in keys
+        if key.role is KeyRole.AGENCY
+        and key.nation is not None
+        and (key.revoked_at is None or key.revoked_at > now)
+        and (key.not_after is None or key.not_after > now)
+    )
+
+
 def group_prefix(topics: TopicNames, identity: Identity) -> str:
     """The consumer groups a reader may use: ``ixb.BE.analyst.`` (under the namespace).
 
@@ -201,8 +219,13 @@ def plan(
     *,
     enforcer_group: str,
     revoked: Iterable[Identity] = (),
+    delivered_to: Iterable[str] = (),
 ) -> AclPlan:
     """Every ACL ixb needs for ``nations`` (the registry's partners), and nothing more.
+
+    ``delivered_to``: further nations the enforcer delivers to (an
+    agreement's parties not, or no longer, in the registry): their topics
+    are planned, for the enforcer to write, but their principals get nothing.
 
     A ``revoked`` identity gets no grant, and a DENY of everything on every
     topic and group besides: a DENY wins over any ALLOW, so an ACL added by
@@ -263,7 +286,7 @@ def plan(
 
     per_nation = [
         name
-        for nation in chosen
+        for nation in sorted(set(chosen) | set(delivered_to))
         for name in (topics.submit(nation), topics.deliver(nation), topics.rejected(nation))
     ]
     return AclPlan(frozenset(acls), (*per_nation, *own))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+
 from broker.trust.acls import (
     Acl,
     Operation,
@@ -10,9 +13,11 @@ from broker.trust.acls import (
     ResourceType,
     changes,
     is_managed,
+    partners,
     plan,
 )
 from broker.trust.identities import Identity, Role
+from broker.trust.records import KeyRecord, KeyRole
 from broker.wire.topics import TopicNames
 
 TOPICS = TopicNames()
@@ -131,3 +136,33 @@ def test_the_plan_reads_as_kafka_acls_commands() -> None:
         "--allow-principal User:BE.agency --operation Write --topic ixb.submit.BE "
         "--resource-pattern-type literal"
     )
+
+
+def test_a_nation_only_delivered_to_gets_its_topics_but_no_grant() -> None:
+    planned = plan(["BE"], TOPICS, enforcer_group="g", delivered_to=["FR"])
+    assert "ixb.deliver.FR" in planned.topics
+    assert not [a for a in planned.acls if a.principal.startswith("User:FR.")]
+    assert planned.allows("User:enforcer", ResourceType.TOPIC, "ixb.deliver.FR", Operation.WRITE)
+
+
+def test_a_nation_whose_every_agency_key_is_revoked_is_no_partner() -> None:
+    now = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    public = base64.b64encode(bytes(32)).decode()
+
+    def key(key_id: str, nation: str, revoked: dt.datetime | None) -> KeyRecord:
+        return KeyRecord(
+            key_id=key_id,
+            role=KeyRole.AGENCY,
+            nation=nation,
+            public_key=public,
+            not_before=now - dt.timedelta(days=30),
+            revoked_at=revoked,
+        )
+
+    keys = [
+        key("BE-1", "BE", now - dt.timedelta(days=1)),
+        key("NL-1", "NL", now - dt.timedelta(days=1)),
+        key("NL-2", "NL", None),
+        key("DE-1", "DE", now + dt.timedelta(days=1)),  # revoked from tomorrow: still a partner
+    ]
+    assert partners(keys, now) == {"NL", "DE"}
