@@ -99,6 +99,10 @@ class ApacheKafka:
         return ",".join(f"127.0.0.1:{p.advertised}" for _, p in sorted(self.ports.items()))
 
     @property
+    def _addresses(self) -> list[str]:
+        return [self.bootstrap, *(f"127.0.0.1:{p.advertised}" for p in self.ports.values())]
+
+    @property
     def pids(self) -> list[int]:
         return [n.pid for n in self.nodes.values() if n.pid is not None]
 
@@ -122,7 +126,8 @@ class ApacheKafka:
             }
             self._format(workdir)
             if self.secure is not None:
-                security.use(self.secure.client_config(Identity(Role.OPERATOR), self.bootstrap))
+                for address in self._addresses:  # the cluster's, and each node's on its own
+                    security.use(self.secure.client_config(Identity(Role.OPERATOR), address))
             for node in self.nodes.values():
                 node.start()
             asyncio.run(self._until_whole(list(self.nodes.values()), warm_up=True))
@@ -152,7 +157,8 @@ class ApacheKafka:
             release_workdir(self.workdir)
             self.workdir = None
             if self.secure is not None:
-                security.forget(self.bootstrap)
+                for address in self._addresses:
+                    security.forget(address)
 
     def kill(self, node_id: int) -> None:
         """SIGKILL node ``node_id``; its data stays for :meth:`restart`."""
