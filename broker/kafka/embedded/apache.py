@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
 
 from broker.errors import ConfigurationError, TransportError
 from broker.kafka import security
@@ -189,20 +189,32 @@ class ApacheKafka:
         newest = max((k for k in known if k is not None), default=None)
         return newest[1] if newest is not None else None
 
-    async def partition_leaders(self, topic: str) -> dict[int, int]:
-        """Partition number -> the node id leading it (-1: no leader right now)."""
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap,
-            **security.client_options(self.bootstrap),
-            request_timeout_ms=5000,
-        )
-        try:
-            await admin.start()
-            described = await on_some_broker(lambda: admin.describe_topics([topic]))
-        except KafkaError as exc:
-            raise TransportError(f"cannot describe {topic}: {exc}") from exc
-        finally:
-            await admin.close()
+    async def partition_leaders(self, topic: str, *, timeout_s: float = 15.0) -> dict[int, int]:
+        """Partition number -> the node id leading it (-1: no leader right now).
+
+        Asked again with a fresh client while a node just killed is still in
+        the metadata and the client keeps picking it (NodeNotReady), until
+        ``timeout_s``: fault tests call this right after a kill.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                **security.client_options(self.bootstrap),
+                request_timeout_ms=5000,
+            )
+            try:
+                await admin.start()
+                described = await on_some_broker(lambda: admin.describe_topics([topic]))  # noqa: B023 - awaited in this iteration
+                break
+            except (NodeNotReadyError, KafkaConnectionError) as exc:
+                if time.monotonic() > deadline:
+                    raise TransportError(f"cannot describe {topic}: {exc}") from exc
+            except KafkaError as exc:
+                raise TransportError(f"cannot describe {topic}: {exc}") from exc
+            finally:
+                await admin.close()
+            await asyncio.sleep(0.2)
         return {
             p["partition"]: p["leader"] for entry in described for p in entry.get("partitions", [])
         }
