@@ -10,19 +10,32 @@ STAMP := $(VENV)/.installed-stamp
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The native core (native/: Rust, PyO3) is its own package, built by maturin
+# through pip into .venv; cargo's target directory lives in the engine cache
+# (below), so a fresh clone recompiles only what changed. IXB_NATIVE=0 at run
+# time makes a process use the Python reference instead.
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock native/pyproject.toml \
+	native/ixb_native.pyi $(wildcard native/src/*.rs)
+
+$(STAMP): pyproject.toml $(NATIVE_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@command -v cargo >/dev/null || { echo "Rust's cargo is needed to build native/: https://rustup.rs" >&2; exit 1; }
+	$(CARGO_ENV) $(BIN)/python -m pip install --quiet --disable-pip-version-check ./native
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install ixb with its development tools
+install: $(STAMP) ## Create .venv, build the native core, install ixb with its development tools
 
 # The engines live outside the clone (a fresh clone on this machine reuses them),
 # one folder per engine and version: ${IXB_ENGINE_CACHE:-$HOME/.cache/ixb}/<engine>-<version>/;
 # each target fetches or builds only what is missing.
 IXB_ENGINE_CACHE ?= $(HOME)/.cache/ixb
 export IXB_ENGINE_CACHE
+
+# cargo's target directory is shared by every clone on the machine (in the
+# engine cache); cargo test links the core's unit tests against the venv's Python.
+CARGO_ENV = CARGO_TARGET_DIR=$(IXB_ENGINE_CACHE)/cargo-target PYO3_PYTHON=$(CURDIR)/$(BIN)/python
 OPA_VERSION := 1.22.4
 OPA_BIN := $(IXB_ENGINE_CACHE)/opa-$(OPA_VERSION)/opa
 
@@ -49,16 +62,19 @@ $(OPA_BIN):
 demo: $(STAMP) kafka-engine ## Run the multi-nation scenario end to end on the embedded Apache Kafka
 	$(BIN)/ixb demo
 
-lint: $(STAMP) ## ruff, mypy --strict and the import contract (imports run downward)
+lint: $(STAMP) ## ruff, mypy --strict, the import contract (imports run downward), rustfmt and clippy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
+	cd native && cargo fmt --check
+	cd native && $(CARGO_ENV) cargo clippy --release --all-targets --quiet -- -D warnings
 
 check: $(STAMP) lint ## The fast tier: lint, then the unit tests (about a minute)
 	$(BIN)/pytest tests/unit -q
 
 test: $(STAMP) engines lint ## Lint, then the whole test suite (starts its own Apache Kafka), then a short fuzz
+	cd native && $(CARGO_ENV) cargo test --release --quiet
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 

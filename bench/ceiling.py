@@ -19,11 +19,14 @@ import pstats
 import time
 from dataclasses import dataclass
 
+from bench import stages as stage_shares
 from bench.workspace import Sealed
 from broker.app.assembly import build_stages
 from broker.app.settings import Settings
 from broker.policy.cache import CachedDecisionPoint
 from broker.wire.records import InboundRecord
+
+STAGE_SAMPLE_REPORTS = 2000  # profiled again, untimed, for the split by stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +40,17 @@ class CeilingResult:
     warm_up_seconds: float
     cache_misses: int  # decisions the warm-up had to evaluate
     cache_misses_timed: int  # should be 0: the timed loop decides from the cache
+    stage_shares: dict[str, float]  # of the processing, by stage (bench/stages.py)
 
     @property
     def miss_ms(self) -> float:
         """Roughly what one uncached decision costs: the warm-up's extra time per miss."""
         hot = self.warm_up_reports * self.seconds / self.reports
         return 1000 * (self.warm_up_seconds - hot) / self.cache_misses if self.cache_misses else 0.0
+
+    @property
+    def cpu_ms_per_report(self) -> float:
+        return 1000 * self.cpu_seconds / self.reports
 
     @property
     def reports_per_s(self) -> float:
@@ -113,6 +121,8 @@ def measure(
         rejected += r
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     timed_misses = stages.cache_misses() - misses
+    sample = batches[: max(1, STAGE_SAMPLE_REPORTS // batch_size)]
+    shares = stage_shares.shares(lambda: [stages.process(batch) for batch in sample])
     top = _profiled(stages, batches) if profile else None
     result = CeilingResult(
         reports=len(inbound),
@@ -124,6 +134,7 @@ def measure(
         warm_up_seconds=warm_seconds,
         cache_misses=misses,
         cache_misses_timed=timed_misses,
+        stage_shares=shares,
     )
     return result, top
 

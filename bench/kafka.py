@@ -178,7 +178,7 @@ class GroupProbe:
 
 
 class DeliveryWatcher:
-    """Receives every record of some topics and reports its key and arrival time."""
+    """Receives every record of some topics and reports its key, arrival time and stamp."""
 
     def __init__(self, bootstrap: str) -> None:
         self._consumer = AIOKafkaConsumer(
@@ -199,13 +199,16 @@ class DeliveryWatcher:
     async def stop(self) -> None:
         await self._consumer.stop()
 
-    async def run(self, on_arrival: Callable[[bytes, float], None], stop: asyncio.Event) -> None:
+    async def run(
+        self, on_arrival: Callable[[bytes, float, int], None], stop: asyncio.Event
+    ) -> None:
+        """``on_arrival(key, perf_counter now, the record's timestamp in ms)`` per record."""
         while not stop.is_set():
             batches = await self._consumer.getmany(timeout_ms=50)
             now = time.perf_counter()
             for messages in batches.values():
                 for m in messages:
-                    on_arrival(m.key or b"", now)
+                    on_arrival(m.key or b"", now, m.timestamp)
 
 
 class PacedProducer:

@@ -46,6 +46,9 @@ TARGETS = (
     Target("ratio_to_ceiling", "pipeline / ceiling", True, 0.8),
     Target("ratio_2proc_to_1proc", "2 processes / 1 process", True, 1.8),
     Target("latency_ms_p99", "p99 latency (ms) at the fixed rate", False, 60),
+    # issue 23: ixb's own work no costlier than Kafka's
+    Target("ratio_to_passthrough", "pipeline / passthrough", True, 0.5),
+    Target("cpu_ms_per_report_1proc", "enforcer CPU per report (ms), 1 process", False, 0.2),
 )
 
 
@@ -135,6 +138,7 @@ def print_table(console: Console, figures: dict[str, Any]) -> None:
         ("reports_per_s_2proc", "pipeline, 2 processes, reports/s", "{:,.0f}"),
         ("peak_rss_mb", "peak memory of one enforcer (VmHWM), MiB", "{:,.0f}"),
         ("cpu_ms_per_report_1proc", "enforcer CPU per report, 1 process, ms", "{:.3f}"),
+        ("cpu_ms_per_report_2proc", "enforcer CPU per report, 2 processes, ms", "{:.3f}"),
         ("enforcer_cores_used_1proc", "cores used by the enforcer, 1 process", "{:.2f}"),
         ("enforcer_cores_used_2proc", "cores used by the enforcers, 2 processes", "{:.2f}"),
         ("broker_cores_used_2proc", "cores used by Kafka (embedded), 2 processes", "{:.2f}"),

@@ -31,7 +31,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import ceiling, latency, speed
+from bench import ceiling, latency, speed, stages
 from bench.config import REPO, Config
 from bench.embedded import Kafka, kafka_for
 from bench.enforcers import run_backlog
@@ -183,6 +183,8 @@ class Bench:
             ceiling_deliveries_per_s=result.deliveries_per_s,
             ceiling_reports=result.reports,
             ceiling_cpu_utilisation=result.cpu_seconds / result.seconds,
+            ceiling_cpu_ms_per_report=result.cpu_ms_per_report,
+            ceiling_stage_shares=result.stage_shares,
             decision_cache_misses_warm_up=result.cache_misses,
             decision_miss_ms_approx=result.miss_ms,
         )
@@ -281,6 +283,7 @@ class Bench:
                 warm_up=self.warm,
                 runs=sealed,
                 logs_dir=self.logs,
+                broker_pid=self.broker_pid,
             )
         fixed = results[0]
         self.figures.update(
@@ -290,6 +293,11 @@ class Bench:
             latency_ms_p50=fixed.p50_ms,
             latency_ms_p99=fixed.p99_ms,
             latency_ms_max=fixed.max_ms,
+            latency_ms_to_output_p50=fixed.to_output_p50_ms,
+            latency_ms_to_output_p99=fixed.to_output_p99_ms,
+            latency_ms_from_output_p50=fixed.from_output_p50_ms,
+            latency_ms_from_output_p99=fixed.from_output_p99_ms,
+            latency_cpu_ms_per_report=fixed.cpu_ms_per_report,
         )
         for result in results:
             if not result.deliveries and result.unmatched:
@@ -350,6 +358,7 @@ class Bench:
                 "(bench/speed.py, sampled around each phase): ratios between phases carry "
                 "that error"
             )
+        f["cpu_ms_by_stage"] = stages.per_report(f)
         f.setdefault("latency_rate_per_s", self.config.latency_rate)
         for key in REQUIRED_KEYS:
             f.setdefault(key, nan)  # a failed phase: null in the JSON, MISS in the table
@@ -369,6 +378,8 @@ async def _main(config: Config, console: Console) -> int:
         bench = Bench(config, Settings(), Path(root), console)
         figures = await bench.run()
     print_table(console, figures)
+    stages.print_stages(console, figures)
+    latency.print_breakdown(console, figures)
     write_json(config.output, figures)
     console.print(f"figures written to {config.output}")
     if bench.failed:

@@ -15,7 +15,7 @@ import dataclasses
 import datetime as dt
 import gc
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -148,13 +148,19 @@ async def run_enforcer(
             clients = _Clients(admin, producer, consumer, held_consumer)
             exits.push_async_callback(clients.close)
             begun = _start_clients(
-                clients, watch, processor=processor, policy=policy, topics=topics
+                clients,
+                watch,
+                processor=processor,
+                policy=policy,
+                topics=topics,
+                submitters=stages.registry.current().nations(),
             )
             if not await unless_stopped(begun, stop):
                 log.info("stopped_during_start_up", step=watch.step)
                 return enforcer.stats
         finally:
             watching.cancel()
+        readiness.joined = lambda: consumer.joined
         readiness.partitions = lambda: len(consumer.assignment())
         if own_process:
             _freeze_start_up_heap()
@@ -197,6 +203,7 @@ async def _start_clients(
     processor: BatchProcessor,
     policy: ReloadingPolicy,
     topics: TopicNames,
+    submitters: Iterable[str],
 ) -> None:
     """Start the Kafka clients, naming each step to ``watch``.
 
@@ -205,11 +212,18 @@ async def _start_clients(
     holds the partitions it is given whether or not it fetches yet; held
     deliveries wait for their embargo anyway, submissions should not wait
     while this process joins another group.
+
+    Every nation with an agency key in the registry (``submitters``) has its
+    submit topic created before the join: a topic that appears later makes
+    the group rebalance (broker/kafka/consumer.py), and a first publish is
+    the moment it would otherwise appear. It also gives the group partitions
+    to own before anyone publishes.
     """
     watch.at("reaching Kafka")
     await clients.admin.start()
     await clients.admin.ensure(
         [
+            *(topics.submit(nation) for nation in sorted(submitters)),
             topics.held,
             topics.accepted,
             topics.audit,

@@ -184,9 +184,12 @@ class Settings(BaseSettings):
 
         For an ixb subprocess (tests, the bench, the resilience run) that must
         run with exactly these settings: each is read back the way it was
-        given here. An unset optional one stays unset.
+        given here. An unset optional one stays unset. ``IXB_NATIVE`` is no
+        setting but the process's choice of implementation (broker/native.py):
+        it is inherited, so ``IXB_NATIVE=0 make bench`` runs the reference in
+        the enforcers too.
         """
-        env = {k: v for k, v in inherited.items() if not k.startswith("IXB_")}
+        env = {k: v for k, v in inherited.items() if not k.startswith("IXB_") or k == "IXB_NATIVE"}
         for name, value in self.model_dump(mode="json").items():
             if value is not None:
                 env[f"IXB_{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)

@@ -226,7 +226,8 @@ class BatchProcessor:
                 )
         self.stats.held += routed.held
         self.stats.deliveries += len(routed.pending) - routed.held
-        pending.extend(routed.pending)
+        submission = submission_ref(inbound)
+        pending.extend(p.from_submission(submission) for p in routed.pending)
         self.intake.remember(accepted)
         ledger = ledger_record(
             self.catalog,
@@ -241,7 +242,7 @@ class BatchProcessor:
         events = decision_events(
             accepted,
             routed,
-            submission_ref(inbound),
+            submission,
             context.now,
             registry_hash=context.registry_hash,  # what intake checked the signature against
         )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -51,6 +52,19 @@ class SubmissionConsumer:
     Auto-commit is off: the caller commits explicit offsets after the batch's
     outputs are acknowledged.
 
+    The group is subscribed to an explicit list of topics, not to the
+    pattern. With a pattern, aiokafka changes the subscription the moment its
+    metadata shows a new matching topic: the partitions owned are dropped at
+    once, and the batch in flight can no longer be committed ("No partitions
+    assigned"), so it is redone after the rebalance, every output written
+    twice (issue 18: 220-250 decision-log entries per run as each nation's
+    submit topic appeared). Here the topics matching the pattern are listed
+    at start and again every ``metadata_max_age_ms``; a topic found later is
+    subscribed only once no batch is in flight and no take is waiting (a
+    :meth:`fetch` meanwhile starts none, and returns nothing until the
+    batch is committed), so the rebalance it causes moves no uncommitted
+    work. A topic deleted later stays in the list until the process restarts.
+
     The batch in flight is the records the last :meth:`fetch` returned, from
     that return until :meth:`commit` covers them or the caller fetches again
     (it has finished with them, committed or not). A caller that commits
@@ -78,15 +92,22 @@ class SubmissionConsumer:
     __slots__ = (
         "_commit_failed",
         "_consumer",
+        "_discover_every_s",
+        "_discovering",
         "_fetching",
         "_in_flight",
+        "_joined",
         "_last_committed",
+        "_listener",
+        "_next_discovery",
         "_on_revoke",
         "_pattern",
         "_paused",
         "_revoke_wait_s",
         "_settled",
+        "_subscribed",
         "_taker",
+        "_wanted",
         "revocations",
     )
 
@@ -102,7 +123,14 @@ class SubmissionConsumer:
         revoke_wait_s: float = 10.0,
         on_revoke: RevokeHook | None = None,
     ) -> None:
-        self._pattern = pattern
+        self._pattern = re.compile(pattern)
+        self._subscribed: frozenset[str] = frozenset()  # the topics the group was told
+        self._wanted: frozenset[str] | None = None  # found since, subscribed once settled
+        self._discover_every_s = metadata_max_age_ms / 1000
+        self._next_discovery = 0.0
+        self._discovering: asyncio.Task[None] | None = None
+        self._joined = False
+        self._listener = _Listener(self._revoked, self._assigned)
         self._revoke_wait_s = revoke_wait_s
         self._on_revoke = on_revoke
         self._in_flight: dict[Partition, int] = {}  # next offset, per partition of the batch
@@ -131,13 +159,34 @@ class SubmissionConsumer:
         self._taker = RecordTaker(self._consumer)
 
     async def start(self) -> None:
-        self._consumer.subscribe(pattern=self._pattern, listener=_Listener(self._revoked))
+        """Start the client and subscribe to the matching topics there are (the join follows).
+
+        With none yet, the member joins once :meth:`fetch` finds the first.
+        """
         try:
             await self._consumer.start()
+            found = await self._matching()
         except KafkaError as exc:
             raise TransportError(f"cannot start consumer: {exc}") from exc
+        self._next_discovery = time.monotonic() + self._discover_every_s
+        if found:
+            self._subscribe(found)
+
+    @property
+    def joined(self) -> bool:
+        """Whether this member has joined its group once (owning partitions or not)."""
+        return self._joined
+
+    @property
+    def subscribed(self) -> frozenset[str]:
+        """The topics the group was told this member consumes."""
+        return self._subscribed
 
     async def stop(self) -> None:
+        if self._discovering is not None:
+            self._discovering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovering
         self._settle()
         if self._fetching is not None:
             self._fetching.cancel()  # nobody is there to process what it would return
@@ -190,6 +239,17 @@ class SubmissionConsumer:
         if not overlapping:
             self._settle()
         self._resume_due()
+        self._discover_when_due()
+        if self._wanted is not None and self._fetching is None:
+            if not self._settled.is_set():  # a new topic waits for the batch in flight
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._settled.wait(), timeout_ms / 1000)
+            if not self._settled.is_set() or self._fetching is not None:
+                return []
+            self._subscribe(self._wanted)
+        if not self._subscribed:  # no matching topic yet: a take would wait for good
+            await asyncio.sleep(timeout_ms / 1000)
+            return []
         if self._fetching is None:
             self._fetching = asyncio.ensure_future(self._taker.take(timeout_ms, max_records))
         done, _ = await asyncio.wait({self._fetching}, timeout=timeout_ms / 1000 + _GRACE_S)
@@ -274,6 +334,36 @@ class SubmissionConsumer:
         self._in_flight = {}
         self._settled.set()
 
+    async def _matching(self) -> frozenset[str]:
+        """The cluster's topics that match the pattern, asked afresh."""
+        return frozenset(t for t in await self._consumer.topics() if self._pattern.match(t))
+
+    def _subscribe(self, topics: frozenset[str]) -> None:
+        added = sorted(topics - self._subscribed)
+        self._consumer.subscribe(topics=sorted(topics), listener=self._listener)
+        self._subscribed, self._wanted = topics, None
+        log.info("topics_subscribed", added=added, topics=len(topics))
+
+    def _discover_when_due(self) -> None:
+        if self._discovering is None and time.monotonic() >= self._next_discovery:
+            self._discovering = asyncio.ensure_future(self._discover())
+
+    async def _discover(self) -> None:
+        """Note matching topics not subscribed yet; :meth:`fetch` subscribes them when safe."""
+        try:
+            found = await self._matching()
+        except (KafkaError, OSError, TimeoutError) as exc:  # asked again at the next interval
+            log.warning("topic_discovery_failed", error_kind=type(exc).__name__)
+            found = frozenset()
+        finally:
+            self._discovering = None
+            self._next_discovery = time.monotonic() + self._discover_every_s
+        if not found <= self._subscribed:
+            self._wanted = self._subscribed | found
+
+    async def _assigned(self) -> None:
+        self._joined = True
+
     async def _revoked(self, revoked: frozenset[Partition]) -> None:
         """Called by aiokafka before the group rejoins; see the class docstring."""
         if not revoked:
@@ -313,11 +403,13 @@ class RevocationStats:
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """aiokafka's rebalance callbacks, as plain partition sets for the consumer."""
 
-    def __init__(self, revoked: RevokeHook) -> None:
+    def __init__(self, revoked: RevokeHook, assigned: Callable[[], Awaitable[None]]) -> None:
         self._revoked = revoked
+        self._assigned = assigned
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         await self._revoked(frozenset((tp.topic, tp.partition) for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        """Nothing to do: a new owner starts at the group's committed offsets."""
+        """A join completed, with or without partitions (owners start at committed offsets)."""
+        await self._assigned()

@@ -32,6 +32,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from broker import native
 from broker.errors import ConfigurationError, DecodeError
 from broker.resources import SCHEMAS_DIR
 from broker.wire.guard import AvroGuardError, Limits
@@ -76,6 +77,9 @@ class AvroSchema:
     name: str
     parsed: Any
     fingerprint: bytes
+    # For an earlier version kept readable (schemas/previous/): today's schema of
+    # the same name, which its records are decoded into by Avro's resolution rules.
+    reader: Any = None
 
     @property
     def header(self) -> bytes:
@@ -96,14 +100,23 @@ class SchemaCatalog:
     """All schemas ixb speaks, found by full name or by fingerprint.
 
     Built once at start-up from ``schemas/*.avsc``; immutable afterwards.
+
+    ``schemas/previous/*.avsc`` holds earlier versions of a few schemas whose
+    records may still wait in Kafka when ixb is upgraded (a held delivery
+    whose embargo has not ended). Their fingerprints are known, and their
+    records decode as today's schema sees them, by Avro's schema-resolution
+    rules (a field added since takes its default); nothing is written in
+    them. A version dropped from there is refused as ``unknown_schema``.
     """
 
-    __slots__ = ("_by_fingerprint", "_by_name", "guard_limits", "max_message_bytes")
+    __slots__ = ("_by_fingerprint", "_by_name", "_writers", "guard_limits", "max_message_bytes")
 
     def __init__(self, schemas: Mapping[str, AvroSchema], *, max_message_bytes: int) -> None:
         self._by_name = dict(schemas)
         self._by_fingerprint = {s.fingerprint: s for s in schemas.values()}
         _NAMES.update({s.fingerprint: s.name for s in schemas.values()})
+        # The native core writes what it can byte for byte as fastavro does (broker/native.py).
+        self._writers = {n: native.record_writer(s.parsed) for n, s in schemas.items()}
         self.max_message_bytes = max_message_bytes
         self.guard_limits = Limits(max_bytes=max(1, max_message_bytes))
 
@@ -114,22 +127,25 @@ class SchemaCatalog:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> SchemaCatalog:
-        schemas: dict[str, AvroSchema] = {}
         files = sorted(directory.glob("*.avsc"))
         if not files:
             raise ConfigurationError(f"no Avro schemas found in {directory}")
-        for path in files:
-            try:
-                parsed = fastavro.parse_schema(json.loads(path.read_text()))
-            except (ValueError, fastavro.schema.SchemaParseException) as exc:
-                raise ConfigurationError(f"{path}: invalid Avro schema: {exc}") from exc
-            canonical = to_parsing_canonical_form(parsed)
-            digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-            if not isinstance(parsed, dict) or parsed.get("type") != "record":
-                raise ConfigurationError(f"{path}: a message schema must be a named record")
-            name = str(parsed["name"])  # fastavro's parsed name is the full name
-            schemas[name] = AvroSchema(name, parsed, digest)
-        return cls(schemas, max_message_bytes=max_message_bytes)
+        schemas = {s.name: s for s in map(_parse, files)}
+        catalog = cls(schemas, max_message_bytes=max_message_bytes)
+        for path in sorted((directory / "previous").glob("*.avsc")):
+            catalog._add_previous(path)
+        return catalog
+
+    def _add_previous(self, path: Path) -> None:
+        old = _parse(path)
+        current = self._by_name.get(old.name)
+        if current is None:
+            raise ConfigurationError(f"{path}: no current schema is named {old.name}")
+        if old.fingerprint in self._by_fingerprint:
+            raise ConfigurationError(f"{path}: the same as a schema already loaded")
+        previous = AvroSchema(old.name, old.parsed, old.fingerprint, reader=current.parsed)
+        self._by_fingerprint[old.fingerprint] = previous
+        _NAMES[old.fingerprint] = old.name
 
     def schema(self, name: str) -> AvroSchema:
         try:
@@ -140,6 +156,11 @@ class SchemaCatalog:
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         """Encode ``record`` as a single-object message of schema ``name``."""
         schema = self.schema(name)
+        writer = self._writers[name]
+        if writer is not None and native.ACTIVE:
+            body: bytes | None = writer.write(record)
+            if body is not None:  # else a value fastavro must write: it does, below
+                return schema.header + body
         out = io.BytesIO()
         out.write(schema.header)
         write_body(out, schema.parsed, record, name=name)
@@ -176,7 +197,7 @@ class SchemaCatalog:
         body = io.BytesIO(data)
         body.seek(HEADER_LEN)
         try:
-            record = fastavro.schemaless_reader(body, schema.parsed, None)
+            record = fastavro.schemaless_reader(body, schema.parsed, schema.reader)
         except EOFError as exc:
             raise DecodeError("truncated", f"{schema.name} ends early") from exc
         except Exception as exc:
@@ -212,3 +233,16 @@ class SchemaCatalog:
                 "non_canonical", f"{expected} is not canonically encoded", stage=stage
             )
         return record
+
+
+def _parse(path: Path) -> AvroSchema:
+    try:
+        parsed = fastavro.parse_schema(json.loads(path.read_text()))
+    except (ValueError, fastavro.schema.SchemaParseException) as exc:
+        raise ConfigurationError(f"{path}: invalid Avro schema: {exc}") from exc
+    canonical = to_parsing_canonical_form(parsed)
+    digest = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+    if not isinstance(parsed, dict) or parsed.get("type") != "record":
+        raise ConfigurationError(f"{path}: a message schema must be a named record")
+    name = str(parsed["name"])  # fastavro's parsed name is the full name
+    return AvroSchema(name, parsed, digest)

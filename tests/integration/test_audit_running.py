@@ -104,6 +104,11 @@ async def test_an_embargoed_delivery_is_logged_held_then_released_with_the_same_
     assert released.event.delivery_sha256 == held.event.delivery_sha256
     assert released.event.agreement_id == "rules-nl-be"
     assert released.event.policy_bundle_hash == held.event.policy_bundle_hash
+    # The release names the report and its submission as the held entry does (issue 18).
+    assert released.event.report_id == held.event.report_id == str(report.report_id)
+    assert released.event.submission == held.event.submission
+    assert held.event.submission is not None
+    assert held.event.submission.topic == exchange.topics.submit("NL")
     assert released.writer != held.writer  # the releaser keeps a chain of its own
     assert [r.problem for r in reports] == [None] * len(reports)
 
@@ -142,6 +147,8 @@ async def test_a_release_refused_after_an_agreement_change_is_refused_and_logged
     held = {e.event.delivery_id: e for e in entries if e.event.outcome is Outcome.HELD}
     for entry in refused:
         assert entry.event.delivery_sha256 == held[entry.event.delivery_id].event.delivery_sha256
+        assert entry.event.report_id == str(report.report_id)
+        assert entry.event.submission == held[entry.event.delivery_id].event.submission
     assert not [e for e in entries if e.event.outcome is Outcome.RELEASED]
     assert [r.problem for r in reports] == [None] * len(reports)
 

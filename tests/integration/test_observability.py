@@ -10,8 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from broker.app.assembly import provision_keys
+from broker.kafka.admin import TopicAdmin
+from broker.parties.recipient import VerifiedDelivery
+from broker.wire.topics import TopicNames
 from tests.factories import make_report
-from tests.integration.conftest import Exchange, enforcer, nl_be_settings
+from tests.integration.conftest import (
+    NL_BE_AGREEMENT,
+    Exchange,
+    enforcer,
+    make_settings,
+    nl_be_settings,
+)
 from tests.support.probes import http_get, samples
 from tests.support.submissions import tamper_signed_payload
 
@@ -52,14 +62,74 @@ async def ready(port: int, timeout_s: float = 20.0) -> tuple[int, str]:
         await asyncio.sleep(0.1)
 
 
-async def test_readyz_is_503_until_the_enforcer_owns_partitions_then_200_and_healthz_is_200(
+async def test_readyz_is_503_until_the_group_is_joined_then_200_with_its_partitions(
     observed: Observed,
 ) -> None:
     status, body = observed.readyz_at_listening
     assert status == 503
     assert body.startswith("not ready: ")
-    assert await ready(observed.port) == (200, "ready\n")
+    assert body.endswith("\npartitions: 0\n")
+    # NL, BE and DE's submit topics, three partitions each, all this member's.
+    assert await ready(observed.port) == (200, "ready\npartitions: 9\n")
     assert await http_get(observed.port, "/healthz") == (200, "ok\n")
+
+
+async def test_readyz_is_200_before_anyone_published_and_the_first_publish_is_delivered(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
+) -> None:
+    # What a deployment script does: start the enforcer, wait for /readyz, then publish.
+    # No submit topic exists yet: the enforcer creates those of the registry's agencies.
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    provision_keys(settings, ["NL", "BE"])
+    topics = TopicNames(settings.topic_namespace)
+    ports: list[int] = []
+    async with enforcer(settings, on_listening=lambda at: ports.append(at[1])) as exchange:
+        answer = await ready(ports[0])
+        report = make_report("NL")
+        await exchange.publish("NL", [exchange.seal(report)])
+        await exchange.wait_completed(1)
+        feed = await exchange.feed("BE")
+
+    assert answer == (200, "ready\npartitions: 6\n")  # NL's and BE's, three each
+    assert {topics.submit("NL"), topics.submit("BE")} <= await _topics(kafka_bootstrap)
+    assert [item.report.report_id for item in feed if isinstance(item, VerifiedDelivery)] == [
+        report.report_id
+    ]
+
+
+async def test_a_standby_beyond_the_partition_count_is_ready_and_owns_none(
+    tmp_path: Path, kafka_bootstrap: str, policies_dir: Path
+) -> None:
+    (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
+    settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
+    provision_keys(settings, ["NL"])  # one submitting agency ...
+    admin = TopicAdmin(kafka_bootstrap, partitions=1)  # ... with one partition
+    await admin.start()
+    try:
+        await admin.ensure([TopicNames(settings.topic_namespace).submit("NL")])
+    finally:
+        await admin.close()
+    ports: list[int] = []
+    async with (
+        enforcer(settings, on_listening=lambda at: ports.append(at[1])),
+        enforcer(settings, on_listening=lambda at: ports.append(at[1])),
+    ):
+        answers = [await ready(port) for port in ports]
+        deadline = time.monotonic() + 20  # the second join moves the partition, or not
+        while sorted(answers) != [(200, "ready\npartitions: 0\n"), (200, "ready\npartitions: 1\n")]:
+            assert time.monotonic() < deadline, answers
+            await asyncio.sleep(0.2)
+            answers = [await http_get(port, "/readyz") for port in ports]
+
+
+async def _topics(bootstrap: str) -> frozenset[str]:
+    admin = TopicAdmin(bootstrap)
+    await admin.start()
+    try:
+        return await admin.topics()
+    finally:
+        await admin.close()
 
 
 async def test_metrics_count_a_delivered_a_withheld_and_a_rejected_report(

@@ -186,3 +186,92 @@ async def test_a_fetch_returns_within_its_timeout_while_the_group_rebalances(
     await second.stop()
 
     assert slowest < 1.0, f"a 200 ms fetch took {slowest:.1f} s"
+
+
+async def test_a_submit_topic_created_during_a_batch_neither_stops_its_commit_nor_goes_unread(
+    kafka_bootstrap: str,
+) -> None:
+    # Issue 18: with a pattern subscription aiokafka dropped the assignment as soon as its
+    # metadata showed the new topic, the batch's commit failed and the batch was redone.
+    topics = TopicNames(f"t{uuid.uuid4().hex[:12]}")
+    admin = TopicAdmin(kafka_bootstrap, partitions=2)
+    await admin.start()
+    await admin.ensure([topics.submit("NL")])
+    producer = OutputProducer(kafka_bootstrap, admin)
+    await producer.start()
+    await producer.send_all(
+        [OutboundRecord(topics.submit("NL"), f"k{i}".encode(), b"v") for i in range(50)]
+    )
+    consumer = SubmissionConsumer(
+        kafka_bootstrap,
+        group_id=f"g{uuid.uuid4().hex[:8]}",
+        pattern=topics.submit_pattern,
+        max_poll_records=500,
+        session_timeout_ms=SESSION_MS,
+        metadata_max_age_ms=300,  # the new topic is seen well within the hold below
+    )
+    await consumer.start()
+    try:
+        batch: list[InboundRecord] = []
+        deadline = time.monotonic() + 20
+        while not batch and time.monotonic() < deadline:
+            batch = await consumer.fetch(timeout_ms=500, max_records=500)
+        assert batch
+        # BE's first publish creates its topic while the batch is being "processed".
+        await producer.send_all(
+            [OutboundRecord(topics.submit("BE"), f"b{i}".encode(), b"v") for i in range(10)]
+        )
+        until = time.monotonic() + 3
+        while time.monotonic() < until:  # the runner fetches the next batch meanwhile
+            batch += await consumer.fetch(timeout_ms=200, max_records=500, overlapping=True)
+        await consumer.commit(offsets_after(batch))  # raised "No partitions assigned" before
+        later: list[InboundRecord] = []
+        until = time.monotonic() + 15
+        while len(later) < 10 and time.monotonic() < until:
+            later += await consumer.fetch(timeout_ms=200, max_records=500)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.close()
+
+    assert {r.topic for r in later} == {topics.submit("BE")}, "nothing committed is read again"
+    assert len(later) == 10
+    assert consumer.subscribed == {topics.submit("NL"), topics.submit("BE")}
+    assert consumer.revocations.abandoned == 0
+
+
+async def test_a_consumer_started_before_any_submit_topic_reads_the_first_one_created(
+    kafka_bootstrap: str,
+) -> None:
+    topics = TopicNames(f"t{uuid.uuid4().hex[:12]}")
+    consumer = SubmissionConsumer(
+        kafka_bootstrap,
+        group_id=f"g{uuid.uuid4().hex[:8]}",
+        pattern=topics.submit_pattern,
+        max_poll_records=500,
+        session_timeout_ms=SESSION_MS,
+        metadata_max_age_ms=300,
+    )
+    await consumer.start()
+    admin = TopicAdmin(kafka_bootstrap, partitions=2)
+    producer = OutputProducer(kafka_bootstrap, admin)
+    try:
+        assert await consumer.fetch(timeout_ms=200, max_records=500) == []
+        assert not consumer.joined, "no topic to consume: no group to be in yet"
+        await admin.start()
+        await producer.start()
+        await producer.send_all(
+            [OutboundRecord(topics.submit("NL"), f"k{i}".encode(), b"v") for i in range(5)]
+        )
+        read: list[InboundRecord] = []
+        deadline = time.monotonic() + 15
+        while len(read) < 5 and time.monotonic() < deadline:
+            read += await consumer.fetch(timeout_ms=200, max_records=500)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+        await admin.close()
+
+    assert len(read) == 5
+    assert consumer.joined
+    assert consumer.subscribed == {topics.submit("NL")}

@@ -5,18 +5,22 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
-from bench import ceiling
+from bench import ceiling, latency
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
 from bench.results import TARGETS, verdicts, write_json
 from bench.workspace import Sealed, Workspace
 from broker.app.assembly import signer_for
 from broker.app.settings import Settings
 from broker.domain.report import SubjectRole, ThreatReport
+from broker.enforcer.stages.fanout import delivery_id
 from broker.trust.records import KeyRole
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission, signed_payload_sha256
@@ -119,6 +123,27 @@ def test_a_forged_report_is_refused_by_the_ceiling_loop_as_by_the_enforcer(
     assert stages.process([forged.inbound(stages.topics, 0)]) == (0, 1)
 
 
+@pytest.fixture
+def logs_as_the_bench() -> Iterator[None]:
+    """ixb's events from INFO up, as `make bench` logs them (bench/run.py), for one test.
+
+    Unconfigured, structlog renders every debug event (three "delivered" a
+    report): the profile would then be of log printing, not of the stages.
+    The configuration before is restored, caching off, so no test after
+    inherits a logger bound here.
+    """
+    before = structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        yield
+    finally:
+        structlog.configure(**before)
+
+
+@pytest.mark.usefixtures("logs_as_the_bench")
 def test_the_ceiling_decides_from_a_warm_cache_and_counts_every_report(
     workspace: Workspace,
 ) -> None:
@@ -147,3 +172,18 @@ def test_targets_pass_only_on_the_right_side_of_their_limit() -> None:
     assert all(verdicts(at_limit).values())
     worse = {t.key: t.limit * (0.9 if t.at_least else 1.1) for t in TARGETS}
     assert not any(verdicts(worse).values())
+
+
+def test_a_latency_splits_at_the_stamp_the_enforcer_put_on_the_delivery(
+    workspace: Workspace,
+) -> None:
+    [report] = _seal(workspace, generate(1, seed=9))
+    ledger = latency._Ledger([report])
+    ledger.sent(0, at=10.0)
+    recipient = next(n for n in NATIONS if n != report.nation)
+    key = delivery_id(report.payload_sha256, recipient).encode()
+    ledger.arrived(key, at=10.5, stamped_ms=round(ledger.sent_wall_ms[0] + 200))
+    ledger.arrived(key, at=10.6, stamped_ms=0)  # a repeat: not counted twice
+    assert ledger.latencies_s == [0.5]
+    assert ledger.to_output_ms == [pytest.approx(200, abs=1)]
+    assert ledger.unmatched == 1

@@ -64,20 +64,28 @@ async def port(readiness: Readiness) -> AsyncIterator[int]:
         await server.close()
 
 
-async def test_readyz_names_the_first_unmet_condition_until_the_enforcer_consumes(
+async def test_readyz_names_the_first_unmet_condition_until_the_group_is_joined(
     port: int, readiness: Readiness
 ) -> None:
     stop = asyncio.Event()
     readiness.stop = stop
-    assert await _get(port, "/readyz") == (503, b"not ready: kafka clients not started\n")
-    owned = 0
+    assert await _get(port, "/readyz") == (
+        503,
+        b"not ready: kafka clients not started\npartitions: 0\n",
+    )
+    joined, owned = False, 0
+    readiness.joined = lambda: joined
     readiness.partitions = lambda: owned
-    status, body = await _get(port, "/readyz")
-    assert (status, body.startswith(b"not ready: no partitions assigned")) == (503, True)
+    assert await _get(port, "/readyz") == (
+        503,
+        b"not ready: joining the submission group\npartitions: 0\n",
+    )
+    joined = True
+    assert await _get(port, "/readyz") == (200, b"ready\npartitions: 0\n")
     owned = 3
-    assert await _get(port, "/readyz") == (200, b"ready\n")
+    assert await _get(port, "/readyz") == (200, b"ready\npartitions: 3\n")
     stop.set()
-    assert await _get(port, "/readyz") == (503, b"not ready: stopping\n")
+    assert await _get(port, "/readyz") == (503, b"not ready: stopping\npartitions: 3\n")
 
 
 async def test_healthz_answers_while_the_loop_runs_whatever_the_readiness(port: int) -> None:

@@ -7,7 +7,9 @@ and closes the connection.
 - ``/healthz``: 200 whenever the event loop runs, i.e. the process is alive
   and not stuck in CPU work longer than the prober's timeout;
 - ``/readyz``: 200 once the enforcer is doing its job (see
-  :class:`Readiness`), else 503 with the first unmet condition as the body;
+  :class:`Readiness`), else 503 with the first unmet condition; either way
+  a second line ``partitions: N`` says how many submission partitions it
+  owns (``ready`` / ``not ready: <condition>`` first);
 - ``/metrics``: Prometheus text exposition of the enforcer's registry.
 
 Bodies hold fixed phrases and numbers only: no report value, no exception
@@ -38,25 +40,33 @@ _TEXT = "text/plain; charset=utf-8"
 class Readiness:
     """What ``/readyz`` checks, set by whoever runs the enforcer as it starts and stops.
 
-    Ready means: the Kafka clients started (the policy bundle is loaded before
-    the enforcer is built, or it does not start at all), the
-    submission consumer owns at least one partition (a member of a group with
-    more members than partitions is a standby and says so), and no stop was
-    requested.
+    Ready means: the policy bundle is loaded (the enforcer is not built
+    without one, so this object exists only after it), the Kafka clients
+    started, the submission consumer joined its group, and no stop was
+    requested. Owning partitions is not a condition: a member of a group
+    with more members than partitions is a ready standby, and the group may
+    be joined before anyone published. How many it owns is reported beside
+    (:meth:`owned`), so a script waits for ``ready`` and an operator reads
+    both.
     """
 
     stop: asyncio.Event | None = None  # the enforcer's stop signal
+    joined: Callable[[], bool] | None = None  # set once the consumer has started
     partitions: Callable[[], int] | None = None  # set once the consumer has started
 
     def unmet(self) -> str | None:
         """The first condition not met, in a few words; None when ready."""
         if self.stop is not None and self.stop.is_set():
             return "stopping"
-        if self.partitions is None:
+        if self.joined is None or self.partitions is None:
             return "kafka clients not started"
-        if self.partitions() == 0:
-            return "no partitions assigned (standby, or the group is still joining)"
+        if not self.joined():
+            return "joining the submission group"
         return None
+
+    def owned(self) -> int:
+        """Submission partitions owned right now (0 before the clients started)."""
+        return 0 if self.partitions is None else self.partitions()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +144,10 @@ class ProbeServer:
             return await self._scrape()
         if path == "/readyz":
             unmet = self._readiness.unmet()
+            owned = f"partitions: {self._readiness.owned()}\n"
             if unmet is not None:
-                return _Response(503, f"not ready: {unmet}\n".encode())
-            return _Response(200, b"ready\n")
+                return _Response(503, f"not ready: {unmet}\n{owned}".encode())
+            return _Response(200, f"ready\n{owned}".encode())
         return _Response(200, b"ok\n")
 
     async def _scrape(self) -> _Response:

@@ -16,7 +16,7 @@ from typing import Any
 
 from broker.auditlog.entries import AuditEvent, Outcome, SubmissionRef
 from broker.domain.decisions import DecisionInput
-from broker.enforcer.stages.fanout import Routed
+from broker.enforcer.stages.fanout import Routed, held_submission
 from broker.enforcer.stages.intake import Accepted
 from broker.errors import RejectedInput
 from broker.wire.records import InboundRecord
@@ -122,13 +122,17 @@ def release_event(
     ``decision_input`` is the held delivery's, parsed; ``statement_sha256``
     the digest of the delivery statement inside it (the payload of its
     attested envelope), the one the held event recorded, so the two entries
-    name the same delivery.
+    name the same delivery. The report and its submission are named as in
+    the held entry, so an auditor finds a report's release without joining
+    on the delivery id; a delivery held by ixb 0.2 names neither.
     """
     return AuditEvent(
         Outcome.RELEASE_REFUSED if refusal_reasons else Outcome.RELEASED,
         at=at,
         origin=decision_input.origin,
         recipient=decision_input.recipient,
+        report_id=held.get("report_id"),
+        submission=held_submission(held),
         delivery_id=held["delivery_id"],
         delivery_sha256=statement_sha256,
         agreement_id=held["agreement_id"],

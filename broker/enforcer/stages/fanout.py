@@ -20,11 +20,15 @@ Selections and derived values are computed once per distinct set of rules
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from broker.auditlog.entries import SubmissionRef
 from broker.domain.decisions import Decision, decision_inputs
 from broker.enforcer.stages.context import BatchContext
 from broker.enforcer.stages.derive import Deriver, RuleSet, effective_rules
@@ -81,6 +85,9 @@ class Hold:
     agreement_id: str
     agreement_version: int
     rules_digest: str
+    # The submission it came from, as its held entry names it; the processor
+    # adds it (:meth:`Pending.from_submission`), so the released entry names it too.
+    submission: SubmissionRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +101,14 @@ class Pending:
     statement: bytes  # DeliveryStatement, single-object encoded: the attested leaf
     decided_at: dt.datetime
     rules: RuleSet  # what was withheld and derived, for the audit log
+    report_id: str = ""
     hold: Hold | None = None
+
+    def from_submission(self, submission: SubmissionRef) -> Pending:
+        """This delivery, its hold naming ``submission`` (a delivery sent now needs none)."""
+        if self.hold is None:
+            return self
+        return dataclasses.replace(self, hold=dataclasses.replace(self.hold, submission=submission))
 
     def record(self, catalog: SchemaCatalog, attested: bytes, held_topic: str) -> OutboundRecord:
         """The record to produce once ``attested`` (the attested envelope) exists."""
@@ -113,6 +127,8 @@ class Pending:
                 "rules_digest": self.hold.rules_digest,
                 "topic": delivery.topic,
                 "value": delivery.value,
+                "report_id": self.report_id or None,
+                "submission": _held_submission(self.hold.submission),
             },
         )
         return OutboundRecord(topic=held_topic, key=delivery.key, value=held)
@@ -262,7 +278,27 @@ class FanOut:
             hold=hold,
             decided_at=now,
             rules=rule_set,
+            report_id=str(accepted.report.report_id),
         )
+
+
+def _held_submission(ref: SubmissionRef | None) -> dict[str, object] | None:
+    if ref is None:
+        return None
+    return {
+        "topic": ref.topic,
+        "partition": ref.partition,
+        "offset": ref.offset,
+        "sha256": ref.sha256,
+    }
+
+
+def held_submission(held: Mapping[str, Any]) -> SubmissionRef | None:
+    """The submission a decoded ``ixb.v1.HeldDelivery`` names (None if held by ixb 0.2)."""
+    sub = held.get("submission")
+    if sub is None:
+        return None
+    return SubmissionRef(sub["topic"], sub["partition"], sub["offset"], sub["sha256"])
 
 
 def _instant(seconds: int) -> dt.datetime:

@@ -70,7 +70,7 @@ class ReportLayout:
     recipient never reads paths against another version of the schema.
     """
 
-    __slots__ = ("_coverage", "_fields", "_known", "_slots", "fingerprint")
+    __slots__ = ("__weakref__", "_coverage", "_fields", "_known", "_slots", "fingerprint")
 
     def __init__(self, report_schema: Any, fingerprint: bytes, sd_schema: Any) -> None:
         expanded: Any = expand_schema(report_schema)  # named types inline: sub-schemas stand alone
@@ -168,6 +168,10 @@ class ReportLayout:
         self._known[path] = slot
         return slot
 
+    def slots(self) -> Mapping[str, Slot]:
+        """Every disclosable path (indices as ``[]``) and its slot, for the native core."""
+        return self._slots
+
     def knows(self, abstract_path: str) -> bool:
         """Whether disclosures exist at ``abstract_path`` (indices as ``[]``)."""
         return abstract_path in self._slots
@@ -240,11 +244,12 @@ def encode_value(schema: Any, value: Any, path: str) -> bytes:
 class Coverage:
     """Whether patterns cover a concrete path, remembered per abstract path (they repeat)."""
 
-    __slots__ = ("_known", "_patterns")
+    __slots__ = ("_known", "_patterns", "patterns")
 
     def __init__(self, patterns: set[str]) -> None:
         self._patterns = patterns
         self._known: dict[str, bool] = {}
+        self.patterns = tuple(sorted(patterns))  # for the native core, which learns nothing
 
     def __call__(self, path: str) -> bool:
         abstract = abstract_path(path)

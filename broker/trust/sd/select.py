@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from broker import native
+from broker.trust.sd import _native
 from broker.trust.sd.disclosure import Disclosure
 from broker.trust.sd.layout import ReportLayout, encode_value
 
@@ -29,6 +31,8 @@ def select(
     covered = layout.coverage(withheld)
     if covered is None:
         return list(disclosures)
+    if native.ACTIVE:
+        return _native.uncovered(disclosures, covered.patterns)
     return [d for d in disclosures if not covered(d.path)]
 
 

@@ -20,8 +20,10 @@ from typing import Any
 
 import fastavro
 
+from broker import native
 from broker.errors import ConfigurationError
 from broker.resources import SCHEMAS_DIR
+from broker.trust.sd import _native
 from broker.trust.sd.disclosure import Disclosure
 from broker.trust.sd.wire import write_array, write_bytes
 from broker.wire.codec import SchemaCatalog, write_body
@@ -33,6 +35,8 @@ _DIGEST_BYTES = 32
 
 def disclosures_array(disclosures: Iterable[Disclosure]) -> bytes:
     """The ``disclosures`` field, spliced from each disclosure's bytes."""
+    if native.ACTIVE:
+        return _native.disclosures_array(disclosures)
     return write_array([d.encoded() for d in disclosures])
 
 
@@ -53,7 +57,7 @@ def derived_array(derived: Iterable[tuple[str, bytes, bytes | None]]) -> bytes:
 class StatementWriter:
     """Writes statements: the head through fastavro, the two arrays spliced after it."""
 
-    __slots__ = ("_head", "_header", "_names")
+    __slots__ = ("_head", "_header", "_names", "_native")
 
     def __init__(self, catalog: SchemaCatalog) -> None:
         self._header = catalog.schema(DELIVERY_SCHEMA).header
@@ -66,11 +70,16 @@ class StatementWriter:
         raw["fields"] = raw["fields"][:-2]
         self._head = fastavro.parse_schema(raw)
         self._names = frozenset(names[:-2])
+        self._native = native.record_writer(self._head)  # None: fastavro writes every head
 
     def write(self, head: Mapping[str, Any], disclosures: bytes, derived: bytes) -> bytes:
         """A single-object encoded statement; the arrays come from the functions above."""
         if head.keys() != self._names:
             raise ConfigurationError("a statement head must have exactly the head fields")
+        if self._native is not None and native.ACTIVE:
+            body = self._native.write(head)
+            if body is not None:  # else a value fastavro must write: it does, below
+                return b"".join((self._header, body, disclosures, derived))
         out = io.BytesIO()
         out.write(self._header)
         write_body(out, self._head, head, name=DELIVERY_SCHEMA)

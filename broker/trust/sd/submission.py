@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from broker import native
 from broker.errors import ConfigurationError, DecodeError
 from broker.trust.envelopes import Envelope, Signer, open_envelope
+from broker.trust.sd import _native
 from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure
 from broker.trust.sd.issue import issue
 from broker.trust.sd.layout import ReportLayout
@@ -73,7 +75,8 @@ def open_submission(catalog: SchemaCatalog, data: bytes) -> Submission:
     limits = catalog.guard_limits
     try:
         envelope_bytes, pos = read_bytes(data, HEADER_LEN, limits.max_bytes_field)
-        items, pos = read_disclosures(
+        read = _native.read_disclosures if native.ACTIVE else read_disclosures
+        items, pos = read(
             data,
             pos,
             max_items=limits.max_items_per_collection,

@@ -17,7 +17,9 @@ from typing import Any
 
 import fastavro
 
+from broker import native
 from broker.errors import ConfigurationError
+from broker.trust.sd import _native
 from broker.trust.sd.disclosure import (
     DIGEST_ALGORITHM,
     HEADER_FIELDS,
@@ -92,7 +94,12 @@ def verify_disclosures(
     values: dict[str, Any] = {}
     provenance: dict[str, Provenance] = dict.fromkeys(HEADER_FIELDS, Provenance.SIGNED)
     digests: dict[str, bytes] = {}
-    listed = _take_signed(layout, disclosures, signed_set, values, digests)
+    if native.ACTIVE:
+        listed = _native.take_signed(
+            layout, disclosures, signed_set, values, digests, decode=_decode
+        )
+    else:
+        listed = _take_signed(layout, disclosures, signed_set, values, digests)
     provenance.update(dict.fromkeys(digests, Provenance.SIGNED))
     derived_patterns = stated_patterns(layout, derived_fields, "derived_fields")
     for path, value in derived:
