@@ -35,10 +35,12 @@ from broker.auditlog.entries import decode_entry
 from broker.auditor.replay import LoggedEntry, ReplayReport
 from broker.auditor.use_cases import replayer_for
 from broker.enforcer.stages.replay_guard import Position
+from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.routes import sealed_submission
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
@@ -55,7 +57,7 @@ class Recording:
         self.entries: list[LoggedEntry] = []
         self.archives: list[bytes] = []  # policy bundles
         self.registry_archives: list[bytes] = []  # registry versions
-        self.submissions: dict[Position, bytes | None] = {}
+        self.submissions: dict[Position, InboundRecord] = {}
 
     async def record(self, sealed: list[tuple[str, bytes]], now: dt.datetime) -> None:
         settings = self.workspace.settings
@@ -72,8 +74,9 @@ class Recording:
             inbound = []
             for offset, (nation, value) in enumerate(sealed[start : start + batch], start):
                 topic = topics.submit(nation)
-                self.submissions[topic, 0, offset] = value
-                inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+                record = InboundRecord(topic, 0, offset, None, value, (), 0)
+                self.submissions[topic, 0, offset] = record
+                inbound.append(record)
             processed = processor.process(inbound)
             processor.archiver.acknowledged(processed.archives)  # as if Kafka had
             for archive in processed.archives:
@@ -91,15 +94,21 @@ def _change_agreement(policies: Path) -> None:
 
 
 def _seal(workspace: Workspace, count: int, now: dt.datetime) -> list[tuple[str, bytes]]:
+    """Signed and sealed as each origin's agency sends them (to the broker and its auditor)."""
     catalog = workspace.catalog
     layout = ReportLayout.from_catalog(catalog)
-    signers = {
-        n: signer_for(workspace.settings, catalog, role=KeyRole.AGENCY, nation=n) for n in NATIONS
-    }
-    return [
-        (r.origin, seal_submission(catalog, layout, signers[r.origin], report_to_record(r)))
-        for r in generate(count, now=now - dt.timedelta(seconds=30))
-    ]
+    settings = workspace.settings
+    signers = {n: signer_for(settings, catalog, role=KeyRole.AGENCY, nation=n) for n in NATIONS}
+    registry = RegistryFile(settings.registry_path).current()
+    topics = TopicNames(settings.topic_namespace)
+    sealed = []
+    for r in generate(count, now=now - dt.timedelta(seconds=30)):
+        signed = seal_submission(catalog, layout, signers[r.origin], report_to_record(r))
+        value = sealed_submission(
+            catalog, registry, signed, topic=topics.submit(r.origin), origin=r.origin, at=now
+        )
+        sealed.append((r.origin, value))
+    return sealed
 
 
 def measure(decisions: int = 100_000, *, profile: bool = False) -> dict[str, Any]:
@@ -126,6 +135,7 @@ def measure(decisions: int = 100_000, *, profile: bool = False) -> dict[str, Any
             topics=TopicNames(settings.topic_namespace),
             window=intake_window(settings),
             registry_archives=recording.registry_archives,
+            keys=Keystore(settings.keystore_dir),
         )
         profiler = cProfile.Profile() if profile else None
         cpu, started = time.process_time(), time.perf_counter()

@@ -99,7 +99,7 @@ def measure(
     batch_size: int,
     profile: bool = False,
 ) -> tuple[CeilingResult, str | None]:
-    """Reports per second through the enforcer's processing; the cProfile top 15 if asked.
+    """Reports per second through the enforcer's processing; the cProfile top 25 if asked.
 
     ``warm_up`` goes through first, untimed, so every decision comes from the
     cache; the profile is taken on a separate pass, so it never slows the figure.
@@ -139,7 +139,7 @@ def measure(
     return result, top
 
 
-def _profiled(stages: Stages, batches: list[list[InboundRecord]], count: int = 15) -> str:
+def _profiled(stages: Stages, batches: list[list[InboundRecord]], count: int = 25) -> str:
     """A second, untimed pass under cProfile: the top ``count`` by cumulative time."""
     profiler = cProfile.Profile()
     profiler.enable()

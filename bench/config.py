@@ -9,7 +9,7 @@ from pathlib import Path
 from broker.kafka.embedded import Engine
 
 REPO = Path(__file__).resolve().parent.parent
-PHASES = ("ceiling", "passthrough", "pipeline1", "pipeline2", "latency")
+PHASES = ("sealing", "ceiling", "passthrough", "pipeline1", "pipeline2", "latency")
 
 
 @dataclass(frozen=True, slots=True)

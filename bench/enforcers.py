@@ -194,6 +194,7 @@ async def run_backlog(
     enforcers: list[Enforcer] = []
     try:
         submit = await probe.partitions(phase.topics.submit(n) for n in NATIONS)
+        phase.seal([*warm_up, *reports])  # sealed for this phase's topics before the clock
         enforcers = await start_group(phase, probe, processes=processes, logs_dir=logs_dir)
         await phase.produce(warm_up)
         await phase.produce(reports)

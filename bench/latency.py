@@ -116,6 +116,7 @@ async def measure(
     enforcers: list[Enforcer] = []
     try:
         submit = await probe.partitions(topics.submit(n) for n in NATIONS)
+        phase.seal([*warm_up, *(s for _, run in runs for s in run)])  # before any clock
         enforcers = await start_group(phase, probe, processes=1, logs_dir=logs_dir)
         await phase.produce(warm_up)
         await _wait_for(probe, submit, len(warm_up), enforcers[0], 60.0)
@@ -168,7 +169,7 @@ async def _one_run(
     ledger = _Ledger(sealed)
     stop = asyncio.Event()
     watching = asyncio.create_task(watcher.run(ledger.arrived, stop))
-    records = [(phase.topics.submit(s.nation), s.key, s.value) for s in sealed]
+    records = [(phase.topics.submit(s.nation), s.key, s.value(phase.topics)) for s in sealed]
     try:
         achieved = await producer.send(records, rate_per_s=rate, on_sent=ledger.sent)
         with contextlib.suppress(TimeoutError):

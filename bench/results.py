@@ -160,6 +160,7 @@ def print_table(console: Console, figures: dict[str, Any]) -> None:
             "latency p99 at {saturation_rate_per_s:,.0f}/s (saturation), ms",
             "{:,.1f}",
         ),
+        *_sealing_rows(),
     ]
     for row in rows:
         if row is None:
@@ -180,6 +181,22 @@ def print_table(console: Console, figures: dict[str, Any]) -> None:
     console.print(table)
     for note in figures.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _sealing_rows() -> list[tuple[str, str, str] | None]:
+    """Seal and open cost per suite (bench/sealing.py: one thread, a 3 KiB payload)."""
+    rows: list[tuple[str, str, str] | None] = []
+    for suite, name in (("x25519", "X25519"), ("mlkem768_x25519", "ML-KEM-768+X25519")):
+        rows += [
+            None,
+            (f"sealing_{suite}_seal_record_us", f"{name}: seal, own encapsulation, µs", "{:.1f}"),
+            (f"sealing_{suite}_seal_batch_us", f"{name}: seal, batch's content key, µs", "{:.1f}"),
+            (f"sealing_{suite}_open_record_us", f"{name}: open, own encapsulation, µs", "{:.1f}"),
+            (f"sealing_{suite}_open_batch_us", f"{name}: open, batch's content key, µs", "{:.1f}"),
+            (f"sealing_{suite}_seal_submission_us", f"{name}: seal to 2 readers, µs", "{:.1f}"),
+            (f"sealing_{suite}_sealed_overhead_bytes", f"{name}: bytes added, 1 reader", "{:.0f}"),
+        ]
+    return rows
 
 
 class _Lenient(dict[str, Any]):

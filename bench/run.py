@@ -7,6 +7,8 @@ per-fetch cost grows with what it stores). The phases, in order, each on
 fresh topics:
 
 1. generate reports and sign them as the agencies would (not timed);
+   sealing: HPKE seal and open cost per suite, per record and per batch
+   (bench/sealing.py);
 2. ceiling: intake and fan-out in a tight loop, no Kafka;
 3. passthrough: raw aiokafka consume -> produce to three topics -> commit;
 4. pipeline, one ``ixb run`` process, on the backlog;
@@ -31,7 +33,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import ceiling, latency, speed, stages
+from bench import ceiling, latency, sealing, speed, stages
 from bench.config import REPO, Config
 from bench.embedded import Kafka, kafka_for
 from bench.enforcers import run_backlog
@@ -146,6 +148,7 @@ class Bench:
             self.sealed = await self.workspace.seal(reports, kafka)
             self.warm = await self.workspace.seal(warm, kafka)
         phases: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
+            "sealing": self.sealing,
             "ceiling": self.ceiling,
             "passthrough": self.passthrough,
             "pipeline1": lambda: self.pipeline(1),
@@ -158,6 +161,10 @@ class Bench:
             else:
                 self.notes.append(f"{name}: skipped (--only)")
         return self.summary()
+
+    async def sealing(self) -> None:
+        self.say("sealing: HPKE seal and open per record and per batch, both suites (one thread)")
+        self.figures.update(await asyncio.to_thread(sealing.figures))
 
     async def ceiling(self) -> None:
         """Synchronous on purpose: nothing else runs while the loop is timed."""

@@ -9,7 +9,9 @@ implementation module; docs/ARCHITECTURE.md maps the layers.
   delivery at a time with :class:`DeliveryVerifier`) and sees each field's
   :class:`FieldProvenance`; the broker's derivations are judged by the
   agreements it is party to (:class:`PartyAgreements`) or the bundle the
-  broker archived (:class:`ArchivedAgreements`).
+  broker archived (:class:`ArchivedAgreements`). Deliveries are sealed to the recipient: it
+  passes its private sealing keys, e.g. ``Keyring([DecryptionKey.from_pem(
+  key_id, pem)])``.
 - Reports are :class:`ThreatReport` values; every error is an
   :class:`IxbError`, and its subclass says what the caller does next.
 """
@@ -51,6 +53,7 @@ from broker.parties.recipient import (
     read_feed,
     verify_delivery,
 )
+from broker.trust.sealing.keys import DecryptionKey, Keyring
 from broker.wire.report import describe_validation_error
 
 __version__ = "0.2.0"
@@ -59,6 +62,7 @@ __all__ = [
     "ArchivedAgreements",
     "ConfigurationError",
     "DecodeError",
+    "DecryptionKey",
     "DeliveryVerifier",
     "DerivedField",
     "DocumentType",
@@ -68,6 +72,7 @@ __all__ = [
     "Indicator",
     "IndicatorKind",
     "IxbError",
+    "Keyring",
     "Location",
     "Marking",
     "PartyAgreements",

@@ -1,12 +1,15 @@
 """Fuzz target: hostile bytes into the report decoder and the envelope parser.
 
-Every input is tried three ways, as the broker would meet it:
+Every input is tried four ways, as the broker would meet it:
 
 1. ``SchemaCatalog.decode`` for the report schema, then validation as a report;
 2. ``open_envelope``, and the report decoder again on the payload of any
    envelope that opens (the signature is not checked: the fuzzer cannot sign);
 3. the pre-decode guard on the report body: whatever it lets through,
-   fastavro must read to the end, raising at most a ``ValueError``.
+   fastavro must read to the end, raising at most a ``ValueError``;
+4. ``read_sealed``, the first thing intake does with a record, and an open
+   with a key of the fuzzer's own (it holds the key the seeds are sealed to,
+   so a mutation may get as far as the AEAD).
 
 A :class:`~broker.errors.RejectedInput` (and, for 3, an ``AvroGuardError``)
 is an expected refusal; any other exception is a crash.
@@ -46,6 +49,10 @@ import fastavro
 from broker.domain.report import ThreatReport
 from broker.errors import RejectedInput
 from broker.trust.envelopes import Signer, open_envelope
+from broker.trust.records import KeyRecord, KeyRole
+from broker.trust.sealing.envelope import Opener, read_sealed, seal
+from broker.trust.sealing.keys import X25519, DecryptionKey, Keyring
+from broker.trust.sealing.parties import BROKER_PARTY
 from broker.trust.signatures import ED25519, SigningKey
 from broker.wire.codec import HEADER_LEN, SchemaCatalog
 from broker.wire.guard import AvroGuardError, check
@@ -53,6 +60,16 @@ from broker.wire.report import REPORT_SCHEMA, decode_report, encode_report
 
 CATALOG = SchemaCatalog.load()
 REPORT = CATALOG.schema(REPORT_SCHEMA)
+SEALED_TOPIC = "ixb.submit.NL"
+_PRIVATE = DecryptionKey.generate(X25519, prefix="broker-seal")
+_READER = KeyRecord(
+    key_id=_PRIVATE.key_id,
+    role=KeyRole.BROKER,
+    algorithm=X25519,
+    public_key=_PRIVATE.public_key_b64(),
+    not_before=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+)
+OPENER = Opener(Keyring([_PRIVATE]), BROKER_PARTY)
 
 
 def test_one_input(data: bytes) -> None:
@@ -64,6 +81,8 @@ def test_one_input(data: bytes) -> None:
         decode_report(CATALOG, envelope.payload)
     if data[:HEADER_LEN] == REPORT.header:
         _guarded_read(data[HEADER_LEN:])
+    with contextlib.suppress(RejectedInput):
+        OPENER.open(read_sealed(CATALOG, data), topic=SEALED_TOPIC)
 
 
 def _guarded_read(body: bytes) -> None:
@@ -140,7 +159,9 @@ def seed_corpus() -> list[bytes]:
         _report(summary=None, location=None, subjects=(), vehicles=(), indicators=()),
     )
     signer = Signer("NL-fuzz-1", SigningKey.generate(ED25519, prefix="NL"), CATALOG)
-    return [full, minimal, signer.seal(full), signer.seal(minimal)]
+    signed = [signer.seal(full), signer.seal(minimal)]
+    sealed = [seal(CATALOG, s, topic=SEALED_TOPIC, to=[_READER]) for s in signed]
+    return [full, minimal, *signed, *sealed]
 
 
 # --- the fallback when atheris is not installed --------------------------------

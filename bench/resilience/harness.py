@@ -45,6 +45,7 @@ from broker.parties.derivations import PartyAgreements
 from broker.trust.envelopes import Signer
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
+from broker.trust.registry_file import RegistryFile
 from broker.wire.topics import TopicNames
 
 Say = Callable[[str], None]
@@ -175,7 +176,13 @@ class _Run:
         self.say("reading every feed and rejected topic")
         agreements = PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
         seen = await observe(
-            self.bootstrap, self.topics, self.catalog, registry, NATIONS, agreements=agreements
+            self.bootstrap,
+            self.topics,
+            self.catalog,
+            registry,
+            NATIONS,
+            agreements=agreements,
+            keys=Keystore(self.settings.keystore_dir),
         )
         verdict = judge(expectation, seen)
         events = self.fleet.log_events(LOG_EVENTS)
@@ -353,6 +360,7 @@ class _Run:
                     signer=signer,
                     producer=producer,
                     topics=self.topics,
+                    registry=RegistryFile(self.settings.registry_path).current,
                 )
             return publishers[claims, signed_by]
 

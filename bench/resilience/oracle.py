@@ -32,6 +32,7 @@ from broker.parties.recipient import FeedProblem, read_feed
 from broker.policy.bundle import load_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.trust.records import PartnerRegistry
+from broker.trust.sealing.keys import DecryptionKeys
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
 
@@ -140,6 +141,7 @@ async def observe(
     nations: Iterable[str],
     *,
     agreements: AgreementSource,
+    keys: DecryptionKeys,
     idle_timeout_s: float = 3.0,
 ) -> Observation:
     seen = Observation()
@@ -151,6 +153,7 @@ async def observe(
             catalog=catalog,
             registry=lambda: registry,
             agreements=agreements,
+            keys=keys,
             idle_timeout_s=idle_timeout_s,
             deduplicate=False,
         ):

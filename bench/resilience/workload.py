@@ -7,12 +7,14 @@ many different reasons. Every observation lies more than the longest
 embargo in policies/agreements/ in the past, so an allowed pair is delivered
 at once and never held; the oracle checks that this is so.
 
-Four kinds of submission must be refused at intake, each with its reason
-code: a signature altered in transit, a report sent on another nation's
-topic, a report signed by one agency claiming another's origin, and a
-report signed by a key the registry does not know. All are made through
-the public :class:`~broker.parties.agency.Publisher`, so they keep working when
-the wire format changes.
+Five kinds of submission must be refused at intake, each with its reason
+code: a signature altered (and the submission sealed again, as anyone may
+seal to the broker), a report sealed for another nation's topic, a sealed
+report moved onto another nation's topic, a report signed by one agency
+claiming another's origin, and a report signed by a key the registry does
+not know. All are made through the public
+:class:`~broker.parties.agency.Publisher`, so they keep working when the wire
+format changes.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Refusal(StrEnum):
 
     TAMPERED = "bad_signature"
     WRONG_TOPIC = "wrong_topic"
+    MOVED = "seal_unopenable"
     ORIGIN_MISMATCH = "origin_mismatch"
     UNKNOWN_KEY = "unknown_key"
 
@@ -152,21 +155,20 @@ def _refused(
 ) -> Submission:
     origin = report.origin
     other = rng.choice([n for n in NATIONS if n != origin])
+    key = str(report.report_id).encode()
+    own = sealer(origin, origin)
     if kind is Refusal.TAMPERED:
-        sealed = sealer(origin, origin).seal(report)
-        return Submission(_on(sealed, sealed.topic, _flip_signature(sealed.value)), report, kind)
-    if kind is Refusal.WRONG_TOPIC:
-        sealed = sealer(origin, origin).seal(report)
-        return Submission(_on(sealed, topics.submit(other)), report, kind)
+        return Submission(own.seal_signed(_flip_signature(own.sign(report)), key=key), report, kind)
+    if kind is Refusal.WRONG_TOPIC:  # signed by ``origin``, sealed for ``other``'s topic
+        return Submission(sealer(other, other).seal_signed(own.sign(report), key=key), report, kind)
+    if kind is Refusal.MOVED:  # sealed for ``origin``'s topic, sent on ``other``'s
+        sealed = own.seal(report)
+        return Submission(OutboundRecord(topics.submit(other), key, sealed.value), report, kind)
     if kind is Refusal.ORIGIN_MISMATCH:
         # ``other``'s key signs a report claiming ``origin``, sent on ``other``'s topic.
-        sealed = sealer(origin, other).seal(report)
-        return Submission(_on(sealed, topics.submit(other)), report, kind)
+        signed = sealer(origin, other).sign(report)
+        return Submission(sealer(other, other).seal_signed(signed, key=key), report, kind)
     return Submission(sealer(origin, None).seal(report), report, kind)
-
-
-def _on(record: OutboundRecord, topic: str, value: bytes | None = None) -> OutboundRecord:
-    return OutboundRecord(topic, record.key, record.value if value is None else value)
 
 
 _CATALOG: SchemaCatalog | None = None

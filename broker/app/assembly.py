@@ -41,6 +41,9 @@ from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole, PartnerRegistry
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.keys import X25519
+from broker.trust.sealing.parties import BROKER_PARTY, newest_sealing_key
 from broker.trust.signatures import SigningKey
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
@@ -94,14 +97,28 @@ def output_producer(
     )
 
 
-def provision_keys(settings: Settings, nations: list[str]) -> PartnerRegistry:
-    """Generate a broker key and one agency key per nation, and register them all."""
+def provision_keys(
+    settings: Settings, nations: list[str], *, sealing_algorithm: str = X25519
+) -> PartnerRegistry:
+    """Generate every key a federation of ``nations`` needs, and register them all.
+
+    The broker's signing and sealing keys; for each nation its agency's
+    signing and sealing keys and a sealing key of its data-protection
+    authority (which replays that nation's submissions). The sealing keys
+    use ``sealing_algorithm``.
+    """
     keystore = Keystore(settings.keystore_dir)
     registry_file = RegistryFile(settings.registry_path, keystore=keystore)
     registry = registry_file.current()
-    for role, nation in [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]:
+    parties = [(KeyRole.BROKER, None), *((KeyRole.AGENCY, n) for n in nations)]
+    for role, nation in parties:
         record, _ = keystore.generate(role=role, nation=nation)
         registry = registry.with_key(record)
+    for role, nation in [*parties, *((KeyRole.AUDITOR, n) for n in nations)]:
+        sealing, _ = keystore.generate_sealing(
+            role=role, nation=nation, algorithm=sealing_algorithm
+        )
+        registry = registry.with_key(sealing)
     registry_file.save(registry)
     return registry
 
@@ -171,6 +188,7 @@ class Stages:
     intake: Intake
     fanout: FanOut
     attester: BatchAttester
+    opener: Opener  # the broker's: submissions and held deliveries are sealed to it
 
     def processor(
         self, *, clock: Clock = utc_now, stats: EnforcerStats | None = None
@@ -194,21 +212,37 @@ def build_stages(settings: Settings) -> Stages:
     catalog = load_catalog(settings)
     topics = TopicNames(settings.topic_namespace)
     layout = ReportLayout.from_catalog(catalog)
+    keystore = Keystore(settings.keystore_dir)
+    opener = Opener(keystore, BROKER_PARTY)
+    registry = RegistryFile(settings.registry_path)
+    _require_broker_sealing_key(registry.current(), keystore)
     return Stages(
         catalog=catalog,
         topics=topics,
         policy=policy_source(settings, catalog),
-        registry=RegistryFile(settings.registry_path),
+        registry=registry,
         intake=Intake(
             catalog,
             topics,
             max_clock_skew=dt.timedelta(seconds=settings.max_clock_skew_s),
             replay=ReplayGuard(dt.timedelta(seconds=settings.max_report_age_s)),
+            openers=lambda _origin: opener,  # the broker opens every origin's submissions
             layout=layout,
         ),
         fanout=FanOut(catalog, topics, PseudonymSecrets(settings.pseudonym_secrets_dir), layout),
         attester=attester_for(settings, catalog),
+        opener=opener,
     )
+
+
+def _require_broker_sealing_key(registry: PartnerRegistry, keystore: Keystore) -> None:
+    """Refuse to start an enforcer that could not open what agencies seal to it now."""
+    key = newest_sealing_key(registry, role=KeyRole.BROKER, nation=None, at=dt.datetime.now(dt.UTC))
+    if keystore.decryption_key(key.key_id) is None:
+        raise ConfigurationError(
+            f"the broker's newest sealing key {key.key_id} is not in {keystore.directory}: "
+            "agencies seal to it, so this enforcer could open nothing"
+        )
 
 
 def checkpoint_publisher(
@@ -253,6 +287,7 @@ async def open_publisher(
             signer=signer_for(settings, catalog, role=KeyRole.AGENCY, nation=nation),
             producer=producer,
             topics=TopicNames(settings.topic_namespace),
+            registry=RegistryFile(settings.registry_path).current,
         )
     finally:
         await producer.stop()

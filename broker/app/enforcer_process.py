@@ -109,6 +109,8 @@ async def run_enforcer(
         clock=utc_now,
         audit=AuditWriter(catalog),
         archiver=processor.archiver,  # whichever decides first under a bundle archives it
+        opener=stages.opener,
+        registry=stages.registry.current,
     )
     metrics = EnforcerMetrics(
         Watched(

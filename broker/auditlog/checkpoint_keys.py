@@ -15,7 +15,7 @@ from typing import Protocol
 
 from broker.auditlog.log_notes import LogKey
 from broker.trust.key_checks import check_key
-from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.records import KeyRecord, KeyRole, KeyUse, PartnerRegistry
 from broker.trust.signatures import ed25519_public_key, verify_signature
 
 __all__ = ["VerifySignature", "broker_note_keys", "checkpoint_verifier"]
@@ -74,5 +74,5 @@ def broker_note_keys(registry: PartnerRegistry) -> list[LogKey]:
     return [
         LogKey(k.key_id, ed25519_public_key(k))
         for k in registry.records()
-        if k.role is KeyRole.BROKER
+        if k.role is KeyRole.BROKER and k.use is KeyUse.SIGNING  # its sealing keys sign nothing
     ]

@@ -4,9 +4,10 @@ For every decision entry of the log in the window asked for, the replay
 takes the archived submission the entry names, checks that its bytes are
 the ones the entry digested, runs intake on them again as of the entry's
 ``at`` (the batch's clock: the same key validity, clock skew and freshness
-judgement; but no memory of other reports, so nothing is refused as
-replayed) against the partner registry as it was: the version the entry
-names, archived in ``ixb.registry`` (broker/auditlog/registry_archive.py),
+judgement, the key judged at the record's append time where Kafka stamped
+it, as the enforcer judged it; but no memory of other reports, so nothing
+is refused as replayed) against the partner registry as it was: the version
+the entry names, archived in ``ixb.registry`` (broker/auditlog/registry_archive.py),
 or today's for an entry that names none. It decides again for the entry's
 recipient with the archived bundle whose hash the entry records and
 ``now_s`` = ``at``. The replayed
@@ -30,11 +31,35 @@ registry_not_archived          names a registry version ``ixb.registry`` does no
                                give back, or one whose governance chain fails
 =============================  ================================================
 
+Who replays what: submissions are sealed (broker/trust/sealing/), and the
+contents a replay needs are opened with the auditor's own keys. An agency
+seals each submission to the broker and to its own nation's data-protection
+authority, so that authority, and nobody else, replays its nation's reports
+(docs/ARCHITECTURE.md, decision 7): a replayer holding NL's authority key
+replays the entries of NL's reports. The others are counted, not replayed:
+
+==============================  ==============================================
+skipped as                      the entry ...
+==============================  ==============================================
+sealed_for_another_authority    is of a report from a nation whose authority's
+                                key this replayer does not hold
+no_authority_key_then           is of a report from a nation whose authority
+                                had no key at ``at``: sealed to the broker
+                                alone, as it then had to be
+==============================  ==============================================
+
+A report the origin's authority had a key for but cannot open is a finding
+(it replays as refused, ``not_sealed_to_us``, where the broker decided): the
+broker must refuse such submissions (``not_sealed_to_auditor``).
+
 Not replayed, but counted: releases of held deliveries (decided again at
 release against the then current bundle, not re-derivable from the entry),
 and refusals whose reason depends on what else happened (``replayed_report``,
-``policy_undecided``, ``internal_error``). Refusals otherwise replay like
-decisions: intake must refuse again, with the same reason.
+``policy_undecided``, ``internal_error``) or on what only the broker could
+open (``not_sealed_to_us``: it held no key the record was sealed to;
+``not_sealed_to_auditor``: the authority's copy is missing, so it cannot
+open it either). Refusals otherwise replay like decisions: intake must
+refuse again, with the same reason.
 
 A delivered or held decision also reconstructs what its recipient received
 (broker/auditor/received.py): field paths and kinds, never values. Everything
@@ -61,7 +86,8 @@ from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.outcome import Refused
 from broker.enforcer.stages.replay_guard import Position
 from broker.errors import PolicyUndecided, RejectedInput
-from broker.trust.records import PartnerRegistry
+from broker.trust.records import KeyRole, PartnerRegistry
+from broker.trust.sealing.parties import sealing_keys
 from broker.wire.records import InboundRecord
 
 __all__ = [
@@ -75,7 +101,15 @@ __all__ = [
     "Verdict",
 ]
 
-NOT_REPLAYABLE_REFUSALS = frozenset({"replayed_report", "policy_undecided", "internal_error"})
+NOT_REPLAYABLE_REFUSALS = frozenset(
+    {
+        "replayed_report",
+        "policy_undecided",
+        "internal_error",
+        "not_sealed_to_us",
+        "not_sealed_to_auditor",
+    }
+)
 _DECISIONS = (Outcome.DELIVERED, Outcome.HELD, Outcome.WITHHELD)
 ACCEPTED = "accepted"  # a replayed refusal that intake now lets through
 _INTAKE_MEMORY = 1024  # one submission's entries are adjacent in the log
@@ -196,7 +230,15 @@ class Replayer:
     entry names no archived version of it (``registries``).
     """
 
-    __slots__ = ("_intake", "_intake_memory", "_registries", "_registry", "_shelf", "_views")
+    __slots__ = (
+        "_intake",
+        "_intake_memory",
+        "_registries",
+        "_registry",
+        "_shelf",
+        "_views",
+        "authorities",
+    )
 
     def __init__(
         self,
@@ -205,6 +247,7 @@ class Replayer:
         shelf: BundleShelf,
         views: ReceivedViews,
         *,
+        authorities: frozenset[str],
         registries: RegistryHistory | None = None,
     ) -> None:
         if len(intake.replay):
@@ -214,6 +257,7 @@ class Replayer:
         self._registries = registries
         self._shelf = shelf
         self._views = views
+        self.authorities = authorities  # nations whose authority's keys this replayer holds
         self._intake_memory: dict[
             tuple[Position, bytes, dt.datetime, str | None], Accepted | RejectedInput
         ] = {}
@@ -221,7 +265,7 @@ class Replayer:
     def replay(
         self,
         entries: Iterable[LoggedEntry],
-        submissions: Mapping[Position, bytes | None],
+        submissions: Mapping[Position, InboundRecord],
     ) -> ReplayReport:
         """Replay every entry, in the order given; count what is skipped.
 
@@ -241,11 +285,17 @@ class Replayer:
                 and (event.reasons[0] in NOT_REPLAYABLE_REFUSALS)
             ):
                 skipped[f"refused:{event.reasons[0]}"] += 1
+            elif event.origin not in self.authorities:
+                skipped["sealed_for_another_authority"] += 1
+            elif not sealing_keys(
+                self._registry, role=KeyRole.AUDITOR, nation=event.origin, at=event.at
+            ):
+                skipped["no_authority_key_then"] += 1
             else:
                 replayed.append(self.one(logged, submissions))
         return ReplayReport(tuple(replayed), dict(skipped), self._shelf.undecodable)
 
-    def one(self, logged: LoggedEntry, submissions: Mapping[Position, bytes | None]) -> Replayed:
+    def one(self, logged: LoggedEntry, submissions: Mapping[Position, InboundRecord]) -> Replayed:
         """Replay one decision or refusal entry."""
         event = logged.entry.event
         recorded = Verdict.recorded(event)
@@ -324,7 +374,7 @@ class Replayer:
         return verdict, self._views.view(accepted.disclosures, rules)
 
     def _intake_of(
-        self, event: AuditEvent, submissions: Mapping[Position, bytes | None]
+        self, event: AuditEvent, submissions: Mapping[Position, InboundRecord]
     ) -> Accepted | RejectedInput | str:
         """Intake's result for the entry's submission as of ``at``, or a finding's reason."""
         ref = event.submission
@@ -338,13 +388,12 @@ class Replayer:
         known = self._intake_memory.get(key)
         if known is not None:
             return known
-        value = submissions[position]
-        if hashlib.sha256(value or b"").digest() != ref.sha256:
+        inbound = submissions[position]  # as read, with the time Kafka stamped it
+        if hashlib.sha256(inbound.value or b"").digest() != ref.sha256:
             return "submission_digest_mismatch"
         registry = self._registry_of(event)
         if registry is None:
             return "registry_not_archived"
-        inbound = InboundRecord(ref.topic, ref.partition, ref.offset, None, value, (), 0)
         context = BatchContext(registry, _NoDecisions(), frozenset(), event.at)
         checked = self._intake.check(inbound, context)  # as the enforcer: one record, one finding
         result = checked.error if isinstance(checked, Refused) else checked

@@ -65,8 +65,11 @@ from broker.policy.rego import RegoDecisionPoint
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole, PartnerRegistry
 from broker.trust.sd.layout import ReportLayout
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.keys import DecryptionKeys
+from broker.trust.sealing.parties import auditor_party
 from broker.wire.codec import SchemaCatalog
-from broker.wire.records import OutboundRecord
+from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.topics import TopicNames
 
 __all__ = [
@@ -229,10 +232,17 @@ def replayer_for(
     *,
     topics: TopicNames,
     window: IntakeWindow,
+    keys: DecryptionKeys,
     cached: bool = True,
     registry_archives: Sequence[bytes] = (),
 ) -> Replayer:
     """A replayer judging intake as the enforcer does and deciding with regopy in-process.
+
+    ``keys`` are the auditor's own: a submission from XX is opened with XX's
+    data-protection authority's key, which the agency sealed it to beside
+    the broker's (broker/trust/sealing/routes.py); entries of reports from
+    nations whose authority's key is not among them are counted, not
+    replayed (broker/auditor/replay.py, "Who replays what").
 
     The archived Rego and data are what decided, whichever engine evaluated
     them (regopy or an OPA server): both go through one decision contract.
@@ -246,20 +256,40 @@ def replayer_for(
         return CachedDecisionPoint(point, bundle.time_boundaries_s()) if cached else point
 
     layout = ReportLayout.from_catalog(catalog)
+    openers: dict[str, Opener] = {}
+
+    def opener_for(origin: str) -> Opener:
+        return openers.setdefault(origin, Opener(keys, auditor_party(origin)))
+
     intake = Intake(
         catalog,
         topics,
         max_clock_skew=window.max_clock_skew,
         replay=ReplayGuard(window.max_report_age),
+        openers=opener_for,
         layout=layout,
     )
     shelf = BundleShelf(archives, catalog, build)
     history = RegistryHistory(registry_archives, catalog)
-    return Replayer(intake, registry, shelf, ReceivedViews(layout), registries=history)
+    authorities = frozenset(
+        k.nation
+        for k in registry.records()
+        if k.role is KeyRole.AUDITOR
+        and k.nation is not None
+        and keys.decryption_key(k.key_id) is not None
+    )
+    return Replayer(
+        intake, registry, shelf, ReceivedViews(layout), authorities=authorities, registries=history
+    )
 
 
 async def replay_audit(
-    source: AuditSource, admit: ReplayFilter, window: IntakeWindow, *, cached: bool = True
+    source: AuditSource,
+    admit: ReplayFilter,
+    window: IntakeWindow,
+    *,
+    keys: DecryptionKeys,
+    cached: bool = True,
 ) -> ReplayReport:
     """Read the log, the bundle archives and the submissions it names; replay what ``admit`` asks.
 
@@ -284,18 +314,19 @@ async def replay_audit(
         for e in entries
         if (ref := e.entry.event.submission) is not None
     }
-    submissions: dict[Position, bytes | None] = {}
+    submissions: dict[Position, InboundRecord] = {}
     for topic in sorted({topic for topic, _, _ in wanted}):
         async for record in read_topic(bootstrap, topic, idle_timeout_s=IDLE_TIMEOUT_S):
             position = (record.topic, record.partition, record.offset)
             if position in wanted:
-                submissions[position] = record.value
+                submissions[position] = record
     replayer = replayer_for(
         catalog,
         source.registry,
         archives,
         topics=topics,
         window=window,
+        keys=keys,
         cached=cached,
         registry_archives=registry_archives,
     )

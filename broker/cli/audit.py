@@ -11,7 +11,10 @@ entry; ``export`` writes JSON Lines and a self-contained HTML report.
 ``check-receipt`` verifies one offline, from the receipt and the key
 registry alone; ``replay`` re-runs the logged decisions
 with the archived bundles (``ixb.bundles``) and submissions, and names every
-one that comes out otherwise (broker/auditor/replay.py).
+one that comes out otherwise (broker/auditor/replay.py). Submissions are
+sealed: ``replay`` opens them with the data-protection authority keys this
+home holds, so a nation's authority replays that nation's reports and
+counts the others as not its own ("Who replays what").
 
 The work is the auditor's library (broker/auditor/use_cases.py); this module
 builds its arguments from the settings (broker/app/auditing.py), parses the
@@ -377,7 +380,8 @@ def audit_replay(
     try:
         settings = Settings()
         source, window = audit_source(settings), intake_window(settings)
-        report = asyncio.run(replay_audit(source, admit, window, cached=not uncached))
+        keys = Keystore(settings.keystore_dir)  # this auditor's own sealing keys
+        report = asyncio.run(replay_audit(source, admit, window, keys=keys, cached=not uncached))
     except IxbError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from exc

@@ -1,4 +1,10 @@
-"""``ixb keys``: agency, broker and governance keys, and the signed partner registry.
+"""``ixb keys``: agency, broker, auditor and governance keys, and the signed partner registry.
+
+Every party may hold signing keys and sealing keys (``--sealing``: HPKE
+recipient keys, X25519 or the ML-KEM-768 + X25519 hybrid, chosen per key
+with ``--algorithm``): an agency's sealing key opens its nation's feed, the
+broker's opens submissions, an auditor's (``--auditor XX``, XX's
+data-protection authority) opens XX's submissions for ``ixb audit replay``.
 
 Every change (generate, rotate, revoke) becomes the registry's next version,
 signed by the governance keys this home's keystore holds. When they are not
@@ -28,10 +34,12 @@ from broker.trust.records import (
     GovernanceRule,
     KeyRecord,
     KeyRole,
+    KeyUse,
     PartnerRegistry,
     RevocationReason,
 )
 from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.keys import SEAL_ALGORITHMS, X25519
 from broker.trust.signatures import ALGORITHMS, ED25519
 
 keys_app = typer.Typer(
@@ -46,7 +54,18 @@ _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 AlgorithmOption = Annotated[
-    str, typer.Option(help=f"signature algorithm: {' or '.join(ALGORITHMS)}")
+    str | None,
+    typer.Option(
+        help=f"signing: {' or '.join(ALGORITHMS)} (default {ED25519}); "
+        f"sealing: {' or '.join(SEAL_ALGORITHMS)} (default {X25519})"
+    ),
+]
+SealingOption = Annotated[
+    bool, typer.Option("--sealing", help="a sealing (HPKE) key instead of a signing key")
+]
+AuditorOption = Annotated[
+    str | None,
+    typer.Option("--auditor", help="a sealing key of this nation's data-protection authority"),
 ]
 
 
@@ -78,16 +97,37 @@ def _commit(registry_file: RegistryFile, registry: PartnerRegistry) -> bool:
     return True
 
 
-def _role(nation: str | None, broker_key: bool, governance: bool, witness: bool = False) -> KeyRole:
+def _role(
+    nation: str | None,
+    broker_key: bool,
+    governance: bool,
+    auditor: str | None = None,
+    witness: bool = False,
+) -> tuple[KeyRole, str | None]:
     if witness:
-        if nation is None or broker_key or governance:
+        if nation is None or broker_key or governance or auditor is not None:
             raise typer.BadParameter("--witness goes with --nation XX, and alone")
-        return KeyRole.WITNESS
-    if sum((nation is not None, broker_key, governance)) != 1:
-        raise typer.BadParameter("give exactly one of --nation XX, --broker or --governance")
+        return KeyRole.WITNESS, nation
+    if sum((nation is not None, broker_key, governance, auditor is not None)) != 1:
+        raise typer.BadParameter(
+            "give exactly one of --nation XX, --broker, --governance or --auditor XX"
+        )
     if governance:
-        return KeyRole.GOVERNANCE
-    return KeyRole.BROKER if broker_key else KeyRole.AGENCY
+        return KeyRole.GOVERNANCE, None
+    if auditor is not None:
+        return KeyRole.AUDITOR, auditor
+    return (KeyRole.BROKER, None) if broker_key else (KeyRole.AGENCY, nation)
+
+
+def _use(role: KeyRole, sealing: bool, algorithm: str | None) -> KeyUse:
+    """What the key does: ``--sealing`` (implied for auditors), else what ``--algorithm`` names."""
+    if sealing or role is KeyRole.AUDITOR or (algorithm in SEAL_ALGORITHMS):
+        use = KeyUse.SEALING
+    else:
+        use = KeyUse.SIGNING
+    if algorithm is not None and (algorithm in SEAL_ALGORITHMS) != (use is KeyUse.SEALING):
+        raise typer.BadParameter(f"{algorithm} is not a {use.value} algorithm")
+    return use
 
 
 def _duration(text: str) -> dt.timedelta:
@@ -113,7 +153,7 @@ def _instant(text: str | None) -> dt.datetime:
 def keys_generate(
     *,
     nation: Annotated[str | None, typer.Option(help="agency key for this nation")] = None,
-    broker_key: Annotated[bool, typer.Option("--broker", help="the broker's signing key")] = False,
+    broker_key: Annotated[bool, typer.Option("--broker", help="the broker's key")] = False,
     governance: Annotated[
         bool, typer.Option("--governance", help="a key that signs the registry")
     ] = False,
@@ -123,14 +163,17 @@ def keys_generate(
             "--witness", help="with --nation: the nation's witness key (cosigns checkpoints)"
         ),
     ] = False,
-    algorithm: AlgorithmOption = ED25519,
+    auditor: AuditorOption = None,
+    sealing: SealingOption = False,
+    algorithm: AlgorithmOption = None,
     threshold: Annotated[
         int | None,
         typer.Option(min=1, help="with --governance: signatures the registry needs from now on"),
     ] = None,
 ) -> None:
     """Create a key pair, keep the private key, register the public key."""
-    role = _role(nation, broker_key, governance, witness)
+    role, nation = _role(nation, broker_key, governance, auditor, witness)
+    use = _use(role, sealing, algorithm)
     if threshold is not None and role is not KeyRole.GOVERNANCE:
         raise typer.BadParameter("--threshold goes with --governance")
     registry_file, keystore = _open()
@@ -143,7 +186,13 @@ def keys_generate(
                 raise ConfigurationError(
                     f"governance threshold {threshold}: more than the {members} governance keys"
                 )
-        record, _ = keystore.generate(role=role, nation=nation, algorithm=algorithm)
+        record: KeyRecord
+        if use is KeyUse.SEALING:
+            record, _ = keystore.generate_sealing(
+                role=role, nation=nation, algorithm=algorithm or X25519
+            )
+        else:
+            record, _ = keystore.generate(role=role, nation=nation, algorithm=algorithm or ED25519)
         registry = registry.with_key(record)
         if role is KeyRole.GOVERNANCE:
             registry = registry.with_governance(_governed_also_by(registry, record, threshold))
@@ -152,8 +201,8 @@ def keys_generate(
         raise _fail(exc) from exc
     if installed:
         out.print(
-            f"generated {record.role.value} key [bold]{record.key_id}[/bold] ({record.algorithm}); "
-            f"registered in {registry_file.path}"
+            f"generated {record.role.value} {use.value} key [bold]{record.key_id}[/bold] "
+            f"({record.algorithm}); registered in {registry_file.path}"
         )
 
 
@@ -171,8 +220,11 @@ def _governed_also_by(
 
 @keys_app.command("rotate")
 def keys_rotate(
+    *,
     nation: Annotated[str | None, typer.Option(help="rotate this nation's agency key")] = None,
     broker_key: Annotated[bool, typer.Option("--broker", help="rotate the broker's key")] = False,
+    auditor: AuditorOption = None,
+    sealing: SealingOption = False,
     overlap: Annotated[
         str, typer.Option(help="how long the old key keeps verifying, e.g. 24h")
     ] = "24h",
@@ -181,20 +233,27 @@ def keys_rotate(
     ] = None,
 ) -> None:
     """Generate a new key; the current one stays valid for the overlap, then expires."""
-    role = _role(nation, broker_key, governance=False)
+    role, nation = _role(nation, broker_key, False, auditor)
+    use = _use(role, sealing, algorithm)
     window = _duration(overlap)
     registry_file, keystore = _open()
     try:
         registry, record = keystore.rotate(
-            registry_file.current(), role=role, nation=nation, overlap=window, algorithm=algorithm
+            registry_file.current(),
+            role=role,
+            nation=nation,
+            overlap=window,
+            algorithm=algorithm,
+            use=use,
         )
         installed = _commit(registry_file, registry)
     except IxbError as exc:
         raise _fail(exc) from exc
     if installed:
+        verb = "verifies" if use is KeyUse.SIGNING else "may be sealed to"
         out.print(
-            f"rotated to {record.role.value} key [bold]{record.key_id}[/bold]; "
-            f"the previous key verifies for another {overlap}"
+            f"rotated to {record.role.value} {use.value} key [bold]{record.key_id}[/bold]; "
+            f"the previous key {verb} for another {overlap}"
         )
 
 
@@ -204,13 +263,17 @@ def keys_revoke(
     at: Annotated[
         str | None,
         typer.Option(
-            help="effective time, ISO-8601 with zone (default now); "
-            "what the key signed before it stays valid"
+            help="effective time, ISO-8601 with zone (default now); what reached the "
+            "broker before it stays valid, nothing it signed reaching the broker later is"
         ),
     ] = None,
     reason: Annotated[RevocationReason | None, typer.Option(help="why")] = None,
 ) -> None:
-    """Revoke a key from a time on; signatures made before it keep verifying."""
+    """Revoke a key from a time on: what it signed that reaches Kafka from then on is refused.
+
+    Judged at the time Kafka appended the record, not at the issued-at the
+    signer claims; what reached Kafka before keeps verifying.
+    """
     effective = _instant(at)
     registry_file, _ = _open()
     try:

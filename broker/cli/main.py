@@ -58,6 +58,7 @@ from broker.policy.lint import Finding, Severity, lint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import request_reload
 from broker.trust.identities import Identity, Role
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.report import describe_validation_error
 from broker.wire.topics import TopicNames
@@ -436,6 +437,7 @@ def subscribe(  # noqa: PLR0917 - typer maps each option to a parameter
             catalog=load_catalog(settings),
             registry=registry.current,
             agreements=None if agreements is None else PartyAgreements.from_directory(agreements),
+            keys=Keystore(settings.keystore_dir),  # NATION's sealing keys open its feed
             idle_timeout_s=idle_timeout,
             follow=follow,
         ):

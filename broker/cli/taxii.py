@@ -30,6 +30,7 @@ from broker.app.assembly import load_catalog, resolve_bootstrap
 from broker.app.settings import Settings
 from broker.errors import ConfigurationError, IxbError
 from broker.parties.recipient import read_feed
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.topics import TopicNames
 from connectors.taxii.auth import UserFile, add_user
@@ -162,6 +163,7 @@ async def _follow(
     """Read ``nation``'s feed until ``halt``; the store skips what it already holds."""
     catalog = load_catalog(settings)
     registry = RegistryFile(settings.registry_path)
+    keys = Keystore(settings.keystore_dir)
     while not halt.is_set():
         feed = read_feed(
             bootstrap=bootstrap,
@@ -169,6 +171,7 @@ async def _follow(
             nation=nation,
             catalog=catalog,
             registry=registry.current,
+            keys=keys,  # the served nations' sealing keys open their feeds
             idle_timeout_s=options.feed_idle_timeout_s,
             follow=True,
             stop=halt,

@@ -7,7 +7,8 @@ decision-log entries, or one rejection. The stages say what they made of a
 submission as a value (broker/enforcer/stages/outcome.py): accepted and
 routed, refused (an unexpected exception inside one submission becomes its
 rejection, never the end of the loop), or undecided. Then one signature
-attests all the batch's statements. A submission the policy could not
+attests all the batch's statements, and each is sealed to its recipient
+(broker/enforcer/stages/sealing.py). A submission the policy could not
 decide is not refused (docs/ARCHITECTURE.md, decision 2): its partition
 stops there, and neither it nor a later record of that partition is
 processed in this batch, so no output, ledger line, replay memory or audit
@@ -39,6 +40,7 @@ from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.outcome import Refused, Undecided
 from broker.enforcer.stages.rejections import rejection, undecodable_rejection
 from broker.enforcer.stages.replay_guard import ledger_record
+from broker.enforcer.stages.sealing import BatchSeals
 from broker.errors import RejectedInput
 from broker.policy.source import PolicySource
 from broker.trust.attestation import BatchAttester
@@ -118,6 +120,7 @@ class BatchProcessor:
         self._attester = attester
         self._registry = registry
         self.audit = AuditWriter(catalog)  # this process's chain in the decision log
+        self._unstamped: set[str] = set()  # submit topics seen without Kafka's append time
         # Shared with the embargo releaser, which may be the first to decide under a bundle.
         self.archiver = archiver or BundleArchiver(topics.bundles)
         self._registry_archive = RegistryArchiveWriter(catalog, topics.registry)
@@ -158,6 +161,13 @@ class BatchProcessor:
             self.stats.rejected[inbound.reason] += 1
             return [undecodable_rejection(self.catalog, self.topics, inbound, context.now)]
         bound = log.bind(topic=inbound.topic, partition=inbound.partition, offset=inbound.offset)
+        if not inbound.log_append_time and inbound.topic not in self._unstamped:
+            self._unstamped.add(inbound.topic)  # said once per topic and process
+            bound.warning(
+                "submit_topic_not_stamped_by_kafka",
+                hint="set message.timestamp.type=LogAppendTime on it; until then keys are "
+                "judged at the enforcer's clock when it reads a record, which is stricter",
+            )
         checked = self.intake.check(inbound, context)
         outcome = self._fanout.route(checked, context) if isinstance(checked, Accepted) else checked
         if isinstance(outcome, Undecided):
@@ -186,11 +196,15 @@ class BatchProcessor:
             inbound, context=context, accepted=checked, routed=outcome, pending=pending, bound=bound
         )
 
-    def attested(self, pending: list[Pending]) -> list[OutboundRecord]:
-        """One signature over the batch's statements; each record carries its own proof."""
-        sealed = self._attester.attest([p.statement for p in pending])
-        held_topic = self.topics.held
-        return [p.record(self.catalog, s, held_topic) for p, s in zip(pending, sealed, strict=True)]
+    def attested(self, pending: list[Pending], context: BatchContext) -> list[OutboundRecord]:
+        """One signature over the batch's statements, then each sealed for where it goes.
+
+        Each record carries its own proof and its own sealed content key; the
+        batch shares one content key per recipient (broker/enforcer/stages/sealing.py).
+        """
+        attested = self._attester.attest([p.statement for p in pending])
+        seals = BatchSeals(context.registry, held_topic=self.topics.held, at=context.now)
+        return [p.record(self.catalog, a, seals) for p, a in zip(pending, attested, strict=True)]
 
     def _routed(
         self,
@@ -303,5 +317,5 @@ class BatchRun:
 
     def close(self) -> Processed:
         """The batch's outputs, its statements attested with one signature."""
-        self._outputs.extend(self._processor.attested(self._pending))
+        self._outputs.extend(self._processor.attested(self._pending, self._context))
         return Processed(tuple(self._archives), tuple(self._outputs), self._stalled)

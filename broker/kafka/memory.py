@@ -68,6 +68,7 @@ class MemoryCluster:
             record.value,
             record.headers,
             int(self._clock() * 1000),
+            log_append_time=True,  # the cluster's own clock, as LogAppendTime stamps it
         )
         log[partition].append(stored)
         return stored

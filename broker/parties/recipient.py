@@ -1,14 +1,18 @@
-"""What a recipient uses: verify a delivery, see each field's provenance, read a feed.
+"""What a recipient uses: open and verify a delivery, see each field's provenance, read a feed.
 
 A delivery is trusted only after all of this holds (:func:`verify_delivery`):
 
+0. it opens (broker/trust/sealing/envelope.py) with one of this recipient's
+   own sealing keys, for its own delivery topic: a delivery sealed to
+   another nation, or moved here from another topic, does not;
 1. the broker's batch attestation verifies: the statement's inclusion proof
    leads to a root signed by a broker key in the partner registry;
 2. the statement is addressed to this recipient;
 3. the originator's own envelope inside it verifies, by an agency key of the
-   statement's origin that was valid when the report was issued (the
-   originator check the intake makes, broker/trust/key_checks.py), and it is
-   the very payload the statement names (``original_sha256``);
+   statement's origin that was valid when the broker received the report
+   (``received_at``) and when it was issued (the originator check the intake
+   makes, broker/trust/key_checks.py), and it is the very payload the
+   statement names (``original_sha256``);
 4. every disclosure matches a digest the originator signed, every derived
    value lies under a field the statement says was derived and replaces a
    value the originator signed and left undisclosed, and every value missing
@@ -52,6 +56,8 @@ from broker.trust.sd.disclosure import SD_REPORT_SCHEMA, Disclosure, DisclosureE
 from broker.trust.sd.layout import ReportLayout, abstract_path
 from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.trust.sd.verify import verify_disclosures
+from broker.trust.sealing.envelope import Opener, read_sealed
+from broker.trust.sealing.keys import DecryptionKeys
 from broker.wire.codec import SchemaCatalog
 from broker.wire.report import record_to_report
 from broker.wire.topics import TopicNames
@@ -103,6 +109,9 @@ class VerifiedDelivery:
     not_before: dt.datetime | None = None  # the embargo it was held under, if any
     offset: int = -1
     provenance: Mapping[str, FieldProvenance] = field(default_factory=dict)
+    # When the broker received the report (Kafka's append time): the originator's key
+    # was judged valid then. None for a statement that does not say.
+    received_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,31 +124,52 @@ class FeedProblem:
 
 
 class DeliveryVerifier:
-    """Verifies deliveries for one recipient; built once, used for a whole feed.
+    """Opens and verifies deliveries for one recipient; built once, used for a whole feed.
 
-    Holds the report layout (costly to build) and the cache of verified
-    batch roots, so the deliveries of one batch cost one root signature.
-    ``agreements`` are those the recipient judges the broker's derivations
-    by: its own copies of the agreements it is party to, as a rule.
+    ``keys`` holds the recipient's private sealing keys (its keystore, or a
+    :class:`~broker.trust.sealing.keys.Keyring` of
+    :class:`~broker.trust.sealing.keys.DecryptionKey`); ``topics`` names
+    its delivery topic (the namespace, if any). ``agreements`` are those the
+    recipient judges the broker's derivations by: its own copies of the
+    agreements it is party to, as a rule. Holds the report layout (costly to
+    build), the cache of verified batch roots and of unsealed content keys,
+    so the deliveries of one batch cost one root signature and one HPKE open.
     """
 
-    __slots__ = ("_agreements", "_attestations", "_catalog", "_layout", "recipient")
+    __slots__ = (
+        "_agreements",
+        "_attestations",
+        "_catalog",
+        "_layout",
+        "_opener",
+        "recipient",
+        "topic",
+    )
 
     def __init__(
-        self, catalog: SchemaCatalog, recipient: str, *, agreements: AgreementSource
+        self,
+        catalog: SchemaCatalog,
+        recipient: str,
+        *,
+        agreements: AgreementSource,
+        keys: DecryptionKeys,
+        topics: TopicNames | None = None,
     ) -> None:
         self._catalog = catalog
         self._layout = ReportLayout.from_catalog(catalog)
         self._attestations = AttestationVerifier()
         self._agreements = agreements
+        self._opener = Opener(keys, recipient)
         self.recipient = recipient
+        self.topic = (topics or TopicNames()).deliver(recipient)
 
     def verify(
         self, registry: PartnerRegistry, data: bytes, *, at: dt.datetime | None = None
     ) -> VerifiedDelivery:
-        """Verify one delivery; raise RejectedInput naming the first problem."""
+        """Open and verify one delivery; raise RejectedInput naming the first problem."""
         catalog = self._catalog
-        attested = open_attested(catalog, data)
+        opened = self._opener.open(read_sealed(catalog, data), topic=self.topic)  # 0
+        attested = open_attested(catalog, opened)
         broker_key = self._attestations.verify(  # 1
             attested, registry, role=KeyRole.BROKER, at=at or dt.datetime.now(dt.UTC)
         )
@@ -198,6 +228,7 @@ class DeliveryVerifier:
             original_sha256=statement["original_sha256"],
             decided_at=statement["decided_at"],
             not_before=statement["not_before"],
+            received_at=statement["received_at"],
             provenance=_provenance(
                 disclosed.provenance, disclosed.holes, originator, agreement, derived_fields
             ),
@@ -214,7 +245,12 @@ class DeliveryVerifier:
             raise VerificationError(
                 "statement_mismatch", "statement names another original payload", stage="identity"
             )
-        check_originator(key, origin=signed["origin"], issued_at=signed["issued_at"])
+        check_originator(
+            key,
+            origin=signed["origin"],
+            issued_at=signed["issued_at"],
+            received_at=statement["received_at"],
+        )
         if (
             key.key_id != statement["originator_key_id"]
             or signed["origin"] != statement["origin"]
@@ -280,13 +316,16 @@ def verify_delivery(
     *,
     recipient: str,
     agreements: AgreementSource,
+    keys: DecryptionKeys,
+    topics: TopicNames | None = None,
     at: dt.datetime | None = None,
 ) -> VerifiedDelivery:
-    """Verify one delivery addressed to ``recipient``; raise RejectedInput otherwise.
+    """Open and verify one delivery addressed to ``recipient``; raise RejectedInput otherwise.
 
     For many deliveries, build one :class:`DeliveryVerifier` instead.
     """
-    return DeliveryVerifier(catalog, recipient, agreements=agreements).verify(registry, data, at=at)
+    verifier = DeliveryVerifier(catalog, recipient, agreements=agreements, keys=keys, topics=topics)
+    return verifier.verify(registry, data, at=at)
 
 
 async def read_feed(
@@ -296,6 +335,7 @@ async def read_feed(
     nation: str,
     catalog: SchemaCatalog,
     registry: Callable[[], PartnerRegistry],
+    keys: DecryptionKeys,
     agreements: AgreementSource | None = None,
     idle_timeout_s: float = 2.0,
     follow: bool = False,
@@ -304,12 +344,15 @@ async def read_feed(
 ) -> AsyncIterator[VerifiedDelivery | FeedProblem]:
     """Verified deliveries for ``nation`` from the start of its feed.
 
-    Deliveries are at least once; with ``deduplicate`` a repeated delivery id
-    is yielded only the first time. ``agreements`` judge the broker's
-    derivations; without them, the bundles archived on ``ixb.bundles`` do
-    (read again whenever a statement names a bundle not seen yet), which
-    holds the broker to the rules it decided by, not to the partners' own
-    copies (broker/parties/derivations.py). Setting ``stop`` ends a followed feed at
+    ``keys`` holds ``nation``'s private sealing keys: every delivery is
+    sealed to the recipient (a keystore, or a
+    :class:`~broker.trust.sealing.keys.Keyring`). Deliveries are at least
+    once; with ``deduplicate`` a repeated delivery id is yielded only the
+    first time. ``agreements`` judge the broker's derivations; without them,
+    the bundles archived on ``ixb.bundles`` do (read again whenever a
+    statement names a bundle not seen yet), which holds the broker to the
+    rules it decided by, not to the partners' own copies
+    (broker/parties/derivations.py). Setting ``stop`` ends a followed feed at
     its next poll.
     """
     seen: set[str] = set()
@@ -317,7 +360,7 @@ async def read_feed(
     if source is None:
         source = _FeedArchive(bootstrap, topics.bundles, catalog, idle_timeout_s)
         await source.refresh()
-    verifier = DeliveryVerifier(catalog, nation, agreements=source)
+    verifier = DeliveryVerifier(catalog, nation, agreements=source, keys=keys, topics=topics)
     async for record in read_topic(
         bootstrap, topics.deliver(nation), idle_timeout_s=idle_timeout_s, follow=follow, stop=stop
     ):

@@ -9,18 +9,18 @@ presented as another's::
 
     "ixb-envelope-v1" 0x00 key_id 0x00 payload
 
-Revocation has an effective time T: what a key signed before T stays valid,
-what it signed at or after T does not. When it signed is the report's own
-issued-at, which is inside the signed payload and so known only after
-verification: ``verify_envelope`` checks the key at ``at`` (the caller's
-clock, or None to defer), and a caller that defers checks the key at the
-report's issued-at after decoding
-(:func:`broker.trust.key_checks.check_originator`). A thief holding a
-revoked key can claim an issued-at before T, so the intake believes the
-signed time only within its window: not ahead of its clock by more than the
-allowed skew, and not older than the freshness window
-(broker/enforcer/stages/replay_guard.py). A key revoked at T is of no use to
-a thief once T lies further back than that window.
+Revocation has an effective time T. When a report was signed is only its
+signer's claim (the issued-at inside the signed payload), and a thief holding
+a revoked key can claim any time before T; so a report is judged at a time
+the signer cannot choose: when it reached the broker, which Kafka stamps on
+the submission topics (``LogAppendTime``). Nothing that reached Kafka at or
+after T is accepted from a key revoked at T, whatever issued-at it claims;
+what reached it before T stays valid however late it is read.
+``verify_envelope`` checks the key at ``at`` (the caller's clock, or None to
+defer); the intake defers, and once the payload is verified and decoded
+checks the key both at the time of receipt and at the report's issued-at
+(:func:`broker.trust.key_checks.check_originator`); recipients make the same
+check at the receipt time the broker states in each delivery.
 """
 
 from __future__ import annotations
@@ -97,9 +97,9 @@ def verify_envelope(
 
     ``at`` is when the signature is being relied on; a key outside its
     validity window or revoked by then is refused. ``None`` leaves the
-    validity to the caller, who judges it at a time found inside the signed
-    payload (the intake uses the report's issued-at: a key revoked at T still
-    vouches for what it signed before T).
+    validity to the caller, who judges it once it knows the times that
+    matter (the intake: when Kafka received the report, and the report's
+    issued-at; see the module docstring).
     """
     # A symbol that names no registry algorithm is passed on as it is: it matches no key.
     algorithm = _REGISTRY_ALGORITHMS.get(envelope.algorithm, envelope.algorithm)

@@ -2,7 +2,7 @@
 
 Envelopes, batch attestations, decision-log checkpoints and registry
 documents are all signed by keys the partner registry vouches for, and each
-verifier asks the registry the same four questions before it checks a
+verifier asks the registry the same five questions before it checks a
 signature (:func:`check_key`), in this order:
 
 =================  ===========================================================
@@ -10,16 +10,32 @@ reason             the key ...
 =================  ===========================================================
 unknown_key        is not in the registry
 wrong_key_role     is registered for another role (agency, broker, governance)
+wrong_key_use      is a sealing key, which signs nothing
 algorithm_mismatch is registered with another algorithm than the signature names
 key_not_valid      is not yet valid, expired or revoked at the instant asked
 =================  ===========================================================
 
 A report adds one more question, asked by the broker at intake and by every
 recipient (:func:`check_originator`): does the key that signed it speak for
-the nation the report claims as its origin, at the time the report says it
-was issued? Both checks are pure and raise
+the nation the report claims as its origin, and was it valid when the report
+reached the broker, a time the signer cannot choose, and at the time the
+report says it was issued? Both checks are pure and raise
 :class:`~broker.errors.VerificationError`; the detail names key ids and
 roles, never a claimed value.
+
+Why the time of receipt: a key revoked at T vouches for what it signed
+before T, but when it signed is only the signer's own claim. A thief with
+the key could claim an issued-at just before T for as long as the freshness
+window lets the intake believe it. The time the record was appended to its
+submission topic, which Kafka stamps (``LogAppendTime``, broker/wire/topics.py),
+is no claim of the signer's: nothing that reached Kafka at or after T is
+accepted from a key revoked at T. Where Kafka did not stamp the record (a
+topic made otherwise, a broker that ignores the setting) the intake uses its
+own clock when it reads the record, which is later still, so stricter. The
+broker puts the time it judged by in every delivery statement
+(``received_at``), and recipients judge at it too: a revocation published
+later with an earlier effective time makes them refuse what the broker
+received from then on.
 """
 
 from __future__ import annotations
@@ -27,7 +43,7 @@ from __future__ import annotations
 import datetime as dt
 
 from broker.errors import VerificationError
-from broker.trust.records import KeyRecord, KeyRole, PartnerRegistry
+from broker.trust.records import KeyRecord, KeyRole, KeyUse, PartnerRegistry
 
 
 def check_key(
@@ -53,6 +69,8 @@ def check_key(
         raise VerificationError(
             "wrong_key_role", f"key {key.key_id} is a {key.role.value} key, not {role.value}"
         )
+    if key.use is not KeyUse.SIGNING:
+        raise VerificationError("wrong_key_use", f"key {key.key_id} is a sealing key")
     if algorithm is not None and algorithm != key.algorithm:
         raise VerificationError("algorithm_mismatch", f"key {key.key_id} is {key.algorithm}")
     if at is not None and not key.valid_at(at):
@@ -63,14 +81,17 @@ def check_key(
     return key
 
 
-def check_originator(key: KeyRecord, *, origin: str, issued_at: dt.datetime) -> None:
-    """Refuse unless ``key`` speaks for ``origin`` and was valid at ``issued_at``.
+def check_originator(
+    key: KeyRecord, *, origin: str, issued_at: dt.datetime, received_at: dt.datetime | None
+) -> None:
+    """Refuse unless ``key`` speaks for ``origin`` and was valid at receipt and at issue.
 
     ``origin`` and ``issued_at`` come from the signed header, verified but
     not yet validated, so a refusal does not repeat the claimed origin. Only
-    an agency key names a nation, so no broker or governance key passes. A
-    key revoked at T vouches for what it signed before T; how far back a
-    report may claim to be is the caller's freshness rule.
+    an agency key names a nation, so no broker or governance key passes.
+    ``received_at`` is when the report reached the broker (see the module
+    docstring); None only for a statement that does not say, which is then
+    judged at its issued-at alone.
     """
     if key.nation is None:
         raise VerificationError(
@@ -82,6 +103,12 @@ def check_originator(key: KeyRecord, *, origin: str, issued_at: dt.datetime) -> 
         raise VerificationError(
             "origin_mismatch",
             f"report claims another origin than {key.nation}, whose key signed it",
+            stage="identity",
+        )
+    if received_at is not None and not key.valid_at(received_at):
+        raise VerificationError(
+            "key_not_valid_at_receipt",
+            f"key {key.key_id} was revoked or outside its window when the broker received it",
             stage="identity",
         )
     if not key.valid_at(issued_at):

@@ -8,6 +8,7 @@ a record type.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -24,9 +25,20 @@ class InboundRecord:
     value: bytes | None
     headers: Headers
     timestamp_ms: int
+    # True when ``timestamp_ms`` is the time Kafka appended the record (the topic's
+    # message.timestamp.type=LogAppendTime), which no producer chooses; False when
+    # it is whatever the producer wrote (CreateTime).
+    log_append_time: bool = False
+
+    @property
+    def appended_at(self) -> dt.datetime | None:
+        """When Kafka appended the record, if Kafka stamped it; None otherwise."""
+        if not self.log_append_time:
+            return None
+        return dt.datetime.fromtimestamp(self.timestamp_ms / 1000, dt.UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UndecodableBatch(InboundRecord):
     """A record batch the consumer could not decode, standing in its records' place.
 

@@ -15,8 +15,12 @@
 A namespace (``IXB_TOPIC_NAMESPACE``) puts every name under a prefix, so
 several independent ixb instances (or tests) can share one Kafka cluster.
 
-Most topics are created with the admin's defaults; two kinds are not
-(:func:`shape_of`). A cluster's default retention (a week on Kafka) would
+Most topics are created with the admin's defaults; three kinds are not
+(:func:`shape_of`). The submission topics have Kafka stamp every record with
+the time it was appended (``message.timestamp.type=LogAppendTime``): a time
+the signer cannot choose, at which the intake judges whether the signing
+key was still valid (broker/trust/key_checks.py). A cluster's default
+retention (a week on Kafka) would
 quietly delete the decision log, its checkpoints and the policy archive
 that ``ixb audit verify`` and ``replay`` need, so those are kept forever.
 The intake ledger is the opposite: every enforcer reads it back whenever
@@ -108,7 +112,10 @@ class TopicShape:
 
 
 _KEPT_FOREVER = MappingProxyType({"retention.ms": "-1", "retention.bytes": "-1"})
+LOG_APPEND_TIME = MappingProxyType({"message.timestamp.type": "LogAppendTime"})
 _SHAPES = (
+    # Stamped by Kafka, not by the producer: revocation is judged at that time.
+    (re.compile(r"(?:^|\.)ixb\.submit\.[A-Z]{2}$"), TopicShape(None, LOG_APPEND_TIME)),
     # Every entry ever written: the chains and trees are checked from offset 0.
     (re.compile(r"(?:^|\.)ixb\.audit$"), TopicShape(None, _KEPT_FOREVER)),
     (re.compile(r"(?:^|\.)ixb\.audit\.checkpoints$"), TopicShape(1, _KEPT_FOREVER)),

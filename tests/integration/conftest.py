@@ -23,13 +23,14 @@ from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
 from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
 from tests.support.kafka import SESSION_TIMEOUT_MS
-from tests.support.submissions import seal_record
+from tests.support.submissions import resealed, seal_record
 
 pytestmark = pytest.mark.integration
 
@@ -75,15 +76,27 @@ class Exchange:
         key_nation: str | None = None,
         topic_nation: str | None = None,
     ) -> OutboundRecord:
-        """``report`` signed by ``key_nation``'s agency key (default: the report's origin)."""
+        """``report`` signed by ``key_nation``'s agency key (default: the report's origin).
+
+        Sealed as the agency of the topic's nation seals it (``topic_nation``,
+        default the signer's).
+        """
         nation = key_nation or report.origin
         return OutboundRecord(
             topic=self.topics.submit(topic_nation or nation),
             key=str(report.report_id).encode(),
             value=seal_record(
-                self.settings, self.catalog, report_to_record(report), key_nation=nation
+                self.settings,
+                self.catalog,
+                report_to_record(report),
+                key_nation=nation,
+                topic_nation=topic_nation,
             ),
         )
+
+    def resealed(self, record: OutboundRecord, change: Callable[[bytes], bytes]) -> OutboundRecord:
+        """``record`` with its signed submission changed by ``change`` and sealed again."""
+        return resealed(self.settings, self.catalog, record, change)
 
     async def publish(self, nation: str, records: list[OutboundRecord]) -> None:
         """Send records sealed elsewhere, as ``nation``'s adapter (which needs no key to send)."""
@@ -114,6 +127,7 @@ class Exchange:
                 nation=nation,
                 catalog=self.catalog,
                 registry=registry.current,
+                keys=Keystore(self.settings.keystore_dir),
                 idle_timeout_s=1.5,
             )
         ]

@@ -6,7 +6,6 @@ logs built in memory: tests/unit/test_audit_verify.py.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -36,7 +35,7 @@ async def test_every_outcome_is_logged_checkpointed_and_verified_a_repeat_tolera
     exchange: Exchange, tmp_path: Path
 ) -> None:
     good = exchange.seal(make_report("NL"))
-    bad = dataclasses.replace(good, value=tamper_signed_payload(exchange.catalog, good.value))
+    bad = exchange.resealed(good, lambda s: tamper_signed_payload(exchange.catalog, s))
     await exchange.publish("NL", [good, bad])
     await exchange.wait_completed(2)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ from broker.kafka.reader import read_topic
 from broker.policy.archive import decode_archive
 from broker.policy.bundle import load_bundle
 from broker.policy.source import request_reload
+from broker.trust.keystore import Keystore
+from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
@@ -65,7 +68,10 @@ async def test_a_replay_across_an_agreement_change_decides_each_side_with_its_ow
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
     report = await replay_audit(
-        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+        audit_source(settings),
+        ReplayFilter(since, until),
+        intake_window(settings),
+        keys=Keystore(settings.keystore_dir),
     )
     cli = await asyncio.to_thread(
         CliRunner().invoke,
@@ -111,9 +117,46 @@ async def test_an_entry_the_log_holds_twice_is_replayed_once_and_the_repeat_coun
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
     report = await replay_audit(
-        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+        audit_source(settings),
+        ReplayFilter(since, until),
+        intake_window(settings),
+        keys=Keystore(settings.keystore_dir),
     )
 
     assert report.ok, report.findings
     assert sorted(r.recipient or "" for r in report.replayed) == ["BE", "DE"]
     assert report.skipped.get("repeated_entry") == 1
+
+
+async def test_a_nations_authority_replays_its_own_reports_from_a_home_holding_only_its_key(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Issue 17 item 5: NL's data-protection authority replays NL's reports, and only those."""
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
+    async with enforcer(settings) as exchange:
+        await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+        await exchange.publish("BE", [exchange.seal(make_report("BE"))])
+        await exchange.wait_completed(2)
+    until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    authority = tmp_path / "nl-authority"  # what NL's authority holds: the registry and its key
+    (authority / "keys").mkdir(parents=True)
+    shutil.copy(settings.registry_path, authority / "registry.json")
+    registry = RegistryFile(settings.registry_path).document()
+    assert registry is not None  # pinned, as `ixb keys export --anchor` hands it to partners
+    (authority / "registry.json.anchor.json").write_text(registry.trust().model_dump_json())
+    [own_key] = (settings.home / "keys").glob("auditor-NL-seal-*.pem")
+    shutil.copy(own_key, authority / "keys" / own_key.name)
+
+    cli = await asyncio.to_thread(
+        CliRunner().invoke,
+        app,
+        ["audit", "replay", "--since", since.isoformat(), "--until", until.isoformat(), "--json"],
+        env={**_env(settings), "IXB_HOME": str(authority)},
+    )
+
+    assert cli.exit_code == 0, cli.output
+    document = json.loads(cli.output)
+    assert document["findings"] == 0
+    assert {e["origin"] for e in document["entries"]} == {"NL"}
+    assert document["replayed"] == 2, "NL's report, decided for BE and for DE"
+    assert document["skipped"] == {"sealed_for_another_authority": 2}, "BE's, for NL and DE"

@@ -12,26 +12,26 @@ a truncated submission. The agreements say:
   two-day embargo, so it waits on ``ixb.held`` (``canary-nl-fr``);
 * DE is refused: its agreement does not cover smuggling (``canary-nl-de``).
 
-Where a canary of the valid report may appear, and nowhere else:
+Everything is sealed (issue 17): no canary appears in the raw bytes of any
+record of any topic of the namespace, the submission topics included (found
+by listing the cluster's topics, so a new output topic is covered the day it
+appears), which is all the Kafka cluster's operator can read. Opened with
+the one key each is sealed to, and only with it:
 
-* ``ixb.deliver.BE``: exactly the values the NL-BE agreement lets through;
-* ``ixb.held``: exactly the values the NL-FR agreement lets through, inside
-  FR's delivery (the only held one; ``ixb.deliver.FR`` is empty until release);
-* ``ixb.rejected.NL``: NL's own topic. A refusal carries the original
-  submission bytes (nothing is lost, it can be re-driven), so NL's values may
-  appear there, but only inside ``original_value`` and only as bytes NL sent;
-  reason, detail, stage, key and headers carry none. (A refused embargo
-  release would carry the held delivery instead: not exercised here.)
+* ``ixb.deliver.BE``, with BE's key: exactly the values the NL-BE agreement
+  lets through; no other party's key opens it;
+* ``ixb.held``, with the broker's key: exactly the values the NL-FR
+  agreement lets through, inside FR's delivery (the only held one;
+  ``ixb.deliver.FR`` is empty until release);
+* ``ixb.rejected.NL``: a refusal carries the original submission as NL sent
+  it, sealed (nothing is lost, it can be re-driven); reason, detail, stage,
+  key and headers carry no canary.
 
-Nowhere else: not on any other topic of the namespace (found by listing the
-cluster's topics, so a new output topic is covered the day it appears:
-``ixb.accepted``, ``ixb.audit``, ``ixb.audit.checkpoints``, other nations'
-delivery and rejected topics), not in the audit export, not in any log event
-(captured for the enforcer's whole life, including shutdown), not in
-``/metrics``, not in any problem a reader reports. Exception messages reach
-the outside only as a rejection's reason and detail (``str(exc)`` is exactly
-``reason: detail``) and in logs, both searched. The submission topics are
-the inputs and are not searched.
+Nowhere else: not in the audit export, not in any log event (captured for
+the enforcer's whole life, including shutdown), not in ``/metrics``, not in
+any problem a reader reports. Exception messages reach the outside only as
+a rejection's reason and detail (``str(exc)`` is exactly ``reason:
+detail``) and in logs, both searched.
 """
 
 from __future__ import annotations
@@ -55,10 +55,16 @@ from broker.auditor.use_cases import sign_checkpoints, verify_audit
 from broker.domain.report import COUNTRY_CODE_FIELDS
 from broker.enforcer.stages.fanout import HELD_SCHEMA
 from broker.enforcer.stages.rejections import REJECTION_SCHEMA
+from broker.errors import RejectedInput
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery
 from broker.trust.keystore import Keystore
+from broker.trust.records import KeyUse
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.envelope import Opener, read_sealed
+from broker.trust.sealing.keys import DecryptionKey, Keyring
+from broker.trust.sealing.parties import BROKER_PARTY, label_of
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.report import REPORT_SCHEMA, record_to_report, report_to_record
@@ -67,7 +73,7 @@ from tests.factories import make_report
 from tests.integration.conftest import Exchange, enforcer, make_settings
 from tests.support.canaries import Canaries, abstract, string_paths
 from tests.support.probes import http_get
-from tests.support.submissions import seal_record, tamper_signed_payload
+from tests.support.submissions import resealed, seal_record, tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +157,25 @@ async def observed_enforcer(settings: Settings) -> AsyncIterator[Running]:
         yield Running(exchange, port)
 
 
+def party_keyrings(settings: Settings) -> dict[str, Keyring]:
+    """Each party's own private sealing keys, by party label (``BE``, ``broker``, ...)."""
+    keystore = Keystore(settings.keystore_dir)
+    rings: dict[str, list[DecryptionKey]] = {}
+    for key in RegistryFile(settings.registry_path).current().records():
+        private = keystore.decryption_key(key.key_id) if key.use is KeyUse.SEALING else None
+        if private is not None:
+            rings.setdefault(label_of(key), []).append(private)
+    return {party: Keyring(keys) for party, keys in rings.items()}
+
+
+def opened(
+    catalog: SchemaCatalog, record: InboundRecord, keyrings: dict[str, Keyring], party: str
+) -> bytes:
+    """The record's sealed value opened by ``party`` alone, for the topic it was read on."""
+    sealed = read_sealed(catalog, record.value or b"")
+    return Opener(keyrings[party], party).open(sealed, topic=record.topic)
+
+
 def record_bytes(record: InboundRecord) -> bytes:
     """Everything a reader of the record gets: key, value and headers."""
     headers = b"".join(name.encode() + value for name, value in record.headers)
@@ -176,7 +201,7 @@ async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
     for name, text in AGREEMENTS.items():
         (policies_dir / "agreements" / f"{name}.yaml").write_text(text)
     settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
-    provision_keys(settings, ["NL"])
+    provision_keys(settings, ["NL", "BE", "FR", "DE"])  # a recipient needs its sealing key
     topics = TopicNames(settings.topic_namespace)
     admin = TopicAdmin(kafka_bootstrap)
     await admin.start()
@@ -202,7 +227,12 @@ async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
     sealed = seal_record(settings, catalog, valid, key_nation="NL")
     submissions = [
         OutboundRecord(submit, str(valid["report_id"]).encode(), sealed),
-        OutboundRecord(submit, b"tampered", tamper_signed_payload(catalog, sealed)),
+        resealed(
+            settings,
+            catalog,
+            OutboundRecord(submit, b"tampered", sealed),
+            lambda signed: tamper_signed_payload(catalog, signed),
+        ),
         OutboundRecord(
             submit, b"invalid", seal_record(settings, catalog, invalid, key_nation="NL")
         ),
@@ -233,14 +263,24 @@ async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
         seen_anywhere.update(found)
         return found
 
-    # Recipients' topics: exactly what each agreement lets through.
+    # The raw bytes of every record of every topic, what the Kafka operator reads.
+    for topic, records in outputs.items():
+        assert [leaked(record_bytes(r)) for r in records] == [set()] * len(records), topic
+    assert seen_anywhere == set()
+
+    # Recipients' topics, opened each with the one key it is sealed to.
+    keyring = party_keyrings(settings)
     for_be = shared.tokens_at({p for p, who in SHARED_WITH.items() if "BE" in who})
     for_fr = shared.tokens_at({p for p, who in SHARED_WITH.items() if "FR" in who})
     [be_delivery] = outputs.pop(topics.deliver("BE"))
-    assert leaked(record_bytes(be_delivery)) == for_be
+    assert leaked(opened(catalog, be_delivery, keyring, "BE")) == for_be
+    for other in sorted(keyring.keys() - {"BE"}):
+        with pytest.raises(RejectedInput):
+            opened(catalog, be_delivery, keyring, other)
     [held] = outputs.pop(topics.held)
-    assert catalog.decode(held.value or b"", HELD_SCHEMA)["topic"] == topics.deliver("FR")
-    assert leaked(record_bytes(held)) == for_fr
+    held_record = catalog.decode(opened(catalog, held, keyring, BROKER_PARTY), HELD_SCHEMA)
+    assert held_record["topic"] == topics.deliver("FR")
+    assert leaked(held_record["value"]) == for_fr
     assert outputs.pop(topics.deliver("FR"), []) == []  # under embargo
     assert outputs.pop(topics.deliver("DE"), []) == []  # refused
 
@@ -253,13 +293,8 @@ async def test_no_canary_reaches_an_output_its_agreement_does_not_allow(
         assert leaked(repr(rejection)) == set(), rejection["reason"]
         assert leaked((record.key or b"") + b"".join(v for _, v in record.headers)) == set()
     assert sorted(reasons) == ["bad_signature", "invalid_report", "truncated"]
-    assert originals == {s.value for s in submissions[1:]}, "exactly the refused bytes NL sent"
-
-    # Every other topic of the namespace, apart from the inputs.
-    for topic, records in outputs.items():
-        if topics.nation_of_submit_topic(topic) is not None:
-            continue
-        assert [leaked(record_bytes(r)) for r in records] == [set()] * len(records), topic
+    assert originals == {s.value for s in submissions[1:]}, "exactly the sealed bytes NL sent"
+    assert outputs[topics.submit("NL")], "the inputs were read too"
     assert outputs[topics.accepted], "the ledger was read"
     assert outputs[topics.audit], "the decision log was read"
     assert outputs[topics.audit_checkpoints], "checkpoints were signed and read"

@@ -86,11 +86,12 @@ def cli(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Cli:
 
 @pytest.fixture
 def keyed_cli(cli: Cli) -> Cli:
-    """``cli`` after the operator generated the broker key and NL's and BE's agency keys."""
+    """``cli`` after the operator generated the broker's, NL's and BE's signing and sealing keys."""
     for who in (["--broker"], ["--nation", "NL"], ["--nation", "BE"]):
-        done = cli("keys", "generate", *who)
-        assert done.returncode == 0, done.stderr
-        assert "registered in" in done.stdout
+        for use in ([], ["--sealing"]):
+            done = cli("keys", "generate", *who, *use)
+            assert done.returncode == 0, done.stderr
+            assert "registered in" in done.stdout
     return cli
 
 
@@ -132,13 +133,15 @@ def test_keys_generated_with_the_cli_are_all_listed_in_the_registry(keyed_cli: C
 
     assert listed.returncode == 0, listed.stderr
     rows = [line.split("\t") for line in listed.stdout.splitlines() if line.strip()]
-    assert sorted((row[1], row[2], row[7]) for row in rows) == [
-        ("agency", "BE", "active"),
-        ("agency", "NL", "active"),
-        ("broker", "-", "active"),
-        ("governance", "-", "active"),  # created on first use: it signs the registry
-    ]
-    assert all(row[3] == "ed25519" for row in rows)
+    assert sorted((row[1], row[2], row[3], row[7]) for row in rows) == [
+        ("agency", "BE", "ed25519", "active"),
+        ("agency", "BE", "x25519", "active"),  # BE's sealing key: its feed is sealed to it
+        ("agency", "NL", "ed25519", "active"),
+        ("agency", "NL", "x25519", "active"),
+        ("broker", "-", "ed25519", "active"),
+        ("broker", "-", "x25519", "active"),
+        ("governance", "-", "ed25519", "active"),  # created on first use: it signs the registry
+    ]  # the defaults: ed25519 to sign, x25519 to seal
 
 
 def test_a_report_published_with_the_cli_reaches_the_partner_through_ixb_run_which_stops_on_sigterm(
@@ -306,11 +309,14 @@ def test_keys_list_as_json_gives_every_key_once(keyed_cli: Cli) -> None:
 
     assert listed.returncode == 0, listed.stderr
     documents = [json.loads(line) for line in listed.stdout.splitlines()]
-    assert sorted((d["role"], d["nation"]) for d in documents) == [
-        ("agency", "BE"),
-        ("agency", "NL"),
-        ("broker", None),
-        ("governance", None),
+    assert sorted((d["role"], d["nation"], d["algorithm"]) for d in documents) == [
+        ("agency", "BE", "ed25519"),
+        ("agency", "BE", "x25519"),
+        ("agency", "NL", "ed25519"),
+        ("agency", "NL", "x25519"),
+        ("broker", None, "ed25519"),
+        ("broker", None, "x25519"),
+        ("governance", None, "ed25519"),
     ]
 
 

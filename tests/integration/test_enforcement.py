@@ -10,13 +10,15 @@ import pytest
 from broker.errors import RejectedInput
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, verify_delivery
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.submission import SUBMISSION_SCHEMA
+from broker.trust.sealing.envelope import Opener, read_sealed
 from broker.wire.codec import MAGIC
 from broker.wire.records import OutboundRecord
 from tests.factories import make_report
 from tests.integration.conftest import Exchange
-from tests.support.submissions import tamper_disclosure, tamper_signed_payload
+from tests.support.submissions import seal_signed, tamper_disclosure, tamper_signed_payload
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +86,10 @@ async def test_a_tampered_submission_is_refused_with_its_bytes_and_the_enforcer_
     exchange: Exchange,
 ) -> None:
     good = exchange.seal(make_report("NL"))
-    value = tamper_signed_payload(exchange.catalog, exchange.seal(make_report("NL")).value)
+    forged = exchange.resealed(
+        exchange.seal(make_report("NL")), lambda s: tamper_signed_payload(exchange.catalog, s)
+    )
+    value = forged.value
     tampered = dataclasses.replace(good, value=value, key=b"tampered")
     await exchange.publish("NL", [tampered, good])
     await exchange.wait_completed(2)
@@ -102,9 +107,7 @@ async def test_a_value_altered_in_transit_is_refused_because_its_digest_is_not_s
     exchange: Exchange,
 ) -> None:
     good = exchange.seal(make_report("NL"))
-    altered = dataclasses.replace(
-        good, value=tamper_disclosure(exchange.catalog, good.value, "summary")
-    )
+    altered = exchange.resealed(good, lambda s: tamper_disclosure(exchange.catalog, s, "summary"))
     await exchange.publish("NL", [altered])
     await exchange.wait_completed(1)
 
@@ -123,6 +126,19 @@ async def test_a_report_claiming_another_origin_than_its_key_is_refused(
     [rejection] = await exchange.rejections("BE")
     assert rejection["reason"] == "origin_mismatch"
     assert _verified(await exchange.feed("NL")) == []
+
+
+async def test_a_sealed_submission_moved_to_another_nations_topic_does_not_open(
+    exchange: Exchange,
+) -> None:
+    sealed_for_nl = exchange.seal(make_report("NL"))
+    moved = dataclasses.replace(sealed_for_nl, topic=exchange.topics.submit("BE"))
+    await exchange.publish("BE", [moved])
+    await exchange.wait_completed(1)
+
+    [rejection] = await exchange.rejections("BE")
+    assert (rejection["reason"], rejection["stage"]) == ("seal_unopenable", "unseal")
+    assert rejection["original_value"] == sealed_for_nl.value, "kept sealed, as it came"
 
 
 async def test_a_submission_on_another_nations_topic_is_refused(exchange: Exchange) -> None:
@@ -146,7 +162,9 @@ async def test_an_unknown_schema_fingerprint_is_refused_even_when_correctly_sign
     submission = exchange.catalog.encode(
         SUBMISSION_SCHEMA, {"envelope": signer.seal(unknown), "disclosures": []}
     )
-    record = OutboundRecord(exchange.topics.submit("NL"), b"k", submission)
+    topic = exchange.topics.submit("NL")
+    sealed = seal_signed(exchange.settings, exchange.catalog, submission, topic=topic)
+    record = OutboundRecord(topic, b"k", sealed)
     garbage = OutboundRecord(exchange.topics.submit("NL"), b"g", b"not avro at all")
     await exchange.publish("NL", [record, garbage])
     await exchange.wait_completed(2)
@@ -168,19 +186,55 @@ async def test_a_delivery_altered_after_the_broker_signed_it_does_not_verify(
     ]
     assert raw.value is not None
     registry = RegistryFile(exchange.settings.registry_path).current()
+    keys = Keystore(exchange.settings.keystore_dir)  # every nation's, as one test home holds them
 
     agreements = exchange.agreements
-    verify_delivery(exchange.catalog, registry, raw.value, recipient="BE", agreements=agreements)
-    with pytest.raises(RejectedInput):
+
+    def verify(data: bytes, recipient: str) -> None:
         verify_delivery(
-            exchange.catalog, registry, raw.value, recipient="DE", agreements=agreements
+            exchange.catalog,
+            registry,
+            data,
+            recipient=recipient,
+            agreements=agreements,
+            keys=keys,
+            topics=exchange.topics,
         )
+
+    verify(raw.value, "BE")
+    with pytest.raises(RejectedInput):
+        verify(raw.value, "DE")
     altered = bytearray(raw.value)
     altered[len(altered) // 2] ^= 0x01
     with pytest.raises(RejectedInput):
-        verify_delivery(
-            exchange.catalog, registry, bytes(altered), recipient="BE", agreements=agreements
+        verify(bytes(altered), "BE")
+
+
+async def test_a_delivery_moved_to_another_nations_topic_does_not_open_there(
+    exchange: Exchange,
+) -> None:
+    await exchange.publish("NL", [exchange.seal(make_report("NL"))])
+    await exchange.wait_completed(1)
+    [raw] = [
+        r
+        async for r in read_topic(
+            exchange.bootstrap, exchange.topics.deliver("BE"), idle_timeout_s=1.5
         )
+    ]
+    assert raw.value is not None
+    moved = OutboundRecord(exchange.topics.deliver("DE"), raw.key, raw.value, raw.headers)
+    await exchange.publish("DE", [moved])  # as an operator with write access might
+
+    [problem] = await exchange.feed("DE")  # DE's reader, holding (in this home) every key
+    assert isinstance(problem, FeedProblem)
+    assert problem.reason == "seal_unopenable"
+    # Not even BE's own key opens it there: the topic is bound into the seal.
+    keys = Keystore(exchange.settings.keystore_dir)
+    be_on_de = Opener(keys, "BE")
+    with pytest.raises(RejectedInput) as caught:
+        be_on_de.open(read_sealed(exchange.catalog, raw.value), topic=moved.topic)
+    assert caught.value.reason == "seal_unopenable"
+    assert len(_verified(await exchange.feed("BE"))) == 1, "where it belongs, it opens"
 
 
 async def test_a_resubmitted_report_is_refused_as_a_replay_and_delivered_once(

@@ -80,7 +80,9 @@ async def test_the_enforcer_logs_decisions_and_refusals_without_any_payload_valu
     canaries = Canaries()
     shared = canaries.report("NL")  # BE gets it (redacted), DE has no agreement
     kept = canaries.report("NL", report_type="terrorism")  # not covered for BE either
-    tampered = tamper_signed_payload(exchange.catalog, exchange.seal(canaries.report("NL")).value)
+    tampered = exchange.resealed(
+        exchange.seal(canaries.report("NL")), lambda s: tamper_signed_payload(exchange.catalog, s)
+    ).value
     invalid = report_to_record(canaries.report("NL"))
     invalid["information_credibility"] = 9  # the schema's int, the domain's 1..4
     invalid["location"]["country"] = canaries("country-")  # fails the pattern: a canary

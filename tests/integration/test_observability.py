@@ -140,9 +140,7 @@ async def test_metrics_count_a_delivered_a_withheld_and_a_rejected_report(
     shared = make_report("NL")  # BE gets it; DE has no agreement
     kept = make_report("NL", report_type="terrorism")  # the agreement does not cover it
     forged = exchange.seal(make_report("NL"))
-    tampered = dataclasses.replace(
-        forged, value=tamper_signed_payload(exchange.catalog, forged.value)
-    )
+    tampered = exchange.resealed(forged, lambda s: tamper_signed_payload(exchange.catalog, s))
     records = [exchange.seal(shared), exchange.seal(kept), tampered]
     await exchange.publish("NL", records)
     await exchange.wait_completed(len(records))

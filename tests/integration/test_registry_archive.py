@@ -21,7 +21,7 @@ from broker.auditor.replay import ReplayFilter
 from broker.auditor.use_cases import replay_audit
 from broker.kafka.reader import read_topic
 from broker.trust.keystore import Keystore
-from broker.trust.records import KeyRole, RevocationReason
+from broker.trust.records import KeyRole, KeyUse, RevocationReason
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from tests.factories import make_report
@@ -51,14 +51,21 @@ async def test_decisions_made_before_a_backdated_revocation_replay_as_decided(
     used = file.document()
     assert used is not None
     registry = file.current()
-    [nl] = [k for k in registry.records() if k.role is KeyRole.AGENCY and k.nation == "NL"]
+    [nl] = [
+        k
+        for k in registry.records()
+        if k.role is KeyRole.AGENCY and k.nation == "NL" and k.use is KeyUse.SIGNING
+    ]
     file.save(
         registry.revoking(nl.key_id, since - dt.timedelta(hours=1), RevocationReason.KEY_COMPROMISE)
     )
     until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
 
     report = await replay_audit(
-        audit_source(settings), ReplayFilter(since, until), intake_window(settings)
+        audit_source(settings),
+        ReplayFilter(since, until),
+        intake_window(settings),
+        keys=Keystore(settings.keystore_dir),  # NL's authority's among them
     )
 
     archived = [

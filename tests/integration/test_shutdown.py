@@ -29,6 +29,7 @@ from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
 from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import VerifiedDelivery, read_feed
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from broker.wire.topics import TopicNames
@@ -145,6 +146,7 @@ async def test_sigterm_mid_stream_exits_0_in_bounded_time_having_committed_just_
             catalog=SchemaCatalog.load(),
             registry=registry.current,
             agreements=PartyAgreements.from_directory(settings.policies_dir / "agreements"),
+            keys=Keystore(settings.keystore_dir),
             idle_timeout_s=2,
             deduplicate=False,
         )

@@ -64,7 +64,8 @@ def test_on_tansu_a_report_published_with_the_cli_reaches_the_partner_through_ix
             time.sleep(0.1)
         assert settings.embedded_engine_file.read_text().strip() == "tansu"
         for who in (["--broker"], ["--nation", "NL"], ["--nation", "BE"]):
-            assert cli("keys", "generate", *who).returncode == 0
+            for use in ([], ["--sealing"]):
+                assert cli("keys", "generate", *who, *use).returncode == 0
         path, report_id = _report_file(tmp_path, "NL")
         published = cli("publish", "--as", "NL", str(path))
         assert published.returncode == 0, published.stderr

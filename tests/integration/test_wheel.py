@@ -90,6 +90,9 @@ def test_an_installed_wheel_runs_the_demo_without_the_checkout(
     assert totals is not None, done.stdout[-3000:]
     assert int(totals[1]) > 0
     assert int(totals[2]) > 0
-    # The demo's two tampered submissions are refused with their reasons.
+    # The demo's two tampered submissions are refused with their reasons: signed by
+    # a neighbour's key, and altered in transit (sealed, so it no longer opens).
     assert "origin_mismatch" in done.stdout
-    assert "disclosure_not_signed" in done.stdout
+    assert "seal_unopenable" in done.stdout
+    # The operator's dump holds no published title; the moved delivery opens nowhere.
+    assert re.search(r"published titles: 0 found", done.stdout), done.stdout[-3000:]

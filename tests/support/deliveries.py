@@ -4,6 +4,9 @@ The enforcer's own stages (intake, fan-out with its field rules, batch
 attestation) turn a report into a delivery under a test agreement that
 withholds, pseudonymises and generalises; the recipient library verifies it.
 What a connector maps is therefore exactly what a recipient would hold.
+Submissions are sealed to the broker as an agency seals them, and each
+delivery to its recipient as the enforcer seals it, so the recipient opens
+it with its own sealing key.
 """
 
 from __future__ import annotations
@@ -21,11 +24,15 @@ from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import DeliveryVerifier, VerifiedDelivery
+from broker.trust.keystore import Keystore
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.parties import BROKER_PARTY
+from broker.trust.sealing.routes import delivery_content_key, sealed_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
@@ -95,23 +102,29 @@ class DeliveryFactory:
             catalog, self.topics, PseudonymSecrets(self.settings.pseudonym_secrets_dir)
         )
         self.attester = attester_for(self.settings, catalog)
+        self.keys = Keystore(self.settings.keystore_dir)  # every party's, in this test home
+        broker = Opener(self.keys, BROKER_PARTY)
         self.intake = Intake(
             catalog,
             self.topics,
             max_clock_skew=dt.timedelta(minutes=5),
             replay=ReplayGuard(dt.timedelta(hours=1)),
+            openers=lambda _origin: broker,
         )
         self._offset = 0
 
     def attested(self, report: ThreatReport) -> dict[str, bytes]:
-        """The attested delivery bytes for every recipient the agreements allow."""
+        """The attested delivery bytes for every recipient the agreements allow, not sealed."""
         signer = signer_for(self.settings, self.catalog, role=KeyRole.AGENCY, nation=report.origin)
-        value = seal_submission(self.catalog, self.layout, signer, report_to_record(report))
-        self._offset += 1
-        inbound = InboundRecord(
-            self.topics.submit(report.origin), 0, self._offset, b"k", value, (), 0
+        signed = seal_submission(self.catalog, self.layout, signer, report_to_record(report))
+        topic = self.topics.submit(report.origin)
+        now = dt.datetime.now(dt.UTC)
+        value = sealed_submission(
+            self.catalog, self.registry.current(), signed, topic=topic, origin=report.origin, at=now
         )
-        context = batch_context(self.registry, self.policy, dt.datetime.now(dt.UTC))
+        self._offset += 1
+        inbound = InboundRecord(topic, 0, self._offset, b"k", value, (), 0)
+        context = batch_context(self.registry, self.policy, now)
         accepted = self.intake.check(inbound, context)
         assert isinstance(accepted, Accepted), accepted
         routed = self.fanout.route(accepted, context)
@@ -121,7 +134,14 @@ class DeliveryFactory:
 
     def deliver(self, report: ThreatReport, recipient: str) -> VerifiedDelivery:
         """``report`` as ``recipient`` holds it once verified."""
-        data = self.attested(report)[recipient]
+        attested = self.attested(report)[recipient]
+        topic = self.topics.deliver(recipient)
+        content = delivery_content_key(
+            self.registry.current(), topic=topic, recipient=recipient, at=dt.datetime.now(dt.UTC)
+        )
+        data = content.seal(self.catalog, attested)  # as the enforcer seals it
         agreements = PartyAgreements.from_directory(self.settings.policies_dir / "agreements")
-        verifier = DeliveryVerifier(self.catalog, recipient, agreements=agreements)
+        verifier = DeliveryVerifier(
+            self.catalog, recipient, agreements=agreements, keys=self.keys, topics=self.topics
+        )
         return verifier.verify(self.registry.current(), data)

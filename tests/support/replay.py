@@ -24,7 +24,9 @@ from broker.auditor.use_cases import replayer_for
 from broker.domain.report import ThreatReport
 from broker.enforcer.processor import Processed
 from broker.enforcer.stages.replay_guard import Position
+from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.keys import DecryptionKeys
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
@@ -70,7 +72,7 @@ class Recorder:
         self.entries: list[LoggedEntry] = []
         self.archives: list[bytes] = []  # of policy bundles (ixb.bundles)
         self.registry_archives: list[bytes] = []  # of registry versions (ixb.registry)
-        self.submissions: dict[Position, bytes | None] = {}
+        self.submissions: dict[Position, InboundRecord] = {}
         self._offsets: dict[str, int] = {}
 
     def seal(self, report: ThreatReport) -> bytes:
@@ -85,8 +87,9 @@ class Recorder:
             topic = self.topics.submit(nation)
             offset = self._offsets.get(topic, 0)
             self._offsets[topic] = offset + 1
-            self.submissions[topic, 0, offset] = value
-            inbound.append(InboundRecord(topic, 0, offset, None, value, (), 0))
+            record = InboundRecord(topic, 0, offset, None, value, (), 0)
+            self.submissions[topic, 0, offset] = record
+            inbound.append(record)
         processed = self.processor.process(inbound)
         self.processor.archiver.acknowledged(processed.archives)  # as if Kafka had
         for archive in processed.archives:
@@ -102,11 +105,17 @@ class Recorder:
         return processed
 
     def replayer(
-        self, archives: Iterable[bytes] | None = None, *, registries: Iterable[bytes] | None = None
+        self,
+        archives: Iterable[bytes] | None = None,
+        *,
+        registries: Iterable[bytes] | None = None,
+        keys: DecryptionKeys | None = None,
     ) -> Replayer:
         """A replayer as ``ixb audit replay`` builds one, over this run's (or other) archives.
 
         Uncached, so a replay never shares the recording's decision cache.
+        ``keys``: the auditor's sealing keys (default: this home's, every
+        authority's).
         """
         return replayer_for(
             self.catalog,
@@ -114,6 +123,7 @@ class Recorder:
             list(self.archives if archives is None else archives),
             topics=self.topics,
             window=intake_window(self.settings),
+            keys=Keystore(self.settings.keystore_dir) if keys is None else keys,
             cached=False,
             registry_archives=list(self.registry_archives if registries is None else registries),
         )

@@ -37,6 +37,7 @@ from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.support.audit import START, event
+from tests.support.submissions import seal_signed
 
 
 def test_a_writers_entries_count_up_from_zero_each_linked_to_the_hash_of_the_last(
@@ -147,12 +148,13 @@ def test_fan_out_gives_one_event_per_partner_with_digests_and_field_paths_never_
     stages = build_stages(settings)
     now = dt.datetime.now(dt.UTC)
     report = make_report("NL", report_type=report_type, observed_at=now - observed_ago)
-    sealed = seal_submission(
+    signed = seal_submission(
         catalog,
         ReportLayout.from_catalog(catalog),
         signer_for(settings, catalog, role=KeyRole.AGENCY, nation="NL"),
         report_to_record(report),
     )
+    sealed = seal_signed(settings, catalog, signed, topic=TopicNames().submit("NL"))
     inbound = InboundRecord(TopicNames().submit("NL"), 0, 9, b"k", sealed, (), 0)
     context = batch_context(stages.registry, stages.policy, now)
     accepted = stages.intake.check(inbound, context)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,14 @@ from broker.auditor.replay import ACCEPTED, ReplayFilter
 from broker.domain.report import ThreatReport
 from broker.errors import ConfigurationError
 from broker.policy.archive import decode_archive, load_archived_bundle
+from broker.trust.keystore import Keystore
+from broker.trust.records import KeyRole, KeyUse
+from broker.trust.registry_file import RegistryFile
+from broker.trust.sealing.keys import Keyring
 from broker.wire.codec import SchemaCatalog
 from tests.factories import make_report
 from tests.support.replay import STRICTER, UNUSED_BOOTSTRAP, Recorder, write_agreement
-from tests.support.submissions import tamper_signed_payload
+from tests.support.submissions import reseal_value, tamper_signed_payload
 
 T = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(days=1)
 """The enforcer's clock: a day ahead, so a replay that judged by the wall clock would refuse."""
@@ -140,10 +145,12 @@ async def test_a_submission_whose_bytes_do_not_match_the_entrys_digest_is_report
 ) -> None:
     await recorder.batch([("NL", recorder.seal(_report())), ("NL", recorder.seal(_report()))])
     [altered, gone] = list(recorder.submissions)
-    value = recorder.submissions[altered]
+    value = recorder.submissions[altered].value or b""
     assert value is not None
     submissions = dict(recorder.submissions)
-    submissions[altered] = value[:-1] + bytes([value[-1] ^ 1])
+    submissions[altered] = dataclasses.replace(
+        recorder.submissions[altered], value=value[:-1] + bytes([value[-1] ^ 1])
+    )
     del submissions[gone]
 
     result = recorder.replayer().replay(recorder.entries, submissions)
@@ -162,9 +169,14 @@ async def test_refusals_replay_to_the_same_reason_and_those_depending_on_history
 ) -> None:
     good = recorder.seal(_report())
     stale = recorder.seal(_report(issued_at=T - dt.timedelta(hours=2)))
-    await recorder.batch(
-        [("NL", good), ("NL", tamper_signed_payload(catalog, good)), ("NL", stale)]
+    tampered = reseal_value(
+        recorder.settings,
+        catalog,
+        good,
+        topic=recorder.topics.submit("NL"),
+        change=lambda signed: tamper_signed_payload(catalog, signed),
     )
+    await recorder.batch([("NL", good), ("NL", tampered), ("NL", stale)])
     await recorder.batch([("NL", good)])  # the same report again, from another offset
 
     result = recorder.replayer().replay(recorder.entries, recorder.submissions)
@@ -249,3 +261,49 @@ def test_a_bundle_without_an_archive_cannot_be_decided_under_by_an_archiving_enf
     assert archiver.records("sha256:" + "11" * 32, b"archive") == [record], "not yet acknowledged"
     archiver.acknowledged([record])
     assert archiver.records("sha256:" + "11" * 32, b"archive") == []
+
+
+def _sealing_keys_of(recorder: Recorder, role: KeyRole, nation: str | None) -> Keyring:
+    """The private sealing keys of one party, as only that party holds them."""
+    keystore = Keystore(recorder.settings.keystore_dir)
+    registry = RegistryFile(recorder.settings.registry_path).current()
+    keys = [
+        keystore.decryption_key(k.key_id)
+        for k in registry.records()
+        if k.role is role and k.nation == nation and k.use is KeyUse.SEALING
+    ]
+    return Keyring(k for k in keys if k is not None)
+
+
+async def test_a_nations_authority_replays_its_own_reports_and_no_other_nations(
+    recorder: Recorder,
+) -> None:
+    from_be = make_report("BE", issued_at=T - dt.timedelta(seconds=10), observed_at=T)
+    await recorder.batch(
+        [
+            ("NL", recorder.seal(_report())),
+            ("BE", recorder.seal(from_be)),
+            ("NL", recorder.seal(_report())),
+        ]
+    )
+    by_origin = Counter(e.entry.event.origin for e in recorder.entries)
+
+    for nation, other in (("NL", "BE"), ("BE", "NL")):
+        keys = _sealing_keys_of(recorder, KeyRole.AUDITOR, nation)
+        result = recorder.replayer(keys=keys).replay(recorder.entries, recorder.submissions)
+        assert result.ok, result.findings
+        assert {r.origin for r in result.replayed} == {nation}
+        assert len(result.replayed) == by_origin[nation]
+        assert result.skipped == {"sealed_for_another_authority": by_origin[other]}
+
+
+async def test_the_broker_and_the_oversight_body_hold_no_key_to_replay_reports_with(
+    recorder: Recorder,
+) -> None:
+    """The broker's own sealing key is no authority's; the oversight body has none."""
+    await recorder.batch([("NL", recorder.seal(_report()))])
+
+    for keys in (_sealing_keys_of(recorder, KeyRole.BROKER, None), Keyring([])):
+        result = recorder.replayer(keys=keys).replay(recorder.entries, recorder.submissions)
+        assert result.replayed == ()
+        assert result.skipped == {"sealed_for_another_authority": len(recorder.entries)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -16,14 +17,14 @@ import structlog
 from bench import ceiling, latency
 from bench.reports import FAN_OUT, NATIONS, generate, profiles, warm_up
 from bench.results import TARGETS, verdicts, write_json
-from bench.workspace import Sealed, Workspace
+from bench.workspace import Sealed, Workspace, signed_submission
 from broker.app.assembly import signer_for
 from broker.app.settings import Settings
 from broker.domain.report import SubjectRole, ThreatReport
 from broker.enforcer.stages.fanout import delivery_id
 from broker.trust.records import KeyRole
 from broker.trust.sd.layout import ReportLayout
-from broker.trust.sd.submission import seal_submission, signed_payload_sha256
+from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.report import encode_report, report_to_record
 
@@ -88,16 +89,12 @@ def _seal(workspace: Workspace, reports: list[ThreatReport]) -> list[Sealed]:
     layout = ReportLayout.from_catalog(workspace.catalog)
     sealed = []
     for report in reports:
-        value = seal_submission(
+        signed = seal_submission(
             workspace.catalog, layout, signers[report.origin], report_to_record(report)
         )
+        key = str(report.report_id).encode()
         sealed.append(
-            Sealed(
-                nation=report.origin,
-                key=str(report.report_id).encode(),
-                value=value,
-                payload_sha256=signed_payload_sha256(workspace.catalog, value),
-            )
+            signed_submission(workspace.catalog, workspace.readers, report.origin, key, signed)
         )
     return sealed
 
@@ -115,10 +112,10 @@ def test_a_forged_report_is_refused_by_the_ceiling_loop_as_by_the_enforcer(
     workspace: Workspace,
 ) -> None:
     [good] = _seal(workspace, generate(1, seed=6))
-    tampered = good.value[:-1] + bytes(
-        [good.value[-1] ^ 1]
+    tampered = good.signed[:-1] + bytes(
+        [good.signed[-1] ^ 1]
     )  # the last disclosure: no longer signed
-    forged = Sealed(good.nation, good.key, tampered, good.payload_sha256)
+    forged = dataclasses.replace(good, signed=tampered, _values={})
     stages = ceiling.Stages(workspace.settings)
     assert stages.process([forged.inbound(stages.topics, 0)]) == (0, 1)
 

@@ -165,14 +165,15 @@ def test_the_role_is_judged_before_the_algorithm_and_the_algorithm_before_the_wi
 
 
 def test_an_agency_key_vouches_for_its_own_nation_at_a_time_it_was_valid() -> None:
+    before = NOW - dt.timedelta(seconds=1)
     check_originator(
-        windowed({"revoked_at": NOW}), origin="NL", issued_at=NOW - dt.timedelta(seconds=1)
+        windowed({"revoked_at": NOW}), origin="NL", issued_at=before, received_at=before
     )
 
 
 def test_a_report_claiming_another_origin_than_its_key_is_refused_as_origin_mismatch() -> None:
     with pytest.raises(VerificationError) as refused:
-        check_originator(record(nation="NL"), origin="BE", issued_at=NOW)
+        check_originator(record(nation="NL"), origin="BE", issued_at=NOW, received_at=NOW)
 
     assert (refused.value.reason, refused.value.stage) == ("origin_mismatch", "identity")
     assert "BE" not in refused.value.detail  # the claimed origin is not validated yet
@@ -181,7 +182,7 @@ def test_a_report_claiming_another_origin_than_its_key_is_refused_as_origin_mism
 @pytest.mark.parametrize("role", [KeyRole.BROKER, KeyRole.GOVERNANCE])
 def test_a_key_that_names_no_nation_vouches_for_no_origin(role: KeyRole) -> None:
     with pytest.raises(VerificationError) as refused:
-        check_originator(record(role, None), origin="NL", issued_at=NOW)
+        check_originator(record(role, None), origin="NL", issued_at=NOW, received_at=NOW)
 
     assert refused.value.reason == "origin_mismatch"
     assert f"a {role.value} key: it speaks for no nation" in refused.value.detail
@@ -201,13 +202,43 @@ def test_a_report_issued_outside_its_keys_window_is_refused_as_key_not_valid_at_
     window: dict[str, dt.datetime], issued_at: dt.datetime
 ) -> None:
     with pytest.raises(VerificationError) as refused:
-        check_originator(windowed(window), origin="NL", issued_at=issued_at)
+        check_originator(windowed(window), origin="NL", issued_at=issued_at, received_at=None)
 
     assert (refused.value.reason, refused.value.stage) == ("key_not_valid_at_issue", "identity")
 
 
+def test_a_backdated_report_from_a_revoked_key_is_refused_when_received_after_it() -> None:
+    """The thief's backdating: the claimed issued-at is before T, the receipt is not."""
+    revoked = windowed({"revoked_at": NOW})
+    with pytest.raises(VerificationError) as refused:
+        check_originator(
+            revoked, origin="NL", issued_at=NOW - dt.timedelta(minutes=5), received_at=NOW
+        )
+
+    assert (refused.value.reason, refused.value.stage) == ("key_not_valid_at_receipt", "identity")
+
+
+def test_a_report_received_before_its_keys_revocation_stays_valid_after_it() -> None:
+    revoked = windowed({"revoked_at": NOW})
+    just_before = NOW - dt.timedelta(milliseconds=1)
+    check_originator(revoked, origin="NL", issued_at=just_before, received_at=just_before)
+
+
+def test_a_report_must_also_have_been_issued_while_its_key_was_valid() -> None:
+    """Received inside the window, but claiming to be signed before the key existed."""
+    young = windowed({"not_before": NOW})
+    with pytest.raises(VerificationError) as refused:
+        check_originator(
+            young, origin="NL", issued_at=NOW - HOUR, received_at=NOW + dt.timedelta(seconds=1)
+        )
+
+    assert refused.value.reason == "key_not_valid_at_issue"
+
+
 def test_the_origin_is_judged_before_the_keys_window() -> None:
     with pytest.raises(VerificationError) as refused:
-        check_originator(windowed({"revoked_at": NOW - HOUR / 2}), origin="BE", issued_at=NOW)
+        check_originator(
+            windowed({"revoked_at": NOW - HOUR / 2}), origin="BE", issued_at=NOW, received_at=NOW
+        )
 
     assert refused.value.reason == "origin_mismatch"

@@ -24,6 +24,7 @@ from broker.errors import RejectedInput
 from broker.parties.derivations import PartyAgreements
 from broker.parties.recipient import DeliveryVerifier
 from broker.trust.attestation import open_attested
+from broker.trust.keystore import Keystore
 from broker.trust.sd.layout import encode_value
 from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.wire.codec import SchemaCatalog
@@ -41,7 +42,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, catalog: SchemaCatalog) -
 def genuine(pipeline: Pipeline) -> tuple[Statement, Accepted]:
     """BE's statement for one NL report under schengen-frontier-cooperation v4, and the intake."""
     submission = pipeline.submission()
-    delivery = pipeline.deliveries(submission)["BE"]
+    delivery = pipeline.attested(submission)["BE"]
     context = batch_context(pipeline.registry, pipeline.policy, dt.datetime.now(dt.UTC))
     accepted = pipeline.intake().check(pipeline.inbound(submission), context)
     assert isinstance(accepted, Accepted)
@@ -60,7 +61,7 @@ def forged(
     change: Callable[[Statement, Accepted], None],
     agreements: PartyAgreements | None = None,
 ) -> None:
-    """Re-attest the changed statement with the broker's key and have BE verify it."""
+    """Re-attest the changed statement with the broker's key, seal it to BE, have BE verify it."""
     statement = {**genuine[0]}
     statement["derived_fields"] = [dict(d) for d in statement["derived_fields"]]
     statement["derived_values"] = [dict(v) for v in statement["derived_values"]]
@@ -68,9 +69,13 @@ def forged(
     change(statement, genuine[1])
     [delivery] = pipeline.attester.attest([pipeline.catalog.encode(DELIVERY_SCHEMA, statement)])
     verifier = DeliveryVerifier(
-        pipeline.catalog, "BE", agreements=agreements or pipeline.agreements
+        pipeline.catalog,
+        "BE",
+        agreements=agreements or pipeline.agreements,
+        keys=Keystore(pipeline.settings.keystore_dir),
+        topics=pipeline.topics,
     )
-    verifier.verify(pipeline.registry.current(), delivery)
+    verifier.verify(pipeline.registry.current(), pipeline.sealed_to("BE", delivery))
 
 
 def refused(

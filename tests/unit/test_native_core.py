@@ -469,6 +469,7 @@ def test_the_core_writes_the_heads_fan_out_makes(writer: statement.StatementWrit
         "original_sha256": b"\x01" * 32,
         "originator_key_id": "NL-1",
         "decided_at": dt.datetime(2026, 12, 3, 12, 0, 0, 123_456, tzinfo=dt.UTC),
+        "received_at": dt.datetime(2026, 12, 3, 11, 59, 59, 987_000, tzinfo=dt.UTC),
         "not_before": None,
         "originator_envelope": b"envelope",
     }

@@ -2,6 +2,12 @@
 
 The stages run as the enforcer runs them (intake, fan-out, batch attestation)
 but without Kafka; the recipient side is the client library's verifier.
+A flip of the signed submission is sealed again before intake sees it, as
+anyone may seal to the broker: the signature, not the seal, must catch it.
+Likewise a flip of an attested delivery is sealed to its recipient again (as
+the broker, or anyone with the recipient's public key, could seal it), so
+the attestation must catch it; flips of the sealed bytes are refused when
+opened.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from broker.parties.recipient import DeliveryVerifier
 from broker.policy.source import ReloadingPolicy
 from broker.trust.attestation import open_attested
 from broker.trust.envelopes import open_envelope
+from broker.trust.keystore import Keystore
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
@@ -33,11 +40,15 @@ from broker.trust.sd.disclosure import SD_REPORT_SCHEMA
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.statement import DELIVERY_SCHEMA
 from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.parties import BROKER_PARTY
+from broker.trust.sealing.routes import delivery_content_key
 from broker.wire.codec import HEADER_LEN, SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
+from tests.support.submissions import seal_signed
 
 SAMPLED_BITS = 1200
 
@@ -62,27 +73,59 @@ class Pipeline:
 
     def intake(self) -> Intake:
         replay = ReplayGuard(dt.timedelta(hours=1))
+        opener = Opener(Keystore(self.settings.keystore_dir), BROKER_PARTY)
         return Intake(
-            self.catalog, self.topics, max_clock_skew=dt.timedelta(minutes=5), replay=replay
+            self.catalog,
+            self.topics,
+            max_clock_skew=dt.timedelta(minutes=5),
+            replay=replay,
+            openers=lambda _: opener,
         )
 
     def submission(self) -> bytes:
+        """A signed submission, not yet sealed."""
         signer = signer_for(self.settings, self.catalog, role=KeyRole.AGENCY, nation="NL")
         return seal_submission(
             self.catalog, self.layout, signer, report_to_record(make_report("NL"))
         )
 
-    def inbound(self, value: bytes) -> InboundRecord:
+    def sealed(self, signed: bytes) -> bytes:
+        return seal_signed(self.settings, self.catalog, signed, topic=self.topics.submit("NL"))
+
+    def inbound(self, signed: bytes, *, sealed: bytes | None = None) -> InboundRecord:
+        """``signed`` sealed for NL's topic as NL seals it (or ``sealed`` as it is)."""
+        value = self.sealed(signed) if sealed is None else sealed
         return InboundRecord(self.topics.submit("NL"), 0, 0, b"k", value, (), 0)
 
-    def deliveries(self, value: bytes) -> dict[str, bytes]:
+    def attested(self, value: bytes) -> dict[str, bytes]:
+        """Each recipient's attested delivery of the signed submission ``value``, not sealed."""
         context = batch_context(self.registry, self.policy, dt.datetime.now(dt.UTC))
         accepted = self.intake().check(self.inbound(value), context)
         assert isinstance(accepted, Accepted), accepted
         routed = self.fanout.route(accepted, context)
         assert isinstance(routed, Routed), routed
         attested = self.attester.attest([p.statement for p in routed.pending])
-        return {p.topic.rsplit(".", 1)[1]: a for p, a in zip(routed.pending, attested, strict=True)}
+        return {p.recipient: a for p, a in zip(routed.pending, attested, strict=True)}
+
+    def sealed_to(self, recipient: str, attested: bytes) -> bytes:
+        """``attested`` sealed to ``recipient`` for its topic, as the enforcer seals it."""
+        content = delivery_content_key(
+            self.registry.current(),
+            topic=self.topics.deliver(recipient),
+            recipient=recipient,
+            at=dt.datetime.now(dt.UTC),
+        )
+        return content.seal(self.catalog, attested)
+
+    def deliveries(self, value: bytes) -> dict[str, bytes]:
+        """Each recipient's delivery of the signed submission ``value``, sealed to it."""
+        return {r: self.sealed_to(r, a) for r, a in self.attested(value).items()}
+
+    def verifier(self, recipient: str) -> DeliveryVerifier:
+        keys = Keystore(self.settings.keystore_dir)  # the recipient's keys, among the others
+        return DeliveryVerifier(
+            self.catalog, recipient, agreements=self.agreements, keys=keys, topics=self.topics
+        )
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +148,7 @@ def bits_to_flip(length: int, seed: int) -> list[int]:
 
 def test_the_untampered_submission_and_delivery_verify(pipeline: Pipeline) -> None:
     deliveries = pipeline.deliveries(pipeline.submission())
-    verified = DeliveryVerifier(pipeline.catalog, "BE", agreements=pipeline.agreements).verify(
-        pipeline.registry.current(), deliveries["BE"]
-    )
+    verified = pipeline.verifier("BE").verify(pipeline.registry.current(), deliveries["BE"])
     assert verified.origin == "NL"
 
 
@@ -123,28 +164,70 @@ def test_every_sampled_bit_flip_of_a_submission_is_refused_at_intake(pipeline: P
     assert accepted_anyway == []
 
 
+def test_every_sampled_bit_flip_of_a_sealed_submission_is_refused_at_unseal(
+    pipeline: Pipeline,
+) -> None:
+    value = pipeline.sealed(pipeline.submission())
+    context = batch_context(pipeline.registry, pipeline.policy, dt.datetime.now(dt.UTC))
+    intake = pipeline.intake()
+    outcomes = {
+        bit: intake.check(pipeline.inbound(b"", sealed=flipped(value, bit)), context)
+        for bit in bits_to_flip(len(value), seed=3)
+    }
+    not_refused_at_unseal = {
+        bit: outcome
+        for bit, outcome in outcomes.items()
+        if not (isinstance(outcome, Refused) and outcome.error.stage == "unseal")
+    }
+    assert not_refused_at_unseal == {}
+
+
 def test_every_sampled_bit_flip_of_a_delivery_is_refused_by_the_recipient(
     pipeline: Pipeline,
 ) -> None:
-    delivery = pipeline.deliveries(pipeline.submission())["BE"]
-    verifier = DeliveryVerifier(pipeline.catalog, "BE", agreements=pipeline.agreements)
+    delivery = pipeline.attested(pipeline.submission())["BE"]
+    verifier = pipeline.verifier("BE")
     registry = pipeline.registry.current()
-    verifier.verify(registry, delivery)  # the genuine one, so its root is cached
+    verifier.verify(registry, pipeline.sealed_to("BE", delivery))  # genuine: its root is cached
     accepted_anyway = []
     for bit in bits_to_flip(len(delivery), seed=2):
         try:
-            verifier.verify(registry, flipped(delivery, bit))
+            verifier.verify(registry, pipeline.sealed_to("BE", flipped(delivery, bit)))
         except RejectedInput:
             continue
         accepted_anyway.append(bit)
     assert accepted_anyway == []
 
 
-def test_a_delivery_for_one_recipient_cannot_be_presented_to_another(pipeline: Pipeline) -> None:
+def test_every_sampled_bit_flip_of_a_sealed_delivery_is_refused_when_opened(
+    pipeline: Pipeline,
+) -> None:
+    delivery = pipeline.deliveries(pipeline.submission())["BE"]
+    verifier = pipeline.verifier("BE")
+    registry = pipeline.registry.current()
+    stages = set()
+    for bit in bits_to_flip(len(delivery), seed=4):
+        with pytest.raises(RejectedInput) as refused:
+            verifier.verify(registry, flipped(delivery, bit))
+        stages.add(refused.value.stage)
+    assert stages == {"unseal"}
+
+
+def test_a_delivery_for_one_recipient_does_not_open_for_another(pipeline: Pipeline) -> None:
     deliveries = pipeline.deliveries(pipeline.submission())
     with pytest.raises(RejectedInput) as refused:
-        DeliveryVerifier(pipeline.catalog, "DE", agreements=pipeline.agreements).verify(
-            pipeline.registry.current(), deliveries["BE"]
+        pipeline.verifier("DE").verify(pipeline.registry.current(), deliveries["BE"])
+    assert (refused.value.reason, refused.value.stage) == ("seal_unopenable", "unseal")
+
+
+def test_a_statement_for_one_recipient_sealed_to_another_is_refused_by_it(
+    pipeline: Pipeline,
+) -> None:
+    """A broker that seals BE's statement to DE is caught by the statement's own recipient."""
+    be_statement = pipeline.attested(pipeline.submission())["BE"]
+    with pytest.raises(RejectedInput) as refused:
+        pipeline.verifier("DE").verify(
+            pipeline.registry.current(), pipeline.sealed_to("DE", be_statement)
         )
     assert refused.value.reason == "wrong_recipient"
 
@@ -161,15 +244,16 @@ def test_a_submission_and_a_delivery_accept_only_their_canonical_encoding(
     pipeline: Pipeline,
 ) -> None:
     submission = pipeline.submission()
-    delivery = pipeline.deliveries(submission)["BE"]
+    delivery = pipeline.attested(submission)["BE"]
     context = batch_context(pipeline.registry, pipeline.policy, dt.datetime.now(dt.UTC))
 
     at_intake = pipeline.intake().check(
         pipeline.inbound(over_long_first_varint(submission)), context
     )
     with pytest.raises(RejectedInput) as at_recipient:
-        DeliveryVerifier(pipeline.catalog, "BE", agreements=pipeline.agreements).verify(
-            pipeline.registry.current(), over_long_first_varint(delivery)
+        pipeline.verifier("BE").verify(
+            pipeline.registry.current(),
+            pipeline.sealed_to("BE", over_long_first_varint(delivery)),
         )
 
     assert isinstance(at_intake, Refused), at_intake
@@ -187,7 +271,7 @@ def test_a_broker_passing_on_a_report_signed_for_another_origin_than_its_key_is_
     by skipping it.
     """
     catalog = pipeline.catalog
-    attested = open_attested(catalog, pipeline.deliveries(pipeline.submission())["BE"])
+    attested = open_attested(catalog, pipeline.attested(pipeline.submission())["BE"])
     statement = catalog.decode(attested.payload, DELIVERY_SCHEMA)
     original = open_envelope(catalog, statement["originator_envelope"])
     header = catalog.decode(original.payload, SD_REPORT_SCHEMA) | {"origin": "DE"}
@@ -201,8 +285,8 @@ def test_a_broker_passing_on_a_report_signed_for_another_origin_than_its_key_is_
     [delivery] = pipeline.attester.attest([catalog.encode(DELIVERY_SCHEMA, forged)])
 
     with pytest.raises(RejectedInput) as refused:
-        DeliveryVerifier(catalog, "BE", agreements=pipeline.agreements).verify(
-            pipeline.registry.current(), delivery
+        pipeline.verifier("BE").verify(
+            pipeline.registry.current(), pipeline.sealed_to("BE", delivery)
         )
 
     assert (refused.value.reason, refused.value.stage) == ("origin_mismatch", "identity")

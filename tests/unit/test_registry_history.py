@@ -27,7 +27,7 @@ from broker.auditlog.registry_archive import (
 from broker.errors import DecodeError
 from broker.trust.governance import content_hash, sign_document
 from broker.trust.keystore import Keystore
-from broker.trust.records import KeyRole, PartnerRegistry, RevocationReason
+from broker.trust.records import KeyRole, KeyUse, PartnerRegistry, RevocationReason
 from broker.trust.registry_file import RegistryFile
 from broker.wire.codec import SchemaCatalog
 from tests.factories import make_report
@@ -60,7 +60,11 @@ async def record_two_reports(recorder: Recorder) -> None:
 
 
 def nl_key(registry: PartnerRegistry) -> str:
-    [key] = [k.key_id for k in registry.records() if k.role is KeyRole.AGENCY and k.nation == "NL"]
+    [key] = [
+        k.key_id
+        for k in registry.records()
+        if k.role is KeyRole.AGENCY and k.nation == "NL" and k.use is KeyUse.SIGNING
+    ]
     return key
 
 

@@ -3,7 +3,10 @@
 The held record carries the report id and the submission reference since
 issue 18; a record held by ixb 0.2 (schemas/previous/held_delivery.0.2.avsc)
 still decodes, its new fields null, and is still released: its entry then
-names neither, as 0.2's entries did. Kafka is the in-memory test transport.
+names neither, as 0.2's entries did. A record held today is sealed to the
+broker (as the enforcer seals it); one held by 0.2 lies there unsealed, as
+0.2 wrote it, and is released all the same. Kafka is the in-memory test
+transport.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from broker.policy.archive import archive_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
 from broker.resources import SCHEMAS_DIR
-from broker.trust.attestation import BatchAttester
-from broker.trust.signatures import SigningKey
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.parties import BROKER_PARTY
+from broker.trust.sealing.routes import held_content_key
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.topics import TopicNames
 from tests.integration.conftest import NL_BE_AGREEMENT
+from tests.unit.test_embargo_revoke import KEYS, REGISTRY, _attested
 
 NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
 REF = SubmissionRef("ixb.submit.NL", 2, 41, bytes(range(32)))
@@ -57,7 +62,6 @@ def _held(point: RegoDecisionPoint, catalog: SchemaCatalog, **new: Any) -> dict[
     decision = point.decide(NL_TO_BE)
     assert decision.allow
     assert decision.agreement is not None
-    key = SigningKey.generate("ed25519", prefix="broker")
     topics = TopicNames()
     return {
         "delivery_id": "d-0-0",
@@ -68,7 +72,7 @@ def _held(point: RegoDecisionPoint, catalog: SchemaCatalog, **new: Any) -> dict[
         "agreement_version": decision.agreement.version,
         "rules_digest": rules_digest(effective_rules(decision.field_rules)),
         "topic": topics.deliver("BE"),
-        "value": BatchAttester(key, catalog).attest([b"a statement"])[0],
+        "value": _attested(catalog, "d-0-0"),
         **new,
     }
 
@@ -88,6 +92,8 @@ async def _released(
         clock=lambda: NOW + dt.timedelta(hours=2),  # due
         audit=AuditWriter(catalog),
         archiver=BundleArchiver(topics.bundles),
+        opener=Opener(KEYS, BROKER_PARTY),
+        registry=lambda: REGISTRY,
     )
     releaser._admit(InboundRecord(topics.held, 0, 0, b"k", held, (), 0))
     await releaser.release_due()
@@ -105,8 +111,9 @@ async def test_a_release_entry_names_the_report_and_the_submission_of_the_held_d
     catalog: SchemaCatalog, policies_dir: Path, point: RegoDecisionPoint
 ) -> None:
     submission = {"topic": REF.topic, "partition": 2, "offset": 41, "sha256": REF.sha256}
-    held = catalog.encode(
-        HELD_SCHEMA, _held(point, catalog, report_id="r-1", submission=submission)
+    held = held_content_key(REGISTRY, topic=TopicNames().held, at=NOW).seal(
+        catalog,
+        catalog.encode(HELD_SCHEMA, _held(point, catalog, report_id="r-1", submission=submission)),
     )
 
     releaser, [entry] = await _released(catalog, policies_dir, held)
@@ -123,7 +130,7 @@ async def test_a_delivery_held_by_ixb_0_2_is_still_released_and_its_entry_names_
     policies_dir: Path,
     point: RegoDecisionPoint,
 ) -> None:
-    held = old_catalog.encode(HELD_SCHEMA, _held(point, catalog))
+    held = old_catalog.encode(HELD_SCHEMA, _held(point, catalog))  # unsealed, as 0.2 wrote it
     assert held[2:10] != catalog.schema(HELD_SCHEMA).fingerprint, "written in the old schema"
 
     releaser, [entry] = await _released(catalog, policies_dir, held)

@@ -28,17 +28,21 @@ from broker.errors import PolicyUndecided
 from broker.policy.archive import archive_bundle
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import ActivePolicy, FixedPolicy
+from broker.trust.keystore import Keystore
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.envelope import Opener
+from broker.trust.sealing.parties import BROKER_PARTY
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT
+from tests.support.submissions import seal_signed
 
 UNDECIDED_MARKING = "TLP:GREEN"
 
@@ -82,12 +86,14 @@ def rig(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> _Rig:
     topics = TopicNames()
     engine = _EngineDownForOneMarking(RegoDecisionPoint(bundle))
     layout = ReportLayout.from_catalog(catalog)
+    opener = Opener(Keystore(settings.keystore_dir), BROKER_PARTY)
     processor = BatchProcessor(
         intake=Intake(
             catalog,
             topics,
             max_clock_skew=dt.timedelta(minutes=5),
             replay=ReplayGuard(dt.timedelta(hours=1)),
+            openers=lambda _: opener,
             layout=layout,
         ),
         fanout=FanOut(catalog, topics, PseudonymSecrets(settings.pseudonym_secrets_dir), layout),
@@ -100,9 +106,10 @@ def rig(tmp_path: Path, catalog: SchemaCatalog, policies_dir: Path) -> _Rig:
     nl = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="NL")
 
     def seal(marking: str) -> bytes:
-        return seal_submission(
+        signed = seal_submission(
             catalog, layout, nl, report_to_record(make_report("NL", marking=marking))
         )
+        return seal_signed(settings, catalog, signed, topic=topics.submit("NL"))
 
     return _Rig(processor, engine, topics, catalog, topics.submit("NL"), seal)
 

@@ -61,6 +61,7 @@ def test_a_spliced_statement_is_the_statement_fastavro_writes(
         "original_sha256": hashlib.sha256(b"payload").digest(),
         "originator_key_id": "NL-1",
         "decided_at": dt.datetime(2026, 11, 22, tzinfo=dt.UTC),
+        "received_at": dt.datetime(2026, 11, 21, 23, 59, tzinfo=dt.UTC),
         "not_before": None
         if not_before is None
         else dt.datetime.fromtimestamp(not_before / 1000, dt.UTC),

@@ -30,8 +30,17 @@ def test_audit_evidence_is_kept_forever_and_the_bundle_archive_compacted_in_any_
         assert shape_of(names.audit) == TopicShape(None, kept)
         assert shape_of(names.audit_checkpoints) == TopicShape(1, kept)
         assert shape_of(names.bundles) == TopicShape(1, {"cleanup.policy": "compact"})
-        for other in (names.submit("NL"), names.deliver("BE"), names.held, names.accepted):
+        for other in (names.deliver("BE"), names.held, names.accepted):
             assert shape_of(other) == TopicShape()
+
+
+def test_submission_topics_are_stamped_by_kafka_not_by_the_producer_in_any_namespace() -> None:
+    """Revocation is judged at that time (broker/trust/key_checks.py)."""
+    stamped = TopicShape(None, {"message.timestamp.type": "LogAppendTime"})
+    for names in (TopicNames(), TopicNames("eu.west")):
+        assert shape_of(names.submit("NL")) == stamped
+    for unlike in ("ixb.submit.nl", "ixb.submit.NLD", "ixb.submitted.NL", "x.ixb.deliver.NL"):
+        assert shape_of(unlike) == TopicShape()
 
 
 def test_the_intake_ledger_is_kept_for_the_freshness_window_and_twice_the_clock_skew() -> None:

@@ -12,21 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from broker.app.assembly import build_stages, provision_keys, signer_for
+from broker.app.assembly import build_stages, provision_keys
 from broker.app.settings import Settings
 from broker.auditlog.entries import decode_entry
 from broker.enforcer.processor import BatchProcessor
 from broker.enforcer.stages.rejections import REJECTION_SCHEMA
 from broker.kafka.undecodable import bad_batch
-from broker.trust.records import KeyRole
-from broker.trust.sd.layout import ReportLayout
-from broker.trust.sd.submission import seal_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, UndecodableBatch, offsets_after
 from broker.wire.report import report_to_record
 from broker.wire.topics import TopicNames
 from tests.factories import make_report
 from tests.integration.conftest import NL_BE_AGREEMENT
+from tests.support.submissions import seal_record
 
 SUBMIT = TopicNames().submit("NL")
 
@@ -42,10 +40,12 @@ def processor(tmp_path: Path, policies_dir: Path) -> BatchProcessor:
 def _submission(
     processor: BatchProcessor, tmp_path: Path, partition: int, offset: int
 ) -> InboundRecord:
-    catalog = processor.catalog
-    signer = signer_for(Settings(home=tmp_path), catalog, role=KeyRole.AGENCY, nation="NL")
-    sealed = seal_submission(
-        catalog, ReportLayout.from_catalog(catalog), signer, report_to_record(make_report("NL"))
+    """NL's report signed and sealed as NL's agency sends it."""
+    sealed = seal_record(
+        Settings(home=tmp_path),
+        processor.catalog,
+        report_to_record(make_report("NL")),
+        key_nation="NL",
     )
     return InboundRecord(SUBMIT, partition, offset, b"key", sealed, (), 0)
 

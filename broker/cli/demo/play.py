@@ -4,13 +4,17 @@ Starts the embedded broker (unless IXB_KAFKA_BOOTSTRAP points at a real
 one), generates keys into a throw-away home, runs one enforcer, publishes
 the scenario from every nation plus three reports that must not get through
 (one no agreement allows, one tampered in transit, one signed by a
-neighbour's key), then reads and verifies every nation's feed.
+neighbour's key), then reads and verifies every nation's feed. Last, it
+dumps the topics as the Kafka operator could (ciphertext: no published title
+is found in any record) and copies a delivery onto another nation's topic,
+where it opens for no one (broker/cli/demo/sealing.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import secrets
 import tempfile
@@ -36,6 +40,7 @@ from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
 from broker.cli.demo.scenario import NATIONS, build
+from broker.cli.demo.sealing import show_moved_delivery, show_operator_view
 from broker.cli.demo.taxii import show_taxii
 from broker.cli.render import print_delivery, print_rejection, rejection_json
 from broker.domain.report import ThreatReport
@@ -47,11 +52,15 @@ from broker.kafka.embedded import embedded_broker, group_session_timeout_ms
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 from broker.trust.attestation import open_attested
+from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.statement import DELIVERY_SCHEMA
-from broker.trust.sd.submission import SUBMISSION_SCHEMA, seal_submission
+from broker.trust.sd.submission import seal_submission
+from broker.trust.sealing.envelope import SEALED_SCHEMA, Opener, read_sealed
+from broker.trust.sealing.parties import BROKER_PARTY
+from broker.trust.sealing.routes import sealed_submission
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import OutboundRecord
 from broker.wire.report import report_to_record
@@ -176,6 +185,19 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
         console,
         published_titles={str(scenario.embargoed.report_id): scenario.embargoed.title},
     )
+    topics = TopicNames(settings.topic_namespace)
+    opaque = await show_operator_view(console, bootstrap, topics, NATIONS, published.values())
+    moved_refused = await show_moved_delivery(
+        console,
+        bootstrap,
+        topics=topics,
+        catalog=load_catalog(settings),
+        keystore=Keystore(settings.keystore_dir),
+        registry=RegistryFile(settings.registry_path),
+        sender="NL",
+        recipient="BE",
+        other="DE",
+    )
     if as_json:
         print_json_line(
             {
@@ -203,6 +225,8 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
         and bool(nowhere)
         and stats.held == 1
         and over_taxii
+        and opaque
+        and moved_refused
     )
 
 
@@ -227,6 +251,7 @@ async def _show_feeds(
             nation=nation,
             catalog=catalog,
             registry=registry.current,
+            keys=Keystore(settings.keystore_dir),
             idle_timeout_s=1.0,
         ):
             if isinstance(item, FeedProblem):
@@ -290,12 +315,17 @@ def _print_summary(console: Console, rows: list[dict[str, Any]], *, as_json: boo
 async def _show_held(
     settings: Settings, bootstrap: str, console: Console, *, published_titles: dict[str, str]
 ) -> None:
-    """What waits on the held topic, and until when (released by a running enforcer)."""
+    """What waits on the held topic, and until when (released by a running enforcer).
+
+    Held deliveries are sealed to the broker: this is the broker's view, opened with its key.
+    """
     catalog = load_catalog(settings)
-    console.rule("[bold]Held under embargo[/bold] (ixb.held)")
+    console.rule("[bold]Held under embargo[/bold] (ixb.held, opened with the broker's key)")
     topics = TopicNames(settings.topic_namespace)
+    broker = Opener(Keystore(settings.keystore_dir), BROKER_PARTY)
     async for record in read_topic(bootstrap, topics.held, idle_timeout_s=0.5):
-        held = catalog.decode(record.value or b"", HELD_SCHEMA)
+        opened = broker.open(read_sealed(catalog, record.value or b""), topic=record.topic)
+        held = catalog.decode(opened, HELD_SCHEMA)
         asked = json.loads(held["decision_input"])
         statement = catalog.decode(open_attested(catalog, held["value"]).payload, DELIVERY_SCHEMA)
         report_id = str(statement["report_id"])
@@ -323,24 +353,25 @@ async def _publish_impostor(
     catalog = load_catalog(settings)
     be_signer = signer_for(settings, catalog, role=KeyRole.AGENCY, nation="BE")
     forged = report_from_nl.model_copy(update={"report_id": uuid.uuid4()})
-    record = OutboundRecord(
-        topic=TopicNames(settings.topic_namespace).submit("BE"),
-        key=str(forged.report_id).encode(),
-        value=seal_submission(
-            catalog, ReportLayout.from_catalog(catalog), be_signer, report_to_record(forged)
-        ),
+    topic = TopicNames(settings.topic_namespace).submit("BE")
+    signed = seal_submission(
+        catalog, ReportLayout.from_catalog(catalog), be_signer, report_to_record(forged)
     )
+    registry = RegistryFile(settings.registry_path).current()
+    sealed = sealed_submission(
+        catalog, registry, signed, topic=topic, origin="BE", at=dt.datetime.now(dt.UTC)
+    )
+    record = OutboundRecord(topic=topic, key=str(forged.report_id).encode(), value=sealed)
     async with open_publisher(settings, bootstrap, "BE") as publisher:
         await publisher.send_sealed([record])
 
 
 def _alter_a_value(catalog: SchemaCatalog, record: OutboundRecord) -> OutboundRecord:
-    """Change the title on its way, as a man in the middle would: its digest is not signed."""
-    submission = catalog.decode(record.value, SUBMISSION_SCHEMA)
-    for disclosure in submission["disclosures"]:
-        if disclosure["path"] == "title":
-            value = bytearray(disclosure["value"])
-            value[-1] ^= 0x01  # still a string, another one
-            disclosure["value"] = bytes(value)
-    altered = catalog.encode(SUBMISSION_SCHEMA, submission)
+    """Change a byte on its way, as a man in the middle would: he cannot read what he changes,
+    and the sealed record no longer opens."""
+    sealed = catalog.decode(record.value, SEALED_SCHEMA)
+    ciphertext = bytearray(sealed["ciphertext"])
+    ciphertext[len(ciphertext) // 2] ^= 0x01
+    sealed["ciphertext"] = bytes(ciphertext)
+    altered = catalog.encode(SEALED_SCHEMA, sealed)
     return OutboundRecord(record.topic, record.key, altered, record.headers)

@@ -1,12 +1,18 @@
 """Embargo: deliveries held in Kafka until they are due, then released.
 
-Fan-out writes an embargoed delivery, already derived and signed, to the
-held topic (``ixb.held``) instead of the recipient's topic. The releaser
-reads that topic as its own consumer group, keeps what is not yet due in
-memory, and when an item falls due asks the current policy again:
+Fan-out writes an embargoed delivery, already derived and attested, to the
+held topic (``ixb.held``) instead of the recipient's topic, sealed whole to
+the broker (broker/enforcer/stages/sealing.py). The releaser reads that
+topic as its own consumer group, opens each record with the broker's key,
+keeps what is not yet due in memory (a delivery held by ixb 0.2, before
+sealing, is read as it lies), and when an item falls due asks the current
+policy again:
 
 * still allowed under the same agreement with the same field rules: the
-  stored delivery is produced to the recipient's topic, unchanged;
+  stored statement, unchanged, is sealed to the recipient's sealing key of
+  the day (one content key per recipient per release) and produced to the
+  recipient's topic; a recipient with no valid sealing key by then is
+  refused like a changed agreement (reason ``no_sealing_key``);
 * allowed, but with a later not-before (the embargo was lengthened): held on;
 * refused, or allowed under other rules or another agreement (the agreement
   changed during the embargo): not delivered, and a refusal with the reasons
@@ -58,10 +64,14 @@ from broker.enforcer.stages.audit_events import release_event
 from broker.enforcer.stages.derive import effective_rules
 from broker.enforcer.stages.fanout import HELD_SCHEMA, delivery_record, rules_digest
 from broker.enforcer.stages.rejections import rejection
+from broker.enforcer.stages.sealing import BatchSeals, sealable
 from broker.errors import PolicyUndecided, RejectedInput, TransportError
 from broker.kafka.base import BatchConsumer, BatchProducer
 from broker.policy.source import PolicySource
 from broker.trust.attestation import open_attested
+from broker.trust.records import PartnerRegistry
+from broker.trust.sd.statement import DELIVERY_SCHEMA
+from broker.trust.sealing.envelope import Opener, read_sealed
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord, OutboundRecord, Partition
 from broker.wire.topics import TopicNames
@@ -110,9 +120,13 @@ class EmbargoReleaser:
         clock: Clock,
         audit: AuditWriter,
         archiver: BundleArchiver,
+        opener: Opener,
+        registry: Callable[[], PartnerRegistry],
         retry_after_s: float = 5.0,
     ) -> None:
         self._consumer = consumer
+        self._opener = opener  # the broker's: held deliveries are sealed to it
+        self._registry = registry
         # The archiver is shared with the enforcer: one loop, one set of bundles written.
         self._commits = CommitPath(producer, archiver=archiver, consumer=consumer)
         self._catalog = catalog
@@ -170,9 +184,10 @@ class EmbargoReleaser:
             self._seen.get(inbound.partition, 0), inbound.offset + 1
         )
         try:
-            held = self._catalog.decode(inbound.value or b"", HELD_SCHEMA)
+            held = self._catalog.decode(self._opened(inbound), HELD_SCHEMA)
             statement = open_attested(self._catalog, held["value"]).payload
             decision_input = DecisionInput.model_validate_json(held["decision_input"])
+            self._check_addressed(held, statement, decision_input)
         except (RejectedInput, ValidationError) as exc:
             # Only the enforcer writes this topic; a bad record is a bug, kept visible here.
             reason = exc.reason if isinstance(exc, RejectedInput) else "invalid_decision_input"
@@ -193,6 +208,45 @@ class EmbargoReleaser:
             hashlib.sha256(statement).digest(),
         )
         heapq.heappush(self._queue, item)
+
+    def _opened(self, inbound: InboundRecord) -> bytes:
+        """The held record inside ``inbound``: sealed to the broker, or held before sealing.
+
+        A delivery held by ixb 0.2 lies on this topic unsealed, as 0.2 wrote
+        it; it is released like any other (sealed to its recipient then), not
+        lost on the upgrade. Accepting it opens nothing new: it was readable
+        there already, and a sealed record proves no more about its writer
+        (anyone may seal to the broker) than an unsealed one: what is
+        released is the broker's attested statement, checked for whom it names.
+        """
+        value = inbound.value or b""
+        if self._catalog.schema_of(value).name == HELD_SCHEMA:
+            log.warning("held_record_unsealed", partition=inbound.partition, offset=inbound.offset)
+            return value
+        return self._opener.open(read_sealed(self._catalog, value), topic=inbound.topic)
+
+    def _check_addressed(
+        self, held: dict[str, Any], statement: bytes, decision_input: DecisionInput
+    ) -> None:
+        """The statement, the decision input and the topic name one recipient and delivery.
+
+        Anyone may seal a record to the broker's public key; the attested
+        statement inside is the broker's own, and what it names is what the
+        release may be sealed to, so a statement cannot be re-addressed to
+        another recipient (who would open it before refusing it).
+        """
+        named = self._catalog.decode(statement, DELIVERY_SCHEMA)
+        recipient = named["recipient"]
+        if (
+            recipient != decision_input.recipient
+            or held["topic"] != self._topics.deliver(recipient)
+            or named["delivery_id"] != held["delivery_id"]
+        ):
+            raise RejectedInput(
+                "held_record_inconsistent",
+                "the held record and its statement name other recipients or deliveries",
+                stage="embargo",
+            )
 
     def _awaiting_resend(self, partition: int, offset: int) -> bool:
         release = self._unacknowledged
@@ -215,6 +269,8 @@ class EmbargoReleaser:
         if not due:
             return
         policy = self._policy.current()
+        registry = self._registry()
+        seals = BatchSeals(registry, held_topic=self._topics.held, at=now)
         outputs: list[OutboundRecord] = []
         # A reload seen here first: archive it before anything decided under it.
         archives = self._archiver.records(policy.bundle.content_hash, policy.archive)
@@ -225,6 +281,7 @@ class EmbargoReleaser:
                 decision = policy.point.decide(
                     decision_input.model_copy(update={"now_s": int(now.timestamp())})
                 )
+                decision = sealable(decision, registry, decision_input.recipient, now)
             except PolicyUndecided:
                 item.due_s = now.timestamp() + self._retry_after_s
                 heapq.heappush(self._queue, item)
@@ -241,10 +298,12 @@ class EmbargoReleaser:
             )
             refusal_reasons: tuple[str, ...] = ()
             if same_terms:
+                topic = held["topic"]
+                sealed = seals.delivery(topic, decision_input.recipient).seal(
+                    self._catalog, held["value"]
+                )
                 outputs.append(
-                    delivery_record(
-                        held["topic"], held["delivery_id"], held["value"], decision_input.origin
-                    )
+                    delivery_record(topic, held["delivery_id"], sealed, decision_input.origin)
                 )
                 self.stats.released += 1
                 log.info("embargo_released", delivery_id=held["delivery_id"])

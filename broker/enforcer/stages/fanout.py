@@ -10,9 +10,12 @@ derived (pseudonymised or generalised) for the fields the agreement says,
 and the agreement, its version and the policy bundle hash. Statements are
 not signed one by one: the runner attests all of a batch's statements with
 one signature (broker/trust/attestation.py) and only then turns them into
-records (:meth:`Pending.record`). A delivery under an embargo that is not
-yet due goes to the held topic instead (broker/enforcer/runtime/embargo.py releases
-it, unchanged).
+records (:meth:`Pending.record`), each sealed to its recipient
+(broker/enforcer/stages/sealing.py). A delivery under an embargo that is not
+yet due goes to the held topic instead, sealed to the broker
+(broker/enforcer/runtime/embargo.py releases it, its statement unchanged).
+An allow for a recipient with no valid sealing key is a withholding
+(:func:`~broker.enforcer.stages.sealing.sealable`).
 
 Selections and derived values are computed once per distinct set of rules
 (and pseudonym scope), so partners under the same rules share them.
@@ -34,6 +37,7 @@ from broker.enforcer.stages.context import BatchContext
 from broker.enforcer.stages.derive import Deriver, RuleSet, effective_rules
 from broker.enforcer.stages.intake import Accepted
 from broker.enforcer.stages.outcome import Refused, Undecided, outcome_of
+from broker.enforcer.stages.sealing import BatchSeals, sealable
 from broker.trust.pseudonyms import PseudonymSecrets
 from broker.trust.sd.layout import ReportLayout
 from broker.trust.sd.select import derived_values, select
@@ -110,11 +114,11 @@ class Pending:
             return self
         return dataclasses.replace(self, hold=dataclasses.replace(self.hold, submission=submission))
 
-    def record(self, catalog: SchemaCatalog, attested: bytes, held_topic: str) -> OutboundRecord:
-        """The record to produce once ``attested`` (the attested envelope) exists."""
-        delivery = delivery_record(self.topic, self.delivery_id, attested, self.origin)
+    def record(self, catalog: SchemaCatalog, attested: bytes, seals: BatchSeals) -> OutboundRecord:
+        """The record to produce once ``attested`` (the attested envelope) exists, sealed."""
         if self.hold is None:
-            return delivery
+            sealed = seals.delivery(self.topic, self.recipient).seal(catalog, attested)
+            return delivery_record(self.topic, self.delivery_id, sealed, self.origin)
         held = catalog.encode(
             HELD_SCHEMA,
             {
@@ -125,13 +129,14 @@ class Pending:
                 "agreement_id": self.hold.agreement_id,
                 "agreement_version": self.hold.agreement_version,
                 "rules_digest": self.hold.rules_digest,
-                "topic": delivery.topic,
-                "value": delivery.value,
+                "topic": self.topic,
+                "value": attested,
                 "report_id": self.report_id or None,
                 "submission": _held_submission(self.hold.submission),
             },
         )
-        return OutboundRecord(topic=held_topic, key=delivery.key, value=held)
+        sealed = seals.held().seal(catalog, held)
+        return OutboundRecord(topic=seals.held_topic, key=self.delivery_id.encode(), value=sealed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +190,7 @@ class FanOut:
         for decision_input in decision_inputs(report, recipients, now_s=now_s):
             recipient = decision_input.recipient
             decision = context.policy.decide(decision_input)  # PolicyUndecided: Undecided
+            decision = sealable(decision, context.registry, recipient, context.now)
             decisions.append((recipient, decision))
             if not decision.allow:
                 continue
@@ -261,6 +267,7 @@ class FanOut:
                 "original_sha256": accepted.payload_sha256,
                 "originator_key_id": accepted.key.key_id,
                 "decided_at": now,
+                "received_at": accepted.received_at,
                 "not_before": (
                     None if decision.not_before_s is None else _instant(decision.not_before_s)
                 ),

@@ -1,4 +1,8 @@
-"""Submissions as agencies publish them: a signed digest list plus one disclosure per value.
+"""Submissions as agencies sign them: a signed digest list plus one disclosure per value.
+
+(What this module calls sealing a submission is its signing, the older sense
+of the word; the signed submission is then sealed to its readers, encrypted,
+by broker/trust/sealing/envelope.py, and opened before anything here runs.)
 
 An agency never signs the report itself. It issues salted disclosures
 (broker/trust/sd/issue.py), signs the :data:`SD_REPORT_SCHEMA` payload (the
