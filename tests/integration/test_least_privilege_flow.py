@@ -34,7 +34,10 @@ pytestmark = [
 
 @pytest.fixture
 def cli(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path, suite_pki: SecureCluster) -> Cli:
-    """The operator's ``ixb``, on a fresh namespace, with the broker's and NL's and BE's keys."""
+    """The operator's ``ixb``, on a fresh namespace, with the broker's, NL's and BE's keys.
+
+    Signing and sealing keys, as the CLI tests make them.
+    """
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
@@ -48,8 +51,9 @@ def cli(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path, suite_pki: Sec
     )
     operator = Cli(subprocess_env(settings))
     for who in (["--broker"], ["--nation", "NL"], ["--nation", "BE"]):
-        done = operator("keys", "generate", *who)
-        assert done.returncode == 0, done.stderr
+        for use in ([], ["--sealing"]):
+            done = operator("keys", "generate", *who, *use)
+            assert done.returncode == 0, done.stderr
     return operator
 
 
