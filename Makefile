@@ -59,8 +59,11 @@ $(OPA_BIN):
 			go install -trimpath github.com/open-policy-agent/opa@v$(OPA_VERSION) && \
 		$$scratch/opa version >/dev/null && mv -f $$scratch/opa $@
 
-demo: $(STAMP) kafka-engine ## Run the multi-nation scenario end to end on the embedded Apache Kafka
+demo: $(STAMP) kafka-engine ## Run the multi-nation scenario end to end on the embedded Apache Kafka, then exit
 	$(BIN)/ixb demo
+
+console: $(STAMP) kafka-engine ## Run the scenario, then serve the browser console on it until Ctrl-C
+	$(BIN)/ixb demo --console
 
 lint: $(STAMP) ## ruff, mypy --strict, the import contract (imports run downward), rustfmt and clippy
 	$(BIN)/ruff check .
@@ -101,5 +104,5 @@ format: $(STAMP) ## Apply ruff's fixes and formatting
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
-.PHONY: help install kafka-engine opa-engine engines demo lint check test fuzz bench bench-audit \
+.PHONY: help install kafka-engine opa-engine engines demo console lint check test fuzz bench bench-audit \
 	resilience format clean

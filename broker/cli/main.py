@@ -21,11 +21,13 @@ from rich.markup import escape
 
 from broker.app import logs
 from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap
+from broker.app.documents import explain
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.access import acl_app, credentials_app, pki_app
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line
+from broker.cli.console_command import console_app
 from broker.cli.formats import (
     InFormat,
     OutFormat,
@@ -46,7 +48,6 @@ from broker.cli.render import (
 from broker.cli.schemas import schemas_app
 from broker.cli.taxii import taxii_app
 from broker.cli.witness import witness
-from broker.domain.decisions import decision_inputs
 from broker.errors import ConfigurationError, IxbError
 from broker.kafka.embedded import Engine, SecureCluster, embedded_broker
 from broker.kafka.embedded.engine import ensure_kafka
@@ -79,6 +80,7 @@ app.add_typer(pki_app, name="pki")
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(acl_app, name="acl")
 app.command("witness")(witness)
+app.add_typer(console_app, name="console")
 
 
 @app.callback()
@@ -325,8 +327,7 @@ def agreements_explain(
         policy = RegoDecisionPoint(bundle)
         reports = load_reports(report_file)
         for report in reports:
-            [asked] = decision_inputs(report, [recipient], now_s=now_s, origin=origin)
-            decision = policy.decide(asked)
+            decision = explain(policy, report, origin=origin, recipient=recipient, now_s=now_s)
             if as_json:
                 print_json_line(decision_json(bundle, report, origin, recipient, decision))
             else:
@@ -486,6 +487,13 @@ def demo(
     as_json: Annotated[
         bool, typer.Option("--json", help="summary as JSON Lines on stdout, story on stderr")
     ] = False,
+    with_console: Annotated[
+        bool,
+        typer.Option("--console", help="then keep it running with the browser console, to Ctrl-C"),
+    ] = False,
+    console_port: Annotated[
+        int, typer.Option(help="the console's port (taken: a free one)")
+    ] = 8470,
 ) -> None:
     """Run the multi-nation scenario on an embedded (or IXB_KAFKA_BOOTSTRAP) broker."""
     from broker.cli.demo.play import run_demo  # noqa: PLC0415 - only the demo needs its scenario data
@@ -493,7 +501,9 @@ def demo(
     settings = Settings()
     if engine is not None:
         settings = settings.model_copy(update={"kafka_engine": engine})
-    raise typer.Exit(code=run_demo(settings, err if as_json else out, as_json=as_json))
+    port = console_port if with_console else None
+    code = run_demo(settings, err if as_json else out, as_json=as_json, console_port=port)
+    raise typer.Exit(code=code)
 
 
 def main() -> None:

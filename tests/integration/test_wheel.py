@@ -5,13 +5,15 @@ A checkout finds the Avro schemas and the shipped policies in the top-level
 copies the wheel carries as package data. This builds the wheel, installs
 it (without dependencies: those of the test run serve) into a folder of its
 own, and runs ``ixb demo`` from there in a directory that holds nothing of
-the checkout, with the interpreter told to look in that folder first.
+the checkout, with the interpreter told to look in that folder first. The
+demo exits by itself, saying how to serve the console and a login to try.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 import sys
 import zipfile
@@ -47,6 +49,15 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     (built,) = out.glob("ixb-*.whl")
     return built
+
+
+def test_the_wheel_carries_the_consoles_templates_and_static_files(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    console = REPO / "broker" / "console"
+    shipped = [*(console / "templates").glob("*.html"), *(console / "static").iterdir()]
+    assert shipped
+    for source in shipped:
+        assert source.relative_to(REPO).as_posix() in names
 
 
 def test_the_wheel_carries_the_schemas_and_policies_as_package_data(wheel: Path) -> None:
@@ -96,3 +107,11 @@ def test_an_installed_wheel_runs_the_demo_without_the_checkout(
     assert "seal_unopenable" in done.stdout
     # The operator's dump holds no published title; the moved delivery opens nowhere.
     assert re.search(r"published titles: 0 found", done.stdout), done.stdout[-3000:]
+    # It exits, ending with where the console would be and a login that `make console` takes.
+    password_file = elsewhere / "home" / "console" / "demo-password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text(encoding="utf-8").strip()
+    hint = done.stdout[done.stdout.rindex("The console") :]
+    assert "make console" in hint
+    assert "http://127.0.0.1:8470/" in hint
+    assert f"be-analyst with password {password}" in hint

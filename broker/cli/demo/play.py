@@ -39,6 +39,7 @@ from broker.app.assembly import (
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
+from broker.cli.demo.console_demo import demo_password, print_console_hint, serve_demo_console
 from broker.cli.demo.scenario import NATIONS, build
 from broker.cli.demo.sealing import show_moved_delivery, show_operator_view
 from broker.cli.demo.taxii import show_taxii
@@ -69,16 +70,26 @@ from broker.wire.topics import TopicNames
 PROCESS_TIMEOUT_S = 60.0
 
 
-def run_demo(settings: Settings, console: Console, *, as_json: bool = False) -> int:
+def run_demo(
+    settings: Settings,
+    console: Console,
+    *,
+    as_json: bool = False,
+    console_port: int | None = None,
+) -> int:
     """Play the scenario, telling it on ``console``; with ``as_json`` the summary goes to stdout.
 
     The summary (what each nation received, and the totals) is JSON Lines on
     stdout with ``as_json``; otherwise a table on a terminal and one
-    tab-separated line per nation when piped.
+    tab-separated line per nation when piped. With ``console_port`` the
+    scenario stays up afterwards with the browser console on it, until
+    Ctrl-C (broker/cli/demo/console_demo.py); without, it ends by saying
+    how to serve that, and a login to try.
     """
     logs.configure(level="ERROR")
     started = time.monotonic()
     try:
+        password = demo_password(settings.home)  # before the run's own, temporary home
         with (
             tempfile.TemporaryDirectory(prefix="ixb-demo-") as home,
             _kafka(settings, console) as (bootstrap, idempotence),
@@ -94,10 +105,18 @@ def run_demo(settings: Settings, console: Console, *, as_json: bool = False) -> 
                 }
             )
             ok = asyncio.run(_scenario(demo_settings, bootstrap, console, as_json=as_json))
+            if ok and console_port is not None:
+                asyncio.run(
+                    serve_demo_console(
+                        demo_settings, bootstrap, console, password=password, port=console_port
+                    )
+                )
     except IxbError as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1
     console.print(f"\n[dim]demo finished in {time.monotonic() - started:.1f}s[/dim]")
+    if ok and console_port is None:
+        print_console_hint(console, password)
     return 0 if ok else 1
 
 
