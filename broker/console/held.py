@@ -5,9 +5,9 @@ the agreement and the declared decision input: origin, recipient, report
 type, marking, handling code); never the statement it carries, which is the
 recipient's to open once it is released. Held records are sealed whole to
 the broker, so only a console holding the broker's sealing key (one run on
-the broker's side, as the demo's is) lists them; any other lists none. A held item whose delivery id has
-already arrived on the recipient's feed has been released and is left out
-by the caller.
+the broker's side, as the demo's is) lists them; any other lists none. A
+held item whose delivery id has already arrived on the recipient's feed has
+been released and is left out by the caller.
 """
 
 from __future__ import annotations
