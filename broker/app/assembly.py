@@ -22,9 +22,11 @@ from broker.enforcer.stages.fanout import FanOut
 from broker.enforcer.stages.intake import Intake
 from broker.enforcer.stages.replay_guard import ReplayGuard
 from broker.errors import ConfigurationError
+from broker.kafka import security
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
+from broker.kafka.security import load_client_config
 from broker.parties.agency import Publisher
 from broker.policy import PolicyDecisionPoint
 from broker.policy.bundle import PolicyBundle
@@ -50,7 +52,16 @@ log = structlog.get_logger("ixb.service")
 
 
 def resolve_bootstrap(settings: Settings) -> str:
-    """IXB_KAFKA_BOOTSTRAP, else the address `ixb kafka up` wrote, else a clear error."""
+    """IXB_KAFKA_BOOTSTRAP, else the address `ixb kafka up` wrote, else a clear error.
+
+    With IXB_CLIENT_CONFIG, its identity is bound to the address (every
+    client of this process then connects with it), and its
+    ``bootstrap.servers`` is the address unless IXB_KAFKA_BOOTSTRAP is set.
+    """
+    if settings.client_config is not None:
+        config = load_client_config(settings.client_config, bootstrap=settings.kafka_bootstrap)
+        security.use(config)
+        return config.bootstrap
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     path = settings.embedded_bootstrap_file

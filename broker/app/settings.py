@@ -44,6 +44,16 @@ class Settings(BaseSettings):
         description="host:port[,host:port]; unset means the embedded broker started by "
         "`ixb kafka up` (its address is read from <home>/kafka-bootstrap)",
     )
+    client_config: Path | None = Field(
+        default=None,
+        description="a Kafka client configuration (`ixb credentials issue` writes one: "
+        "bootstrap.servers, security.protocol=SSL, the CA, the party's certificate and key); "
+        "its bootstrap.servers applies unless IXB_KAFKA_BOOTSTRAP is set",
+    )
+    pki_dir: Path | None = Field(
+        default=None,
+        description="the federation CA and the certificates `ixb pki` issued (default <home>/pki)",
+    )
     kafka_engine: Literal["kafka", "tansu"] = Field(
         default="kafka",
         description="the embedded broker that `ixb kafka up`, the demo, the bench and the "
@@ -130,6 +140,10 @@ class Settings(BaseSettings):
         description="cosignatures of distinct partners' witnesses `ixb audit verify` and "
         "`check-receipt` require on a checkpoint before they trust it (0: none)",
     )
+
+    @property
+    def pki_path(self) -> Path:
+        return self.pki_dir or self.home / "pki"
 
     @property
     def registry_path(self) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import signal
 import time
 from collections.abc import Coroutine
@@ -23,6 +24,7 @@ from broker.app.assembly import load_catalog, open_publisher, resolve_bootstrap
 from broker.app.documents import explain
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
+from broker.cli.access import acl_app, credentials_app, pki_app
 from broker.cli.audit import audit_app
 from broker.cli.console import console, print_json_line
 from broker.cli.console_command import console_app
@@ -47,7 +49,7 @@ from broker.cli.schemas import schemas_app
 from broker.cli.taxii import taxii_app
 from broker.cli.witness import witness
 from broker.errors import ConfigurationError, IxbError
-from broker.kafka.embedded import Engine, embedded_broker
+from broker.kafka.embedded import Engine, SecureCluster, embedded_broker
 from broker.kafka.embedded.engine import ensure_kafka
 from broker.kafka.reader import read_topic
 from broker.parties.derivations import PartyAgreements
@@ -56,6 +58,7 @@ from broker.policy.bundle import BundleRefused, PolicyBundle, load_bundle
 from broker.policy.lint import Finding, Severity, lint
 from broker.policy.rego import RegoDecisionPoint
 from broker.policy.source import request_reload
+from broker.trust.identities import Identity, Role
 from broker.trust.keystore import Keystore
 from broker.trust.registry_file import RegistryFile
 from broker.wire.report import describe_validation_error
@@ -73,8 +76,30 @@ app.add_typer(agreements_app, name="agreements")
 app.add_typer(audit_app, name="audit")
 app.add_typer(taxii_app, name="taxii")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(pki_app, name="pki")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(acl_app, name="acl")
 app.command("witness")(witness)
 app.add_typer(console_app, name="console")
+
+
+@app.callback()
+def _options(
+    client_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--client-config",
+            help="a Kafka client configuration (`ixb credentials issue`); "
+            "the same as IXB_CLIENT_CONFIG",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Options for every command; the settings themselves are read by each command."""
+    if client_config is not None:
+        os.environ["IXB_CLIENT_CONFIG"] = str(client_config)
+
 
 out = console()
 err = console(stderr=True)
@@ -126,17 +151,28 @@ EngineOption = Annotated[
 def kafka_up(
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 0,
     engine: EngineOption = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure",
+            help="TLS only, client certificates required, the authorizer on (Apache Kafka); "
+            "the CA and the operator's credentials are made in IXB_PKI_DIR",
+        ),
+    ] = False,
 ) -> None:
     """Start the embedded broker on loopback and keep it running until Ctrl-C or SIGTERM.
 
     Apache Kafka keeps its data in a temporary folder for as long as it runs;
     its jars are fetched with Maven into IXB_ENGINE_CACHE the first time.
+    With ``--secure`` it prints the operator's client configuration to export
+    as IXB_CLIENT_CONFIG (for ``ixb acl apply`` and ``ixb credentials issue``).
     """
     settings = _settings()
     chosen = engine or settings.kafka_engine
     try:
+        cluster = SecureCluster.prepare(settings.pki_path) if secure else None
         broker = embedded_broker(
-            chosen, cache=settings.engine_cache, port=port or None, say=err.print
+            chosen, cache=settings.engine_cache, port=port or None, say=err.print, secure=cluster
         )
     except IxbError as exc:
         raise _fail(exc) from exc
@@ -153,6 +189,11 @@ def kafka_up(
             settings.embedded_bootstrap_file.write_text(broker.bootstrap + "\n")
             out.print(f"{broker.description} listening on [bold]{broker.bootstrap}[/bold]")
             out.print(f"other ixb commands find it through {settings.embedded_bootstrap_file}")
+            if cluster is not None:
+                operator = cluster.write_client_config(Identity(Role.OPERATOR), broker.bootstrap)
+                out.print(
+                    f"TLS + mTLS + ACLs; as the operator: export IXB_CLIENT_CONFIG={operator}"
+                )
             while broker.running and not asked:
                 time.sleep(0.5)
         finally:

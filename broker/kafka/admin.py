@@ -21,6 +21,7 @@ from aiokafka.errors import (
 )
 
 from broker.errors import TransportError
+from broker.kafka.security import client_options
 from broker.wire.topics import shape_of
 
 T = TypeVar("T")
@@ -53,7 +54,9 @@ async def wait_until_ready(bootstrap: str, *, timeout_s: float = 30.0) -> None:
     last: Exception | None = None
     await _wait_for_listener(bootstrap, deadline)  # quietly, before aiokafka logs refusals
     while time.monotonic() < deadline:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, **client_options(bootstrap), request_timeout_ms=2000
+        )
         try:
             await admin.start()
             await admin.list_topics()
@@ -98,7 +101,7 @@ class TopicAdmin:
         replication: int | None = None,
         ledger_retention: dt.timedelta | None = None,
     ) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(bootstrap))
         self._known: set[str] = set()
         self.partitions = partitions
         self.replication = replication

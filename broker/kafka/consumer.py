@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from broker.errors import TransportError
 from broker.kafka.base import RevokeHook
 from broker.kafka.closing import close_consumer
+from broker.kafka.security import client_options
 from broker.kafka.undecodable import RecordTaker
 from broker.wire.records import InboundRecord, Partition, offsets_after
 
@@ -143,6 +144,7 @@ class SubmissionConsumer:
         self.revocations = RevocationStats()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -12,6 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from broker.errors import TransportError
 from broker.kafka.admin import TopicAdmin
+from broker.kafka.security import client_options
 from broker.wire.codec import schema_headers
 from broker.wire.records import OutboundRecord
 
@@ -45,6 +46,7 @@ class OutputProducer:
         self._admin = admin
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
             client_id=client_id,
             acks="all",
             enable_idempotence=idempotent,

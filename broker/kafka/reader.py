@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from broker.errors import TransportError
 from broker.kafka.admin import on_some_broker
 from broker.kafka.closing import close_consumer
 from broker.kafka.records import inbound
+from broker.kafka.security import client_options
 from broker.wire.records import InboundRecord
 
 
@@ -43,6 +44,7 @@ async def read_topic(
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=100,
@@ -118,7 +120,9 @@ async def _wait_for_partitions(
     without keeping any. Assigning the partitions then makes the consumer
     track the topic.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, **client_options(bootstrap), request_timeout_ms=5000
+    )
     deadline = time.monotonic() + timeout_s
     try:
         await admin.start()
@@ -126,6 +130,12 @@ async def _wait_for_partitions(
             for described in await on_some_broker(lambda: admin.describe_topics([topic])):
                 if described.get("error_code") == 0 and described.get("partitions"):
                     return {p["partition"] for p in described["partitions"]}
+                if described.get("error_code") == TopicAuthorizationFailedError.errno:
+                    # Kafka's refusal, not a topic still to come: say so, do not wait it out.
+                    raise TransportError(
+                        f"Kafka refused access to {topic}: TopicAuthorizationFailedError "
+                        "(this principal has no ACL for it)"
+                    )
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 return set()
             await asyncio.sleep(0.1)

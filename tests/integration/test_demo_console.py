@@ -69,6 +69,8 @@ def test_the_demo_serves_the_console_with_the_login_it_prints_until_interrupted(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
+    # The session's Kafka takes only authenticated clients: the suite's operator identity.
+    env |= {k: os.environ[k] for k in ("IXB_CLIENT_CONFIG",) if k in os.environ}
     env |= {"IXB_KAFKA_BOOTSTRAP": kafka_bootstrap, "IXB_HOME": str(tmp_path / "home")}
     run = "from broker.cli.main import main; main()"
     command = [sys.executable, "-c", run, "demo", "--console", "--console-port", "0"]

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaProducer
 from broker.app.settings import Settings
 from broker.enforcer.stages.replay_guard import ledger_record
 from broker.kafka.admin import TopicAdmin
+from broker.kafka.security import client_options
 from broker.wire.codec import SchemaCatalog
 from broker.wire.records import InboundRecord
 from broker.wire.topics import TopicNames, ledger_retention
@@ -54,7 +55,9 @@ async def test_an_enforcer_reads_back_only_the_ledger_lines_stamped_inside_the_r
     await admin.start()
     await admin.ensure([topics.accepted])
     await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, **client_options(settings.kafka_bootstrap)
+    )
     await producer.start()
     try:
         for partition, (report, stamp) in enumerate(stamped.items()):

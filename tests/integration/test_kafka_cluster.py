@@ -23,6 +23,7 @@ from broker.kafka.admin import TopicAdmin
 from broker.kafka.embedded import ApacheKafka
 from broker.kafka.producer import OutputProducer
 from broker.kafka.reader import read_topic
+from broker.kafka.security import client_options
 from broker.wire.records import OutboundRecord
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,9 @@ async def test_three_nodes_elect_anew_when_the_controller_or_a_leader_dies_and_l
     assert sorted(cluster.nodes) == [1, 2, 3]
     assert len(cluster.pids) == 3
     await _send(cluster.bootstrap, topic, range(0, 100))
-    raw = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    raw = AIOKafkaAdminClient(
+        bootstrap_servers=cluster.bootstrap, **client_options(cluster.bootstrap)
+    )
     await raw.start()
     try:
         [described] = await raw.describe_topics([topic])

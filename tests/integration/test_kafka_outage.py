@@ -27,10 +27,11 @@ from broker.app.settings import Settings
 from broker.kafka.embedded import ApacheKafka
 from broker.kafka.embedded.engine import ensure_kafka
 from broker.kafka.embedded.ports import free_loopback_port
+from broker.kafka.embedded.secure import SecureCluster
 from tests.factories import make_report
 from tests.integration.conftest import enforcer
 from tests.integration.rules_support import feed_until, rules_settings
-from tests.support.kafka import SUITE_SETTINGS
+from tests.support.kafka import SECURED, SUITE_SETTINGS
 from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
@@ -67,10 +68,17 @@ class _Outage:
 
 
 @pytest.fixture
-async def outage() -> AsyncIterator[_Outage]:
-    """A broker of its own, reached only through a proxy that can cut it off."""
+async def outage(suite_pki: SecureCluster) -> AsyncIterator[_Outage]:
+    """A broker of its own, reached only through a proxy that can cut it off.
+
+    Secured as the session's is (TLS passes through the proxy untouched).
+    """
     proxy_port = free_loopback_port()
-    kafka = ApacheKafka(ensure_kafka(SUITE_SETTINGS.engine_cache), advertised_port=proxy_port)
+    kafka = ApacheKafka(
+        ensure_kafka(SUITE_SETTINGS.engine_cache),
+        advertised_port=proxy_port,
+        secure=suite_pki if SECURED else None,
+    )
     proxy = TcpProxy(("127.0.0.1", kafka.ports[NODE].client), proxy_port)
     await proxy.start()
     try:

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.reader import read_topic
+from broker.kafka.security import client_options
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,9 @@ async def test_a_read_since_a_time_yields_every_record_stamped_at_or_after_it_an
     await admin.start()
     await admin.ensure([topic])
     await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, **client_options(kafka_bootstrap)
+    )
     await producer.start()
     try:
         for value, (partition, stamp) in stamps.items():

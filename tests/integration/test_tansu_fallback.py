@@ -42,6 +42,7 @@ def test_on_tansu_a_report_published_with_the_cli_reaches_the_partner_through_ix
 ) -> None:
     (policies_dir / "agreements" / "test-nl-be.yaml").write_text(NL_BE_AGREEMENT)
     settings = Settings(
+        client_config=None,  # Tansu has no TLS: not the session's operator credentials
         kafka_engine="tansu",
         home=tmp_path / "home",
         topic_namespace=f"c{uuid.uuid4().hex[:12]}",

@@ -17,6 +17,7 @@ from structlog.testing import capture_logs
 from broker.app.assembly import provision_keys
 from broker.app.settings import Settings
 from broker.kafka.admin import TopicAdmin
+from broker.kafka.security import client_options
 from broker.wire.topics import TopicNames
 from tests.integration.conftest import NL_BE_AGREEMENT, enforcer, make_settings
 
@@ -35,7 +36,7 @@ async def test_ixb_creates_the_decision_log_checkpoints_and_bundle_archive_to_be
         drifts = [await admin.drift(topic) for topic in evidence]
     finally:
         await admin.close()
-    raw = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    raw = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, **client_options(kafka_bootstrap))
     await raw.start()
     try:
         described = await raw.describe_topics(evidence)
@@ -78,7 +79,7 @@ async def test_an_enforcer_started_on_topics_made_with_the_defaults_names_them(
     settings = make_settings(tmp_path, kafka_bootstrap, policies_dir)
     provision_keys(settings, ["NL", "BE"])
     topics = TopicNames(settings.topic_namespace)
-    raw = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    raw = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap, **client_options(kafka_bootstrap))
     await raw.start()
     try:  # as an operator, or an ixb from before the topics had their settings
         await raw.create_topics(
@@ -110,7 +111,7 @@ async def _run_briefly(settings: Settings) -> None:
 
 
 async def _configs(bootstrap: str, topic: str) -> dict[str, str]:
-    raw = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    raw = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(bootstrap))
     await raw.start()
     try:
         responses = await raw.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])

@@ -82,6 +82,8 @@ def test_an_installed_wheel_runs_the_demo_without_the_checkout(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
+    # The session's Kafka takes only authenticated clients: the suite's operator identity.
+    env |= {k: os.environ[k] for k in ("IXB_CLIENT_CONFIG",) if k in os.environ}
     env |= {"IXB_KAFKA_BOOTSTRAP": kafka_bootstrap, "IXB_HOME": str(elsewhere / "home")}
     done = subprocess.run(  # noqa: PLW1510 - the return code is asserted below, with stderr
         [sys.executable, "-c", _RUN_INSTALLED, str(target)],

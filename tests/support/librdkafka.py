@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import confluent_kafka
 
+from broker.kafka import security
 from broker.wire.records import OutboundRecord
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")
@@ -31,6 +32,7 @@ def produce(
     """
     producer = confluent_kafka.Producer(
         {
+            **security_properties(bootstrap),
             "bootstrap.servers": bootstrap,
             "compression.codec": codec,
             "acks": "all",
@@ -65,3 +67,9 @@ def produce(
     assert not errors, f"librdkafka could not deliver: {errors}"
     assert left == 0, f"librdkafka: {left} records not acknowledged in {timeout_s} s"
     return sorted(offsets)
+
+
+def security_properties(bootstrap: str) -> dict[str, str]:
+    """The identity this process speaks to ``bootstrap`` with, as librdkafka's properties."""
+    config = security.bound(bootstrap)
+    return config.properties() if config is not None else {}

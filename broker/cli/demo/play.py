@@ -34,6 +34,7 @@ from broker.app.assembly import (
     load_catalog,
     open_publisher,
     provision_keys,
+    resolve_bootstrap,
     signer_for,
 )
 from broker.app.enforcer_process import run_enforcer
@@ -127,7 +128,7 @@ def _kafka(settings: Settings, console: Console) -> Iterator[tuple[str, bool]]:
         console.print(
             f"using Kafka at [bold]{settings.kafka_bootstrap}[/bold] (IXB_KAFKA_BOOTSTRAP)"
         )
-        yield settings.kafka_bootstrap, True
+        yield resolve_bootstrap(settings), True  # with IXB_CLIENT_CONFIG's identity bound
         return
     started = time.monotonic()
     broker = embedded_broker(settings.kafka_engine, cache=settings.engine_cache, say=console.print)

@@ -18,9 +18,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, Protocol, Self
 
+from broker.errors import ConfigurationError
 from broker.kafka.embedded.apache import ApacheKafka
 from broker.kafka.embedded.engine import ensure_kafka
 from broker.kafka.embedded.kraft import MIN_SESSION_TIMEOUT_MS
+from broker.kafka.embedded.secure import SecureCluster
 from broker.kafka.embedded.tansu import Tansu
 
 Engine = Literal["kafka", "tansu"]
@@ -87,15 +89,19 @@ def embedded_broker(
     port: int | None = None,
     advertised_port: int | None = None,
     say: Callable[[str], None] = lambda _: None,
+    secure: SecureCluster | None = None,
 ) -> EmbeddedBroker:
     """An engine, not started yet; Kafka's jars are fetched into ``cache`` first if missing.
 
-    ``say`` hears about a fetch (it takes a while the first time).
+    ``say`` hears about a fetch (it takes a while the first time). ``secure``
+    (Apache Kafka only): TLS, mTLS principals and the authorizer.
     """
     if engine == "tansu":
+        if secure is not None:
+            raise ConfigurationError("Tansu has no TLS or authorizer: use --engine kafka")
         return Tansu(port=port, advertised_port=advertised_port)
     libs = ensure_kafka(cache, say=say)
-    return ApacheKafka(libs, port=port, advertised_port=advertised_port)
+    return ApacheKafka(libs, port=port, advertised_port=advertised_port, secure=secure)
 
 
 __all__ = [
@@ -104,6 +110,7 @@ __all__ = [
     "ApacheKafka",
     "EmbeddedBroker",
     "Engine",
+    "SecureCluster",
     "Tansu",
     "embedded_broker",
     "group_session_timeout_ms",

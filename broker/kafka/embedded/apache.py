@@ -34,11 +34,14 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from broker.errors import ConfigurationError, TransportError
+from broker.kafka import security
 from broker.kafka.admin import on_some_broker, wait_until_ready
 from broker.kafka.embedded import kraft
 from broker.kafka.embedded.engine import KAFKA_VERSION
 from broker.kafka.embedded.nodes import KafkaNode, release_workdir, temporary_workdir
 from broker.kafka.embedded.ports import free_loopback_ports
+from broker.kafka.embedded.secure import SecureCluster
+from broker.trust.identities import Identity, Role
 
 FORMAT_TIMEOUT_S = 60.0
 # A short-lived tool: the quick JIT tier and the serial collector start it soonest.
@@ -70,6 +73,7 @@ class ApacheKafka:
         heap_mb: int = 1024,
         startup_timeout_s: float = 90.0,
         quick_start: bool = False,
+        secure: SecureCluster | None = None,
     ) -> None:
         """``port`` and ``advertised_port`` (a proxy in front, in tests) only for one node.
 
@@ -78,6 +82,9 @@ class ApacheKafka:
         instead of 7 s to answer on a loaded machine) at a cost to its peak
         throughput. For fault tests, whose nodes restart under load; not for
         the bench, which measures that throughput.
+
+        ``secure``: TLS on every listener, client certificates required, the
+        authorizer on; the cluster administers itself as the PKI's operator.
         """
         if nodes < 1 or (nodes > 1 and (port or advertised_port)):
             raise ConfigurationError("fixed ports are for a single node only")
@@ -95,19 +102,25 @@ class ApacheKafka:
             client, controller = port or next(free), next(free)
             self.ports[node_id] = kraft.NodePorts(client, controller, advertised_port or client)
         self.nodes: dict[int, KafkaNode] = {}
+        self.secure = secure
 
     @property
     def description(self) -> str:
+        secured = ", TLS, mTLS principals, ACLs" if self.secure else ""
         if len(self.ports) == 1:
-            return f"Apache Kafka {KAFKA_VERSION} (KRaft, one combined node)"
+            return f"Apache Kafka {KAFKA_VERSION} (KRaft, one combined node{secured})"
         return (
             f"Apache Kafka {KAFKA_VERSION} (KRaft, {len(self.ports)} combined nodes, "
-            "replication factor 3, min.insync.replicas 2)"
+            f"replication factor 3, min.insync.replicas 2{secured})"
         )
 
     @property
     def bootstrap(self) -> str:
         return ",".join(f"127.0.0.1:{p.advertised}" for _, p in sorted(self.ports.items()))
+
+    @property
+    def _addresses(self) -> list[str]:
+        return [self.bootstrap, *(f"127.0.0.1:{p.advertised}" for p in self.ports.values())]
 
     @property
     def pids(self) -> list[int]:
@@ -132,6 +145,9 @@ class ApacheKafka:
                 for node_id, ports in self.ports.items()
             }
             self._format(workdir)
+            if self.secure is not None:
+                for address in self._addresses:  # the cluster's, and each node's on its own
+                    security.use(self.secure.client_config(Identity(Role.OPERATOR), address))
             for node in self.nodes.values():
                 node.start()
             asyncio.run(self._until_whole(list(self.nodes.values()), warm_up=True))
@@ -160,6 +176,9 @@ class ApacheKafka:
             shutil.rmtree(self.workdir, ignore_errors=True)
             release_workdir(self.workdir)
             self.workdir = None
+            if self.secure is not None:
+                for address in self._addresses:
+                    security.forget(address)
 
     def kill(self, node_id: int) -> None:
         """SIGKILL node ``node_id``; its data stays for :meth:`restart`."""
@@ -225,7 +244,11 @@ class ApacheKafka:
         }
 
     async def _describe(self, topics: list[str]) -> list[Any]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            **security.client_options(self.bootstrap),
+            request_timeout_ms=5000,
+        )
         try:
             await admin.start()
             return await on_some_broker(lambda: admin.describe_topics(topics))
@@ -254,9 +277,10 @@ class ApacheKafka:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "log4j2.properties").write_text(kraft.log4j2_properties())
         formats = []
+        tls = self.secure.broker_tls(workdir) if self.secure is not None else None
         for node in self.nodes.values():
             node.directory.mkdir(parents=True, exist_ok=True)
-            properties = kraft.server_properties(node.node_id, self.ports, node.data_dir)
+            properties = kraft.server_properties(node.node_id, self.ports, node.data_dir, tls)
             (node.directory / "server.properties").write_text(kraft.render(properties))
             assert self._java is not None
             command = [
@@ -315,7 +339,11 @@ class ApacheKafka:
     async def _until_brokers(self, count: int, deadline: float) -> None:
         seen = 0
         while time.monotonic() < deadline:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self.bootstrap,
+                **security.client_options(self.bootstrap),
+                request_timeout_ms=2000,
+            )
             try:
                 await admin.start()
                 seen = len((await admin.describe_cluster())["brokers"])
@@ -329,7 +357,11 @@ class ApacheKafka:
         raise TransportError(f"the cluster listed {seen} of {count} brokers in time")
 
     async def _until_group_coordinator(self, deadline: float) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            **security.client_options(self.bootstrap),
+            request_timeout_ms=2000,
+        )
         try:
             await admin.start()
             while True:

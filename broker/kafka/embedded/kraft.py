@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.trust.identities import PRINCIPAL_MAPPING_RULE
+
 # The shortest consumer-group session the embedded nodes accept; tests and
 # the bench use 2 s (broker/kafka/embedded/__init__.py, group_session_timeout_ms).
 MIN_SESSION_TIMEOUT_MS = 1000
@@ -43,8 +45,23 @@ def cluster_id() -> str:
             return text
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerTls:
+    """The files a secured node needs: the CA to trust, and its own key and chain in one PEM.
+
+    With it, every listener (clients, other brokers, the quorum) is TLS with
+    client certificates required, principals are the certificates' CNs, and
+    the StandardAuthorizer allows only what an ACL grants (``super_users``
+    excepted: the brokers' own principal and the bootstrap operator).
+    """
+
+    truststore: Path
+    keystore: Path  # private key (PKCS #8) followed by the certificate chain
+    super_users: tuple[str, ...]
+
+
 def server_properties(
-    node_id: int, ports: Mapping[int, NodePorts], data_dir: Path
+    node_id: int, ports: Mapping[int, NodePorts], data_dir: Path, tls: BrokerTls | None = None
 ) -> dict[str, str]:
     """The ``server.properties`` of node ``node_id`` in a cluster of ``ports`` (id -> ports)."""
     own = ports[node_id]
@@ -71,6 +88,7 @@ def server_properties(
         "share.coordinator.state.topic.replication.factor": str(replication),
         "share.coordinator.state.topic.min.isr": str(min_isr),
         "unclean.leader.election.enable": "false",
+        **(_secured(own, tls) if tls is not None else {}),
         # Test: small internal topics (made on first use, inside some test's time).
         "offsets.topic.num.partitions": "10",
         "transaction.state.log.num.partitions": "10",
@@ -85,6 +103,26 @@ def server_properties(
         # the pauses a loaded 2-core machine makes).
         "broker.session.timeout.ms": "6000",
         "broker.heartbeat.interval.ms": "1000",
+    }
+
+
+def _secured(own: NodePorts, tls: BrokerTls) -> dict[str, str]:
+    """TLS on every listener, mTLS principals, the authorizer, no plaintext port at all."""
+    return {
+        "listeners": f"SSL://127.0.0.1:{own.client},CONTROLLER://127.0.0.1:{own.controller}",
+        "advertised.listeners": f"SSL://127.0.0.1:{own.advertised}",
+        "listener.security.protocol.map": "SSL:SSL,CONTROLLER:SSL",
+        "inter.broker.listener.name": "SSL",
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls.keystore),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls.truststore),
+        "ssl.client.auth": "required",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.principal.mapping.rules": PRINCIPAL_MAPPING_RULE,
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": ";".join(tls.super_users),
     }
 
 
