@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from broker.kafka.admin import TopicAdmin
 from broker.kafka.producer import OutputProducer
+from broker.kafka.security import client_options
 from broker.wire.records import OutboundRecord
 
 
@@ -55,6 +56,7 @@ def _producer(bootstrap: str, client_id: str, *, idempotent: bool) -> AIOKafkaPr
     # sends record by record, and a linger would add its wait to every latency.
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         client_id=client_id,
         acks="all",
         enable_idempotence=idempotent,
@@ -82,6 +84,7 @@ async def passthrough(
     """
     consumer = AIOKafkaConsumer(  # as broker.kafka.consumer.SubmissionConsumer
         bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -140,9 +143,12 @@ class GroupProbe:
 
     def __init__(self, bootstrap: str, group_id: str) -> None:
         self._group = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+            bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
+            group_id=group_id,
+            enable_auto_commit=False,
         )
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(bootstrap))
         self._group_id = group_id
 
     async def start(self) -> None:
@@ -183,6 +189,7 @@ class DeliveryWatcher:
     def __init__(self, bootstrap: str) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # Tansu answers a waiting fetch as soon as a record arrives (as Kafka does), so

@@ -178,6 +178,7 @@ async def run_enforcer(
     return enforcer.stats
 
 
+ADMIN_START_TIMEOUT_S = 20.0  # longer than a cluster takes to fence a dead node
 START_UP_WARN_S = 10.0  # a step waited on this long is named in the log (start_up_slow)
 
 
@@ -222,7 +223,8 @@ async def _start_clients(
     to own before anyone publishes.
     """
     watch.at("reaching Kafka")
-    await clients.admin.start()
+    # A cluster that has just lost a node may name it for some seconds more.
+    await clients.admin.start(timeout_s=ADMIN_START_TIMEOUT_S)
     await clients.admin.ensure(
         [
             *(topics.submit(nation) for nation in sorted(submitters)),

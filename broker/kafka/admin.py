@@ -91,7 +91,7 @@ class TopicAdmin:
     copy on any cluster.
     """
 
-    __slots__ = ("_admin", "_known", "ledger_retention", "partitions", "replication")
+    __slots__ = ("_admin", "_bootstrap", "_known", "ledger_retention", "partitions", "replication")
 
     def __init__(
         self,
@@ -101,18 +101,44 @@ class TopicAdmin:
         replication: int | None = None,
         ledger_retention: dt.timedelta | None = None,
     ) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(bootstrap))
+        self._bootstrap = bootstrap
+        self._admin = self._client()
         self._known: set[str] = set()
         self.partitions = partitions
         self.replication = replication
         self.ledger_retention = ledger_retention  # see broker.wire.topics.shape_of
 
-    async def start(self) -> None:
-        try:
-            await self._admin.start()
-            self._known.update(await on_some_broker(self._admin.list_topics))
-        except KafkaError as exc:
-            raise TransportError(f"cannot reach Kafka admin: {exc}") from exc
+    def _client(self) -> AIOKafkaAdminClient:
+        return AIOKafkaAdminClient(
+            bootstrap_servers=self._bootstrap, **client_options(self._bootstrap)
+        )
+
+    async def start(self, *, timeout_s: float = 0.0) -> None:
+        """Connect and learn the topics; a cluster with a node just lost is asked again.
+
+        Right after a broker dies, the cluster's metadata still lists it
+        until it is fenced (about 6 s with the tests' settings) and a new
+        client may pick it for every request (seen: an enforcer restarted
+        during a broker kill exiting with NodeNotReadyError after about a
+        second). So a start that reaches no live node is made again with a
+        fresh client, for up to ``timeout_s`` (0, the default: once, for a
+        command whose user is waiting; the enforcer waits longer); any other
+        refusal (an ACL, a bad certificate) fails at once.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                await self._admin.start()
+                self._known.update(await on_some_broker(self._admin.list_topics))
+                return
+            except _UNREACHABLE as exc:
+                if time.monotonic() >= deadline:  # checked after one attempt at least
+                    raise TransportError(f"cannot reach Kafka admin: {exc}") from exc
+            except KafkaError as exc:
+                raise TransportError(f"cannot reach Kafka admin: {exc}") from exc
+            await self._admin.close()
+            await asyncio.sleep(0.5)
+            self._admin = self._client()
 
     async def close(self) -> None:
         await self._admin.close()

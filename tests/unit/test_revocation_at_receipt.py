@@ -37,8 +37,19 @@ from tests.integration.conftest import NL_BE_AGREEMENT
 from tests.support.submissions import seal_record
 
 T = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=10)
-"""The revocation's effective time: after the keys were made (a few minutes before now)."""
+"""The revocation's effective time: after the keys were made (a few minutes before now).
+
+Set again as each test starts (below): the thief signs with the key before T
+arrives, which a T fixed when the module was imported stops being once a
+long session reaches this file ten minutes later.
+"""
 SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.fixture(autouse=True)
+def _revocation_ten_minutes_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    ahead = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=10)
+    monkeypatch.setitem(globals(), "T", ahead)
 
 
 @pytest.fixture

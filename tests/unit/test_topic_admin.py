@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
+import time
 
-from broker.kafka.admin import creation_failures
+import pytest
+
+from broker.errors import TransportError
+from broker.kafka.admin import TopicAdmin, creation_failures
 from broker.wire.topics import TopicNames, TopicShape, ledger_retention, shape_of
 
 
@@ -55,3 +60,29 @@ def test_the_intake_ledger_is_kept_for_the_freshness_window_and_twice_the_clock_
         # Only the ledger: the other topics' shapes do not depend on the window.
         for other in (names.audit, names.held, names.submit("NL")):
             assert shape_of(other, ledger_retention=hour) == shape_of(other)
+
+
+def _closed_port() -> str:
+    """A loopback address where nothing listens: every connection is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+async def test_a_command_reaching_no_broker_is_told_at_once() -> None:
+    admin = TopicAdmin(_closed_port())
+    began = time.monotonic()
+    with pytest.raises(TransportError, match="cannot reach Kafka admin"):
+        await admin.start()
+    await admin.close()
+    assert time.monotonic() - began < 3.0
+
+
+async def test_the_enforcers_start_asks_again_with_fresh_clients_until_its_timeout() -> None:
+    """A cluster still naming a node it just lost answers a later attempt; none here ever does."""
+    admin = TopicAdmin(_closed_port())
+    began = time.monotonic()
+    with pytest.raises(TransportError, match="cannot reach Kafka admin"):
+        await admin.start(timeout_s=2.0)
+    await admin.close()
+    assert time.monotonic() - began >= 2.0
