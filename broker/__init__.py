@@ -56,7 +56,7 @@ from broker.parties.recipient import (
 from broker.trust.sealing.keys import DecryptionKey, Keyring
 from broker.wire.report import describe_validation_error
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ArchivedAgreements",
