@@ -69,9 +69,8 @@ def test_the_wheel_carries_the_schemas_and_policies_as_package_data(wheel: Path)
         assert f"broker/_data/policies/agreements/{source.name}" in names
 
 
-def test_an_installed_wheel_runs_the_demo_without_the_checkout(
-    wheel: Path, tmp_path: Path, kafka_bootstrap: str
-) -> None:
+def test_an_installed_wheel_runs_the_demo_without_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    """As a new user would: the demo starts its own secured Kafka, from the wheel's files."""
     target = tmp_path / "site"
     install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
     subprocess.run(
@@ -82,9 +81,8 @@ def test_an_installed_wheel_runs_the_demo_without_the_checkout(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("IXB_")}
-    # The session's Kafka takes only authenticated clients: the suite's operator identity.
-    env |= {k: os.environ[k] for k in ("IXB_CLIENT_CONFIG",) if k in os.environ}
-    env |= {"IXB_KAFKA_BOOTSTRAP": kafka_bootstrap, "IXB_HOME": str(elsewhere / "home")}
+    env |= {k: os.environ[k] for k in ("IXB_ENGINE_CACHE",) if k in os.environ}
+    env |= {"IXB_HOME": str(elsewhere / "home")}
     done = subprocess.run(  # noqa: PLW1510 - the return code is asserted below, with stderr
         [sys.executable, "-c", _RUN_INSTALLED, str(target)],
         cwd=elsewhere,
@@ -109,6 +107,13 @@ def test_an_installed_wheel_runs_the_demo_without_the_checkout(
     assert "seal_unopenable" in done.stdout
     # The operator's dump holds no published title; the moved delivery opens nowhere.
     assert re.search(r"published titles: 0 found", done.stdout), done.stdout[-3000:]
+    # On its secured Kafka, BE's analyst reads BE's feed, and Kafka refuses it NL's.
+    read = re.search(r"ixb subscribe --nation BE: exit 0, (\d+) verified deliveries", done.stdout)
+    assert read is not None, done.stdout[-3000:]
+    assert int(read[1]) > 0
+    refused = "ixb subscribe --nation NL: exit 2, error: Kafka refused access to "
+    assert refused in done.stdout, done.stdout[-3000:]
+    assert "TopicAuthorizationFailed" in done.stdout
     # It exits, ending with where the console would be and a login that `make console` takes.
     password_file = elsewhere / "home" / "console" / "demo-password"
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600

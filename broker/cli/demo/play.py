@@ -40,6 +40,7 @@ from broker.app.assembly import (
 from broker.app.enforcer_process import run_enforcer
 from broker.app.settings import Settings
 from broker.cli.console import print_json_line
+from broker.cli.demo.access import show_kafka_refusal
 from broker.cli.demo.console_demo import demo_password, print_console_hint, serve_demo_console
 from broker.cli.demo.scenario import NATIONS, build
 from broker.cli.demo.sealing import show_moved_delivery, show_operator_view
@@ -50,10 +51,11 @@ from broker.enforcer.processor import EnforcerStats
 from broker.enforcer.stages.fanout import HELD_SCHEMA
 from broker.errors import IxbError
 from broker.kafka.admin import TopicAdmin
-from broker.kafka.embedded import embedded_broker, group_session_timeout_ms
+from broker.kafka.embedded import SecureCluster, embedded_broker, group_session_timeout_ms
 from broker.kafka.reader import read_topic
 from broker.parties.recipient import FeedProblem, VerifiedDelivery, read_feed
 from broker.trust.attestation import open_attested
+from broker.trust.identities import Identity, Role
 from broker.trust.keystore import Keystore
 from broker.trust.records import KeyRole
 from broker.trust.registry_file import RegistryFile
@@ -93,11 +95,12 @@ def run_demo(
         password = demo_password(settings.home)  # before the run's own, temporary home
         with (
             tempfile.TemporaryDirectory(prefix="ixb-demo-") as home,
-            _kafka(settings, console) as (bootstrap, idempotence),
+            _kafka(settings, console, pki=Path(home) / "pki") as (bootstrap, idempotence, operator),
         ):
             demo_settings = settings.model_copy(
                 update={
                     "home": Path(home),
+                    "pki_dir": Path(home) / "pki",
                     "topic_namespace": f"demo-{secrets.token_hex(3)}",
                     "consumer_session_timeout_ms": group_session_timeout_ms(
                         embedded=not settings.kafka_bootstrap
@@ -105,7 +108,9 @@ def run_demo(
                     "kafka_idempotence": settings.kafka_idempotence and idempotence,
                 }
             )
-            ok = asyncio.run(_scenario(demo_settings, bootstrap, console, as_json=as_json))
+            ok = asyncio.run(
+                _scenario(demo_settings, bootstrap, console, as_json=as_json, operator=operator)
+            )
             if ok and console_port is not None:
                 asyncio.run(
                     serve_demo_console(
@@ -122,25 +127,44 @@ def run_demo(
 
 
 @contextlib.contextmanager
-def _kafka(settings: Settings, console: Console) -> Iterator[tuple[str, bool]]:
-    """The bootstrap to use, and whether its broker serves idempotent producers."""
+def _kafka(
+    settings: Settings, console: Console, *, pki: Path
+) -> Iterator[tuple[str, bool, Path | None]]:
+    """The bootstrap, whether its broker serves idempotent producers, and the operator's config.
+
+    The embedded Apache Kafka is secured as a deployment is (TLS, mTLS
+    principals, the authorizer), its CA and super users' certificates made
+    in ``pki``; this process speaks as its operator. The operator's client
+    configuration is None for Tansu (no TLS) and for a cluster of the
+    user's own (IXB_CLIENT_CONFIG's identity is bound).
+    """
     if settings.kafka_bootstrap:
         console.print(
             f"using Kafka at [bold]{settings.kafka_bootstrap}[/bold] (IXB_KAFKA_BOOTSTRAP)"
         )
-        yield resolve_bootstrap(settings), True  # with IXB_CLIENT_CONFIG's identity bound
+        yield resolve_bootstrap(settings), True, None
         return
     started = time.monotonic()
-    broker = embedded_broker(settings.kafka_engine, cache=settings.engine_cache, say=console.print)
+    secure = SecureCluster.prepare(pki) if settings.kafka_engine == "kafka" else None
+    broker = embedded_broker(
+        settings.kafka_engine, cache=settings.engine_cache, say=console.print, secure=secure
+    )
     with broker:
         console.print(
             f"{broker.description} on [bold]{broker.bootstrap}[/bold] "
             f"[dim](started in {time.monotonic() - started:.1f}s)[/dim]"
         )
-        yield broker.bootstrap, broker.idempotence
+        operator = (
+            None
+            if secure is None
+            else secure.write_client_config(Identity(Role.OPERATOR), broker.bootstrap)
+        )
+        yield broker.bootstrap, broker.idempotence, operator
 
 
-async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_json: bool) -> bool:
+async def _scenario(
+    settings: Settings, bootstrap: str, console: Console, *, as_json: bool, operator: Path | None
+) -> bool:
     registry = provision_keys(settings, list(NATIONS))
     console.print(f"registered {len(registry)} keys: the broker and {', '.join(NATIONS)}")
 
@@ -239,8 +263,18 @@ async def _scenario(settings: Settings, bootstrap: str, console: Console, *, as_
     over_taxii = await show_taxii(
         settings, bootstrap, console, nation="BE", other="NL", expected=received["BE"]
     )
+    kafka_refused = await show_kafka_refusal(
+        settings,
+        bootstrap,
+        console,
+        operator_config=operator,
+        nation="BE",
+        other="NL",
+        expected=received["BE"],
+    )
     return (
         bool(delivered_ids)
+        and kafka_refused
         and bool(stats.rejected)
         and bool(nowhere)
         and stats.held == 1
