@@ -85,6 +85,7 @@ from broker.enforcer.stages.derive import effective_rules
 from broker.enforcer.stages.intake import Accepted, Intake
 from broker.enforcer.stages.outcome import Refused
 from broker.enforcer.stages.replay_guard import Position
+from broker.enforcer.stages.sealing import sealable
 from broker.errors import PolicyUndecided, RejectedInput
 from broker.trust.records import KeyRole, PartnerRegistry
 from broker.trust.sealing.parties import sealing_keys
@@ -314,7 +315,9 @@ class Replayer:
         elif bundle_hash is None or event.recipient is None:
             problem = "no_bundle_recorded"
         else:
-            decided = self._decide(bundle_hash, event.recipient, event.at, checked)
+            registry = self._registry_of(event)
+            assert registry is not None  # intake found it (or named registry_not_archived)
+            decided = self._decide(bundle_hash, event.recipient, event.at, checked, registry)
             if isinstance(decided, str):
                 problem = decided
             else:
@@ -340,9 +343,19 @@ class Replayer:
         )
 
     def _decide(
-        self, bundle_hash: str, recipient: str, at: dt.datetime, accepted: Accepted
+        self,
+        bundle_hash: str,
+        recipient: str,
+        at: dt.datetime,
+        accepted: Accepted,
+        registry: PartnerRegistry,
     ) -> tuple[Verdict, Received | None] | str:
-        """The verdict of the archived bundle as of ``at``, or a finding's reason."""
+        """The verdict of the archived bundle as of ``at``, or a finding's reason.
+
+        As fan-out does, an allowed recipient with no sealing key valid then
+        in ``registry`` is withheld (``no_sealing_key``): nothing can be
+        sealed to it.
+        """
         try:
             point = self._shelf.point(bundle_hash)
         except RejectedInput as exc:
@@ -353,7 +366,7 @@ class Replayer:
             decision = point.decide(decision_input)
         except PolicyUndecided:
             return "policy_undecided"
-        return self._verdict(decision, now_s, accepted)
+        return self._verdict(sealable(decision, registry, recipient, at), now_s, accepted)
 
     def _verdict(
         self, decision: Decision, now_s: int, accepted: Accepted

@@ -222,3 +222,44 @@ def test_an_audit_replay_judges_the_key_at_the_append_time_as_the_enforcer_did(
             (str(Outcome.REFUSED), ("key_not_valid_at_receipt",)),
         ]
     )
+
+
+def test_a_recipient_left_without_a_sealing_key_is_withheld_and_the_replay_agrees(
+    settings: Settings, catalog: SchemaCatalog
+) -> None:
+    """Nothing can be sealed to BE once its sealing key is revoked; replay must say so too."""
+    registry_file = RegistryFile(settings.registry_path, keystore=Keystore(settings.keystore_dir))
+    [be_sealing] = [
+        k
+        for k in registry_file.current().records()
+        if k.role is KeyRole.AGENCY and k.nation == "BE" and k.use is KeyUse.SEALING
+    ]
+    registry_file.save(registry_file.current().revoking(be_sealing.key_id, T))
+    honest = _submission(settings, catalog, issued_at=T, stamped_at=T + SECOND)
+    stages = build_stages(settings)
+    processed = stages.processor(clock=lambda: T + 2 * SECOND).process([honest])
+    log_id = log_id_of(stages.topics.audit, 0)
+    entries = [
+        LoggedEntry(log_id, i, decode_entry(catalog, o.value))
+        for i, o in enumerate(o for o in processed.outputs if o.topic == stages.topics.audit)
+    ]
+    replayer = replayer_for(
+        catalog,
+        RegistryFile(settings.registry_path).current(),
+        [a.value for a in processed.archives if a.topic == stages.topics.bundles],
+        topics=stages.topics,
+        window=intake_window(settings),
+        keys=Keystore(settings.keystore_dir),
+        cached=False,
+        registry_archives=[
+            a.value for a in processed.archives if a.topic == stages.topics.registry
+        ],
+    )
+
+    report = replayer.replay(entries, {(honest.topic, honest.partition, honest.offset): honest})
+
+    assert _delivered(list(processed.outputs)) == []
+    assert [(r.recorded.outcome, r.recorded.reasons) for r in report.replayed] == [
+        (str(Outcome.WITHHELD), ("no_sealing_key",))
+    ]
+    assert report.ok, report.findings
