@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import structlog
@@ -152,8 +153,11 @@ class Enforcer:
         a supervisor waits on (found by the resilience run: a SIGTERMed enforcer
         was still processing 8 s on). Nothing of it has been sent or committed
         yet, so its partitions' next owner processes it whole; what the
-        processor remembered of it goes with the process.
+        processor remembered of it goes with the process, and what it counted
+        is taken back (the counters say what this process did, and the next
+        owner counts it again).
         """
+        before = _decided_counts(self.stats)
         run = self._processor.start()
         since = time.monotonic()
         for inbound in batch:
@@ -161,6 +165,7 @@ class Enforcer:
             if time.monotonic() - since >= YIELD_AFTER_S:
                 await asyncio.sleep(0)
                 if stop.is_set():
+                    _restore_decided_counts(self.stats, before)
                     return None
                 since = time.monotonic()
         return run.close()
@@ -247,6 +252,32 @@ def _first_offsets(batch: list[InboundRecord]) -> dict[Partition, int]:
         first = r.first_offset if isinstance(r, UndecodableBatch) else r.offset
         offsets[key] = min(offsets.get(key, first), first)
     return offsets
+
+
+_DecidedCounts = tuple[int, int, int, Counter[str], Counter[str]]
+
+
+def _decided_counts(stats: EnforcerStats) -> _DecidedCounts:
+    """The counters the processor moves as it decides (the runner's own are left out).
+
+    The batch acknowledged meanwhile (the one before, in flight) moves only
+    the runner's counters, so restoring these takes back just one batch's.
+    """
+    return (
+        stats.submissions,
+        stats.deliveries,
+        stats.held,
+        Counter(stats.withheld),
+        Counter(stats.rejected),
+    )
+
+
+def _restore_decided_counts(stats: EnforcerStats, counts: _DecidedCounts) -> None:
+    stats.submissions, stats.deliveries, stats.held, withheld, rejected = counts
+    stats.withheld.clear()
+    stats.withheld.update(withheld)
+    stats.rejected.clear()
+    stats.rejected.update(rejected)
 
 
 def _summary(stats: EnforcerStats) -> dict[str, object]:
