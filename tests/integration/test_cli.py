@@ -84,14 +84,24 @@ def cli(tmp_path: Path, kafka_bootstrap: str, policies_dir: Path) -> Cli:
     return Cli(subprocess_env(settings))
 
 
-@pytest.fixture
-def keyed_cli(cli: Cli) -> Cli:
-    """``cli`` after the operator generated the broker's, NL's and BE's signing and sealing keys."""
+@pytest.fixture(scope="session")
+def keyed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home where the operator generated, with ``ixb keys generate``, the broker's, NL's and
+    BE's signing and sealing keys: once per session (six commands, about 10 s), then copied."""
+    home = tmp_path_factory.mktemp("keyed") / "home"
+    generating = Cli(subprocess_env(Settings(home=home)))
     for who in (["--broker"], ["--nation", "NL"], ["--nation", "BE"]):
         for use in ([], ["--sealing"]):
-            done = cli("keys", "generate", *who, *use)
+            done = generating("keys", "generate", *who, *use)
             assert done.returncode == 0, done.stderr
             assert "registered in" in done.stdout
+    return home
+
+
+@pytest.fixture
+def keyed_cli(cli: Cli, keyed_home: Path) -> Cli:
+    """``cli`` with a copy of ``keyed_home``'s keys and registry (modes kept: keys stay 0600)."""
+    shutil.copytree(keyed_home, cli.home, dirs_exist_ok=True)
     return cli
 
 

@@ -17,6 +17,7 @@ from tests.integration.test_cli import (  # noqa: F401 - the fixtures these test
     Cli,
     cli,
     keyed_cli,
+    keyed_home,
 )
 
 pytestmark = pytest.mark.integration
