@@ -20,7 +20,7 @@ from broker.app.auditing import intake_window
 from broker.app.settings import Settings
 from broker.auditlog.checkpoints import log_id_of
 from broker.auditlog.entries import Outcome, decode_entry
-from broker.auditor.replay import LoggedEntry
+from broker.auditor.replay import LoggedEntry, ReplayReport
 from broker.auditor.use_cases import replayer_for
 from broker.enforcer.stages.rejections import REJECTION_SCHEMA
 from broker.errors import RejectedInput
@@ -121,6 +121,33 @@ def _verifier(settings: Settings, catalog: SchemaCatalog) -> DeliveryVerifier:
     )
 
 
+def _processed_and_replayed(
+    settings: Settings, catalog: SchemaCatalog, records: list[InboundRecord], now: dt.datetime
+) -> tuple[list[OutboundRecord], ReplayReport]:
+    """``records`` processed at ``now``, and the audit replay of the entries that wrote."""
+    stages = build_stages(settings)
+    processed = stages.processor(clock=lambda: now).process(records)
+    log_id = log_id_of(stages.topics.audit, 0)
+    entries = [
+        LoggedEntry(log_id, i, decode_entry(catalog, o.value))
+        for i, o in enumerate(o for o in processed.outputs if o.topic == stages.topics.audit)
+    ]
+    replayer = replayer_for(
+        catalog,
+        RegistryFile(settings.registry_path).current(),
+        [a.value for a in processed.archives if a.topic == stages.topics.bundles],
+        topics=stages.topics,
+        window=intake_window(settings),
+        keys=Keystore(settings.keystore_dir),
+        cached=False,
+        registry_archives=[
+            a.value for a in processed.archives if a.topic == stages.topics.registry
+        ],
+    )
+    report = replayer.replay(entries, {(r.topic, r.partition, r.offset): r for r in records})
+    return list(processed.outputs), report
+
+
 def _delivered(outputs: list[OutboundRecord]) -> list[OutboundRecord]:
     return [o for o in outputs if o.topic.endswith(".deliver.BE")]
 
@@ -192,27 +219,9 @@ def test_an_audit_replay_judges_the_key_at_the_append_time_as_the_enforcer_did(
     early = _submission(settings, catalog, issued_at=T - 2 * SECOND, stamped_at=T - SECOND)
     late = _submission(settings, catalog, issued_at=T - 2 * SECOND, stamped_at=T + SECOND, offset=1)
     _revoke_nl_at(settings, T)
-    stages = build_stages(settings)
-    processed = stages.processor(clock=lambda: T + dt.timedelta(minutes=5)).process([early, late])
-    log_id = log_id_of(stages.topics.audit, 0)
-    entries = [
-        LoggedEntry(log_id, i, decode_entry(catalog, o.value))
-        for i, o in enumerate(o for o in processed.outputs if o.topic == stages.topics.audit)
-    ]
-
-    replayer = replayer_for(
-        catalog,
-        RegistryFile(settings.registry_path).current(),
-        [a.value for a in processed.archives if a.topic == stages.topics.bundles],
-        topics=stages.topics,
-        window=intake_window(settings),
-        keys=Keystore(settings.keystore_dir),
-        cached=False,
-        registry_archives=[
-            a.value for a in processed.archives if a.topic == stages.topics.registry
-        ],
+    _, report = _processed_and_replayed(
+        settings, catalog, [early, late], now=T + dt.timedelta(minutes=5)
     )
-    report = replayer.replay(entries, {(r.topic, r.partition, r.offset): r for r in (early, late)})
 
     assert report.ok, report.findings
     outcomes = sorted((r.recorded.outcome, r.recorded.reasons) for r in report.replayed)
@@ -236,29 +245,9 @@ def test_a_recipient_left_without_a_sealing_key_is_withheld_and_the_replay_agree
     ]
     registry_file.save(registry_file.current().revoking(be_sealing.key_id, T))
     honest = _submission(settings, catalog, issued_at=T, stamped_at=T + SECOND)
-    stages = build_stages(settings)
-    processed = stages.processor(clock=lambda: T + 2 * SECOND).process([honest])
-    log_id = log_id_of(stages.topics.audit, 0)
-    entries = [
-        LoggedEntry(log_id, i, decode_entry(catalog, o.value))
-        for i, o in enumerate(o for o in processed.outputs if o.topic == stages.topics.audit)
-    ]
-    replayer = replayer_for(
-        catalog,
-        RegistryFile(settings.registry_path).current(),
-        [a.value for a in processed.archives if a.topic == stages.topics.bundles],
-        topics=stages.topics,
-        window=intake_window(settings),
-        keys=Keystore(settings.keystore_dir),
-        cached=False,
-        registry_archives=[
-            a.value for a in processed.archives if a.topic == stages.topics.registry
-        ],
-    )
+    outputs, report = _processed_and_replayed(settings, catalog, [honest], now=T + 2 * SECOND)
 
-    report = replayer.replay(entries, {(honest.topic, honest.partition, honest.offset): honest})
-
-    assert _delivered(list(processed.outputs)) == []
+    assert _delivered(outputs) == []
     assert [(r.recorded.outcome, r.recorded.reasons) for r in report.replayed] == [
         (str(Outcome.WITHHELD), ("no_sealing_key",))
     ]
